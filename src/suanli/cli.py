@@ -1,0 +1,145 @@
+"""The `suanli` command line: thin commands that parse, call the library and render.
+
+A user's mistake (bad scenario, bad option, unwritable folder) is one line on stderr and
+exit code 2; a bug keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from suanli.errors import UserError
+from suanli.model.load import load_scenario
+from suanli.scheduling import policies
+from suanli.sim.outputs import write_run
+from suanli.sim.run import Run, run
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="suanli (算力): place GPU jobs across a compute-power network by cost and carbon.")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(e: UserError) -> typer.Exit:
+    err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _simulate(path: str, policy: str, quiet: bool) -> Run:
+    scn = load_scenario(path)
+    policies.make(policy)                          # refuse an unknown name before any work
+    if quiet or not sys.stderr.isatty():
+        return run(scn, policy)
+    with Progress(TextColumn("[bold]simulating[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("jobs"), TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(f"{scn.name} with {policy}", total=len(scn.jobs))
+        return run(scn, policy, progress=lambda done, total: bar.update(task, completed=done))
+
+
+def _check_own(r: Run) -> None:
+    if r.violations:
+        for v in r.violations[:10]:
+            err.print(f"internal error: invalid schedule: {v}", markup=False)
+        raise RuntimeError(f"policy {r.policy} produced an invalid schedule ({len(r.violations)} violations)")
+
+
+def _money(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _summary(r: Run, outdir: str | None) -> None:
+    m = r.accounts.metrics
+    scn = r.scenario
+    share = m["renewable_used_kwh"] / m["energy_kwh"] if m["energy_kwh"] > 0 else 0.0
+    t = Table(title=f"{scn.name}: {len(scn.sites)} sites, {m['jobs_total']} jobs, policy {r.policy}",
+              show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    t.add_row("objective", f"{_money(m['objective_cny'])} CNY")
+    t.add_row("total cost", f"{_money(m['total_cost_cny'])} CNY  (GPU {_money(m['gpu_cost_cny'])}, "
+              f"energy {_money(m['energy_cost_cny'])}, transfer {_money(m['transfer_cost_cny'])})")
+    t.add_row("energy", f"{m['energy_kwh']:,.0f} kWh  (grid {m['grid_kwh']:,.0f}, renewable "
+              f"{m['renewable_used_kwh']:,.0f} = {share:.1%}, curtailed {m['curtailed_kwh']:,.0f})")
+    t.add_row("carbon", f"{m['carbon_kg']:,.0f} kg CO2e")
+    t.add_row("jobs finished", f"{m['jobs_finished']} of {m['jobs_total']}  ({m['jobs_unfinished']} unfinished)")
+    t.add_row("late", f"{m['deadline_misses']} deadline misses, {m['late_gpu_h']:,.1f} late GPU-h")
+    t.add_row("job completion time", f"mean {m['mean_jct_h']:.2f} h, p95 {m['p95_jct_h']:.2f} h")
+    t.add_row("demand response", f"{m['dr_violation_kwh']:,.1f} kWh above grid caps")
+    t.add_row("GPU utilisation", f"{m['gpu_utilization']:.1%} of GPU-hours in [0, {scn.horizon_h:g} h)")
+    if r.result.cuts:
+        t.add_row("outages", f"{r.result.cuts} running segments cut and re-placed")
+    t.add_row("policy time", f"{r.policy_wall_s:.2f} s")
+    out.print(t)
+    s = Table(title="per site", title_justify="left")
+    for col in ("site", "city", "GPUs", "utilisation", "energy kWh", "renewable", "carbon kg", "energy CNY"):
+        s.add_column(col, justify="left" if col in ("site", "city") else "right")
+    for sid, site in scn.sites.items():
+        sm = r.accounts.site_metrics[sid]
+        ren = sm["renewable_used_kwh"] / sm["energy_kwh"] if sm["energy_kwh"] > 0 else 0.0
+        s.add_row(sid, site.city, str(sum(p.count for p in site.gpus.values())), f"{sm['gpu_utilization']:.1%}",
+                  f"{sm['energy_kwh']:,.0f}", f"{ren:.0%}", f"{sm['carbon_kg']:,.0f}", _money(sm["energy_cost_cny"]))
+    out.print(s)
+    if outdir:
+        out.print(f"wrote {outdir}/schedule.csv, metrics.json, series.csv")
+
+
+@app.command()
+def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."),
+        policy: str = typer.Option("fifo", "--policy", "-p", help="Policy: " + ", ".join(policies.names())),
+        outdir: str = typer.Option("out", "--out", "-o", help="Folder for schedule.csv, metrics.json, series.csv."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary.")) -> None:
+    """Simulate SCENARIO with a policy and write its outputs (MODEL.md §6)."""
+    try:
+        r = _simulate(scenario, policy, quiet)
+        _check_own(r)
+        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics())
+    except UserError as e:
+        raise _fail(e) from None
+    if not quiet:
+        _summary(r, outdir)
+
+
+@app.command()
+def validate(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON).")) -> None:
+    """Check SCENARIO against the model (MODEL.md §1–§2) without running it."""
+    try:
+        scn = load_scenario(scenario)
+    except UserError as e:
+        raise _fail(e) from None
+    pools = sum(len(s.gpus) for s in scn.sites.values())
+    gpus = sum(p.count for s in scn.sites.values() for p in s.gpus.values())
+    out.print(f"ok: {scenario}: '{scn.name}', {len(scn.cities)} cities, {len(scn.sites)} sites, {pools} pools "
+              f"({gpus} GPUs), {len(scn.jobs)} jobs, {len(scn.events)} events, horizon {scn.horizon_h:g} h",
+              markup=False, highlight=False)
+
+
+def demo_scenario() -> Path:
+    return Path(str(resources.files("suanli") / "examples" / "east-west.yaml"))
+
+
+@app.command()
+def demo(outdir: str = typer.Option("demo-out", "--out", "-o", help="Folder for the run's outputs."),
+         policy: str = typer.Option("fifo", "--policy", "-p", help="Policy: " + ", ".join(policies.names()))
+         ) -> None:
+    """Run the built-in East Data, West Computing demo network and print a summary."""
+    path = demo_scenario()
+    try:
+        r = _simulate(str(path), policy, quiet=False)
+        _check_own(r)
+        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics())
+    except UserError as e:
+        raise _fail(e) from None
+    out.print(f"East Data, West Computing demo ({path.name}): Beijing, Shanghai, Shenzhen and Zhengzhou "
+              "send jobs to the western hubs.", highlight=False)
+    _summary(r, outdir)
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,35 @@
+"""Policies, registered by name (`--policy NAME`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from suanli.errors import UserError
+from suanli.scheduling.state import Policy
+
+_REGISTRY: dict[str, Callable[[], Policy]] = {}
+
+
+def register(name: str):
+    """Class decorator: make a policy selectable by `name`."""
+    def wrap(factory):
+        _REGISTRY[name] = factory
+        factory.name = name
+        return factory
+    return wrap
+
+
+def names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def make(name: str) -> Policy:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UserError(f"--policy: unknown policy {name!r} (choose from {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]()
+
+
+def _load_builtins() -> None:
+    from suanli.scheduling.policies import fifo  # noqa: F401  (registers itself)

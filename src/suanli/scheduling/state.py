@@ -1,0 +1,133 @@
+"""What a policy sees and what it answers.
+
+The simulator (virtual clock) and, later, the live controller (wall clock) build a
+`StateView` and call `Policy.decide`; the policy returns decisions and changes nothing.
+To plan several jobs in one call a policy works on a `Scratch`, copy-on-write calendars
+over the view's, so the view itself stays untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from suanli.model.scenario import Scenario
+from suanli.model.schema import Event, Job
+from suanli.scheduling.calendar import PoolCalendar
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    """A job (or the rest of one) waiting for a placement.
+
+    remaining_work: reference-GPU hours still to do (work_h less checkpointed progress).
+    ready_h: when its data can leave `origin` (submit_h, or the end of its previous segment).
+    hosted: sites that already hold its data (they need no new transfer).
+    """
+
+    job: Job
+    remaining_work: float
+    ready_h: float
+    hosted: frozenset[str] = frozenset()
+    segments_done: int = 0
+
+
+@dataclass(frozen=True)
+class Place:
+    job_id: str
+    site: str
+    gpu_type: str
+    start_h: float
+    end_h: float
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Defer:
+    """Not now: offer the job again when the network changes (a site recovers, GPUs free up)."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reject:
+    """Never placeable (no reachable pool of an allowed type is big enough)."""
+
+    job_id: str
+    reason: str
+
+
+Decision = Place | Defer | Reject
+
+
+@dataclass
+class StateView:
+    """The network as a policy may know it at `now` (MODEL.md §7).
+
+    `scenario` is the public part only: its `events` list is empty, since a policy learns of
+    outages when they happen (`down`) and of grid caps `notice_h` ahead (`grid_caps`).
+    Series are known ahead (perfect forecast).
+    """
+
+    now: float
+    scenario: Scenario
+    calendars: Mapping[tuple[str, str], PoolCalendar]
+    down: frozenset[str] = frozenset()
+    grid_caps: Sequence[Event] = ()
+    backups_for: Mapping[str, str] = field(default_factory=dict)   # job id -> failed site's backup
+
+    def scratch(self) -> Scratch:
+        return Scratch(self.calendars)
+
+    def duration_h(self, pj: PendingJob, gpu_type: str) -> float:
+        """Hours the rest of the job runs on `gpu_type`."""
+        return pj.remaining_work / self.scenario.speed(pj.job, gpu_type)
+
+    def data_ready_h(self, pj: PendingJob, site: str) -> float:
+        """When the job's data is at `site` (inf if unreachable)."""
+        if site in pj.hosted:
+            return pj.ready_h
+        return pj.ready_h + self.scenario.transfer_h(pj.job, site)
+
+    def candidate_pools(self, pj: PendingJob) -> list[tuple[str, str]]:
+        """(site, GPU type) pairs that could ever host the job: reachable, rtt within bound,
+        type allowed, pool big enough. Down sites included."""
+        scn = self.scenario
+        out = []
+        allowed = scn.allowed_types(pj.job)
+        for sid, site in scn.sites.items():
+            if scn.path(pj.job, sid) is None or not scn.latency_ok(pj.job, sid):
+                continue
+            for g in allowed:
+                pool = site.gpus.get(g)
+                if pool is not None and pool.count >= pj.job.gpus:
+                    out.append((sid, g))
+        return out
+
+
+class Scratch:
+    """Copy-on-write calendars for planning several placements inside one `decide` call."""
+
+    def __init__(self, base: Mapping[tuple[str, str], PoolCalendar]):
+        self._base = base
+        self._own: dict[tuple[str, str], PoolCalendar] = {}
+
+    def calendar(self, site: str, gpu_type: str) -> PoolCalendar:
+        key = (site, gpu_type)
+        return self._own.get(key) or self._base[key]
+
+    def reserve(self, site: str, gpu_type: str, start: float, end: float, gpus: int) -> None:
+        key = (site, gpu_type)
+        if key not in self._own:
+            self._own[key] = self._base[key].copy()
+        self._own[key].add(start, end, gpus)
+
+
+class Policy(Protocol):
+    name: str
+
+    def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
+        """One decision per job in `jobs`; must not change `view`."""
+        ...

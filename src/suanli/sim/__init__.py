@@ -1,0 +1,1 @@
+"""The simulator: replays a scenario through a policy on a virtual clock."""

@@ -1,0 +1,225 @@
+"""The event-driven simulator (MODEL.md §7).
+
+Events, in this order when they fall at the same instant: outage end, outage start,
+grid_cap notice, segment end, job arrival. At each instant the policy is offered every job
+that is waiting: new arrivals, work handed back by an outage, and jobs it deferred earlier
+(these only after something changed: a site recovered or a segment ended).
+
+An outage at site k starting at a cuts each running segment on k at a (it keeps its
+checkpointed progress, §3.7), cancels each placement on k that has not started, and hands
+the rest of those jobs back to the policy, which learns only then that k is down. Until the
+outage ends the policy may not place anything on k.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from suanli.model.scenario import Scenario
+from suanli.model.schedule import TIME_TOL, Segment, kept_work
+from suanli.scheduling.calendar import PoolCalendar
+from suanli.scheduling.state import Defer, PendingJob, Place, Policy, Reject, StateView
+
+_OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _ARRIVAL = range(5)
+
+
+class PolicyError(RuntimeError):
+    """A policy returned an impossible decision: a bug in the policy, not the user's mistake."""
+
+
+@dataclass
+class _Assignment:
+    job_id: str
+    site: str
+    gpu_type: str
+    gpus: int
+    start_h: float
+    end_h: float
+
+
+@dataclass
+class _JobState:
+    pending: PendingJob
+    assignment: _Assignment | None = None
+    done: bool = False
+
+
+@dataclass
+class SimResult:
+    segments: list[Segment]
+    rejected: dict[str, str] = field(default_factory=dict)     # job id -> reason
+    unplaced: dict[str, str] = field(default_factory=dict)     # still deferred at the end
+    cuts: int = 0                                              # segments cut by outages
+    policy_calls: int = 0
+
+
+class Simulation:
+    def __init__(self, scn: Scenario, policy: Policy,
+                 progress: Callable[[int, int], None] | None = None):
+        self.scn = scn
+        self.policy = policy
+        self.progress = progress
+        self.public = replace(scn, events=[])     # what a policy may read of the scenario
+        self.calendars = {(sid, g): PoolCalendar(p.count)
+                          for sid, s in scn.sites.items() for g, p in s.gpus.items()}
+        self.jobs: dict[str, _JobState] = {}
+        self.by_site: dict[str, set[str]] = defaultdict(set)    # site -> jobs placed there
+        self.down: dict[str, int] = defaultdict(int)            # site -> outages in progress
+        self.known_caps = []
+        self.segments: list[Segment] = []
+        self.result = SimResult(self.segments)
+        self._heap: list[tuple] = []
+        self._seq = 0
+
+    def _push(self, t: float, kind: int, data) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, kind, self._seq, data))
+
+    def run(self) -> SimResult:
+        scn = self.scn
+        for job in scn.jobs:
+            self._push(job.submit_h, _ARRIVAL, job)
+        for e in scn.events:
+            if e.type == "outage":
+                self._push(e.start_h, _OUTAGE_START, e)
+                self._push(e.end_h, _OUTAGE_END, e)
+            else:
+                self._push(e.start_h - (e.notice_h or 0.0), _CAP_NOTICE, e)
+        deferred: list[PendingJob] = []
+        arrived = 0
+        total = len(scn.jobs)
+        steps = 0
+        while self._heap:
+            now = self._heap[0][0]
+            waiting: list[PendingJob] = []
+            changed = False
+            while self._heap and self._heap[0][0] == now:
+                _, kind, _, data = heapq.heappop(self._heap)
+                if kind == _ARRIVAL:
+                    st = _JobState(PendingJob(data, data.work_h, data.submit_h))
+                    self.jobs[data.id] = st
+                    waiting.append(st.pending)
+                    arrived += 1
+                elif kind == _SEG_END:
+                    changed |= self._finish(data)
+                elif kind == _OUTAGE_START:
+                    self.down[data.site] += 1
+                    waiting.extend(self._outage(data.site, now))
+                elif kind == _OUTAGE_END:
+                    self.down[data.site] -= 1
+                    changed = True
+                else:
+                    self.known_caps.append(data)
+            if changed and deferred:
+                waiting.extend(deferred)
+                deferred = []
+            if waiting:
+                deferred.extend(self._decide(now, waiting))
+            steps += 1
+            if steps % 512 == 0:
+                for cal in self.calendars.values():
+                    cal.prune(now)
+                if self.progress:
+                    self.progress(arrived, total)
+        for pj in deferred:
+            self.result.unplaced[pj.job.id] = "still waiting when the simulation ended"
+        if self.progress:
+            self.progress(arrived, total)
+        self.segments.sort(key=lambda s: (s.start_h, s.job_id))
+        return self.result
+
+    # ------------------------------------------------------------------ policy
+    def _decide(self, now: float, waiting: list[PendingJob]) -> list[PendingJob]:
+        view = StateView(now=now, scenario=self.public, calendars=self.calendars,
+                         down=frozenset(s for s, n in self.down.items() if n > 0),
+                         grid_caps=tuple(self.known_caps))
+        decisions = self.policy.decide(view, waiting)
+        self.result.policy_calls += 1
+        by_id = {pj.job.id: pj for pj in waiting}
+        answered: set[str] = set()
+        deferred = []
+        for d in decisions:
+            pj = by_id.get(d.job_id)
+            if pj is None or d.job_id in answered:
+                raise PolicyError(f"{self.policy.name}: decision for job {d.job_id!r} that was not offered "
+                                  "or was already answered")
+            answered.add(d.job_id)
+            if isinstance(d, Place):
+                self._place(view, pj, d)
+            elif isinstance(d, Defer):
+                deferred.append(pj)
+            elif isinstance(d, Reject):
+                self.result.rejected[d.job_id] = d.reason
+        missing = set(by_id) - answered
+        if missing:
+            raise PolicyError(f"{self.policy.name}: no decision for jobs {sorted(missing)[:5]}")
+        return deferred
+
+    def _place(self, view: StateView, pj: PendingJob, d: Place) -> None:
+        scn, job = self.scn, pj.job
+        def bad(why: str) -> PolicyError:
+            return PolicyError(f"{self.policy.name} placed job {job.id} on {d.site}/{d.gpu_type} "
+                               f"at {d.start_h}: {why}")
+        site = scn.sites.get(d.site)
+        if site is None or d.gpu_type not in site.gpus or d.gpu_type not in scn.allowed_types(job):
+            raise bad("no such pool, or the GPU type is not allowed")
+        if view.down and d.site in view.down:
+            raise bad("the site is down")
+        if not scn.latency_ok(job, d.site) or scn.path(job, d.site) is None:
+            raise bad("unreachable or beyond max_rtt_ms")
+        if d.start_h < view.now - TIME_TOL or d.start_h < view.data_ready_h(pj, d.site) - TIME_TOL:
+            raise bad("starts before now or before its data arrives")
+        if not math.isclose(d.end_h - d.start_h, view.duration_h(pj, d.gpu_type), rel_tol=1e-9, abs_tol=1e-9):
+            raise bad("its length does not match the remaining work")
+        cal = self.calendars[(d.site, d.gpu_type)]
+        if not cal.fits(d.start_h, d.end_h, job.gpus):
+            raise bad("the pool does not have the GPUs free")
+        cal.add(d.start_h, d.end_h, job.gpus)
+        asg = _Assignment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
+        self.jobs[job.id].assignment = asg
+        self.by_site[d.site].add(job.id)
+        self._push(d.end_h, _SEG_END, asg)
+
+    # ------------------------------------------------------------------ state changes
+    def _finish(self, asg: _Assignment) -> bool:
+        st = self.jobs[asg.job_id]
+        if st.assignment is not asg:
+            return False                      # cut or cancelled by an outage
+        st.assignment = None
+        st.done = True
+        self.by_site[asg.site].discard(asg.job_id)
+        self.segments.append(Segment(asg.job_id, asg.site, asg.gpu_type, asg.gpus, asg.start_h, asg.end_h))
+        return True
+
+    def _outage(self, site: str, a: float) -> list[PendingJob]:
+        """Cut running segments on `site` at `a`, cancel later ones; return the work handed back."""
+        back = []
+        for jid in sorted(self.by_site[site], key=self.scn.job_index.__getitem__):
+            st = self.jobs[jid]
+            asg = st.assignment
+            if asg.end_h <= a + TIME_TOL:
+                continue                       # finishes as the outage begins
+            cal = self.calendars[(site, asg.gpu_type)]
+            pj = st.pending
+            if asg.start_h < a - TIME_TOL:     # running: cut, keep checkpointed progress
+                cal.add(a, asg.end_h, -asg.gpus)
+                self.segments.append(Segment(jid, site, asg.gpu_type, asg.gpus, asg.start_h, a))
+                self.result.cuts += 1
+                speed = self.scn.speed(pj.job, asg.gpu_type)
+                kept = kept_work(a - asg.start_h, speed, pj.job.checkpoint_h)
+                pj = PendingJob(pj.job, pj.remaining_work - kept, a, pj.hosted | {site}, pj.segments_done + 1)
+            else:                              # not started: the placement is void
+                cal.add(asg.start_h, asg.end_h, -asg.gpus)
+            st.pending = pj
+            st.assignment = None
+            back.append(pj)
+        self.by_site[site].clear()
+        return back
+
+
+def simulate(scn: Scenario, policy: Policy, progress: Callable[[int, int], None] | None = None) -> SimResult:
+    return Simulation(scn, policy, progress).run()
