@@ -24,6 +24,8 @@ from suanli.sim.run import Run, run
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="suanli (算力): place GPU jobs across a compute-power network by cost and carbon.")
 out = Console()
+if not out.is_terminal:          # piped or captured: wide enough for the tables, no colour codes
+    out = Console(width=110, color_system=None)
 err = Console(stderr=True)
 
 
@@ -60,8 +62,8 @@ def _summary(r: Run, outdir: str | None) -> None:
     share = m["renewable_used_kwh"] / m["energy_kwh"] if m["energy_kwh"] > 0 else 0.0
     t = Table(title=f"{scn.name}: {len(scn.sites)} sites, {m['jobs_total']} jobs, policy {r.policy}",
               show_header=False, title_justify="left")
-    t.add_column(style="bold")
-    t.add_column(justify="right")
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
     t.add_row("objective", f"{_money(m['objective_cny'])} CNY")
     t.add_row("total cost", f"{_money(m['total_cost_cny'])} CNY  (GPU {_money(m['gpu_cost_cny'])}, "
               f"energy {_money(m['energy_cost_cny'])}, transfer {_money(m['transfer_cost_cny'])})")
@@ -79,7 +81,7 @@ def _summary(r: Run, outdir: str | None) -> None:
     out.print(t)
     s = Table(title="per site", title_justify="left")
     for col in ("site", "city", "GPUs", "utilisation", "energy kWh", "renewable", "carbon kg", "energy CNY"):
-        s.add_column(col, justify="left" if col in ("site", "city") else "right")
+        s.add_column(col, justify="left" if col in ("site", "city") else "right", no_wrap=True)
     for sid, site in scn.sites.items():
         sm = r.accounts.site_metrics[sid]
         ren = sm["renewable_used_kwh"] / sm["energy_kwh"] if sm["energy_kwh"] > 0 else 0.0
@@ -117,7 +119,7 @@ def validate(scenario: str = typer.Argument(..., help="Scenario file (YAML or JS
     gpus = sum(p.count for s in scn.sites.values() for p in s.gpus.values())
     out.print(f"ok: {scenario}: '{scn.name}', {len(scn.cities)} cities, {len(scn.sites)} sites, {pools} pools "
               f"({gpus} GPUs), {len(scn.jobs)} jobs, {len(scn.events)} events, horizon {scn.horizon_h:g} h",
-              markup=False, highlight=False)
+              markup=False, highlight=False, soft_wrap=True)
 
 
 def demo_scenario() -> Path:

@@ -22,8 +22,8 @@ class UserError(Exception):
 class ScenarioError(UserError):
     """A bad scenario: names the file, the path to the field and the offending value."""
 
-    def __init__(self, file: str, path: str, message: str, value: Any = ...):
+    def __init__(self, file: str, path: str, message: str, value: Any = ..., note: str = ""):
         self.file, self.path, self.value = file, path, value
         where = f"{file}: {path}" if path else file
         got = "" if value is ... else f" (got {short_repr(value)})"
-        super().__init__(f"{where}: {message}{got}")
+        super().__init__(f"{where}: {message}{got}{note}")

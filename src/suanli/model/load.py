@@ -44,10 +44,9 @@ def _first_error(file: str, exc: ValidationError, prefix: str = "", lines: list[
     if lines is not None and loc and isinstance(loc[0], int) and loc[0] < len(lines):
         where = f"{file}:{lines[loc[0]]}"
     more = exc.error_count() - 1
-    if more:
-        msg += f" (and {more} more error{'s' if more > 1 else ''})"
+    note = f"; and {more} more error{'s' if more > 1 else ''}" if more else ""
     value = ... if err["type"] == "missing" else err.get("input", ...)
-    return ScenarioError(where, prefix + _loc_path(loc) if prefix else _loc_path(loc), msg, value)
+    return ScenarioError(where, prefix + _loc_path(loc), msg, value, note)
 
 
 def read_document(path: str) -> dict[str, Any]:

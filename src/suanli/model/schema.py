@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from suanli.model.series import ModelSpec, Series, parse_series
 
-_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True,
+_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True, coerce_numbers_to_str=True,
                      arbitrary_types_allowed=True, populate_by_name=True)
 
 

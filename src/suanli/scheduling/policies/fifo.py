@@ -24,7 +24,8 @@ class Fifo:
         scratch = view.scratch()
         out: list[Decision] = []
         order = {sid: k for k, sid in enumerate(scn.sites)}
-        for pj in sorted(jobs, key=lambda p: (p.ready_h, p.job.submit_h, scn.job_index[p.job.id])):
+        # stable: jobs that became ready together keep the order they were offered in (arrival order)
+        for pj in sorted(jobs, key=lambda p: (p.ready_h, p.job.submit_h)):
             job = pj.job
             pools = view.candidate_pools(pj)
             if not pools:
