@@ -138,8 +138,8 @@ def demo(outdir: str = typer.Option("demo-out", "--out", "-o", help="Folder for 
         write_run(outdir, r.result.segments, r.accounts, r.extra_metrics())
     except UserError as e:
         raise _fail(e) from None
-    out.print(f"East Data, West Computing demo ({path.name}): Beijing, Shanghai, Shenzhen and Zhengzhou "
-              "send jobs to the western hubs.", highlight=False)
+    out.print("East Data, West Computing (东数西算) demo: jobs from the eastern cities, hubs in the west "
+              f"({path.name}).", highlight=False)
     _summary(r, outdir)
 
 
