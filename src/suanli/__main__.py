@@ -1,0 +1,3 @@
+from suanli.cli import app
+
+app(prog_name="suanli")

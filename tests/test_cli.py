@@ -1,0 +1,80 @@
+"""The command line: outputs, summaries, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from suanli.accounting import METRIC_KEYS
+
+DATA = Path(__file__).parent / "data"
+
+
+def suanli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suanli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=os.environ | {"COLUMNS": "120"})
+
+
+def test_sim_writes_the_three_outputs(tmp_path):
+    out = tmp_path / "run"
+    r = suanli("sim", str(DATA / "tiny-outage.yaml"), "--policy", "fifo", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "objective" in r.stdout and "b-1" in r.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(METRIC_KEYS) <= set(metrics)
+    assert metrics["policy"] == "fifo" and metrics["segments_cut_by_outages"] == 1
+    rows = list(csv.DictReader((out / "schedule.csv").open()))
+    assert [r["site"] for r in rows] == ["a-1", "b-1"]
+    series = list(csv.DictReader((out / "series.csv").open()))
+    assert {r["site"] for r in series} == {"a-1", "b-1"}
+    last_end = max(float(r["end_h"]) for r in rows)
+    assert len(series) == 2 * max(12, math.ceil(last_end))     # T slots at each site (horizon_h 12)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_bad_scenario_is_one_line_exit_2_and_leaves_old_outputs_alone(tmp_path):
+    out = tmp_path / "run"
+    assert suanli("sim", str(DATA / "tiny.yaml"), "--out", str(out), "-q").returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((DATA / "tiny.yaml").read_text().replace("work_h: 2", "work_h: -2", 1))
+    r = suanli("sim", str(bad), "--out", str(out))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert "bad.yaml: jobs[0].work_h" in lines[0] and "-2" in lines[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["sim", "missing.yaml"], "missing.yaml: cannot read"),
+    (["sim", str(DATA / "tiny.yaml"), "--policy", "nope"], "--policy: unknown policy 'nope'"),
+    (["validate", str(DATA / "tiny.yaml").replace("tiny", "tinyy")], "cannot read"),
+])
+def test_user_mistakes_exit_2_with_one_line(args, needle, tmp_path):
+    r = suanli(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_prints_a_summary_line():
+    r = suanli("validate", str(DATA / "tiny.yaml"))
+    assert r.returncode == 0
+    assert r.stdout.startswith("ok: ") and "2 sites" in r.stdout and "3 jobs" in r.stdout
+
+
+def test_demo_runs_the_packaged_east_west_network(tmp_path):
+    r = suanli("demo", "--out", str(tmp_path / "demo"))
+    assert r.returncode == 0, r.stderr
+    for word in ("objective", "renewable", "carbon", "jobs finished", "qingyang-1", "utilisation"):
+        assert word in r.stdout
+    metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
+    assert metrics["jobs_total"] >= 200 and metrics["jobs_finished"] > 0
