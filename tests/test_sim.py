@@ -11,7 +11,7 @@ from suanli.accounting import account, validate
 from suanli.model.load import parse_scenario
 from suanli.model.schedule import Segment
 from suanli.scheduling import policies
-from suanli.scheduling.calendar import PoolCalendar
+from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import PendingJob, Place, StateView
 from suanli.sim.engine import PolicyError, simulate
 
@@ -179,9 +179,10 @@ def test_fifo_schedules_are_always_valid_on_random_scenarios(seed):
 
 
 def test_calendar_of_view_is_not_changed_by_policy_planning():
-    cal = PoolCalendar(4)
     scn = scenario([{"id": "j", "submit_h": 0, "gpus": 4, "work_h": 1, "origin": "east"}])
-    view = StateView(now=0.0, scenario=scn, calendars={("east-1", "a800"): cal, ("west-1", "a800"): PoolCalendar(4)})
+    ledger = Ledger(scn)
+    cal = ledger.calendars[("east-1", "a800")]
+    view = StateView(now=0.0, scenario=scn, ledger=ledger)
     pj = PendingJob(scn.jobs[0], 1.0, 0.0)
     decisions = policies.make("fifo").decide(view, [pj, PendingJob(scn.jobs[0].model_copy(update={"id": "k"}), 1, 0)])
     assert [d.site for d in decisions] == ["east-1", "west-1"]

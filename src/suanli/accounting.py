@@ -111,6 +111,7 @@ def validate(scn: Scenario, segments: Sequence[Segment]) -> tuple[list[Violation
         allowed = set(scn.allowed_types(job))
         hosted: set[str] = set()
         prev_end: float | None = None
+        latest_end = -math.inf          # a segment may overlap any earlier one, not just the last
         kept = 0.0
         completion = None
         for pos, seg in enumerate(segs):
@@ -119,8 +120,8 @@ def validate(scn: Scenario, segments: Sequence[Segment]) -> tuple[list[Violation
                 out.append(Violation("3.1", job.id, f"{at}: gpus {seg.gpus} != the job's {job.gpus}"))
             if seg.gpu_type not in allowed:
                 out.append(Violation("3.1", job.id, f"{at}: GPU type {seg.gpu_type} is not allowed"))
-            if prev_end is not None and seg.start_h < prev_end - TIME_TOL:
-                out.append(Violation("3.2", job.id, f"{at} starts before the previous one ends ({prev_end:.6f})"))
+            if seg.start_h < latest_end - TIME_TOL:
+                out.append(Violation("3.2", job.id, f"{at} starts before an earlier one ends ({latest_end:.6f})"))
             if seg.site not in hosted:
                 depart = job.submit_h if pos == 0 else prev_end
                 path = scn.path(job, seg.site)
@@ -135,6 +136,7 @@ def validate(scn: Scenario, segments: Sequence[Segment]) -> tuple[list[Violation
                                                     f"max_rtt_ms {job.max_rtt_ms}"))
             hosted.add(seg.site)
             prev_end = seg.end_h
+            latest_end = max(latest_end, seg.end_h)
             speed = scn.speed(job, seg.gpu_type)
             if pos < len(segs) - 1:
                 kept += kept_work(seg.length_h, speed, job.checkpoint_h)

@@ -77,7 +77,7 @@ def read_document(path: str) -> dict[str, Any]:
 def read_jobs_csv(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     """Rows of a jobs CSV (empty cells dropped so defaults apply) and their line numbers."""
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        fh = open(path, newline="", encoding="utf-8-sig")   # -sig: spreadsheets write a BOM
     except OSError as e:
         raise ScenarioError(path, "", f"cannot read jobs_file: {e.strerror}") from None
     rows: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from suanli.model.series import ModelSpec, Series, parse_series
 
@@ -45,6 +45,14 @@ NonNegSeries = Annotated[Any, _series(0.0)]
 
 class Model(BaseModel):
     model_config = _CONFIG
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: Any) -> Any:
+        # No field of a scenario is a boolean: `gpus: yes` is a typo, not 1.
+        if isinstance(v, bool):
+            raise ValueError("expected a number or text, not a boolean")
+        return v
 
 
 class GpuType(Model):

@@ -2,8 +2,8 @@
 
 The simulator (virtual clock) and, later, the live controller (wall clock) build a
 `StateView` and call `Policy.decide`; the policy returns decisions and changes nothing.
-To plan several jobs in one call a policy works on a `Scratch`, copy-on-write calendars
-over the view's, so the view itself stays untouched.
+To plan several jobs in one call a policy works on a `Scratch`: copy-on-write calendars and
+extra load over the view's ledger, so the view itself stays untouched.
 """
 
 from __future__ import annotations
@@ -12,9 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from suanli.model.scenario import Scenario
 from suanli.model.schema import Event, Job
 from suanli.scheduling.calendar import PoolCalendar
+from suanli.scheduling.ledger import Ledger, slot_overlaps
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class PendingJob:
     remaining_work: reference-GPU hours still to do (work_h less checkpointed progress).
     ready_h: when its data can leave `origin` (submit_h, or the end of its previous segment).
     hosted: sites that already hold its data (they need no new transfer).
+    from_site: the site an outage cut it from (its `backup` is preferred), if any.
     """
 
     job: Job
@@ -31,6 +35,31 @@ class PendingJob:
     ready_h: float
     hosted: frozenset[str] = frozenset()
     segments_done: int = 0
+    from_site: str | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate placement and the parts of its price (CNY)."""
+
+    site: str
+    gpu_type: str
+    start_h: float
+    end_h: float
+    parts: Mapping[str, float]
+    total: float
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a job went where it went: the best candidates, and why other sites were left out."""
+
+    policy: str
+    now: float
+    chosen: Scored | None
+    candidates: tuple[Scored, ...] = ()
+    rejected: Mapping[str, str] = field(default_factory=dict)     # site -> "filter: detail"
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -41,6 +70,7 @@ class Place:
     start_h: float
     end_h: float
     reason: str = ""
+    explain: Explanation | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +79,7 @@ class Defer:
 
     job_id: str
     reason: str
+    explain: Explanation | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +88,7 @@ class Reject:
 
     job_id: str
     reason: str
+    explain: Explanation | None = None
 
 
 Decision = Place | Defer | Reject
@@ -73,13 +105,16 @@ class StateView:
 
     now: float
     scenario: Scenario
-    calendars: Mapping[tuple[str, str], PoolCalendar]
+    ledger: Ledger
     down: frozenset[str] = frozenset()
     grid_caps: Sequence[Event] = ()
-    backups_for: Mapping[str, str] = field(default_factory=dict)   # job id -> failed site's backup
+
+    @property
+    def calendars(self) -> Mapping[tuple[str, str], PoolCalendar]:
+        return self.ledger.calendars
 
     def scratch(self) -> Scratch:
-        return Scratch(self.calendars)
+        return Scratch(self.ledger)
 
     def duration_h(self, pj: PendingJob, gpu_type: str) -> float:
         """Hours the rest of the job runs on `gpu_type`."""
@@ -90,6 +125,9 @@ class StateView:
         if site in pj.hosted:
             return pj.ready_h
         return pj.ready_h + self.scenario.transfer_h(pj.job, site)
+
+    def caps_at(self, site: str) -> list[Event]:
+        return [e for e in self.grid_caps if e.site == site]
 
     def candidate_pools(self, pj: PendingJob) -> list[tuple[str, str]]:
         """(site, GPU type) pairs that could ever host the job: reachable, rtt within bound,
@@ -108,21 +146,38 @@ class StateView:
 
 
 class Scratch:
-    """Copy-on-write calendars for planning several placements inside one `decide` call."""
+    """Copy-on-write calendars, and extra site load, for planning several placements inside
+    one `decide` call."""
 
-    def __init__(self, base: Mapping[tuple[str, str], PoolCalendar]):
-        self._base = base
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
         self._own: dict[tuple[str, str], PoolCalendar] = {}
+        self._extra: dict[str, dict[int, float]] = {}     # site -> slot -> kWh planned here
 
     def calendar(self, site: str, gpu_type: str) -> PoolCalendar:
         key = (site, gpu_type)
-        return self._own.get(key) or self._base[key]
+        return self._own.get(key) or self.ledger.calendars[key]
+
+    def extra_load(self, site: str, first: int, last: int) -> np.ndarray | None:
+        planned = self._extra.get(site)
+        if not planned:
+            return None
+        out = np.zeros(last - first)
+        for t, kwh in planned.items():
+            if first <= t < last:
+                out[t - first] += kwh
+        return out
 
     def reserve(self, site: str, gpu_type: str, start: float, end: float, gpus: int) -> None:
         key = (site, gpu_type)
         if key not in self._own:
-            self._own[key] = self._base[key].copy()
+            self._own[key] = self.ledger.calendars[key].copy()
         self._own[key].add(start, end, gpus)
+        first, hours = slot_overlaps(start, end)
+        kw = gpus * self.ledger.power[gpu_type] * self.ledger.pue[site]
+        planned = self._extra.setdefault(site, {})
+        for k, h in enumerate(hours.tolist()):
+            planned[first + k] = planned.get(first + k, 0.0) + h * kw
 
 
 class Policy(Protocol):

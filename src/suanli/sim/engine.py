@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import TIME_TOL, Segment, kept_work
-from suanli.scheduling.calendar import PoolCalendar
-from suanli.scheduling.state import Defer, PendingJob, Place, Policy, Reject, StateView
+from suanli.scheduling.ledger import Ledger
+from suanli.scheduling.state import Defer, Explanation, PendingJob, Place, Policy, Reject, StateView
 
 _OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _ARRIVAL = range(5)
 
@@ -55,6 +55,7 @@ class SimResult:
     unplaced: dict[str, str] = field(default_factory=dict)     # still deferred at the end
     cuts: int = 0                                              # segments cut by outages
     policy_calls: int = 0
+    explanations: dict[str, list[Explanation]] = field(default_factory=dict)   # job id -> per placement
 
 
 class Simulation:
@@ -64,8 +65,7 @@ class Simulation:
         self.policy = policy
         self.progress = progress
         self.public = replace(scn, events=[])     # what a policy may read of the scenario
-        self.calendars = {(sid, g): PoolCalendar(p.count)
-                          for sid, s in scn.sites.items() for g, p in s.gpus.items()}
+        self.ledger = Ledger(scn)
         self.jobs: dict[str, _JobState] = {}
         self.by_site: dict[str, set[str]] = defaultdict(set)    # site -> jobs placed there
         self.down: dict[str, int] = defaultdict(int)            # site -> outages in progress
@@ -121,7 +121,7 @@ class Simulation:
                 deferred.extend(self._decide(now, waiting))
             steps += 1
             if steps % 512 == 0:
-                for cal in self.calendars.values():
+                for cal in self.ledger.calendars.values():
                     cal.prune(now)
                 if self.progress:
                     self.progress(arrived, total)
@@ -134,7 +134,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ policy
     def _decide(self, now: float, waiting: list[PendingJob]) -> list[PendingJob]:
-        view = StateView(now=now, scenario=self.public, calendars=self.calendars,
+        view = StateView(now=now, scenario=self.public, ledger=self.ledger,
                          down=frozenset(s for s, n in self.down.items() if n > 0),
                          grid_caps=tuple(self.known_caps))
         decisions = self.policy.decide(view, waiting)
@@ -148,6 +148,8 @@ class Simulation:
                 raise PolicyError(f"{self.policy.name}: decision for job {d.job_id!r} that was not offered "
                                   "or was already answered")
             answered.add(d.job_id)
+            if d.explain is not None:
+                self.result.explanations.setdefault(d.job_id, []).append(d.explain)
             if isinstance(d, Place):
                 self._place(view, pj, d)
             elif isinstance(d, Defer):
@@ -175,10 +177,9 @@ class Simulation:
             raise bad("starts before now or before its data arrives")
         if not math.isclose(d.end_h - d.start_h, view.duration_h(pj, d.gpu_type), rel_tol=1e-9, abs_tol=1e-9):
             raise bad("its length does not match the remaining work")
-        cal = self.calendars[(d.site, d.gpu_type)]
-        if not cal.fits(d.start_h, d.end_h, job.gpus):
+        if not self.ledger.calendars[(d.site, d.gpu_type)].fits(d.start_h, d.end_h, job.gpus):
             raise bad("the pool does not have the GPUs free")
-        cal.add(d.start_h, d.end_h, job.gpus)
+        self.ledger.add(d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         asg = _Assignment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         self.jobs[job.id].assignment = asg
         self.by_site[d.site].add(job.id)
@@ -203,17 +204,18 @@ class Simulation:
             asg = st.assignment
             if asg.end_h <= a + TIME_TOL:
                 continue                       # finishes as the outage begins
-            cal = self.calendars[(site, asg.gpu_type)]
             pj = st.pending
             if asg.start_h < a - TIME_TOL:     # running: cut, keep checkpointed progress
-                cal.add(a, asg.end_h, -asg.gpus)
+                self.ledger.add(site, asg.gpu_type, asg.gpus, a, asg.end_h, sign=-1)
                 self.segments.append(Segment(jid, site, asg.gpu_type, asg.gpus, asg.start_h, a))
                 self.result.cuts += 1
                 speed = self.scn.speed(pj.job, asg.gpu_type)
                 kept = kept_work(a - asg.start_h, speed, pj.job.checkpoint_h)
-                pj = PendingJob(pj.job, pj.remaining_work - kept, a, pj.hosted | {site}, pj.segments_done + 1)
+                pj = PendingJob(pj.job, pj.remaining_work - kept, a, pj.hosted | {site}, pj.segments_done + 1,
+                                from_site=site)
             else:                              # not started: the placement is void
-                cal.add(asg.start_h, asg.end_h, -asg.gpus)
+                self.ledger.add(site, asg.gpu_type, asg.gpus, asg.start_h, asg.end_h, sign=-1)
+                pj = replace(pj, from_site=site)
             st.pending = pj
             st.assignment = None
             back.append(pj)

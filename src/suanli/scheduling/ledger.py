@@ -1,0 +1,160 @@
+"""The ledger: what is committed on the network, as a policy needs to see it.
+
+Two views of the same placements:
+- capacity calendars, one exact step function per pool (`PoolCalendar`), for feasibility;
+- site load per hourly slot (kWh, PUE applied), as NumPy arrays, for pricing energy.
+
+From the load and the site's series the ledger derives, per slot, how much more energy a
+new job could take at each price tier (`EnergyTiers`): renewable surplus that would be
+curtailed anyway, surplus that would otherwise charge the battery, grid import below an
+announced grid cap, and grid import above it. The battery rule is MODEL.md §4's, replayed
+from a checkpoint at the current slot, so a policy sees what the renewables and the battery
+still have free after everything already committed.
+
+The simulator (and later the live controller) owns the ledger and changes it; a policy only
+reads it, through a `StateView`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from suanli.energy.balance import BatterySpec
+from suanli.model.scenario import Scenario
+from suanli.model.schema import Event
+from suanli.scheduling.calendar import PoolCalendar
+
+
+def slot_overlaps(start: float, end: float) -> tuple[int, np.ndarray]:
+    """(first slot, hours of [start, end) inside each slot from it on)."""
+    first = math.floor(start)
+    last = max(math.ceil(end), first + 1)
+    edges = np.arange(first, last + 1, dtype=float)
+    hours = np.minimum(edges[1:], end) - np.maximum(edges[:-1], start)
+    return first, np.maximum(hours, 0.0)
+
+
+@dataclass(frozen=True)
+class EnergyTiers:
+    """Per slot of a window [first, first + len): kWh a new load can take at each tier.
+
+    Prices per kWh: `curtailed` at the renewables price; `charge` at the renewables price
+    plus what the battery would have saved later (efficiency × grid price); `below_cap` at
+    the grid price (tariff + carbon price × intensity); anything beyond at the grid price plus
+    the demand-response price while a known grid cap is active.
+    """
+
+    first: int
+    curtailed: np.ndarray
+    charge: np.ndarray
+    below_cap: np.ndarray       # inf where no cap is active
+
+
+class Ledger:
+    def __init__(self, scn: Scenario, slots: int | None = None):
+        self.scn = scn
+        self.calendars = {(sid, g): PoolCalendar(p.count) for sid, s in scn.sites.items() for g, p in s.gpus.items()}
+        self.sites = list(scn.sites)
+        self.pue = {sid: s.pue for sid, s in scn.sites.items()}
+        self.power = {g: t.power_kw for g, t in scn.gpu_types.items()}
+        self.slots = 0
+        self.load: dict[str, np.ndarray] = {}
+        self.renewable: dict[str, np.ndarray] = {}
+        self.carbon: dict[str, np.ndarray] = {}
+        self.tariff: dict[str, np.ndarray] = {}
+        self.battery: dict[str, BatterySpec | None] = {}
+        for sid, s in scn.sites.items():
+            b = s.battery
+            self.battery[sid] = None if b is None or b.capacity_kwh <= 0 else BatterySpec(
+                b.capacity_kwh, b.power_kw, b.efficiency, b.initial_soc)
+        # battery state at the start of slot `_cp_slot` for each site, valid while no load changes before it
+        self._cp_slot = dict.fromkeys(self.sites, 0)
+        self._cp_soc = {sid: (b.initial_soc * b.capacity_kwh if b else 0.0) for sid, b in self.battery.items()}
+        self._grow(slots or max(1, math.ceil(scn.horizon_h)) + 48)
+
+    # ------------------------------------------------------------------ series and load arrays
+    def _grow(self, slots: int) -> None:
+        if slots <= self.slots:
+            return
+        slots = max(slots, 2 * self.slots)
+        for i, (sid, s) in enumerate(self.scn.sites.items()):
+            self.renewable[sid] = self.scn.explicit(s.renewables.kw, f"sites[{i}].renewables.kw").array(slots)
+            self.carbon[sid] = s.grid.carbon_kg_per_kwh.array(slots)
+            self.tariff[sid] = s.grid.cny_per_kwh.array(slots)
+            old = self.load.get(sid)
+            load = np.zeros(slots)
+            if old is not None:
+                load[: len(old)] = old
+            self.load[sid] = load
+        self.slots = slots
+
+    def ensure(self, slot: int) -> None:
+        """Make every array cover slots [0, slot)."""
+        if slot > self.slots:
+            self._grow(slot)
+
+    # ------------------------------------------------------------------ changes
+    def add(self, site: str, gpu_type: str, gpus: int, start: float, end: float, sign: int = 1) -> None:
+        """Commit (sign=1) or release (sign=-1) a run of `gpus` GPUs over [start, end)."""
+        self.calendars[(site, gpu_type)].add(start, end, sign * gpus)
+        first, hours = slot_overlaps(start, end)
+        self.ensure(first + len(hours))
+        kwh = hours * (gpus * self.power[gpu_type] * self.pue[site])
+        self.load[site][first:first + len(hours)] += sign * kwh
+        if first < self._cp_slot[site]:       # the past changed (never in a forward simulation)
+            self._cp_slot[site] = 0
+            b = self.battery[site]
+            self._cp_soc[site] = b.initial_soc * b.capacity_kwh if b else 0.0
+
+    # ------------------------------------------------------------------ energy
+    def tiers(self, site: str, first: int, last: int, caps: list[Event],
+              extra: np.ndarray | None = None) -> EnergyTiers:
+        """Free energy per tier for slots [first, last) of `site`, after the committed load
+        (plus `extra`, kWh per slot of the window: placements a policy is still planning).
+
+        Replays the battery rule from the checkpoint up to `last`; `first` must not decrease
+        between calls (time only moves forward), which keeps the replay short.
+        """
+        self.ensure(last)
+        load = self.load[site]
+        ren = self.renewable[site]
+        b = self.battery[site]
+        n = last - first
+        window = load[first:last] if extra is None else load[first:last] + extra
+        surplus = np.maximum(ren[first:last] - window, 0.0)
+        deficit = np.maximum(window - ren[first:last], 0.0)
+        charge = np.zeros(n)
+        if b is not None:
+            cap, pw, eta = b.capacity_kwh, b.power_kw, b.efficiency
+            t, soc = self._cp_slot[site], self._cp_soc[site]
+            if t > first:
+                t, soc = 0, b.initial_soc * cap
+            while t < first:                    # advance the checkpoint to `first`
+                r, ld = ren[t], load[t]
+                if r >= ld:
+                    soc += eta * min(r - ld, pw, (cap - soc) / eta)
+                else:
+                    soc -= min(ld - r, pw, soc)
+                t += 1
+            self._cp_slot[site], self._cp_soc[site] = first, soc
+            sur, dfc = surplus.tolist(), deficit.tolist()
+            ch = [0.0] * n
+            for k in range(n):
+                if dfc[k] <= 0.0:
+                    c = min(sur[k], pw, (cap - soc) / eta)
+                    soc += eta * c
+                    ch[k] = c
+                else:
+                    soc -= min(dfc[k], pw, soc)
+            charge = np.asarray(ch)
+        curtailed = surplus - charge
+        below = np.full(n, np.inf)
+        if caps:
+            t = np.arange(first, last)
+            for cap_ev in caps:
+                active = (t >= cap_ev.start_h) & (t < cap_ev.end_h)
+                below = np.where(active, np.minimum(below, np.maximum(cap_ev.max_grid_kw - deficit, 0.0)), below)
+        return EnergyTiers(first, curtailed, charge, below)
