@@ -48,6 +48,7 @@ class Scored:
     end_h: float
     parts: Mapping[str, float]
     total: float
+    info: Mapping[str, float] = field(default_factory=dict)   # not money: what else the selector weighs
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,9 @@ _REGISTRY: dict[str, Callable[[], Policy]] = {}
 
 
 def register(name: str):
-    """Class decorator: make a policy selectable by `name`."""
+    """Decorator on a policy class or factory: make it selectable by `name`."""
     def wrap(factory):
         _REGISTRY[name] = factory
-        factory.name = name
         return factory
     return wrap
 
@@ -32,4 +31,5 @@ def make(name: str) -> Policy:
 
 
 def _load_builtins() -> None:
-    from suanli.scheduling.policies import fifo  # noqa: F401  (registers itself)
+    # each module registers its policies on import
+    from suanli.scheduling.policies import baselines, fifo, suanli  # noqa: F401

@@ -1,0 +1,300 @@
+"""The placement pipeline (ARCHITECTURE.md principle 4): filters, candidates, scorers, selector.
+
+For each job: filters cut the (site, GPU type) pools, each rejection carrying the filter's
+name and the value that failed; a candidate generator proposes start times on each pool that
+is left (all feasible in the capacity calendars); scorers price each candidate in CNY, parts
+kept apart for the explanation; a selector picks one. A policy is a `Pipeline` with its own
+choice of parts. Everything here is pure: it reads a `StateView` and a `Scratch`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from suanli.scheduling.ledger import slot_overlaps
+from suanli.scheduling.state import (
+    Decision,
+    Defer,
+    Explanation,
+    PendingJob,
+    Place,
+    Reject,
+    Scored,
+    Scratch,
+    StateView,
+)
+
+
+# ----------------------------------------------------------------------------- options
+@dataclass(frozen=True)
+class Option:
+    """A pool that passed the filters, with what every later stage needs to know of it."""
+
+    site: str
+    gpu_type: str
+    duration_h: float          # hours the rest of the job runs here
+    ready_h: float             # not before: max(now, data arrival)
+    latency_ms: float
+    transfer_cny: float        # 0 if the site already holds the data
+    rank: int                  # scenario order of (site, type), the last tie-break
+
+
+# ----------------------------------------------------------------------------- filters
+class Filter:
+    """Cuts a site (`site_reason`) or a pool (`pool_reason`); None means it passes."""
+
+    name = "filter"
+    static = True              # False: may pass later (a site recovers), so defer, don't reject
+
+    def site_reason(self, view: StateView, pj: PendingJob, site: str) -> str | None:
+        return None
+
+    def pool_reason(self, view: StateView, pj: PendingJob, site: str, gpu_type: str) -> str | None:
+        return None
+
+
+class Reachable(Filter):
+    name = "reachable"
+
+    def site_reason(self, view, pj, site):
+        if view.scenario.path(pj.job, site) is None:
+            return f"no path from {pj.job.origin} to {view.scenario.sites[site].city}"
+        return None
+
+
+class WithinRtt(Filter):
+    name = "max_rtt_ms"
+
+    def site_reason(self, view, pj, site):
+        job = pj.job
+        if job.max_rtt_ms is not None and not view.scenario.latency_ok(job, site):
+            return f"rtt {view.scenario.rtt_ms(job, site):g} ms > {job.max_rtt_ms:g} ms"
+        return None
+
+
+class SiteUp(Filter):
+    name = "outage"
+    static = False
+
+    def site_reason(self, view, pj, site):
+        return "site is down" if site in view.down else None
+
+
+class AllowedType(Filter):
+    name = "gpu_type"
+
+    def pool_reason(self, view, pj, site, gpu_type):
+        allowed = pj.job.gpu_types
+        if allowed and gpu_type not in allowed:
+            return f"{gpu_type} not in {'/'.join(allowed)}"
+        return None
+
+
+class PoolFits(Filter):
+    name = "pool_size"
+
+    def pool_reason(self, view, pj, site, gpu_type):
+        count = view.scenario.sites[site].gpus[gpu_type].count
+        return f"{gpu_type} pool has {count} < {pj.job.gpus} GPUs" if count < pj.job.gpus else None
+
+
+DEFAULT_FILTERS: tuple[Filter, ...] = (Reachable(), WithinRtt(), SiteUp(), AllowedType(), PoolFits())
+
+
+def options(view: StateView, pj: PendingJob, filters: Sequence[Filter]) -> tuple[list[Option], dict[str, str], bool]:
+    """Pools that pass every filter; the sites left out, each with the first reason; and
+    whether some site was left out only by a dynamic filter (it may pass later)."""
+    scn = view.scenario
+    static = [f for f in filters if f.static]
+    dynamic = [f for f in filters if not f.static]
+    out: list[Option] = []
+    rejected: dict[str, str] = {}
+    blocked_for_now = False
+    rank = 0
+    for sid, site in scn.sites.items():
+        base = rank
+        rank += len(site.gpus)
+        why = next((f"{f.name}: {w}" for f in static if (w := f.site_reason(view, pj, sid)) is not None), None)
+        if why is not None:
+            rejected[sid] = why
+            continue
+        pools, reasons = [], []
+        for k, g in enumerate(site.gpus):
+            w = next((f"{f.name}: {w}" for f in static if (w := f.pool_reason(view, pj, sid, g)) is not None), None)
+            (reasons if w else pools).append(w or (k, g))
+        if not pools:
+            rejected[sid] = "; ".join(reasons) or "pool_size: no GPU pools"
+            continue
+        why = next((f"{f.name}: {w}" for f in dynamic if (w := f.site_reason(view, pj, sid)) is not None), None)
+        if why is not None:
+            rejected[sid] = why
+            blocked_for_now = True
+            continue
+        path = scn.path(pj.job, sid)
+        transfer = 0.0 if sid in pj.hosted else path.transfer_cny(pj.job.data_gb)
+        ready = max(view.now, view.data_ready_h(pj, sid))
+        for k, g in pools:
+            out.append(Option(sid, g, view.duration_h(pj, g), ready, path.latency_ms, transfer, base + k))
+    return out, rejected, blocked_for_now
+
+
+# ----------------------------------------------------------------------------- candidates
+def earliest_start(scratch: Scratch, pj: PendingJob, o: Option) -> float | None:
+    return scratch.calendar(o.site, o.gpu_type).earliest_fit(pj.job.gpus, o.duration_h, o.ready_h)
+
+
+def window_starts(scratch: Scratch, pj: PendingJob, o: Option, latest: float, first: float | None,
+                  step_h: float = 1.0, limit: int = 96) -> list[float]:
+    """The earliest feasible start, then every whole hour up to `latest` where the pool has the
+    GPUs free for the whole run (the candidates a time-shifting policy weighs)."""
+    if first is None:
+        return []
+    starts = [first]
+    cal = scratch.calendar(o.site, o.gpu_type)
+    t = math.floor(first / step_h) * step_h + step_h
+    while t <= latest + 1e-9 and len(starts) < limit:
+        if cal.fits(t, t + o.duration_h, pj.job.gpus):
+            starts.append(t)
+        t += step_h
+    return starts
+
+
+# ----------------------------------------------------------------------------- scorers
+@dataclass
+class PriceBook:
+    """Per-site price arrays for the scenario, cached on the policy (static data only)."""
+
+    grid: dict[str, np.ndarray] = field(default_factory=dict)        # CNY/kWh incl. carbon price
+    carbon: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def arrays(self, view: StateView, site: str, last: int) -> tuple[np.ndarray, np.ndarray]:
+        grid = self.grid.get(site)
+        if grid is None or len(grid) < last:
+            n = max(last, 2 * len(grid) if grid is not None else last, math.ceil(view.scenario.horizon_h) + 48)
+            s = view.scenario.sites[site]
+            carbon = s.grid.carbon_kg_per_kwh.array(n)
+            self.carbon[site] = carbon
+            self.grid[site] = s.grid.cny_per_kwh.array(n) + view.scenario.objective.carbon_cny_per_kg * carbon
+        return self.grid[site], self.carbon[site]
+
+
+def rental_cny(view: StateView, pj: PendingJob, o: Option) -> float:
+    return o.duration_h * pj.job.gpus * view.scenario.sites[o.site].gpus[o.gpu_type].cny_per_gpu_h
+
+
+def late_cny(view: StateView, pj: PendingJob, end: np.ndarray) -> np.ndarray:
+    dl = pj.job.deadline_h
+    if dl is None:
+        return np.zeros_like(end)
+    return view.scenario.objective.late_cny_per_gpu_h * pj.job.gpus * np.maximum(0.0, end - dl)
+
+
+class EnergyPricer:
+    """Marginal energy cost (CNY, carbon priced in) of a candidate run: its load fills, slot by
+    slot, what the site still has free, cheapest tier first (see `Ledger.tiers`). Tiers are
+    computed once per site for the window [floor(now), last) and reused for every candidate."""
+
+    def __init__(self, view: StateView, scratch: Scratch, prices: PriceBook, last: int):
+        self.view, self.scratch, self.prices = view, scratch, prices
+        self.first = math.floor(view.now)
+        self.last = last
+        self._sites: dict[str, tuple] = {}
+
+    def _site(self, site: str):
+        got = self._sites.get(site)
+        if got is None:
+            v = self.view
+            tiers = v.ledger.tiers(site, self.first, self.last, v.caps_at(site),
+                                   self.scratch.extra_load(site, self.first, self.last))
+            grid, _ = self.prices.arrays(v, site, self.last)
+            s = v.scenario.sites[site]
+            got = (tiers, grid[self.first:self.last], s.renewables.cny_per_kwh,
+                   s.battery.efficiency if s.battery is not None else 1.0, s.pue)
+            self._sites[site] = got
+        return got
+
+    def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
+        tiers, grid, rp, eta, pue = self._site(o.site)
+        kw = pj.job.gpus * self.view.ledger.power[o.gpu_type] * pue
+        dr = self.view.scenario.objective.dr_cny_per_kwh
+        out = np.empty(len(starts))
+        for i, s in enumerate(starts):
+            f, hours = slot_overlaps(s, s + o.duration_h)
+            k = slice(f - self.first, f - self.first + len(hours))
+            if k.stop > len(grid):
+                raise ValueError("candidate beyond the priced window")
+            x = hours * kw
+            a = np.minimum(x, tiers.curtailed[k])
+            x = x - a
+            b = np.minimum(x, tiers.charge[k])
+            x = x - b
+            c = np.minimum(x, tiers.below_cap[k])
+            d = x - c
+            g = grid[k]
+            out[i] = float(np.sum(a * rp + b * (rp + eta * g) + c * g + d * (g + dr)))
+        return out
+
+
+def mean_carbon(view: StateView, prices: PriceBook, o: Option, starts: Sequence[float]) -> np.ndarray:
+    """Average grid carbon intensity (kg/kWh) over each candidate run at the site."""
+    last = math.ceil(max(starts) + o.duration_h) + 1
+    _, carbon = prices.arrays(view, o.site, last)
+    out = np.empty(len(starts))
+    for i, s in enumerate(starts):
+        f, hours = slot_overlaps(s, s + o.duration_h)
+        out[i] = float(np.dot(hours, carbon[f:f + len(hours)]) / max(hours.sum(), 1e-12))
+    return out
+
+
+# ----------------------------------------------------------------------------- the pipeline
+Chooser = Callable[[StateView, Scratch, PendingJob, list[Option]], list[Scored]]
+
+
+@dataclass
+class Pipeline:
+    """A policy: filters, then `choose` (candidates + scorers), then the selector `key`.
+
+    `choose` returns the scored candidates; the one with the least `key` wins. If none is
+    left the job is deferred (something may free up) or rejected (nothing ever could).
+    """
+
+    name: str
+    choose: Chooser
+    key: Callable[[Scored], tuple]
+    filters: Sequence[Filter] = DEFAULT_FILTERS
+    keep: int = 5                                  # candidates kept for the explanation
+    order: Callable[[PendingJob], tuple] = lambda pj: (pj.ready_h, pj.job.submit_h)
+
+    def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
+        scratch = view.scratch()
+        out: list[Decision] = []
+        # stable: jobs ready together keep the order they were offered in (arrival order)
+        for pj in sorted(jobs, key=self.order):
+            opts, rejected, dynamic = options(view, pj, self.filters)
+            if not opts:
+                expl = Explanation(self.name, view.now, None, (), rejected, "no pool passed the filters")
+                if dynamic:
+                    out.append(Defer(pj.job.id, "every site that could host it is down", expl))
+                else:
+                    out.append(Reject(pj.job.id, "no pool passes the filters: " + "; ".join(
+                        f"{s}: {r}" for s, r in list(rejected.items())[:4]), expl))
+                continue
+            scored = sorted(self.choose(view, scratch, pj, opts), key=self.key)
+            if not scored:
+                expl = Explanation(self.name, view.now, None, (), rejected, "no candidate start")
+                out.append(Defer(pj.job.id, "no pool can start it now", expl))
+                continue
+            best = scored[0]
+            scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
+            expl = Explanation(self.name, view.now, best, tuple(scored[: self.keep]), rejected)
+            out.append(Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
+                             reason=f"{self.name}: best of {len(scored)} candidates", explain=expl))
+        return out
+
+
+def scored(o: Option, start: float, parts: dict[str, float], **info: float) -> Scored:
+    return Scored(o.site, o.gpu_type, start, start + o.duration_h, parts, sum(parts.values()), info)

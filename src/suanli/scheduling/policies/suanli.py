@@ -1,0 +1,101 @@
+"""`suanli`: the joint choice of site, GPU type and start time by marginal objective.
+
+For every pool that passes the filters, the job's earliest feasible start is priced by the
+parts of the scenario's objective it would add (MODEL.md §6): GPU rental, data transfer,
+marginal energy cost and carbon against what the site's renewables and battery still have
+free after the load already committed, grid-cap (demand-response) penalties for caps already
+announced, and lateness. The few cheapest pools are then priced again at every whole hour up
+to the latest start that still meets the deadline (or a short window for jobs without one,
+since waiting then only trades time for energy), within the look-ahead. The cheapest
+candidate wins; work handed back by an outage prefers the failed site's `backup` when it is
+within `backup_margin` of the best.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from suanli.scheduling.pipeline import (
+    EnergyPricer,
+    Pipeline,
+    PriceBook,
+    earliest_start,
+    late_cny,
+    rental_cny,
+    scored,
+    window_starts,
+)
+from suanli.scheduling.policies import register
+
+LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
+NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
+REFINE_POOLS = 3            # pools priced at every hour of their window
+BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
+
+
+class Suanli(Pipeline):
+    def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
+                 refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN):
+        self.prices = PriceBook()
+        self.lookahead_h = lookahead_h
+        self.no_deadline_shift_h = no_deadline_shift_h
+        self.refine = refine
+        self.backup_margin = backup_margin
+        super().__init__("suanli", self._choose, key=self._key)
+
+    def _latest(self, view, pj, o, first: float) -> float:
+        if pj.job.deadline_h is not None:
+            latest = pj.job.deadline_h - o.duration_h
+        else:
+            latest = first + self.no_deadline_shift_h
+        return min(latest, view.now + self.lookahead_h)
+
+    def _choose(self, view, scratch, pj, opts):
+        firsts = {o: earliest_start(scratch, pj, o) for o in opts}
+        live = [o for o in opts if firsts[o] is not None]
+        if not live:
+            return []
+        last = max(math.ceil(max(firsts[o], self._latest(view, pj, o, firsts[o])) + o.duration_h) for o in live) + 2
+        energy = EnergyPricer(view, scratch, self.prices, last)
+        backup = None
+        if pj.from_site is not None:
+            backup = view.scenario.sites[pj.from_site].backup
+
+        def price(o, starts):
+            starts_a = np.asarray(starts)
+            e = energy.cost(pj, o, starts)
+            late = late_cny(view, pj, starts_a + o.duration_h)
+            fixed = rental_cny(view, pj, o) + o.transfer_cny
+            return [scored(o, s, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny,
+                                  "energy": float(ei), "late": float(li)},
+                           backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
+                           fixed=fixed)
+                    for s, ei, li in zip(starts, e, late, strict=True)]
+
+        out = []
+        for o in live:
+            out.extend(price(o, [firsts[o]]))
+        out.sort(key=lambda c: c.total)
+        seen = set()
+        for c in out[:]:
+            o = next(o for o in live if o.site == c.site and o.gpu_type == c.gpu_type)
+            if o in seen:
+                continue
+            seen.add(o)
+            starts = window_starts(scratch, pj, o, self._latest(view, pj, o, firsts[o]), firsts[o])[1:]
+            if starts:
+                out.extend(price(o, starts))
+            if len(seen) >= self.refine:
+                break
+        return out
+
+    def _key(self, c):
+        factor = 1.0 - self.backup_margin if c.info.get("backup") else 1.0
+        return (c.total * factor, c.start_h, c.info["latency_ms"], c.info["rank"])
+
+
+@register("suanli")
+def suanli() -> Suanli:
+    return Suanli()
