@@ -33,16 +33,19 @@ LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
 REFINE_POOLS = 3            # pools priced at every hour of their window
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
+DELAY_CNY_PER_GPU_H = 5.0   # the price of holding a job back past its earliest possible start
 
 
 class Suanli(Pipeline):
     def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
-                 refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN):
+                 refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
+                 delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H):
         self.prices = PriceBook()
         self.lookahead_h = lookahead_h
         self.no_deadline_shift_h = no_deadline_shift_h
         self.refine = refine
         self.backup_margin = backup_margin
+        self.delay = delay_cny_per_gpu_h
         super().__init__("suanli", self._choose, key=self._key)
 
     def _latest(self, view, pj, o, first: float) -> float:
@@ -59,6 +62,7 @@ class Suanli(Pipeline):
             return []
         last = max(math.ceil(max(firsts[o], self._latest(view, pj, o, firsts[o])) + o.duration_h) for o in live) + 2
         energy = EnergyPricer(view, scratch, self.prices, last)
+        soonest = min(firsts[o] for o in live)
         backup = None
         if pj.from_site is not None:
             backup = view.scenario.sites[pj.from_site].backup
@@ -69,7 +73,8 @@ class Suanli(Pipeline):
             late = late_cny(view, pj, starts_a + o.duration_h)
             fixed = rental_cny(view, pj, o) + o.transfer_cny
             return [scored(o, s, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny,
-                                  "energy": float(ei), "late": float(li)},
+                                  "energy": float(ei), "late": float(li),
+                                  "delay": self.delay * pj.job.gpus * (s - soonest)},
                            backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
                            fixed=fixed)
                     for s, ei, li in zip(starts, e, late, strict=True)]
