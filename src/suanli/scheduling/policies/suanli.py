@@ -34,18 +34,21 @@ NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for che
 REFINE_POOLS = 3            # pools priced at every hour of their window
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
 DELAY_CNY_PER_GPU_H = 5.0   # the price of holding a job back past its earliest possible start
+CONGESTION_CNY_PER_GPU_H = 5.0  # at a fully booked pool: what taking its last GPUs costs others
 
 
 class Suanli(Pipeline):
     def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
-                 delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H):
+                 delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H,
+                 congestion_cny_per_gpu_h: float = CONGESTION_CNY_PER_GPU_H):
         self.prices = PriceBook()
         self.lookahead_h = lookahead_h
         self.no_deadline_shift_h = no_deadline_shift_h
         self.refine = refine
         self.backup_margin = backup_margin
         self.delay = delay_cny_per_gpu_h
+        self.congestion = congestion_cny_per_gpu_h
         super().__init__("suanli", self._choose, key=self._key)
 
     def _latest(self, view, pj, o, first: float) -> float:
@@ -67,6 +70,14 @@ class Suanli(Pipeline):
         if pj.from_site is not None:
             backup = view.scenario.sites[pj.from_site].backup
 
+        def congestion(o, s):
+            if not self.congestion:
+                return 0.0
+            cal = scratch.calendar(o.site, o.gpu_type)
+            gpu_h = pj.job.gpus * o.duration_h
+            occ = (cal.busy_gpu_hours(s, s + o.duration_h) + gpu_h) / (cal.count * o.duration_h)
+            return self.congestion * gpu_h * occ * occ
+
         def price(o, starts):
             starts_a = np.asarray(starts)
             e = energy.cost(pj, o, starts)
@@ -74,7 +85,8 @@ class Suanli(Pipeline):
             fixed = rental_cny(view, pj, o) + o.transfer_cny
             return [scored(o, s, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny,
                                   "energy": float(ei), "late": float(li),
-                                  "delay": self.delay * pj.job.gpus * (s - soonest)},
+                                  "delay": self.delay * pj.job.gpus * (s - soonest),
+                                  "congestion": congestion(o, s)},
                            backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
                            fixed=fixed)
                     for s, ei, li in zip(starts, e, late, strict=True)]
