@@ -33,8 +33,8 @@ LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
 REFINE_POOLS = 3            # pools priced at every hour of their window
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
-DELAY_CNY_PER_GPU_H = 5.0   # the price of holding a job back past its earliest possible start
-CONGESTION_CNY_PER_GPU_H = 5.0  # at a fully booked pool: what taking its last GPUs costs others
+DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest possible start
+CONGESTION_CNY_PER_GPU_H = 0.0  # at a fully booked pool: what taking its last GPUs costs others
 
 
 class Suanli(Pipeline):
