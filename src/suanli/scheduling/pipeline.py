@@ -218,36 +218,40 @@ class EnergyPricer:
         return got
 
     def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
+        """CNY for each start, all starts at once: a (starts × slots) matrix of hours run."""
         tiers, grid, rp, eta, pue = self._site(o.site)
         kw = pj.job.gpus * self.view.ledger.power[o.gpu_type] * pue
         dr = self.view.scenario.objective.dr_cny_per_kwh
-        out = np.empty(len(starts))
-        for i, s in enumerate(starts):
-            f, hours = slot_overlaps(s, s + o.duration_h)
-            k = slice(f - self.first, f - self.first + len(hours))
-            if k.stop > len(grid):
-                raise ValueError("candidate beyond the priced window")
-            x = hours * kw
-            a = np.minimum(x, tiers.curtailed[k])
-            x = x - a
-            b = np.minimum(x, tiers.charge[k])
-            x = x - b
-            c = np.minimum(x, tiers.below_cap[k])
-            d = x - c
-            g = grid[k]
-            out[i] = float(np.sum(a * rp + b * (rp + eta * g) + c * g + d * (g + dr)))
-        return out
+        hours, idx = run_hours(np.asarray(starts, dtype=float), o.duration_h, self.first)
+        if idx.max() >= len(grid):
+            raise ValueError("candidate beyond the priced window")
+        x = hours * kw
+        a = np.minimum(x, tiers.curtailed[idx])
+        x = x - a
+        b = np.minimum(x, tiers.charge[idx])
+        x = x - b
+        c = np.minimum(x, tiers.below_cap[idx])
+        d = x - c
+        g = grid[idx]
+        return (a * rp + b * (rp + eta * g) + c * g + d * (g + dr)).sum(axis=1)
+
+
+def run_hours(starts: np.ndarray, duration: float, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hours each run [s, s + duration) spends in each slot: (hours, slot index - first), both
+    shaped (len(starts), slots spanned by the longest)."""
+    lo = np.floor(starts)
+    width = int(np.max(np.ceil(starts + duration) - lo)) or 1
+    slot = lo[:, None] + np.arange(width)[None, :]
+    hours = np.minimum(slot + 1.0, (starts + duration)[:, None]) - np.maximum(slot, starts[:, None])
+    return np.maximum(hours, 0.0), (slot - first).astype(np.int64)
 
 
 def mean_carbon(view: StateView, prices: PriceBook, o: Option, starts: Sequence[float]) -> np.ndarray:
     """Average grid carbon intensity (kg/kWh) over each candidate run at the site."""
     last = math.ceil(max(starts) + o.duration_h) + 1
     _, carbon = prices.arrays(view, o.site, last)
-    out = np.empty(len(starts))
-    for i, s in enumerate(starts):
-        f, hours = slot_overlaps(s, s + o.duration_h)
-        out[i] = float(np.dot(hours, carbon[f:f + len(hours)]) / max(hours.sum(), 1e-12))
-    return out
+    hours, idx = run_hours(np.asarray(starts, dtype=float), o.duration_h, 0)
+    return (hours * carbon[idx]).sum(axis=1) / np.maximum(hours.sum(axis=1), 1e-12)
 
 
 # ----------------------------------------------------------------------------- the pipeline
