@@ -33,14 +33,15 @@ LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
 REFINE_POOLS = 3            # pools priced at every hour of their window
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
-DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest possible start
+DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest possible start,
+                            # at a fully busy network (scaled by the busy share squared)
 CONGESTION_CNY_PER_GPU_H = 0.0  # at a fully booked pool: what taking its last GPUs costs others
 
 
 class Suanli(Pipeline):
     def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
-                 delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H,
+                 delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
                  congestion_cny_per_gpu_h: float = CONGESTION_CNY_PER_GPU_H):
         self.prices = PriceBook()
         self.lookahead_h = lookahead_h
@@ -48,6 +49,8 @@ class Suanli(Pipeline):
         self.refine = refine
         self.backup_margin = backup_margin
         self.delay = delay_cny_per_gpu_h
+        self.delay_power = delay_power
+        self._busy = (None, 0.0)
         self.congestion = congestion_cny_per_gpu_h
         super().__init__("suanli", self._choose, key=self._key)
 
@@ -66,6 +69,7 @@ class Suanli(Pipeline):
         last = max(math.ceil(max(firsts[o], self._latest(view, pj, o, firsts[o])) + o.duration_h) for o in live) + 2
         energy = EnergyPricer(view, scratch, self.prices, last)
         soonest = min(firsts[o] for o in live)
+        delay = self.delay * self._busy_share(view) ** self.delay_power
         backup = None
         if pj.from_site is not None:
             backup = view.scenario.sites[pj.from_site].backup
@@ -85,7 +89,7 @@ class Suanli(Pipeline):
             fixed = rental_cny(view, pj, o) + o.transfer_cny
             return [scored(o, s, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny,
                                   "energy": float(ei), "late": float(li),
-                                  "delay": self.delay * pj.job.gpus * (s - soonest),
+                                  "delay": delay * pj.job.gpus * (s - soonest),
                                   "congestion": congestion(o, s)},
                            backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
                            fixed=fixed)
@@ -107,6 +111,15 @@ class Suanli(Pipeline):
             if len(seen) >= self.refine:
                 break
         return out
+
+    def _busy_share(self, view) -> float:
+        """Share of the network's GPUs busy now: waiting is dear only when GPUs are scarce."""
+        if self._busy[0] != view.now:
+            cals = view.ledger.calendars.values()
+            total = sum(c.count for c in cals)
+            used = sum(c.used_at(view.now) for c in cals)
+            self._busy = (view.now, used / total if total else 0.0)
+        return self._busy[1]
 
     def _key(self, c):
         factor = 1.0 - self.backup_margin if c.info.get("backup") else 1.0
