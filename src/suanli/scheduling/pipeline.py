@@ -271,13 +271,17 @@ class Pipeline:
     key: Callable[[Scored], tuple]
     filters: Sequence[Filter] = DEFAULT_FILTERS
     keep: int = 5                                  # candidates kept for the explanation
-    order: Callable[[PendingJob], tuple] = lambda pj: (pj.ready_h, pj.job.submit_h)
+    order: Callable[[StateView, PendingJob], tuple] = lambda view, pj: (pj.ready_h, pj.job.submit_h)
+    # None: commit every choice, however far ahead it starts. A number: commit only a run that
+    # starts within that many hours of when the pool could first take it; hold the GPUs of any
+    # later plan and think again when the network changes (re-planning the queue each time).
+    commit_within_h: float | None = None
 
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()
         out: list[Decision] = []
         # stable: jobs ready together keep the order they were offered in (arrival order)
-        for pj in sorted(jobs, key=self.order):
+        for pj in sorted(jobs, key=lambda pj: self.order(view, pj)):
             opts, rejected, dynamic = options(view, pj, self.filters)
             if not opts:
                 expl = Explanation(self.name, view.now, None, (), rejected, "no pool passed the filters")
@@ -295,6 +299,10 @@ class Pipeline:
             best = scored[0]
             scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
             expl = Explanation(self.name, view.now, best, tuple(scored[: self.keep]), rejected)
+            if self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h:
+                out.append(Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
+                                 hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h))
+                continue
             out.append(Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
                              reason=f"{self.name}: best of {len(scored)} candidates", explain=expl))
         return out

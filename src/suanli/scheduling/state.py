@@ -76,11 +76,15 @@ class Place:
 
 @dataclass(frozen=True)
 class Defer:
-    """Not now: offer the job again when the network changes (a site recovers, GPUs free up)."""
+    """Not now: offer the job again when the network changes (a site recovers, a job arrives)
+    or at `retry_at`. With `hold` = (site, gpu_type, start_h, end_h), the GPUs of that planned
+    run stay booked for the job until it is offered again, so later jobs cannot take them."""
 
     job_id: str
     reason: str
     explain: Explanation | None = None
+    hold: tuple[str, str, float, float] | None = None
+    retry_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """The event-driven simulator (MODEL.md §7).
 
 Events, in this order when they fall at the same instant: outage end, outage start,
-grid_cap notice, segment end, job arrival. At each instant the policy is offered every job
-that is waiting: new arrivals, work handed back by an outage, and jobs it deferred earlier
-(these only after something changed: a site recovered or a segment ended).
+grid_cap notice, segment end, wake-up, job arrival. At each instant the policy is offered
+every job that is waiting: new arrivals, work handed back by an outage, and jobs it deferred
+earlier. A deferred job without a hold comes back after something changed (a site recovered,
+a segment ended); one the policy holds GPUs for comes back, its hold released, when a job
+arrives, an outage starts or ends, or its wake-up time comes, so the policy can plan the whole
+queue again in its own order.
 
 An outage at site k starting at a cuts each running segment on k at a (it keeps its
 checkpointed progress, §3.7), cancels each placement on k that has not started, and hands
@@ -24,7 +27,7 @@ from suanli.model.schedule import TIME_TOL, Segment, kept_work
 from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import Defer, Explanation, PendingJob, Place, Policy, Reject, StateView
 
-_OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _ARRIVAL = range(5)
+_OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _WAKE, _ARRIVAL = range(6)
 
 
 class PolicyError(RuntimeError):
@@ -70,6 +73,8 @@ class Simulation:
         self.by_site: dict[str, set[str]] = defaultdict(set)    # site -> jobs placed there
         self.down: dict[str, int] = defaultdict(int)            # site -> outages in progress
         self.known_caps = []
+        self.held: dict[str, tuple[PendingJob, tuple[str, str, float, float]]] = {}
+        self._wake_due: set[str] = set()
         self.segments: list[Segment] = []
         self.result = SimResult(self.segments)
         self._heap: list[tuple] = []
@@ -81,6 +86,8 @@ class Simulation:
 
     def run(self) -> SimResult:
         scn = self.scn
+        if getattr(self.policy, "offline", False):     # the offline reference sees everything
+            self.policy.prepare(scn)
         for job in scn.jobs:
             self._push(job.submit_h, _ARRIVAL, job)
         for e in scn.events:
@@ -97,6 +104,7 @@ class Simulation:
             now = self._heap[0][0]
             waiting: list[PendingJob] = []
             changed = False
+            replan = False
             while self._heap and self._heap[0][0] == now:
                 _, kind, _, data = heapq.heappop(self._heap)
                 if kind == _ARRIVAL:
@@ -104,19 +112,25 @@ class Simulation:
                     self.jobs[data.id] = st
                     waiting.append(st.pending)
                     arrived += 1
+                    replan = True
                 elif kind == _SEG_END:
                     changed |= self._finish(data)
                 elif kind == _OUTAGE_START:
                     self.down[data.site] += 1
                     waiting.extend(self._outage(data.site, now))
+                    replan = True
                 elif kind == _OUTAGE_END:
                     self.down[data.site] -= 1
-                    changed = True
+                    changed = replan = True
+                elif kind == _WAKE:
+                    replan |= data in self.held
                 else:
                     self.known_caps.append(data)
             if changed and deferred:
                 waiting.extend(deferred)
                 deferred = []
+            if replan and self.held:
+                waiting.extend(self._release_holds())
             if waiting:
                 deferred.extend(self._decide(now, waiting))
             steps += 1
@@ -125,7 +139,7 @@ class Simulation:
                     cal.prune(now)
                 if self.progress:
                     self.progress(arrived, total)
-        for pj in deferred:
+        for pj in deferred + self._release_holds():
             self.result.unplaced[pj.job.id] = "still waiting when the simulation ended"
         if self.progress:
             self.progress(arrived, total)
@@ -152,6 +166,8 @@ class Simulation:
                 self.result.explanations.setdefault(d.job_id, []).append(d.explain)
             if isinstance(d, Place):
                 self._place(view, pj, d)
+            elif isinstance(d, Defer) and d.hold is not None:
+                self._hold(view, pj, d)
             elif isinstance(d, Defer):
                 deferred.append(pj)
             elif isinstance(d, Reject):
@@ -161,7 +177,36 @@ class Simulation:
             raise PolicyError(f"{self.policy.name}: no decision for jobs {sorted(missing)[:5]}")
         return deferred
 
+    def _release_holds(self) -> list[PendingJob]:
+        back = []
+        for pj, (site, g, start, end) in self.held.values():
+            self.ledger.add(site, g, pj.job.gpus, start, end, sign=-1)
+            back.append(pj)
+        self.held.clear()
+        return back
+
+    def _hold(self, view: StateView, pj: PendingJob, d: Defer) -> None:
+        site, g, start, end = d.hold
+        if d.retry_at is not None and not d.retry_at > view.now:
+            raise PolicyError(f"{self.policy.name}: job {pj.job.id} deferred to retry at {d.retry_at}, not later "
+                              f"than now ({view.now})")
+        self._check(view, pj, Place(pj.job.id, site, g, start, end))
+        self.ledger.add(site, g, pj.job.gpus, start, end)
+        self.held[pj.job.id] = (pj, d.hold)
+        if d.retry_at is not None:
+            self._push(d.retry_at, _WAKE, pj.job.id)
+
     def _place(self, view: StateView, pj: PendingJob, d: Place) -> None:
+        self._check(view, pj, d)
+        job = pj.job
+        self.ledger.add(d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
+        asg = _Assignment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
+        self.jobs[job.id].assignment = asg
+        self.by_site[d.site].add(job.id)
+        self._push(d.end_h, _SEG_END, asg)
+
+    def _check(self, view: StateView, pj: PendingJob, d: Place) -> None:
+        """Refuse a run the policy could not have: a bug in the policy, never silently."""
         scn, job = self.scn, pj.job
         def bad(why: str) -> PolicyError:
             return PolicyError(f"{self.policy.name} placed job {job.id} on {d.site}/{d.gpu_type} "
@@ -179,11 +224,6 @@ class Simulation:
             raise bad("its length does not match the remaining work")
         if not self.ledger.calendars[(d.site, d.gpu_type)].fits(d.start_h, d.end_h, job.gpus):
             raise bad("the pool does not have the GPUs free")
-        self.ledger.add(d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
-        asg = _Assignment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
-        self.jobs[job.id].assignment = asg
-        self.by_site[d.site].add(job.id)
-        self._push(d.end_h, _SEG_END, asg)
 
     # ------------------------------------------------------------------ state changes
     def _finish(self, asg: _Assignment) -> bool:

@@ -32,6 +32,7 @@ from suanli.scheduling.policies import register
 LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
 REFINE_POOLS = 3            # pools priced at every hour of their window
+COMMIT_WITHIN_H = 0.0       # commit runs that start at once; hold GPUs for later plans
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
 DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest possible start,
                             # at a fully busy network (scaled by the busy share squared)
@@ -42,6 +43,7 @@ class Suanli(Pipeline):
     def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
+                 commit_within_h: float | None = COMMIT_WITHIN_H,
                  congestion_cny_per_gpu_h: float = CONGESTION_CNY_PER_GPU_H):
         self.prices = PriceBook()
         self.lookahead_h = lookahead_h
@@ -52,7 +54,17 @@ class Suanli(Pipeline):
         self.delay_power = delay_power
         self._busy = (None, 0.0)
         self.congestion = congestion_cny_per_gpu_h
-        super().__init__("suanli", self._choose, key=self._key)
+        super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
+
+    @staticmethod
+    def _priority(view, pj) -> tuple:
+        """Most urgent first: the latest start that still meets the deadline on the fastest
+        allowed type; jobs without a deadline after all others, in arrival order."""
+        job = pj.job
+        if job.deadline_h is None:
+            return (1, job.submit_h)
+        fastest = max(view.scenario.speed(job, g) for g in view.scenario.allowed_types(job))
+        return (0, job.deadline_h - pj.remaining_work / fastest)
 
     def _latest(self, view, pj, o, first: float) -> float:
         if pj.job.deadline_h is not None:
@@ -86,13 +98,12 @@ class Suanli(Pipeline):
             starts_a = np.asarray(starts)
             e = energy.cost(pj, o, starts)
             late = late_cny(view, pj, starts_a + o.duration_h)
-            fixed = rental_cny(view, pj, o) + o.transfer_cny
             return [scored(o, s, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny,
                                   "energy": float(ei), "late": float(li),
                                   "delay": delay * pj.job.gpus * (s - soonest),
                                   "congestion": congestion(o, s)},
                            backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
-                           fixed=fixed)
+                           ready_h=o.ready_h)
                     for s, ei, li in zip(starts, e, late, strict=True)]
 
         out = []
