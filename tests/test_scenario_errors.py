@@ -150,10 +150,10 @@ def test_grid_cap_without_max_grid_kw_is_refused():
     assert "events[1].max_grid_kw" in message
 
 
-def test_renewable_model_spec_is_refused_as_not_yet_supported():
-    message = refused(sites=[make_site(renewables={"kw": {"model": "solar", "capacity_kw": 100, "seed": 1}})])
-    assert "sites[0].renewables.kw" in message
-    assert "solar" in message and "not yet supported" in message
+def test_renewable_model_spec_missing_a_field_is_refused_naming_it():
+    message = refused(start="2026-06-01T00:00:00+08:00",
+                      sites=[make_site(renewables={"kw": {"model": "solar", "capacity_kw": 100, "seed": 1}})])
+    assert "sites[0].renewables.kw.cloud_cover: required field is missing" in message
 
 
 # ----------------------------------------------------------------------------- files

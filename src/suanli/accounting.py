@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from suanli.energy.balance import Balance, BatterySpec, balance
+from suanli.energy.carbon import province_factor
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import TIME_TOL, Segment, kept_work
 
@@ -33,6 +34,9 @@ METRIC_KEYS = (
     "grid_kwh", "renewable_used_kwh", "curtailed_kwh", "carbon_kg", "dr_violation_kwh",
     "jobs_total", "jobs_finished", "jobs_unfinished", "late_gpu_h", "deadline_misses",
     "mean_jct_h", "p95_jct_h", "gpu_utilization", "objective_cny",
+)
+CARBON_KEYS = (          # extra metrics.json keys: `origin_carbon` says what each means
+    "carbon_location_based_kg", "carbon_origin_grid_kg", "carbon_avoided_vs_origin_kg", "carbon_origin_unknown_jobs",
 )
 
 
@@ -71,6 +75,7 @@ class Accounts:
     balances: dict[str, Balance]                 # per site, per slot
     series: dict[str, SiteSeries]
     site_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    carbon: dict[str, float] = field(default_factory=dict)   # CARBON_KEYS: beside METRIC_KEYS
 
 
 # ----------------------------------------------------------------------------- validity (§3)
@@ -195,31 +200,93 @@ def slot_count(scn: Scenario, segments: Sequence[Segment]) -> int:
 
 
 def resolve_series(scn: Scenario, slots: int) -> dict[str, SiteSeries]:
+    """Each site's renewable, carbon and tariff series for slots 0 .. slots-1.
+
+    Explicit series repeat cyclically; specs were resolved when the scenario was loaded
+    (`suanli.energy.resolve`) and compute as many slots as asked for.
+    """
     out = {}
     for i, (sid, site) in enumerate(scn.sites.items()):
         renew = scn.explicit(site.renewables.kw, f"sites[{i}].renewables.kw")
-        out[sid] = SiteSeries(renew.array(slots), site.grid.carbon_kg_per_kwh.array(slots),
-                              site.grid.cny_per_kwh.array(slots))
+        carbon = scn.explicit(site.grid.carbon_kg_per_kwh, f"sites[{i}].grid.carbon_kg_per_kwh")
+        tariff = scn.explicit(site.grid.cny_per_kwh, f"sites[{i}].grid.cny_per_kwh")
+        out[sid] = SiteSeries(renew.array(slots), carbon.array(slots), tariff.array(slots))
     return out
+
+
+@dataclass(frozen=True)
+class SlotPieces:
+    """Every segment cut at slot boundaries: one entry per (segment, slot) it overlaps."""
+
+    site: np.ndarray        # site index, in the scenario's order
+    job: np.ndarray         # job index in scn.jobs, -1 for an unknown job id
+    slot: np.ndarray
+    it_kwh: np.ndarray      # overlap (h) * gpus * power_kw
+
+
+def slot_pieces(scn: Scenario, segments: Sequence[Segment], slots: int) -> SlotPieces:
+    site_ix = {sid: k for k, sid in enumerate(scn.sites)}
+    rows = [(site_ix[s.site], scn.job_index.get(s.job_id, -1), s.start_h, s.end_h,
+             s.gpus * scn.gpu_types[s.gpu_type].power_kw)
+            for s in segments if s.site in site_ix and s.gpu_type in scn.gpu_types and s.end_h > s.start_h]
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return SlotPieces(empty, empty, empty, np.zeros(0))
+    k, j, start, end, kw = (np.array(c) for c in zip(*rows, strict=True))
+    first = np.floor(start).astype(np.int64)
+    n = np.maximum(np.ceil(end).astype(np.int64) - first, 1)
+    seg = np.repeat(np.arange(len(rows)), n)
+    slot = first[seg] + (np.arange(len(seg)) - np.repeat(np.cumsum(n) - n, n))
+    overlap = np.minimum(end[seg], slot + 1.0) - np.maximum(start[seg], slot)
+    ok = (overlap > 0) & (slot >= 0) & (slot < slots)
+    return SlotPieces(k[seg][ok], j[seg][ok].astype(np.int64), slot[ok], (overlap * kw[seg])[ok])
 
 
 def it_energy(scn: Scenario, segments: Sequence[Segment], slots: int) -> dict[str, np.ndarray]:
     """IT energy per site per slot, kWh: Σ overlap([s, e), [t, t+1)) * gpus * power_kw."""
-    site_ix = {sid: k for k, sid in enumerate(scn.sites)}
-    energy = np.zeros(len(site_ix) * slots)
-    rows = [(site_ix[s.site], s.start_h, s.end_h, s.gpus * scn.gpu_types[s.gpu_type].power_kw)
-            for s in segments if s.site in site_ix and s.gpu_type in scn.gpu_types and s.end_h > s.start_h]
-    if rows:
-        k, start, end, kw = (np.array(c) for c in zip(*rows, strict=True))
-        first = np.floor(start).astype(np.int64)
-        n = np.maximum(np.ceil(end).astype(np.int64) - first, 1)
-        seg = np.repeat(np.arange(len(rows)), n)
-        slot = first[seg] + (np.arange(len(seg)) - np.repeat(np.cumsum(n) - n, n))
-        overlap = np.minimum(end[seg], slot + 1.0) - np.maximum(start[seg], slot)
-        ok = (overlap > 0) & (slot >= 0) & (slot < slots)
-        energy += np.bincount(k[seg][ok] * slots + slot[ok], weights=(overlap * kw[seg])[ok],
-                              minlength=len(energy))
-    return {sid: energy[k * slots:(k + 1) * slots] for sid, k in site_ix.items()}
+    pieces = slot_pieces(scn, segments, slots)
+    energy = np.bincount(pieces.site * slots + pieces.slot, weights=pieces.it_kwh, minlength=len(scn.sites) * slots)
+    return {sid: energy[k * slots:(k + 1) * slots] for k, sid in enumerate(scn.sites)}
+
+
+def origin_carbon(scn: Scenario, segments: Sequence[Segment], slots: int, balances: dict[str, Balance],
+                  series: dict[str, SiteSeries]) -> dict[str, float]:
+    """The carbon metrics beside MODEL.md's `carbon_kg`, on two bases kept apart (docs/ENERGY.md).
+
+    - `carbon_location_based_kg`: MODEL.md §4's figure (grid energy * the site grid's factor).
+    - `carbon_origin_grid_kg`: each job's load (pue included, as it ran) at the 2023 factor of
+      its origin city's province, all from that grid: what it would have emitted at home.
+    - `carbon_avoided_vs_origin_kg`: that, less the job's share of the location-based carbon of
+      the sites it ran on (a site's slot carbon split by the jobs' IT energy in the slot).
+      Negative when running away from the origin emitted more.
+    - `carbon_origin_unknown_jobs`: jobs that ran but whose origin city names no `province`;
+      they are left out of the two origin figures.
+    """
+    pieces = slot_pieces(scn, segments, slots)
+    sites = list(scn.sites)
+    total = np.bincount(pieces.site * slots + pieces.slot, weights=pieces.it_kwh,
+                        minlength=len(sites) * slots).reshape(len(sites), slots)
+    slot_carbon = np.array([balances[sid].grid * series[sid].carbon_kg_per_kwh for sid in sites]
+                           ).reshape(len(sites), slots)
+    pue = np.array([scn.sites[sid].pue for sid in sites])
+    factor = np.full(len(scn.jobs) + 1, np.nan)          # index -1: unknown job id
+    for ix, job in enumerate(scn.jobs):
+        province = scn.provinces.get(job.origin)
+        if province is not None:
+            factor[ix] = province_factor(province)
+    energy = total[pieces.site, pieces.slot]
+    share = np.divide(pieces.it_kwh, energy, out=np.zeros_like(pieces.it_kwh), where=energy > 0)
+    actual = share * slot_carbon[pieces.site, pieces.slot]
+    at_origin = pue[pieces.site] * pieces.it_kwh * factor[pieces.job]
+    known = ~np.isnan(at_origin)
+    unknown_jobs = {int(j) for j in pieces.job[~known] if j >= 0}
+    origin_kg = float(at_origin[known].sum())
+    return {
+        "carbon_location_based_kg": sum(float(np.sum(row)) for row in slot_carbon),   # = carbon_kg, bit for bit
+        "carbon_origin_grid_kg": origin_kg,
+        "carbon_avoided_vs_origin_kg": origin_kg - float(actual[known].sum()),
+        "carbon_origin_unknown_jobs": len(unknown_jobs),
+    }
 
 
 def battery_of(scn: Scenario, site: str) -> BatterySpec | None:
@@ -322,4 +389,5 @@ def account(scn: Scenario, segments: Sequence[Segment], series: dict[str, SiteSe
                           + o.late_cny_per_gpu_h * late + o.unfinished_cny * m["jobs_unfinished"]
                           + o.dr_cny_per_kwh * m["dr_violation_kwh"])
     ordered = {k: m[k] for k in METRIC_KEYS}
-    return Accounts(ordered, T, outcomes, balances, series, site_m)
+    carbon = origin_carbon(scn, segments, T, balances, series)
+    return Accounts(ordered, T, outcomes, balances, series, site_m, carbon)

@@ -1,1 +1,1 @@
-"""Energy: the site energy balance (MODEL.md §4); renewable models come with the energy issue."""
+"""Energy: the site energy balance (MODEL.md §4), solar and wind models, tariffs and grid carbon (MODEL.md §2)."""

@@ -15,9 +15,11 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from suanli.energy.resolve import resolve_specs
 from suanli.errors import ScenarioError
 from suanli.model.scenario import Scenario
 from suanli.model.schema import Job, ScenarioDoc
+from suanli.model.series import SpecError
 
 _JOBS = TypeAdapter(list[Job])
 _PYDANTIC_MESSAGES = {"extra_forbidden": "unknown field", "missing": "required field is missing"}
@@ -46,7 +48,12 @@ def _first_error(file: str, exc: ValidationError, prefix: str = "", lines: list[
     more = exc.error_count() - 1
     note = f"; and {more} more error{'s' if more > 1 else ''}" if more else ""
     value = ... if err["type"] == "missing" else err.get("input", ...)
-    return ScenarioError(where, prefix + _loc_path(loc), msg, value, note)
+    path = prefix + _loc_path(loc)
+    spec_error = (err.get("ctx") or {}).get("error")
+    if isinstance(spec_error, SpecError):          # a field inside a spec: name it and its value
+        path = f"{path}.{spec_error.path}" if spec_error.path else path
+        msg, value = spec_error.message, spec_error.value
+    return ScenarioError(where, path, msg, value, note)
 
 
 def read_document(path: str) -> dict[str, Any]:
@@ -121,8 +128,7 @@ def parse_scenario(raw: dict[str, Any], file: str) -> Scenario:
     else:
         jobs = doc.jobs or []
     scn = Scenario.build(doc, jobs, file=file, jobs_file=jobs_file, job_lines=lines)
-    for i, site in enumerate(scn.sites.values()):
-        scn.explicit(site.renewables.kw, f"sites[{i}].renewables.kw")   # model specs: not yet
+    resolve_specs(scn)       # specs (solar, wind, tariff, province) -> series; names checked here
     return scn
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from suanli.errors import ScenarioError
 from suanli.model.network import Network, Path
 from suanli.model.schema import Event, GpuType, Job, Objective, ScenarioDoc, Site
-from suanli.model.series import ModelSpec, Series
+from suanli.model.series import SeriesLike, Spec
 
 
 @dataclass
@@ -32,6 +32,8 @@ class Scenario:
     network: Network
     file: str = "<scenario>"
     job_index: dict[str, int] = field(default_factory=dict)
+    provinces: dict[str, str | None] = field(default_factory=dict)   # city -> province, if given
+    specs: dict[str, Spec] = field(default_factory=dict)              # field path -> the spec it was
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -96,7 +98,7 @@ class Scenario:
                    job_classes={k: dict(v) for k, v in doc.job_classes.items()},
                    cities={k: (c.lat, c.lon) for k, c in cities.items()}, sites=sites, jobs=list(jobs),
                    events=list(doc.events), objective=doc.objective, network=network, file=file,
-                   job_index=index)
+                   job_index=index, provinces={k: c.province for k, c in cities.items()})
 
     # ------------------------------------------------------------------ jobs and speeds (§3.7)
     def allowed_types(self, job: Job) -> list[str]:
@@ -137,12 +139,13 @@ class Scenario:
         return [e for e in self.events if e.type == "grid_cap" and e.site == site]
 
     # ------------------------------------------------------------------ series (§2)
-    def model_specs(self) -> list[tuple[str, ModelSpec]]:
-        """(site id, spec) for every renewable series still given as a model spec."""
-        return [(sid, s.renewables.kw) for sid, s in self.sites.items() if isinstance(s.renewables.kw, ModelSpec)]
+    def explicit(self, series: SeriesLike | Spec, where: str) -> SeriesLike:
+        """The series a field holds, as an object with `at(t)` and `array(slots)`.
 
-    def explicit(self, series: Series | ModelSpec, where: str) -> Series:
-        if isinstance(series, ModelSpec):
-            raise ScenarioError(self.file, where, f"renewable model '{series.model}' is not yet supported; "
-                                "give renewables.kw as a number or an hourly list")
+        `model.load` resolves every spec when it loads a scenario (`suanli.energy.resolve`);
+        a spec still here means the scenario was built without it.
+        """
+        if isinstance(series, Spec):
+            raise ScenarioError(self.file, where, "this spec was not resolved; load the scenario with "
+                                "suanli.model.load to resolve it", series.model_dump())
         return series

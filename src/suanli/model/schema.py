@@ -14,14 +14,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from suanli.model.series import ModelSpec, Series, parse_series
+from suanli.model.series import (
+    ProvinceCarbonSpec,
+    SolarSpec,
+    Spec,
+    TariffSpec,
+    WindSpec,
+    parse_series,
+)
 
 _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True, coerce_numbers_to_str=True,
                      arbitrary_types_allowed=True, populate_by_name=True)
 
 
-def _series(minimum: float | None):
-    return AfterValidator(lambda raw: parse_series(raw, minimum=minimum))
+def _series(minimum: float | None, specs: tuple[type[Spec], ...] = ()):
+    return AfterValidator(lambda raw: parse_series(raw, specs=specs, minimum=minimum))
 
 
 def _split_types(raw: Any) -> Any:
@@ -39,8 +46,9 @@ def _split_types(raw: Any) -> Any:
 
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
-AnySeries = Annotated[Any, _series(None)]
-NonNegSeries = Annotated[Any, _series(0.0)]
+TariffSeries = Annotated[Any, _series(None, (TariffSpec,))]         # CNY/kWh, or a named tariff
+CarbonSeries = Annotated[Any, _series(0.0, (ProvinceCarbonSpec,))]  # kg/kWh, or a province's factor
+RenewableSeries = Annotated[Any, _series(0.0, (SolarSpec, WindSpec))]  # kW, or a solar/wind model
 
 
 class Model(BaseModel):
@@ -63,6 +71,7 @@ class GpuType(Model):
 class City(Model):
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
+    province: str | None = None      # for the origin-grid carbon metrics (suanli/energy/carbon.py)
 
 
 class Link(Model):
@@ -79,17 +88,13 @@ class Pool(Model):
 
 
 class Grid(Model):
-    carbon_kg_per_kwh: NonNegSeries = 0.0
-    cny_per_kwh: AnySeries = 0.0       # tariff for grid energy
-
-
-def _renewable_kw(raw: Any) -> Series | ModelSpec:
-    return parse_series(raw, allow_model=True, minimum=0.0)
+    carbon_kg_per_kwh: CarbonSeries = 0.0
+    cny_per_kwh: TariffSeries = 0.0    # tariff for grid energy
 
 
 class Renewables(Model):
-    kw: Annotated[Any, AfterValidator(_renewable_kw)] = 0.0   # power available, kW
-    cny_per_kwh: NonNegative = 0.0                              # levelised cost of renewable use
+    kw: RenewableSeries = 0.0          # power available, kW
+    cny_per_kwh: NonNegative = 0.0     # levelised cost of renewable use
 
 
 class Battery(Model):

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from suanli.scheduling.ledger import slot_overlaps
 from suanli.scheduling.state import (
     Decision,
     Defer,

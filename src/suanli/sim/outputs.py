@@ -69,8 +69,8 @@ def write_files(outdir: str, files: dict[str, str]) -> list[str]:
 
 
 def write_run(outdir: str, segments: Sequence[Segment], accounts: Accounts, extra: dict[str, Any]) -> list[str]:
-    """schedule.csv, metrics.json (the §6 keys plus `extra`) and series.csv."""
-    metrics = dict(accounts.metrics) | extra
+    """schedule.csv, metrics.json (the §6 keys, then the carbon keys and `extra`) and series.csv."""
+    metrics = dict(accounts.metrics) | accounts.carbon | extra
     return write_files(outdir, {
         "schedule.csv": schedule_csv(segments),
         "metrics.json": metrics_json(metrics),
