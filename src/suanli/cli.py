@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from suanli.cli_trace import trace_app
 from suanli.errors import UserError
 from suanli.model.load import load_scenario
 from suanli.scheduling import policies
@@ -23,6 +24,7 @@ from suanli.sim.run import Run, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="suanli (算力): place GPU jobs across a compute-power network by cost and carbon.")
+app.add_typer(trace_app, name="trace")
 out = Console()
 if not out.is_terminal:          # piped or captured: wide enough for the tables, no colour codes
     out = Console(width=110, color_system=None)
