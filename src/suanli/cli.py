@@ -19,7 +19,7 @@ from suanli.cli_trace import trace_app
 from suanli.errors import UserError
 from suanli.model.load import load_scenario
 from suanli.scheduling import policies
-from suanli.sim.outputs import write_run
+from suanli.sim.outputs import read_explanations, write_run
 from suanli.sim.run import Run, run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -103,7 +103,7 @@ def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."
     try:
         r = _simulate(scenario, policy, quiet)
         _check_own(r)
-        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics())
+        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
     except UserError as e:
         raise _fail(e) from None
     if not quiet:
@@ -124,6 +124,39 @@ def validate(scenario: str = typer.Argument(..., help="Scenario file (YAML or JS
               markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def explain(outdir: str = typer.Argument(..., help="A folder written by `suanli sim`."),
+            job_id: str = typer.Argument(..., help="The job to explain.")) -> None:
+    """Why JOB_ID went where it went: the candidates weighed, their price parts, and the sites
+    left out with the filter and value that ruled them out."""
+    try:
+        records = read_explanations(outdir, job_id)
+    except UserError as e:
+        raise _fail(e) from None
+    for rec in records:
+        chosen = rec["chosen"]
+        head = (f"{job_id} at {rec['at_h']:.2f} h ({rec['policy']}): {rec['decision']}"
+                + (f" on {chosen['site']}/{chosen['gpu_type']} from {chosen['start_h']:.2f} to "
+                   f"{chosen['end_h']:.2f} h" if chosen else "") + (f"; {rec['note']}" if rec["note"] else ""))
+        out.print(head, markup=False, highlight=False)
+        if rec["candidates"]:
+            parts = sorted({p for c in rec["candidates"] for p in c["parts"]})
+            t = Table(title="candidates, best first (CNY)", title_justify="left")
+            for col in ("site", "type", "start h", "end h", *parts, "total"):
+                t.add_column(col, justify="left" if col in ("site", "type") else "right", no_wrap=True)
+            for c in rec["candidates"]:
+                t.add_row(c["site"], c["gpu_type"], f"{c['start_h']:.2f}", f"{c['end_h']:.2f}",
+                          *(f"{c['parts'].get(p, 0.0):,.2f}" for p in parts), f"{c['total']:,.2f}")
+            out.print(t)
+        if rec["rejected"]:
+            t = Table(title="sites left out", title_justify="left")
+            t.add_column("site", no_wrap=True)
+            t.add_column("filter: why")
+            for site, why in rec["rejected"].items():
+                t.add_row(site, why)
+            out.print(t)
+
+
 def demo_scenario() -> Path:
     return Path(str(resources.files("suanli") / "examples" / "east-west.yaml"))
 
@@ -137,7 +170,7 @@ def demo(outdir: str = typer.Option("demo-out", "--out", "-o", help="Folder for 
     try:
         r = _simulate(str(path), policy, quiet=False)
         _check_own(r)
-        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics())
+        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
     except UserError as e:
         raise _fail(e) from None
     out.print("East Data, West Computing (东数西算) demo: jobs from the eastern cities, hubs in the west "

@@ -78,18 +78,6 @@ class PoolCalendar:
             i += 1
         return True
 
-    def busy_gpu_hours(self, start: float, end: float) -> float:
-        """GPU-hours already reserved in [start, end)."""
-        i = bisect_right(self.times, start) - 1
-        total = 0.0
-        n = len(self.times)
-        while i < n and self.times[i] < end:
-            a = max(self.times[i], start)
-            b = min(self.times[i + 1], end) if i + 1 < n else end
-            total += self.used[i] * (b - a)
-            i += 1
-        return total
-
     def prune(self, before: float) -> None:
         """Forget breakpoints before `before` (nothing may be asked about the past again)."""
         i = bisect_right(self.times, before) - 1

@@ -51,6 +51,13 @@ class _JobState:
     done: bool = False
 
 
+@dataclass(frozen=True)
+class ExplainedDecision:
+    kind: str             # place, defer or reject
+    at_h: float
+    explain: Explanation
+
+
 @dataclass
 class SimResult:
     segments: list[Segment]
@@ -58,7 +65,7 @@ class SimResult:
     unplaced: dict[str, str] = field(default_factory=dict)     # still deferred at the end
     cuts: int = 0                                              # segments cut by outages
     policy_calls: int = 0
-    explanations: dict[str, list[Explanation]] = field(default_factory=dict)   # job id -> per placement
+    explanations: dict[str, list[ExplainedDecision]] = field(default_factory=dict)   # job id -> decisions
 
 
 class Simulation:
@@ -163,7 +170,10 @@ class Simulation:
                                   "or was already answered")
             answered.add(d.job_id)
             if d.explain is not None:
-                self.result.explanations.setdefault(d.job_id, []).append(d.explain)
+                log = self.result.explanations.setdefault(d.job_id, [])
+                if log and log[-1].kind == "defer":      # keep only the latest of a run of deferrals
+                    log.pop()
+                log.append(ExplainedDecision(type(d).__name__.lower(), now, d.explain))
             if isinstance(d, Place):
                 self._place(view, pj, d)
             elif isinstance(d, Defer) and d.hold is not None:

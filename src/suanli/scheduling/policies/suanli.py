@@ -36,15 +36,13 @@ COMMIT_WITHIN_H = 0.0       # commit runs that start at once; hold GPUs for late
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
 DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest possible start,
                             # at a fully busy network (scaled by the busy share squared)
-CONGESTION_CNY_PER_GPU_H = 0.0  # at a fully booked pool: what taking its last GPUs costs others
 
 
 class Suanli(Pipeline):
     def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
-                 commit_within_h: float | None = COMMIT_WITHIN_H,
-                 congestion_cny_per_gpu_h: float = CONGESTION_CNY_PER_GPU_H):
+                 commit_within_h: float | None = COMMIT_WITHIN_H):
         self.prices = PriceBook()
         self.lookahead_h = lookahead_h
         self.no_deadline_shift_h = no_deadline_shift_h
@@ -53,7 +51,6 @@ class Suanli(Pipeline):
         self.delay = delay_cny_per_gpu_h
         self.delay_power = delay_power
         self._busy = (None, 0.0)
-        self.congestion = congestion_cny_per_gpu_h
         super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
 
     @staticmethod
@@ -86,22 +83,13 @@ class Suanli(Pipeline):
         if pj.from_site is not None:
             backup = view.scenario.sites[pj.from_site].backup
 
-        def congestion(o, s):
-            if not self.congestion:
-                return 0.0
-            cal = scratch.calendar(o.site, o.gpu_type)
-            gpu_h = pj.job.gpus * o.duration_h
-            occ = (cal.busy_gpu_hours(s, s + o.duration_h) + gpu_h) / (cal.count * o.duration_h)
-            return self.congestion * gpu_h * occ * occ
-
         def price(o, starts):
             starts_a = np.asarray(starts)
             e = energy.cost(pj, o, starts)
             late = late_cny(view, pj, starts_a + o.duration_h)
             return [scored(o, s, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny,
                                   "energy": float(ei), "late": float(li),
-                                  "delay": delay * pj.job.gpus * (s - soonest),
-                                  "congestion": congestion(o, s)},
+                                  "delay": delay * pj.job.gpus * (s - soonest)},
                            backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
                            ready_h=o.ready_h)
                     for s, ei, li in zip(starts, e, late, strict=True)]
