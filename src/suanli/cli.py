@@ -157,6 +157,87 @@ def explain(outdir: str = typer.Argument(..., help="A folder written by `suanli 
             out.print(t)
 
 
+@app.command()
+def bound(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."),
+          time_limit: float = typer.Option(120.0, "--time-limit", help="Seconds for HiGHS, both LPs together.")
+          ) -> None:
+    """The LP lower bounds of SCENARIO's objective: one for every valid schedule, one for
+    schedules that meet every deadline (docs/BOUNDS.md says why each is a bound)."""
+    from suanli.scheduling.bound import lower_bound
+    try:
+        scn = load_scenario(scenario)
+    except UserError as e:
+        raise _fail(e) from None
+    b = lower_bound(scn, time_limit_s=time_limit)
+    t = Table(title=f"{scn.name}: lower bounds (CNY)", title_justify="left")
+    for col in ("bound", "value", "status", "time s", "columns", "rows"):
+        t.add_column(col, justify="left" if col in ("bound", "status") else "right", no_wrap=True)
+    for name, part in (("every valid schedule", b.plain), ("meeting every deadline", b.deadline)):
+        t.add_row(name, "–" if part.value is None else f"{part.value:,.2f}", part.status, f"{part.time_s:.2f}",
+                  str(part.columns), str(part.rows))
+    out.print(t)
+    if b.plain.parts:
+        out.print("parts of the first: " + ", ".join(f"{k} {v:,.2f}" for k, v in b.plain.parts.items()),
+                  highlight=False)
+
+
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+@app.command()
+def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
+                                              help="Scenario files (default: the demo and bench/scenarios/*)."),
+          policy_names: list[str] = typer.Option(None, "--policy", "-p", help="Policies (default: all)."),
+          doc: str = typer.Option("docs/BENCHMARKS.md", "--doc", help="Markdown file whose generated section "
+                                  f"(between {BENCH_START} and {BENCH_END}) is rewritten."),
+          chart: str = typer.Option("docs/bench.png", "--chart", help="PNG chart to write."),
+          results: str = typer.Option("bench/results.json", "--results", help="JSON results to write."),
+          no_bound: bool = typer.Option(False, "--no-bound", help="Skip the LP lower bound."),
+          bound_time: float = typer.Option(120.0, "--bound-time", help="Seconds for each scenario's bound.")
+          ) -> None:
+    """Run policies × scenarios and write the results, ratios to the lower bound and the best
+    baseline, into docs/BENCHMARKS.md, a PNG chart and a JSON file."""
+    import json
+    import os
+    import tempfile
+
+    from suanli.bench import DEFAULT_POLICIES, render_chart, render_markdown, results_json, run_bench
+    from suanli.sim.outputs import write_files
+
+    paths = scenarios or [str(demo_scenario())] + [
+        f"bench/scenarios/{n}.yaml" for n in ("philly-48h-a", "philly-48h-b", "outage-backup", "gridcap-battery",
+                                               "west-does-not-pay")]
+    pols = policy_names or list(DEFAULT_POLICIES)
+    try:
+        for name in pols:
+            policies.make(name)
+        for p in paths:
+            if not os.path.exists(p):
+                raise UserError(f"--scenario: no such file {p!r}")
+        res = run_bench(paths, pols, bound=not no_bound, bound_time_s=bound_time,
+                        progress=lambda msg: err.print(f"bench: {msg}", highlight=False))
+        command = "suanli bench" + "".join(f" -s {p}" for p in scenarios or []) + "".join(
+            f" -p {p}" for p in policy_names or [])
+        section = render_markdown(res, pols, command)
+        old = open(doc, encoding="utf-8").read() if os.path.exists(doc) else "# Benchmarks\n"
+        if BENCH_START in old and BENCH_END in old:
+            head, rest = old.split(BENCH_START, 1)
+            new = head + BENCH_START + "\n" + section + "\n" + BENCH_END + rest.split(BENCH_END, 1)[1]
+        else:
+            new = old.rstrip("\n") + f"\n\n## suanli bench\n\n{BENCH_START}\n{section}\n{BENCH_END}\n"
+        write_files(os.path.dirname(doc) or ".", {os.path.basename(doc): new})
+        write_files(os.path.dirname(results) or ".",
+                    {os.path.basename(results): json.dumps(results_json(res), indent=1) + "\n"})
+        fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(chart) or ".")
+        os.close(fd)
+        render_chart(res, pols, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, chart)
+    except UserError as e:
+        raise _fail(e) from None
+    out.print(section, markup=False, highlight=False)
+
+
 def demo_scenario() -> Path:
     return Path(str(resources.files("suanli") / "examples" / "east-west.yaml"))
 
