@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
+from suanli.model.network import Path
 from suanli.scheduling.state import (
     Decision,
     Defer,
@@ -27,10 +29,10 @@ from suanli.scheduling.state import (
     StateView,
 )
 
+KEEP = 5   # candidates an explanation keeps
 
 # ----------------------------------------------------------------------------- options
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """A pool that passed the filters, with what every later stage needs to know of it."""
 
     site: str
@@ -54,6 +56,10 @@ class Filter:
 
     def pool_reason(self, view: StateView, pj: PendingJob, site: str, gpu_type: str) -> str | None:
         return None
+
+    def active(self, view: StateView) -> bool:
+        """False when the filter cannot cut anything in this view (a shortcut, not a rule)."""
+        return True
 
 
 class Reachable(Filter):
@@ -82,6 +88,9 @@ class SiteUp(Filter):
     def site_reason(self, view, pj, site):
         return "site is down" if site in view.down else None
 
+    def active(self, view):
+        return bool(view.down)
+
 
 class AllowedType(Filter):
     name = "gpu_type"
@@ -104,15 +113,15 @@ class PoolFits(Filter):
 DEFAULT_FILTERS: tuple[Filter, ...] = (Reachable(), WithinRtt(), SiteUp(), AllowedType(), PoolFits())
 
 
-def options(view: StateView, pj: PendingJob, filters: Sequence[Filter]) -> tuple[list[Option], dict[str, str], bool]:
-    """Pools that pass every filter; the sites left out, each with the first reason; and
-    whether some site was left out only by a dynamic filter (it may pass later)."""
+StaticPools = tuple[list[tuple[str, "Path", list[tuple[int, str]]]], dict[str, str]]
+
+
+def static_pools(view: StateView, pj: PendingJob, static: Sequence[Filter]) -> StaticPools:
+    """Sites (with their path and passing pools as (rank, type)) that the static filters let
+    through, and the sites they cut, with the first reason for each."""
     scn = view.scenario
-    static = [f for f in filters if f.static]
-    dynamic = [f for f in filters if not f.static]
-    out: list[Option] = []
+    sites: list[tuple[str, Path, list[tuple[int, str]]]] = []
     rejected: dict[str, str] = {}
-    blocked_for_now = False
     rank = 0
     for sid, site in scn.sites.items():
         base = rank
@@ -124,20 +133,50 @@ def options(view: StateView, pj: PendingJob, filters: Sequence[Filter]) -> tuple
         pools, reasons = [], []
         for k, g in enumerate(site.gpus):
             w = next((f"{f.name}: {w}" for f in static if (w := f.pool_reason(view, pj, sid, g)) is not None), None)
-            (reasons if w else pools).append(w or (k, g))
+            if w:
+                reasons.append(w)
+            else:
+                pools.append((base + k, g))
         if not pools:
             rejected[sid] = "; ".join(reasons) or "pool_size: no GPU pools"
             continue
-        why = next((f"{f.name}: {w}" for f in dynamic if (w := f.site_reason(view, pj, sid)) is not None), None)
-        if why is not None:
-            rejected[sid] = why
+        sites.append((sid, scn.path(pj.job, sid), pools))
+    return sites, rejected
+
+
+def options(view: StateView, pj: PendingJob, filters: Sequence[Filter],
+            cache: dict | None = None) -> tuple[list[Option], dict[str, str], bool]:
+    """Pools that pass every filter; the sites left out, each with the first reason; and
+    whether some site was left out only by a dynamic filter (it may pass later).
+
+    What the static filters say depends only on the job's shape (origin, latency bound, types,
+    gang size, class), so `cache` (kept by the caller for one scenario) remembers it."""
+    static = [f for f in filters if f.static]
+    dynamic = [f for f in filters if not f.static and f.active(view)]
+    job = pj.job
+    key = (job.origin, job.max_rtt_ms, tuple(job.gpu_types or ()), job.gpus)
+    got = cache.get(key) if cache is not None else None
+    if got is None:
+        got = static_pools(view, pj, static)
+        if cache is not None:
+            cache[key] = got
+    sites, rejected = got
+    out: list[Option] = []
+    blocked_for_now = False
+    speed = view.scenario.speed
+    for sid, path, pools in sites:
+        why = dynamic and next((f"{f.name}: {w}" for f in dynamic if (w := f.site_reason(view, pj, sid)) is not None),
+                               None)
+        if why:
+            rejected = rejected | {sid: why}
             blocked_for_now = True
             continue
-        path = scn.path(pj.job, sid)
-        transfer = 0.0 if sid in pj.hosted else path.transfer_cny(pj.job.data_gb)
-        ready = max(view.now, view.data_ready_h(pj, sid))
-        for k, g in pools:
-            out.append(Option(sid, g, view.duration_h(pj, g), ready, path.latency_ms, transfer, base + k))
+        hosted = sid in pj.hosted
+        transfer = 0.0 if hosted else path.transfer_cny(job.data_gb)
+        ready = pj.ready_h if hosted else pj.ready_h + path.transfer_h(job.data_gb)
+        ready = max(view.now, ready)
+        for rank, g in pools:
+            out.append(Option(sid, g, pj.remaining_work / speed(job, g), ready, path.latency_ms, transfer, rank))
     return out, rejected, blocked_for_now
 
 
@@ -269,19 +308,28 @@ class Pipeline:
     choose: Chooser
     key: Callable[[Scored], tuple]
     filters: Sequence[Filter] = DEFAULT_FILTERS
-    keep: int = 5                                  # candidates kept for the explanation
+    keep: int = KEEP                               # candidates kept for the explanation
     order: Callable[[StateView, PendingJob], tuple] = lambda view, pj: (pj.ready_h, pj.job.submit_h)
     # None: commit every choice, however far ahead it starts. A number: commit only a run that
     # starts within that many hours of when the pool could first take it; hold the GPUs of any
     # later plan and think again when the network changes (re-planning the queue each time).
     commit_within_h: float | None = None
 
+    def _static_cache(self, view: StateView) -> dict:
+        """Static filter results, kept for one scenario (a policy object may see another later)."""
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0] is not view.scenario.network:
+            cache = (view.scenario.network, {})
+            self._cache = cache
+        return cache[1]
+
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()
         out: list[Decision] = []
         # stable: jobs ready together keep the order they were offered in (arrival order)
+        cache = self._static_cache(view)
         for pj in sorted(jobs, key=lambda pj: self.order(view, pj)):
-            opts, rejected, dynamic = options(view, pj, self.filters)
+            opts, rejected, dynamic = options(view, pj, self.filters, cache)
             if not opts:
                 expl = Explanation(self.name, view.now, None, (), rejected, "no pool passed the filters")
                 if dynamic:

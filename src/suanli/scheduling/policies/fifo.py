@@ -9,18 +9,26 @@ the job's data has arrived. No prices, no energy, no waiting for better hours.
 
 from __future__ import annotations
 
-from suanli.scheduling.pipeline import Pipeline, earliest_start, rental_cny, scored
+from suanli.scheduling.pipeline import KEEP, Pipeline, earliest_start, rental_cny, scored
 from suanli.scheduling.policies import register
 
 
 def _choose(view, scratch, pj, opts):
-    out = []
-    for o in opts:
+    found = []
+    best = None
+    # A run starts no earlier than its pool's `ready_h`, so once the pools left are ready later
+    # than the best start found (ties: nearer, then earlier in the scenario) none can win.
+    for o in sorted(opts, key=lambda o: (o.ready_h, o.latency_ms, o.rank)):
+        if best is not None and (o.ready_h, o.latency_ms, o.rank) > best:
+            break
         start = earliest_start(scratch, pj, o)
         if start is not None:
-            out.append(scored(o, start, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny},
-                              latency_ms=o.latency_ms, rank=o.rank))
-    return out
+            found.append((start, o.latency_ms, o.rank, o))
+            best = min(best or found[-1][:3], found[-1][:3])
+    found.sort(key=lambda f: f[:3])
+    # only the few an explanation shows are priced: fifo itself never looks at prices
+    return [scored(o, start, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny},
+                   latency_ms=o.latency_ms, rank=o.rank) for start, _, _, o in found[:KEEP]]
 
 
 @register("fifo")
