@@ -234,7 +234,7 @@ def late_cny(view: StateView, pj: PendingJob, end: np.ndarray) -> np.ndarray:
 class EnergyPricer:
     """Marginal energy cost (CNY, carbon priced in) of a candidate run: its load fills, slot by
     slot, what the site still has free, cheapest tier first (see `Ledger.tiers`). Tiers are
-    computed once per site for the window [floor(now), last) and reused for every candidate."""
+    computed once per site for a window from floor(now), widened when a candidate needs more."""
 
     def __init__(self, view: StateView, scratch: Scratch, prices: PriceBook, last: int):
         self.view, self.scratch, self.prices = view, scratch, prices
@@ -242,27 +242,27 @@ class EnergyPricer:
         self.last = last
         self._sites: dict[str, tuple] = {}
 
-    def _site(self, site: str):
+    def _site(self, site: str, last: int):
         got = self._sites.get(site)
-        if got is None:
+        if got is None or len(got[1]) < last - self.first:
+            last = max(last, self.last)
             v = self.view
-            tiers = v.ledger.tiers(site, self.first, self.last, v.caps_at(site),
-                                   self.scratch.extra_load(site, self.first, self.last))
-            grid, _ = self.prices.arrays(v, site, self.last)
+            tiers = v.ledger.tiers(site, self.first, last, v.caps_at(site),
+                                   self.scratch.extra_load(site, self.first, last))
+            grid, _ = self.prices.arrays(v, site, last)
             s = v.scenario.sites[site]
-            got = (tiers, grid[self.first:self.last], s.renewables.cny_per_kwh,
+            got = (tiers, grid[self.first:last], s.renewables.cny_per_kwh,
                    s.battery.efficiency if s.battery is not None else 1.0, s.pue)
             self._sites[site] = got
         return got
 
     def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
         """CNY for each start, all starts at once: a (starts × slots) matrix of hours run."""
-        tiers, grid, rp, eta, pue = self._site(o.site)
+        starts_a = np.asarray(starts, dtype=float)
+        hours, idx = run_hours(starts_a, o.duration_h, self.first)
+        tiers, grid, rp, eta, pue = self._site(o.site, self.first + int(idx.max()) + 1)
         kw = pj.job.gpus * self.view.ledger.power[o.gpu_type] * pue
         dr = self.view.scenario.objective.dr_cny_per_kwh
-        hours, idx = run_hours(np.asarray(starts, dtype=float), o.duration_h, self.first)
-        if idx.max() >= len(grid):
-            raise ValueError("candidate beyond the priced window")
         x = hours * kw
         a = np.minimum(x, tiers.curtailed[idx])
         x = x - a

@@ -32,4 +32,4 @@ def make(name: str) -> Policy:
 
 def _load_builtins() -> None:
     # each module registers its policies on import
-    from suanli.scheduling.policies import baselines, fifo, suanli  # noqa: F401
+    from suanli.scheduling.policies import baselines, fifo, optimal, suanli  # noqa: F401

@@ -71,44 +71,52 @@ class Suanli(Pipeline):
         return min(latest, view.now + self.lookahead_h)
 
     def _choose(self, view, scratch, pj, opts):
-        firsts = {o: earliest_start(scratch, pj, o) for o in opts}
-        live = [o for o in opts if firsts[o] is not None]
-        if not live:
-            return []
-        last = max(math.ceil(max(firsts[o], self._latest(view, pj, o, firsts[o])) + o.duration_h) for o in live) + 2
-        energy = EnergyPricer(view, scratch, self.prices, last)
-        soonest = min(firsts[o] for o in live)
+        job = pj.job
+        soonest = min(o.ready_h for o in opts)             # the earliest any pool could take it
         delay = self.delay * self._busy_share(view) ** self.delay_power
-        backup = None
-        if pj.from_site is not None:
-            backup = view.scenario.sites[pj.from_site].backup
+        late_price = view.scenario.objective.late_cny_per_gpu_h * job.gpus
+        backup = view.scenario.sites[pj.from_site].backup if pj.from_site is not None else None
+        energy = EnergyPricer(view, scratch, self.prices, math.floor(view.now) + 2)
+
+        def floor_price(o) -> float:
+            """No run on `o` costs less: rental, transfer, and lateness and delay at its ready time."""
+            late = late_price * max(0.0, o.ready_h + o.duration_h - job.deadline_h) if job.deadline_h else 0.0
+            return rental_cny(view, pj, o) + o.transfer_cny + late + delay * job.gpus * (o.ready_h - soonest)
 
         def price(o, starts):
-            starts_a = np.asarray(starts)
             e = energy.cost(pj, o, starts)
-            late = late_cny(view, pj, starts_a + o.duration_h)
-            return [scored(o, s, {"rental": rental_cny(view, pj, o), "transfer": o.transfer_cny,
-                                  "energy": float(ei), "late": float(li),
-                                  "delay": delay * pj.job.gpus * (s - soonest)},
+            late = late_cny(view, pj, np.asarray(starts) + o.duration_h)
+            rental = rental_cny(view, pj, o)
+            return [scored(o, s, {"rental": rental, "transfer": o.transfer_cny, "energy": float(ei),
+                                  "late": float(li), "delay": delay * job.gpus * (s - soonest)},
                            backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
                            ready_h=o.ready_h)
                     for s, ei, li in zip(starts, e, late, strict=True)]
 
-        out = []
-        for o in live:
-            out.extend(price(o, [firsts[o]]))
-        out.sort(key=lambda c: c.total)
-        seen = set()
-        for c in out[:]:
-            o = next(o for o in live if o.site == c.site and o.gpu_type == c.gpu_type)
-            if o in seen:
+        # Price pools cheapest floor first; stop once no pool left can beat the best (with the
+        # backup's margin, so a backup within it is still seen).
+        out, firsts = [], {}
+        best = math.inf
+        for lo, o in sorted(((floor_price(o), o) for o in opts), key=lambda x: (x[0], x[1].rank)):
+            if lo * (1.0 - self.backup_margin) >= best:
+                break
+            first = earliest_start(scratch, pj, o)
+            if first is None:
                 continue
-            seen.add(o)
+            firsts[o] = first
+            c = price(o, [first])[0]
+            out.append(c)
+            best = min(best, c.total)
+        out.sort(key=lambda c: c.total)
+        refined = 0
+        for c in list(out):
+            if refined >= self.refine:
+                break
+            o = next(o for o in firsts if o.site == c.site and o.gpu_type == c.gpu_type)
+            refined += 1
             starts = window_starts(scratch, pj, o, self._latest(view, pj, o, firsts[o]), firsts[o])[1:]
             if starts:
                 out.extend(price(o, starts))
-            if len(seen) >= self.refine:
-                break
         return out
 
     def _busy_share(self, view) -> float:

@@ -1,0 +1,675 @@
+"""`optimal`: the offline reference policy (MODEL.md §7: the only one that sees everything).
+
+Before the run, `prepare(scn)` receives the whole scenario, outages and grid caps included,
+and solves a time-indexed mixed-integer model with HiGHS:
+
+- one binary per job × pool × start time: starts on a grid (`grid_h`, chosen from 0.25, 0.5,
+  1 and 2 h so that the model stays under `max_runs` start variables) from the job's data
+  arrival on that site (submit + transfer), plus the arrival itself, each outage's end, and
+  the start the outage-aware fifo plan gives the job; no run overlaps an outage of its site;
+  the window runs to `window_h` after arrival, or to the latest on-time start if later;
+- one continuous "unfinished" variable per job: each job runs once or is left unfinished at
+  `unfinished_cny`;
+- pool capacity checked exactly at every candidate start (GPUs in use only rise at starts),
+  written as running sums so each run touches two rows;
+- IT energy per site and slot from the runs' exact overlaps with each slot (running sums of
+  fully covered slots plus the two partial ones), then the site energy block the lower bound
+  uses (renewables, battery within its limits, grid, DR violation above grid caps);
+- cost: GPU rental, transfer, exact lateness for the chosen start, energy, carbon, DR,
+  unfinished.
+
+The battery is dispatched optimally inside the model, whereas MODEL.md §4 prescribes a greedy
+rule; so the model's objective for a plan can be a little below what `account` charges for
+it. The policy therefore keeps the better, by the real accounting, of the solver's plan and
+the outage-aware fifo plan (which the model also contains as its starting solution).
+
+`decide` answers each offered job with its planned `Place`, `Defer` while its planned site is
+down (the simulator voids placements on a site when an outage starts, and offers them again
+when it ends), or `Reject` when the plan leaves it unfinished.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from suanli.accounting import account, resolve_series, validate
+from suanli.errors import UserError
+from suanli.model.scenario import Scenario
+from suanli.model.schedule import TIME_TOL, Segment
+from suanli.scheduling import policies
+from suanli.scheduling.bound import INF, ModelBuilder, Option, Problem, add_energy, build_problem
+from suanli.scheduling.calendar import PoolCalendar
+from suanli.scheduling.policies import register
+from suanli.scheduling.state import Decision, Defer, PendingJob, Place, Reject, StateView
+
+# (start grid h, window h, most start variables for it at the default target): finer grids make
+# harder models, so a fine grid is taken only for small ones
+GRIDS = ((0.25, 24.0, 3_000), (0.5, 24.0, 6_000), (1.0, 24.0, 12_000), (1.0, 12.0, 12_000),
+         (2.0, 24.0, 12_000), (2.0, 12.0, 100_000))
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    site: str
+    gpu_type: str
+    start_h: float
+    end_h: float
+
+
+@register("optimal")
+class Optimal:
+    name = "optimal"
+    offline = True
+
+    def __init__(self, time_limit_s: float = 60.0, grid_h: float | None = None, window_h: float | None = None,
+                 max_jobs: int = 400, target_runs: int = 12_000, max_runs: int = 100_000,
+                 mip_rel_gap: float = 1e-4, threads: int | None = None):
+        self.time_limit_s = time_limit_s
+        self.grid_h = grid_h
+        self.window_h = window_h
+        self.max_jobs = max_jobs
+        self.target_runs = target_runs
+        self.max_runs = max_runs
+        self.mip_rel_gap = mip_rel_gap
+        self.threads = threads
+        self.plan: dict[str, PlannedRun | None] | None = None
+        self.status = "not prepared"
+        self.gap: float | None = None
+        self.mip_objective: float | None = None     # the model's objective of its best plan
+        self.mip_bound: float | None = None         # the model's dual bound
+        self.objective: float | None = None         # accounted objective of the plan kept
+        self.source = ""                            # the plan kept: "mip", "cost greedy", "policy fifo", ...
+        self.heuristics: dict[str, float] = {}      # accounted objective of every other plan weighed
+        self.runs = 0
+        self.solve_s = 0.0
+        self._outages: dict[str, list[tuple[float, float]]] = {}
+        self._delegate = None                       # an online policy whose own run beat every plan
+
+    # ------------------------------------------------------------------ offline planning
+    def prepare(self, scn: Scenario) -> None:
+        t0 = time.perf_counter()
+        if len(scn.jobs) > self.max_jobs:
+            raise UserError(f"--policy optimal: {len(scn.jobs)} jobs is too many for the offline mixed-integer "
+                            f"model (at most {self.max_jobs}); use a smaller scenario")
+        problem = build_problem(scn)
+        self._outages = problem.outages
+        fifo = _fifo_plan(problem)
+        extra = {j: [run] for j, run in fifo.items()}
+        # the finest start grid (and widest window) whose model stays small enough
+        choices = [(g, w, lim) for g, w, lim in GRIDS
+                   if (self.grid_h is None or g == self.grid_h) and (self.window_h is None or w == self.window_h)]
+        if not choices:
+            choices = [(self.grid_h or 1.0, self.window_h or 24.0, self.max_runs)]
+        runs = None
+        for dt, w, limit in choices:
+            runs = _candidate_runs(problem, extra, dt, w)
+            if len(runs.job) <= limit * self.target_runs / 12_000:
+                break
+        if len(runs.job) > self.max_runs:
+            raise UserError(f"--policy optimal: the time-indexed model would need {len(runs.job)} start variables "
+                            f"even on a {dt:g} h grid (at most {self.max_runs}); use a smaller scenario")
+        self.grid_h, self.window_h = dt, w
+        T = math.ceil(runs.end.max()) + 2 if len(runs.job) else 1
+        cost = _run_costs(problem, runs, _price_curves(problem, T))
+        cheap = _cost_greedy(problem, runs, cost)
+        plans = {"fifo plan": fifo, "cost greedy": cheap}
+        online = _policy_runs(problem)             # every online policy's own schedule of the scenario
+        for name, (_, plan) in online.items():
+            if plan is not None:                    # one segment per job: the model can hold it
+                plans[f"policy {name}"] = plan
+        for plan in plans.values():
+            for j, run in plan.items():
+                extra.setdefault(j, []).append(run)
+        # windows reach as far as fifo's or the cost greedy's start (other policies' starts are
+        # candidates too, but a policy that waits long should not widen every window)
+        reach = {j: max(p[j][1] for p in (fifo, cheap) if j in p) for j in set(fifo) | set(cheap)}
+        runs = _candidate_runs(problem, extra, dt, w, reach)
+        self.runs = len(runs.job)
+        T = math.ceil(runs.end.max()) + 2 if len(runs.job) else 1
+
+        model = self._build(problem, runs)
+        h = model.highs({"random_seed": 0, "presolve": "on", "threads": self.threads})
+        # the LP relaxation, rounded by alpha-points into list schedules
+        h.setOptionValue("solve_relaxation", True)
+        h.setOptionValue("time_limit", max(1.0, 0.3 * self.time_limit_s))
+        h.run()
+        cost = _run_costs(problem, runs, _price_curves(problem, T))
+        if h.getInfo().primal_solution_status == 2:
+            xlp = np.asarray(h.getSolution().col_value)[model.s]
+            for alpha in (0.2, 0.5, 0.8):
+                plans[f"lp round {alpha}"] = _lp_round(problem, runs, cost, xlp, alpha)
+        scores = {k: _accounted(scn, _plan_of(problem, plan)) for k, plan in plans.items()}
+        warm = plans[min(scores, key=scores.get)]
+        for j, run in warm.items():                    # a list schedule may start a job off the grid
+            if (j, run[0], run[1]) not in runs.index:
+                extra.setdefault(j, []).append(run)
+        if any((j, o, st) not in runs.index for j, (o, st) in warm.items()):
+            runs = _candidate_runs(problem, extra, dt, w, reach)
+            self.runs = len(runs.job)
+            model = self._build(problem, runs)
+            h = model.highs({"random_seed": 0, "presolve": "on", "threads": self.threads})
+        left = self.time_limit_s - (time.perf_counter() - t0)
+        h.setOptionValue("solve_relaxation", False)
+        h.setOptionValue("mip_rel_gap", float(self.mip_rel_gap))
+        picks = self._solve(h, model, runs, warm, max(1.0, left))
+        final = {k: _plan_of(problem, plan) for k, plan in plans.items()}
+        if picks is not None:
+            mip_plan = _plan_of(problem, picks)
+            if _plan_valid(problem, mip_plan):
+                final["mip"] = mip_plan
+                scores["mip"] = _accounted(scn, mip_plan)
+        self.source = min(scores, key=lambda k: (scores[k], k != "mip"))
+        self.plan = final[self.source]
+        self.objective = scores[self.source]
+        self.heuristics = {k: v for k, v in scores.items() if k != "mip"}
+        self._delegate = None
+        for name, (value, plan) in online.items():
+            if plan is not None:
+                continue                            # already weighed as a plan
+            self.heuristics[f"policy {name}"] = value
+            if value < self.objective - 1e-9:       # a policy's own run (outage cuts and all) does better:
+                self.objective, self.source = value, f"policy {name}"     # act as it does
+                self._delegate = policies.make(name)
+        self.solve_s = time.perf_counter() - t0
+
+    def _build(self, problem: Problem, runs: _Runs) -> _Model:
+        scn = problem.scn
+        obj = scn.objective
+        jobs = scn.jobs
+        n = len(runs.job)
+        T = max(math.ceil(scn.horizon_h), int(np.ceil(runs.end.max() - 1e-12)) if n else 0, 1)
+        series = resolve_series(scn, T)
+        b = ModelBuilder()
+        energy = add_energy(b, problem, series, T)
+        gpus = np.array([jobs[j].gpus for j in runs.job], dtype=float)
+        pool_of = runs.pool
+        price = np.array([problem.pools[p].price for p in pool_of])
+        power = np.array([problem.pools[p].power_kw for p in pool_of])
+        dur = runs.end - runs.start
+        late = np.zeros(n)
+        for i, j in enumerate(runs.job):
+            d = jobs[j].deadline_h
+            if d is not None:
+                late[i] = max(0.0, runs.end[i] - d)
+        cost = gpus * dur * price + runs.transfer + obj.late_cny_per_gpu_h * gpus * late
+        s = b.cols(n, cost, 0.0, 1.0, integer=True)
+        # each job: one run or unfinished
+        J = len(jobs)
+        assign = b.rows(J, 1.0, 1.0)
+        b.add(assign[runs.job], s, 1.0)
+        u = b.cols(J, obj.unfinished_cny, 0.0, 1.0)
+        b.add(assign, u, 1.0)
+        # capacity, exact at every candidate start: U_i = U_{i-1} + starts at point i - ends by point i
+        for p, pool in enumerate(problem.pools):
+            sel = np.flatnonzero(pool_of == p)
+            if not len(sel):
+                continue
+            points = np.unique(runs.start[sel])
+            m = len(points)
+            U = b.cols(m, 0.0, 0.0, float(pool.count))
+            rows = b.rows(m, 0.0, 0.0)
+            b.add(rows, U, 1.0)
+            b.add(rows[1:], U[:-1], -1.0)
+            add_at = np.searchsorted(points, runs.start[sel])
+            rem_at = np.searchsorted(points, runs.end[sel], side="left")   # first point >= end
+            b.add(rows[add_at], s[sel], -gpus[sel])
+            keep = rem_at < m
+            b.add(rows[rem_at[keep]], s[sel][keep], gpus[sel][keep])
+        # IT energy per site and slot: F (fully covered slots, running sums) + partial slots
+        st, en = runs.start, runs.end
+        t0 = np.floor(st).astype(np.int64)
+        t1 = np.ceil(en).astype(np.int64) - 1
+        t1 = np.maximum(t1, t0)
+        first_ov = np.minimum(en, t0 + 1.0) - st
+        last_ov = en - t1
+        first_full = first_ov >= 1.0 - 1e-12
+        last_full = (t1 > t0) & (last_ov >= 1.0 - 1e-12)
+        fa = np.where(first_full, t0, t0 + 1)
+        fb = np.where(last_full | ((t1 == t0) & first_full), t1, t1 - 1)
+        gp = gpus * power
+        site_of = np.array([problem.pools[p].site_index for p in pool_of], dtype=np.int64)
+        for k, sid in enumerate(problem.sites):
+            sel = np.flatnonzero(site_of == k)
+            if not len(sel):
+                continue
+            pue = scn.sites[sid].pue
+            bal = energy.balance[k]
+            full = sel[fa[sel] <= fb[sel]]
+            if len(full):
+                F = b.cols(T, 0.0, 0.0, INF)
+                rows = b.rows(T, 0.0, 0.0)          # F_t - F_{t-1} - adds_t + removes_t = 0
+                b.add(rows, F, 1.0)
+                b.add(rows[1:], F[:-1], -1.0)
+                b.add(rows[fa[full]], s[full], -gp[full])
+                ends = fb[full] + 1
+                ok = ends < T
+                b.add(rows[ends[ok]], s[full][ok], gp[full][ok])
+                b.add(bal, F, -pue)
+            part1 = sel[~first_full[sel]]
+            b.add(bal[t0[part1]], s[part1], -pue * gp[part1] * first_ov[part1])
+            part2 = sel[(t1[sel] > t0[sel]) & ~last_full[sel]]
+            b.add(bal[t1[part2]], s[part2], -pue * gp[part2] * last_ov[part2])
+
+        return _Model(b, s, u)
+
+    def _solve(self, h, model: _Model, runs: _Runs, warm: dict[int, tuple[int, float]], budget_s: float):
+        """The MIP from the `warm` plan (HiGHS fixes its binaries and completes the rest by an LP):
+        branch and bound over the whole model for part of the budget, then, if it has not
+        closed the gap, large-neighbourhood search: time windows of jobs re-optimised with
+        every other job fixed at the incumbent, while time is left."""
+        import highspy
+
+        t0 = time.perf_counter()
+        x0 = np.zeros(model.b.ncol)
+        u_start = np.ones(len(model.u))
+        for j, (o, start) in warm.items():
+            i = runs.index.get((j, o, start))
+            if i is not None:
+                x0[model.s[i]] = 1.0
+                u_start[j] = 0.0
+        x0[model.u] = u_start
+        sol = highspy.HighsSolution()
+        sol.col_value = x0.tolist()
+        h.setSolution(sol)
+        h.setOptionValue("time_limit", max(1.0, 0.5 * budget_s))
+        h.run()
+        info = h.getInfo()
+        ms = h.getModelStatus()
+        self.status = h.modelStatusToString(ms)
+        self.mip_bound = float(info.mip_dual_bound)
+        if info.primal_solution_status != 2:
+            self.gap = None
+            return None
+        best = float(info.objective_function_value)
+        x = np.asarray(h.getSolution().col_value)
+        if ms != highspy.HighsModelStatus.kOptimal:
+            best, x = self._neighbourhoods(h, model, runs, x, best, budget_s - (time.perf_counter() - t0))
+        self.mip_objective = best
+        self.gap = max(0.0, (best - self.mip_bound) / max(1.0, abs(best)))
+        chosen = np.flatnonzero(x[model.s] > 0.5)
+        picks: dict[int, tuple[int, float]] = {}
+        for i in chosen:
+            picks[int(runs.job[i])] = (int(runs.option[i]), float(runs.start[i]))
+        return picks
+
+    def _neighbourhoods(self, h, model: _Model, runs: _Runs, x: np.ndarray, best: float, left_s: float,
+                        width_h: float = 12.0, step_s: float = 5.0):
+        import highspy
+
+        t_end = time.perf_counter() + left_s
+        s_cols = model.s
+        n = len(s_cols)
+        lo_all = np.zeros(n)
+        first = float(runs.start.min()) if n else 0.0
+        last = float(runs.start.max()) if n else 0.0
+        a = math.floor(first)
+        improved_any = True
+        while improved_any and time.perf_counter() < t_end - 1.0:
+            improved_any = False
+            a = math.floor(first)
+            while a <= last and time.perf_counter() < t_end - 1.0:
+                chosen = x[s_cols] > 0.5
+                start_of = np.full(len(model.u), -math.inf)
+                start_of[runs.job[chosen]] = runs.start[chosen]
+                done = np.zeros(len(model.u), dtype=bool)
+                done[runs.job[chosen]] = True
+                # free: jobs the incumbent starts inside [a, a + width) or leaves unfinished
+                free_job = ((start_of >= a) & (start_of < a + width_h)) | ~done
+                free_run = free_job[runs.job] & (runs.start >= a - width_h / 2) & (runs.start < a + 1.5 * width_h)
+                lo = np.where(chosen & ~free_job[runs.job], 1.0, lo_all)
+                hi = np.where(free_run | (chosen & ~free_job[runs.job]), 1.0, 0.0)
+                hi = np.maximum(hi, chosen.astype(float))        # the incumbent stays feasible
+                h.changeColsBounds(n, s_cols.astype(np.int32), lo, hi)
+                sol = highspy.HighsSolution()
+                sol.col_value = x.tolist()
+                h.setSolution(sol)
+                h.setOptionValue("time_limit", max(0.5, min(step_s, t_end - time.perf_counter())))
+                h.run()
+                info = h.getInfo()
+                if info.primal_solution_status == 2 and info.objective_function_value < best - 1e-6 * max(1, abs(best)):
+                    best = float(info.objective_function_value)
+                    x = np.asarray(h.getSolution().col_value)
+                    improved_any = True
+                a += width_h / 2
+        h.changeColsBounds(n, s_cols.astype(np.int32), lo_all, np.ones(n))
+        return best, x
+
+    # ------------------------------------------------------------------ online answers
+    def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
+        if self.plan is None:
+            raise RuntimeError("optimal: prepare(scenario) must run before the simulation (offline policy)")
+        if self._delegate is not None:
+            return self._delegate.decide(view, jobs)
+        scratch = view.scratch()
+        out: list[Decision] = []
+        for pj in jobs:
+            job = pj.job
+            if job.id not in self.plan or self.plan[job.id] is None:
+                out.append(Reject(job.id, "the offline optimum leaves it unfinished"))
+                continue
+            run = self.plan[job.id]
+            if run.site in view.down:
+                out.append(Defer(job.id, f"planned on {run.site}, down now"))
+                continue
+            dur = view.duration_h(pj, run.gpu_type)
+            start = run.start_h
+            if (pj.segments_done == 0 and start >= view.now - TIME_TOL
+                    and start >= view.data_ready_h(pj, run.site) - TIME_TOL
+                    and scratch.calendar(run.site, run.gpu_type).fits(start, start + dur, job.gpus)):
+                scratch.reserve(run.site, run.gpu_type, start, start + dur, job.gpus)
+                out.append(Place(job.id, run.site, run.gpu_type, start, start + dur, reason="offline optimum"))
+                continue
+            out.append(self._fallback(view, scratch, pj))
+        return out
+
+    def _fallback(self, view: StateView, scratch, pj: PendingJob) -> Decision:
+        """Off the plan (never expected): the earliest start that avoids known outages."""
+        best = None
+        for sid, g in view.candidate_pools(pj):
+            if sid in view.down:
+                continue
+            dur = view.duration_h(pj, g)
+            t = max(view.now, view.data_ready_h(pj, sid))
+            start = _earliest_clear(scratch.calendar(sid, g), pj.job.gpus, dur, t, self._outages.get(sid, []))
+            if start is not None and (best is None or start < best[0]):
+                best = (start, sid, g, dur)
+        if best is None:
+            return Defer(pj.job.id, "off the plan and no site up can host it")
+        start, sid, g, dur = best
+        scratch.reserve(sid, g, start, start + dur, pj.job.gpus)
+        return Place(pj.job.id, sid, g, start, start + dur, reason="off the offline plan: earliest start")
+
+
+# ============================================================================ helpers
+@dataclass
+class _Model:
+    b: ModelBuilder
+    s: np.ndarray          # start binaries, one per run
+    u: np.ndarray          # unfinished, one per job
+
+    def highs(self, options: dict):
+        return self.b.highs({k: v for k, v in options.items() if v is not None})
+
+
+@dataclass
+class _Runs:
+    job: np.ndarray        # job index
+    option: np.ndarray     # index into problem.options[job]
+    pool: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    transfer: np.ndarray
+    index: dict[tuple[int, int, float], int]
+
+
+def _overlaps_outage(start: np.ndarray, end: np.ndarray, outages: list[tuple[float, float]]) -> np.ndarray:
+    bad = np.zeros(len(start), dtype=bool)
+    for a, b in outages:
+        bad |= (start < b) & (end > a)
+    return bad
+
+
+def _candidate_runs(problem: Problem, extra: dict[int, list[tuple[int, float]]], dt: float,
+                    window_h: float, reach: dict[int, float] | None = None) -> _Runs:
+    """Start times for each (job, pool): the data's arrival, every grid point up to `window_h`
+    after it (up to the latest on-time start if the deadline is later, within 2 * window_h;
+    up to `reach[j]` (default: the job's latest `extra` start) if that is later still), each
+    outage end in that window, and the `extra` starts given; none overlapping an outage."""
+    scn = problem.scn
+    cols: dict[str, list] = {k: [] for k in ("job", "option", "pool", "start", "end", "transfer")}
+    for j, job in enumerate(scn.jobs):
+        if reach is None:
+            latest = max((start for _, start in extra.get(j, ())), default=-math.inf)
+        else:
+            latest = reach.get(j, -math.inf)
+        for oi, o in enumerate(problem.options[j]):
+            r = o.release
+            last = max(r + window_h, latest)
+            if job.deadline_h is not None:
+                last = max(last, min(job.deadline_h - o.duration, r + 2 * window_h))
+            grid = np.arange(math.floor(r / dt) + 1, math.floor(last / dt + 1e-9) + 1) * dt
+            more = [r] + [b for _, b in problem.outages[o.site] if r < b <= last]
+            more += [start for ei, start in extra.get(j, ()) if ei == oi]
+            starts = np.unique(np.r_[np.asarray(more, dtype=float), grid[grid > r]])
+            ends = starts + o.duration
+            ok = ~_overlaps_outage(starts, ends, problem.outages[o.site])
+            starts, ends = starts[ok], ends[ok]
+            k = len(starts)
+            cols["job"].append(np.full(k, j))
+            cols["option"].append(np.full(k, oi))
+            cols["pool"].append(np.full(k, o.pool))
+            cols["start"].append(starts)
+            cols["end"].append(ends)
+            cols["transfer"].append(np.full(k, o.transfer_cny))
+
+    def cat(name, dtype):
+        return np.concatenate(cols[name]).astype(dtype) if cols[name] else np.zeros(0, dtype)
+
+    runs = _Runs(cat("job", np.int64), cat("option", np.int64), cat("pool", np.int64), cat("start", float),
+                 cat("end", float), cat("transfer", float), {})
+    runs.index = {(int(j), int(o), float(s)): i for i, (j, o, s) in
+                  enumerate(zip(runs.job, runs.option, runs.start, strict=True))}
+    return runs
+
+
+def _price_curves(problem: Problem, T: int) -> dict[str, np.ndarray]:
+    """Per site, the running integral of the grid price (tariff + carbon price * carbon), CNY/kWh·h,
+    so the price of a run over [a, b) is C(b) - C(a) (piecewise linear)."""
+    scn = problem.scn
+    series = resolve_series(scn, T)
+    out = {}
+    for sid in problem.sites:
+        ser = series[sid]
+        price = ser.cny_per_kwh[:T] + scn.objective.carbon_cny_per_kg * ser.carbon_kg_per_kwh[:T]
+        out[sid] = np.r_[0.0, np.cumsum(price)]
+    return out
+
+
+def _integral(curve: np.ndarray, x: np.ndarray) -> np.ndarray:
+    T = len(curve) - 1
+    x = np.clip(x, 0.0, T)
+    t = np.minimum(np.floor(x).astype(np.int64), T - 1)
+    return curve[t] + (x - t) * (curve[t + 1] - curve[t])
+
+
+def _run_costs(problem: Problem, runs: _Runs, prices: dict[str, np.ndarray]) -> np.ndarray:
+    """Each run's rental + transfer + lateness + grid energy at the site's price (renewables and
+    batteries ignored): what the heuristics rank runs by."""
+    scn = problem.scn
+    obj = scn.objective
+    site_of = np.array([problem.pools[p].site_index for p in runs.pool], dtype=np.int64)
+    kwh_price = np.zeros(len(runs.job))               # CNY per kW drawn over the run
+    for k, sid in enumerate(problem.sites):
+        sel = site_of == k
+        kwh_price[sel] = _integral(prices[sid], runs.end[sel]) - _integral(prices[sid], runs.start[sel])
+    gpus = np.array([j.gpus for j in scn.jobs], dtype=float)[runs.job]
+    price = np.array([p.price for p in problem.pools])[runs.pool]
+    kw = np.array([p.power_kw * scn.sites[p.site].pue for p in problem.pools])[runs.pool] * gpus
+    dl = np.array([math.inf if j.deadline_h is None else j.deadline_h for j in scn.jobs])[runs.job]
+    late = obj.late_cny_per_gpu_h * gpus * np.maximum(0.0, runs.end - dl)
+    return gpus * (runs.end - runs.start) * price + runs.transfer + late + kwh_price * kw
+
+
+def _job_runs(runs: _Runs, jobs: int) -> list[np.ndarray]:
+    order = np.argsort(runs.job, kind="stable")
+    bounds = np.searchsorted(runs.job[order], np.arange(jobs + 1))
+    return [order[bounds[j]:bounds[j + 1]] for j in range(jobs)]
+
+
+def _list_schedule(problem: Problem, runs: _Runs, order: Sequence[int],
+                   ranked: dict[int, np.ndarray]) -> dict[int, tuple[int, float]]:
+    """Jobs in `order`; each takes the first of its `ranked` runs that fits the calendars so far,
+    else the earliest start that avoids outages on any of its pools."""
+    scn = problem.scn
+    cals = {p.index: PoolCalendar(p.count) for p in problem.pools}
+    out: dict[int, tuple[int, float]] = {}
+    for j in order:
+        job = scn.jobs[j]
+        pick = None
+        for i in ranked.get(j, ()):
+            if cals[int(runs.pool[i])].fits(runs.start[i], runs.end[i], job.gpus):
+                pick = (int(runs.option[i]), float(runs.start[i]))
+                break
+        if pick is None:
+            best = None
+            for oi, o in enumerate(problem.options[j]):
+                start = _earliest_clear(cals[o.pool], job.gpus, o.duration, o.release, problem.outages[o.site])
+                if start is not None and (best is None or start < best[1]):
+                    best = (oi, start)
+            if best is None:
+                continue
+            pick = best
+        o = problem.options[j][pick[0]]
+        cals[o.pool].add(pick[1], pick[1] + o.duration, job.gpus)
+        out[j] = pick
+    return out
+
+
+def _cost_greedy(problem: Problem, runs: _Runs, cost: np.ndarray) -> dict[int, tuple[int, float]]:
+    """Jobs in arrival order; each takes its cheapest candidate run that still fits."""
+    jobs = problem.scn.jobs
+    per_job = _job_runs(runs, len(jobs))
+    ranked = {j: idx[np.argsort(cost[idx], kind="stable")] for j, idx in enumerate(per_job)}
+    order = sorted(range(len(jobs)), key=lambda i: (jobs[i].submit_h, i))
+    return _list_schedule(problem, runs, order, ranked)
+
+
+def _lp_round(problem: Problem, runs: _Runs, cost: np.ndarray, xlp: np.ndarray,
+              alpha: float) -> dict[int, tuple[int, float]]:
+    """alpha-point rounding of the LP relaxation: jobs in the order of the start time by which
+    the LP has started `alpha` of them; each takes its runs by LP weight, then by cost."""
+    jobs = problem.scn.jobs
+    per_job = _job_runs(runs, len(jobs))
+    point = {}
+    ranked = {}
+    for j, idx in enumerate(per_job):
+        w = np.clip(xlp[idx], 0.0, None)
+        total = w.sum()
+        if total > 1e-6:
+            by_start = idx[np.argsort(runs.start[idx], kind="stable")]
+            cum = np.cumsum(np.clip(xlp[by_start], 0.0, None))
+            point[j] = float(runs.start[by_start[np.searchsorted(cum, alpha * total - 1e-12)]])
+        else:
+            point[j] = math.inf                        # the LP leaves it unfinished: last
+        ranked[j] = idx[np.lexsort((cost[idx], -np.round(w, 6)))]
+    order = sorted(range(len(jobs)), key=lambda i: (point[i], jobs[i].submit_h, i))
+    return _list_schedule(problem, runs, order, ranked)
+
+
+def _earliest_clear(cal: PoolCalendar, gpus: int, dur: float, t: float,
+                    outages: list[tuple[float, float]]) -> float | None:
+    """Earliest start >= t with the GPUs free for `dur` hours and no outage in the way."""
+    while True:
+        start = cal.earliest_fit(gpus, dur, t)
+        if start is None:
+            return None
+        clash = [b for a, b in outages if start < b and start + dur > a]
+        if not clash:
+            return start
+        t = max(clash)
+
+
+def _fifo_plan(problem: Problem) -> dict[int, tuple[int, float]]:
+    """fifo's rule with outages known ahead: jobs in arrival order, each at the pool where it
+    can start earliest (then nearest, then scenario order); without outages this is exactly
+    the schedule the `fifo` policy makes. Returns job index -> (option index, start)."""
+    scn = problem.scn
+    cals = {p.index: PoolCalendar(p.count) for p in problem.pools}
+    site_order = {sid: k for k, sid in enumerate(problem.sites)}
+    out: dict[int, tuple[int, float]] = {}
+    for j in sorted(range(len(scn.jobs)), key=lambda i: (scn.jobs[i].submit_h, i)):
+        job = scn.jobs[j]
+        best = None
+        for rank, o in enumerate(problem.options[j]):
+            t = max(job.submit_h, o.release)
+            start = _earliest_clear(cals[o.pool], job.gpus, o.duration, t, problem.outages[o.site])
+            if start is None:
+                continue
+            key = (start, scn.path(job, o.site).latency_ms, site_order[o.site], rank)
+            if best is None or key < best[0]:
+                best = (key, rank, start)
+        if best is None:
+            continue
+        _, rank, start = best
+        o = problem.options[j][rank]
+        cals[o.pool].add(start, start + o.duration, job.gpus)
+        out[j] = (rank, start)
+    return out
+
+
+def _policy_runs(problem: Problem) -> dict[str, tuple[float, dict[int, tuple[int, float]] | None]]:
+    """Each registered online policy run on the scenario: its accounted objective, and its
+    schedule as a plan when every job it finished ran in one segment (None otherwise)."""
+    from suanli.sim.engine import PolicyError, simulate  # the offline reference alone replays others
+
+    scn = problem.scn
+    which = [{(o.site, problem.pools[o.pool].gpu_type): oi for oi, o in enumerate(opts)} for opts in problem.options]
+    out: dict[str, tuple[float, dict[int, tuple[int, float]] | None]] = {}
+    for name in policies.names():
+        policy = policies.make(name)
+        if getattr(policy, "offline", False):
+            continue
+        try:
+            result = simulate(scn, policy)
+        except (PolicyError, UserError):
+            continue
+        violations, outcomes = validate(scn, result.segments)
+        if violations:
+            continue
+        value = float(account(scn, result.segments, outcomes=outcomes).metrics["objective_cny"])
+        plan: dict[int, tuple[int, float]] | None = {}
+        for seg in result.segments:
+            j = scn.job_index[seg.job_id]
+            oi = which[j].get((seg.site, seg.gpu_type))
+            if j in plan or oi is None or not math.isclose(seg.length_h, problem.options[j][oi].duration,
+                                                                 rel_tol=1e-9, abs_tol=1e-9):
+                plan = None
+                break
+            plan[j] = (oi, seg.start_h)
+        out[name] = (value, plan)
+    return out
+
+
+def _plan_of(problem: Problem, picks: dict[int, tuple[int, float]]) -> dict[str, PlannedRun | None]:
+    """job index -> (option, start) as job id -> PlannedRun (None: left unfinished)."""
+    scn = problem.scn
+    plan: dict[str, PlannedRun | None] = {}
+    for j, job in enumerate(scn.jobs):
+        if j not in picks:
+            plan[job.id] = None
+            continue
+        oi, start = picks[j]
+        o: Option = problem.options[j][oi]
+        pool = problem.pools[o.pool]
+        plan[job.id] = PlannedRun(o.site, pool.gpu_type, start, start + job.work_h / o.speed)
+    return plan
+
+
+def _plan_valid(problem: Problem, plan: dict[str, PlannedRun | None]) -> bool:
+    """Exact re-check of a solver's plan (capacity on exact calendars, outages, data arrival)."""
+    scn = problem.scn
+    cals = {(p.site, p.gpu_type): PoolCalendar(p.count) for p in problem.pools}
+    order = sorted(((r.start_h, jid) for jid, r in plan.items() if r is not None))
+    for _, jid in order:
+        r = plan[jid]
+        job = scn.jobs[scn.job_index[jid]]
+        if r.start_h < job.submit_h + scn.transfer_h(job, r.site) - TIME_TOL:
+            return False
+        if any(r.start_h < b and r.end_h > a for a, b in problem.outages[r.site]):
+            return False
+        cal = cals[(r.site, r.gpu_type)]
+        if not cal.fits(r.start_h, r.end_h, job.gpus):
+            return False
+        cal.add(r.start_h, r.end_h, job.gpus)
+    return True
+
+
+def _accounted(scn: Scenario, plan: dict[str, PlannedRun | None]) -> float:
+    segs = [Segment(jid, r.site, r.gpu_type, scn.jobs[scn.job_index[jid]].gpus, r.start_h, r.end_h)
+            for jid, r in plan.items() if r is not None]
+    return float(account(scn, segs).metrics["objective_cny"])
