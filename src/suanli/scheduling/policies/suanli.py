@@ -32,7 +32,7 @@ from suanli.scheduling.policies import register
 LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
 REFINE_POOLS = 3            # pools priced at every hour of their window
-COMMIT_WITHIN_H = 0.0       # commit runs that start at once; hold GPUs for later plans
+COMMIT_WITHIN_H = None      # None: commit every plan (0.0: commit runs that start at once, hold the rest)
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
 DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest possible start,
                             # at a fully busy network (scaled by the busy share squared)
