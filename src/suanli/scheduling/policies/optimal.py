@@ -285,8 +285,11 @@ class Optimal:
         if info.primal_solution_status != 2:
             self.gap = None
             return None
-        best = float(info.objective_function_value)
         x = np.asarray(h.getSolution().col_value)
+        best = model.check(x)
+        if best is None:                            # never expected: HiGHS's own solution off the model
+            self.gap = None
+            return None
         if ms != highspy.HighsModelStatus.kOptimal:
             best, x = self._neighbourhoods(h, model, runs, x, best, budget_s - (time.perf_counter() - t0))
         self.mip_objective = best
@@ -330,11 +333,12 @@ class Optimal:
                 h.setSolution(sol)
                 h.setOptionValue("time_limit", max(0.5, min(step_s, t_end - time.perf_counter())))
                 h.run()
-                info = h.getInfo()
-                if info.primal_solution_status == 2 and info.objective_function_value < best - 1e-6 * max(1, abs(best)):
-                    best = float(info.objective_function_value)
-                    x = np.asarray(h.getSolution().col_value)
-                    improved_any = True
+                if h.getInfo().primal_solution_status == 2:
+                    y = np.asarray(h.getSolution().col_value)
+                    value = model.check(y)            # a sub-model's answer must hold in the whole model
+                    if value is not None and value < best - 1e-6 * max(1.0, abs(best)):
+                        best, x = value, y
+                        improved_any = True
                 a += width_h / 2
         h.changeColsBounds(n, s_cols.astype(np.int32), lo_all, np.ones(n))
         return best, x
@@ -394,6 +398,21 @@ class _Model:
 
     def highs(self, options: dict):
         return self.b.highs({k: v for k, v in options.items() if v is not None})
+
+    def check(self, x: np.ndarray) -> float | None:
+        """The objective of `x` if it meets every row and bound of the whole model (1e-6), else None."""
+        if not hasattr(self, "_arrays"):
+            cost, lo, hi, _, rlo, rhi, start, index, value = self.b.arrays()
+            col = np.repeat(np.arange(self.b.ncol), np.diff(start))
+            self._arrays = (cost, lo, hi, rlo, rhi, col, index, value)
+        cost, lo, hi, rlo, rhi, col, index, value = self._arrays
+        act = np.bincount(index, weights=value * x[col], minlength=self.b.nrow)
+        tol = 1e-6 * (1.0 + np.abs(act))
+        if np.any(act < rlo - tol) or np.any(act > rhi + tol):
+            return None
+        if np.any(x < lo - 1e-6) or np.any(x > hi + 1e-6):
+            return None
+        return float(cost @ x)
 
 
 @dataclass

@@ -78,13 +78,19 @@ class Suanli(Pipeline):
         backup = view.scenario.sites[pj.from_site].backup if pj.from_site is not None else None
         energy = EnergyPricer(view, scratch, self.prices, math.floor(view.now) + 2)
 
+        power = view.ledger.power
+        pue = view.ledger.pue
+
         def floor_price(o) -> float:
-            """No run on `o` costs less: rental, transfer, and lateness and delay at its ready time."""
+            """No run on `o` costs less: rental, transfer, the cheapest energy, and lateness and
+            delay at its ready time."""
             late = late_price * max(0.0, o.ready_h + o.duration_h - job.deadline_h) if job.deadline_h else 0.0
-            return rental_cny(view, pj, o) + o.transfer_cny + late + delay * job.gpus * (o.ready_h - soonest)
+            kwh = job.gpus * power[o.gpu_type] * pue[o.site] * o.duration_h
+            return (rental_cny(view, pj, o) + o.transfer_cny + late + delay * job.gpus * (o.ready_h - soonest)
+                    + kwh * energy.floor_per_kwh(o.site))
 
         def price(o, starts):
-            e = energy.cost(pj, o, starts)
+            e = [energy.cost_one(pj, o, starts[0])] if len(starts) == 1 else energy.cost(pj, o, starts)
             late = late_cny(view, pj, np.asarray(starts) + o.duration_h)
             rental = rental_cny(view, pj, o)
             return [scored(o, s, {"rental": rental, "transfer": o.transfer_cny, "energy": float(ei),
@@ -97,8 +103,9 @@ class Suanli(Pipeline):
         # backup's margin, so a backup within it is still seen).
         out, firsts = [], {}
         best = math.inf
+        margin = 1.0 - self.backup_margin if backup is not None else 1.0
         for lo, o in sorted(((floor_price(o), o) for o in opts), key=lambda x: (x[0], x[1].rank)):
-            if lo * (1.0 - self.backup_margin) >= best:
+            if lo * margin >= best:
                 break
             first = earliest_start(scratch, pj, o)
             if first is None:
