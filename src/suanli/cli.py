@@ -71,7 +71,13 @@ def _summary(r: Run, outdir: str | None) -> None:
               f"energy {_money(m['energy_cost_cny'])}, transfer {_money(m['transfer_cost_cny'])})")
     t.add_row("energy", f"{m['energy_kwh']:,.0f} kWh  (grid {m['grid_kwh']:,.0f}, renewable "
               f"{m['renewable_used_kwh']:,.0f} = {share:.1%}, curtailed {m['curtailed_kwh']:,.0f})")
-    t.add_row("carbon", f"{m['carbon_kg']:,.0f} kg CO2e")
+    c = r.accounts.carbon
+    origin = c.get("carbon_origin_grid_kg")
+    t.add_row("carbon", f"{m['carbon_kg']:,.0f} kg CO2e (grid average where it ran)")
+    if origin is not None:
+        saved = c["carbon_avoided_vs_origin_kg"]
+        t.add_row("vs origin grids", f"{origin:,.0f} kg had each job run on its origin's grid: "
+                  f"{abs(saved):,.0f} kg {'avoided' if saved >= 0 else 'added'} by moving")
     t.add_row("jobs finished", f"{m['jobs_finished']} of {m['jobs_total']}  ({m['jobs_unfinished']} unfinished)")
     t.add_row("late", f"{m['deadline_misses']} deadline misses, {m['late_gpu_h']:,.1f} late GPU-h")
     t.add_row("job completion time", f"mean {m['mean_jct_h']:.2f} h, p95 {m['p95_jct_h']:.2f} h")
@@ -96,7 +102,7 @@ def _summary(r: Run, outdir: str | None) -> None:
 
 @app.command()
 def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."),
-        policy: str = typer.Option("fifo", "--policy", "-p", help="Policy: " + ", ".join(policies.names())),
+        policy: str = typer.Option("suanli", "--policy", "-p", help="Policy: " + ", ".join(policies.names())),
         outdir: str = typer.Option("out", "--out", "-o", help="Folder for schedule.csv, metrics.json, series.csv."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary.")) -> None:
     """Simulate SCENARIO with a policy and write its outputs (MODEL.md §6)."""
@@ -244,7 +250,7 @@ def demo_scenario() -> Path:
 
 @app.command()
 def demo(outdir: str = typer.Option("demo-out", "--out", "-o", help="Folder for the run's outputs."),
-         policy: str = typer.Option("fifo", "--policy", "-p", help="Policy: " + ", ".join(policies.names()))
+         policy: str = typer.Option("suanli", "--policy", "-p", help="Policy: " + ", ".join(policies.names()))
          ) -> None:
     """Run the built-in East Data, West Computing demo network and print a summary."""
     path = demo_scenario()
