@@ -21,7 +21,7 @@ from suanli.sim.run import run
 
 BASELINES = ("fifo", "cheapest", "greenest", "wait-awhile")
 DEFAULT_POLICIES = (*BASELINES, "suanli", "optimal")
-OPTIMAL_MAX_JOBS = 120        # the MIP is for small scenarios only
+OPTIMAL_MAX_JOBS = 400        # the MIP is for small scenarios only (the policy refuses more)
 
 
 @dataclass
