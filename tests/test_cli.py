@@ -78,3 +78,14 @@ def test_demo_runs_the_packaged_east_west_network(tmp_path):
         assert word in r.stdout
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
     assert metrics["jobs_total"] >= 200 and metrics["jobs_finished"] > 0
+
+
+def test_energy_prints_a_sites_hourly_supply_and_plots_it(tmp_path):
+    png = tmp_path / "qy.png"
+    r = suanli("energy", "qy-1", "--scenario", str(DATA / "tiny.yaml"), "--days", "1", "--png", str(png))
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("│")]
+    assert len(rows) == 24                                  # one row per hour
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = suanli("energy", "nowhere", "--scenario", str(DATA / "tiny.yaml"))
+    assert bad.returncode == 2 and "unknown site 'nowhere'" in bad.stderr

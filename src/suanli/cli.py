@@ -187,6 +187,71 @@ def bound(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)
                   highlight=False)
 
 
+@app.command()
+def energy(site: str = typer.Argument(..., help="Site id."),
+           scenario: str = typer.Option(..., "--scenario", help="Scenario file (YAML or JSON)."),
+           days: float = typer.Option(1.0, "--days", min=0.05, help="How many days from hour 0."),
+           png: str | None = typer.Option(None, "--png", help="Also plot the series into this PNG file.")
+           ) -> None:
+    """A site's load-independent supply per hour: renewable power (solar, wind or explicit),
+    grid tariff and grid carbon intensity, as the scenario resolves them."""
+    import os
+    import tempfile
+    from datetime import timedelta
+
+    try:
+        scn = load_scenario(scenario)
+        if site not in scn.sites:
+            raise UserError(f"SITE: unknown site {site!r} (sites: {', '.join(scn.sites)})")
+    except UserError as e:
+        raise _fail(e) from None
+    i = list(scn.sites).index(site)
+    s = scn.sites[site]
+    slots = max(1, round(days * 24))
+    fields = ("renewables.kw", "grid.cny_per_kwh", "grid.carbon_kg_per_kwh")
+    specs = {f: scn.specs.get(f"sites[{i}].{f}") for f in fields}
+    label = {f: "explicit" if v is None else type(v).__name__.removesuffix("Spec").lower()
+             for f, v in specs.items()}
+    ren = s.renewables.kw.array(slots)
+    tar = s.grid.cny_per_kwh.array(slots)
+    car = s.grid.carbon_kg_per_kwh.array(slots)
+    t = Table(title=f"{site} ({s.city}): renewables {label['renewables.kw']}, tariff {label['grid.cny_per_kwh']}, "
+              f"carbon {label['grid.carbon_kg_per_kwh']}", title_justify="left")
+    for col in ("slot", "local time", "renewable kW", "tariff CNY/kWh", "carbon kg/kWh"):
+        t.add_column(col, justify="right", no_wrap=True)
+    for k in range(slots):
+        when = (scn.start + timedelta(hours=k)).strftime("%m-%d %H:%M") if scn.start else "–"
+        t.add_row(str(k), when, f"{ren[k]:,.1f}", f"{tar[k]:.4f}", f"{car[k]:.4f}")
+    out.print(t)
+    out.print(f"renewable energy {ren.sum():,.0f} kWh over {slots} h; mean tariff {tar.mean():.4f} CNY/kWh; "
+              f"mean carbon {car.mean():.4f} kg/kWh", highlight=False)
+    if png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(3, 1, figsize=(10, 6.5), sharex=True)
+        for ax, ys, name in zip(axes, (ren, tar, car), ("renewable kW", "tariff CNY/kWh", "carbon kg/kWh"),
+                                strict=True):
+            ax.step(range(slots), ys, where="post")
+            ax.set_ylabel(name, fontsize=8)
+        axes[-1].set_xlabel(f"hour from {scn.start.isoformat() if scn.start else 'hour 0'}")
+        axes[0].set_title(f"{scn.name}: {site} ({s.city})")
+        fig.tight_layout()
+        try:
+            fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(png)))
+            os.close(fd)
+            fig.savefig(tmp, dpi=100)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, png)
+        except OSError as e:
+            raise _fail(UserError(f"--png: cannot write {png!r}: {e.strerror}")) from None
+        finally:
+            plt.close(fig)
+        out.print(f"wrote {png}", highlight=False)
+
+
 BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
