@@ -20,7 +20,6 @@ from suanli.model.schedule import Segment
 from suanli.scheduling.state import Scored
 from suanli.sim.engine import ExplainedDecision
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
