@@ -89,3 +89,13 @@ def test_energy_prints_a_sites_hourly_supply_and_plots_it(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = suanli("energy", "nowhere", "--scenario", str(DATA / "tiny.yaml"))
     assert bad.returncode == 2 and "unknown site 'nowhere'" in bad.stderr
+
+
+def test_sim_report_is_one_self_contained_html_file(tmp_path):
+    page = tmp_path / "report.html"
+    r = suanli("sim", str(DATA / "tiny-outage.yaml"), "--out", str(tmp_path / "run"), "-q", "--report", str(page))
+    assert r.returncode == 0, r.stderr
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "plotly" in text.lower()
+    assert "<script src=" not in text                    # nothing to fetch: plotly.js is embedded
+    assert "a-1: load (kWh per hour)" in text and "b-1: load (kWh per hour)" in text

@@ -54,6 +54,16 @@ def _check_own(r: Run) -> None:
         raise RuntimeError(f"policy {r.policy} produced an invalid schedule ({len(r.violations)} violations)")
 
 
+def _write_report(path: str, r: Run) -> None:
+    import os
+
+    from suanli.sim.outputs import write_files
+    from suanli.sim.report import render_report
+
+    page = render_report(r.scenario, r.policy, r.result.segments, r.accounts)
+    write_files(os.path.dirname(os.path.abspath(path)), {os.path.basename(path): page})
+
+
 def _money(x: float) -> str:
     return f"{x:,.0f}"
 
@@ -104,12 +114,16 @@ def _summary(r: Run, outdir: str | None) -> None:
 def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."),
         policy: str = typer.Option("suanli", "--policy", "-p", help="Policy: " + ", ".join(policies.names())),
         outdir: str = typer.Option("out", "--out", "-o", help="Folder for schedule.csv, metrics.json, series.csv."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary.")) -> None:
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
+        report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report here.")
+        ) -> None:
     """Simulate SCENARIO with a policy and write its outputs (MODEL.md §6)."""
     try:
         r = _simulate(scenario, policy, quiet)
         _check_own(r)
         write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
+        if report:
+            _write_report(report, r)
     except UserError as e:
         raise _fail(e) from None
     if not quiet:
