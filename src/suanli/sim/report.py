@@ -110,7 +110,8 @@ def render_report(scn: Scenario, policy: str, segments: Sequence[Segment], accou
     figs.append(("objective", parts))
 
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:,.2f}</td></tr>" if abs(v) >= 100 else
-                   f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>" for k, v in (dict(m) | accounts.carbon).items())
+                   f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>"
+                   for k, v in (dict(m) | accounts.carbon).items())
     body = [to_html(f, include_plotlyjs=(i == 0), full_html=False, default_height=f.layout.height)
             for i, (_, f) in enumerate(figs)]
     title = html.escape(f"suanli: {scn.name} with {policy}")
