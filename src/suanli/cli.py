@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from suanli.cli_service import admin_app, register_service_commands
 from suanli.cli_trace import trace_app
 from suanli.errors import UserError
 from suanli.model.load import load_scenario
@@ -25,6 +26,7 @@ from suanli.sim.run import Run, run
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="suanli (算力): place GPU jobs across a compute-power network by cost and carbon.")
 app.add_typer(trace_app, name="trace")
+app.add_typer(admin_app, name="admin")
 out = Console()
 if not out.is_terminal:          # piped or captured: wide enough for the tables, no colour codes
     out = Console(width=110, color_system=None)
@@ -342,6 +344,9 @@ def demo(outdir: str = typer.Option("demo-out", "--out", "-o", help="Folder for 
     out.print("East Data, West Computing (东数西算) demo: jobs from the eastern cities, hubs in the west "
               f"({path.name}).", highlight=False)
     _summary(r, outdir)
+
+
+register_service_commands(app)      # serve, agent, submit, jobs, job, cancel, bill: after the simulator's
 
 
 def main() -> None:  # pragma: no cover

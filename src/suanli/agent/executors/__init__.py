@@ -1,0 +1,1 @@
+"""Executors run an assignment at a site. `local`: subprocesses on this machine."""

@@ -1,0 +1,288 @@
+"""The service's commands: `serve`, `admin`, `agent`, `submit`, `jobs`, `job`, `cancel`, `bill`.
+
+Thin: parse, call the library (suanli.service, suanli.agent), render. A user's mistake is one
+line on stderr and exit code 2. Mounted on the main CLI by `register_service_commands(app)` and
+`app.add_typer(admin_app, name="admin")`; `python -m suanli.cli_service` runs them alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from suanli.errors import UserError
+
+out = Console()
+if not out.is_terminal:
+    out = Console(width=120, color_system=None)
+err = Console(stderr=True)
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="database URL (default: sqlite in $SUANLI_DATA_DIR, "
+                                                         "else ~/.local/share/suanli/suanli.db)")]
+UrlOpt = Annotated[str | None, typer.Option("--url", help="server URL (default: $SUANLI_URL or the config file)")]
+TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (default: $SUANLI_TOKEN or the config file)")]
+
+
+def _fail(e: UserError) -> typer.Exit:
+    err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+# ----------------------------------------------------------------------------- serve
+def serve(network: Annotated[str, typer.Option("--network", help="the network file: a scenario without jobs")],
+          db: DbOpt = None,
+          host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
+          policy: Annotated[str, typer.Option(help="the scheduling policy (as in `suanli sim`)")] = "suanli",
+          tick_s: Annotated[float, typer.Option("--tick-s", help="seconds between controller ticks")] = 1.0) -> None:
+    """Run the control plane: REST API under /v1 and the controller loop."""
+    from suanli.service.server import serve as run_server
+    try:
+        if not tick_s > 0:
+            raise UserError(f"--tick-s: must be > 0, got {tick_s}")
+        run_server(network, db, host, port, policy, tick_s)
+    except UserError as e:
+        raise _fail(e) from None
+
+
+# ----------------------------------------------------------------------------- admin
+admin_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                        help="Operator commands on the database: tenants and tokens. Each prints the new "
+                             "token once, and nothing else.")
+
+
+def _admin(db: str | None, make) -> None:
+    from suanli.service.db import open_db
+    try:
+        sessions = open_db(db)
+        with sessions.begin() as s:
+            token = make(s)
+    except UserError as e:
+        raise _fail(e) from None
+    print(token)
+
+
+@admin_app.command("create-tenant")
+def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")],
+                  quota: Annotated[str | None, typer.Option(help="GPUs per type, e.g. h100=64,a800=16 "
+                                                                "(default: no limit)")] = None,
+                  budget_cny: Annotated[float | None, typer.Option("--budget-cny", help="CNY per month")] = None,
+                  db: DbOpt = None) -> None:
+    """Create a tenant; prints its token."""
+    from suanli.service.auth import create_tenant as make
+    from suanli.service.auth import parse_quota
+    try:
+        q = parse_quota(quota)
+    except UserError as e:
+        raise _fail(e) from None
+    _admin(db, lambda s: make(s, name, q, budget_cny))
+
+
+@admin_app.command("create-site-token")
+def create_site_token(site: Annotated[str, typer.Argument(help="the site id (as in the network file)")],
+                      network: Annotated[str | None, typer.Option(help="check SITE against this network file")] = None,
+                      db: DbOpt = None) -> None:
+    """A token for the agent of one site; prints it."""
+    from suanli.service.auth import create_site_token as make
+    from suanli.service.server import load_network
+    try:
+        net = load_network(network) if network else None
+    except UserError as e:
+        raise _fail(e) from None
+    _admin(db, lambda s: make(s, site, net))
+
+
+@admin_app.command("create-admin-token")
+def create_admin_token(db: DbOpt = None) -> None:
+    """A token for the operator; prints it."""
+    from suanli.service.auth import create_admin_token as make
+    _admin(db, make)
+
+
+# ----------------------------------------------------------------------------- agent
+def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
+          controller: Annotated[str | None, typer.Option("--controller", help="the server URL")] = None,
+          token: Annotated[str | None, typer.Option("--token", help="the site's token")] = None,
+          executor: Annotated[str, typer.Option(help="how jobs run: local")] = "local",
+          workdir: Annotated[str | None, typer.Option(help="where jobs run and checkpoint")] = None,
+          interval_s: Annotated[float, typer.Option("--interval-s", help="seconds between polls")] = 1.0) -> None:
+    """Run a site agent: register, heartbeat, pull assignments, run them, report."""
+    from suanli.agent.agent import Agent
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        if not interval_s > 0:
+            raise UserError(f"--interval-s: must be > 0, got {interval_s}")
+        Agent(site, controller, token, executor, workdir, interval_s).run()
+    except UserError as e:
+        raise _fail(e) from None
+
+
+# ----------------------------------------------------------------------------- client
+def _client(url, token):
+    from suanli.service.client import Client
+    return Client(url, token)
+
+
+def _read_job(path: str) -> dict:
+    from suanli.errors import ScenarioError
+    from suanli.model.load import read_document
+    try:
+        return read_document(path)
+    except ScenarioError as e:
+        raise UserError(str(e)) from None
+
+
+def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, command, gpus, work_h, origin...)")],
+           key: Annotated[str | None, typer.Option("--key", help="idempotency key: a retry with the same key "
+                                                               "never creates a second job")] = None,
+           url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Submit a job; prints its id."""
+    try:
+        body = _read_job(file)
+        headers = {"Idempotency-Key": key} if key else {}
+        job = _client(url, token).call("POST", "/v1/jobs", json=body, headers=headers)
+    except UserError as e:
+        raise _fail(e) from None
+    out.print(f"{job['id']}\t{job['state']}", markup=False, highlight=False)
+
+
+def jobs(state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
+         limit: Annotated[int, typer.Option(help="jobs per page")] = 100,
+         as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+         url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """List your jobs (all pages)."""
+    try:
+        c = _client(url, token)
+        rows, cursor = [], None
+        while True:
+            params = {"limit": limit, **({"state": state} if state else {}), **({"cursor": cursor} if cursor else {})}
+            page = c.call("GET", "/v1/jobs", params=params)
+            rows += page["jobs"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    except UserError as e:
+        raise _fail(e) from None
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    t = Table(show_header=True, header_style="bold")
+    for col in ("id", "name", "tenant", "state", "site", "GPUs", "cost CNY", "reason"):
+        t.add_column(col)
+    for j in rows:
+        t.add_row(str(j["id"]), j["name"], j["tenant"], j["state"], j["site"] or "",
+                  f"{j['gpus']} {j['gpu_type'] or ''}".strip(), f"{j['usage']['total_cny']:,.2f}",
+                  j["reason"])
+    out.print(t)
+
+
+def job(job_id: Annotated[int, typer.Argument(help="the job's id")],
+        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+        url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Show one job: state, placement, explanation, usage and its lifecycle."""
+    try:
+        j = _client(url, token).call("GET", f"/v1/jobs/{job_id}")
+    except UserError as e:
+        raise _fail(e) from None
+    if as_json:
+        print(json.dumps(j, indent=2))
+        return
+    u = j["usage"]
+    t = Table(show_header=False, title=f"job {j['id']}: {j['name']} ({j['tenant']})", title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("state", f"{j['state']}  {j['reason']}")
+    t.add_row("placement", f"{j['site'] or '-'} / {j['gpu_type'] or '-'}" + (
+        f"  [{j['start_h']:.4f} h, {j['end_h']:.4f} h)" if j["start_h"] is not None else ""))
+    t.add_row("usage", f"{u['gpu_seconds'] / 3600:,.4f} GPU-h, {u['energy_kwh']:,.3f} kWh, "
+              f"{u['carbon_kg']:,.3f} kg CO2e")
+    t.add_row("cost so far", f"{u['total_cny']:,.2f} CNY (GPU {u['gpu_cny']:,.2f}, energy {u['energy_cny']:,.2f}, "
+              f"transfer {u['transfer_cny']:,.2f})")
+    e = j["explanation"] or {}
+    if e.get("chosen"):
+        c = e["chosen"]
+        t.add_row("why", f"{e.get('policy')}: {c['site']}/{c['gpu_type']} total {c['total']:,.2f} CNY "
+                  + ", ".join(f"{k} {v:,.2f}" for k, v in c["parts"].items()))
+    elif e:
+        t.add_row("why", e.get("reason", ""))
+    out.print(t)
+    lt = Table(title="lifecycle", title_justify="left")
+    for col in ("at (UTC)", "h", "from", "to", "reason"):
+        lt.add_column(col)
+    for tr in j["transitions"]:
+        lt.add_row(tr["at"][:19], f"{tr['at_h']:.4f}", tr["from_state"] or "", tr["to_state"], tr["reason"])
+    out.print(lt)
+
+
+def cancel(job_id: Annotated[int, typer.Argument(help="the job's id")],
+           url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Cancel a job (a running one is stopped by its agent)."""
+    try:
+        j = _client(url, token).call("DELETE", f"/v1/jobs/{job_id}")
+    except UserError as e:
+        raise _fail(e) from None
+    out.print(f"{j['id']}\t{j['state']}", markup=False, highlight=False)
+
+
+def bill(tenant: Annotated[str, typer.Argument(help="the tenant's name")],
+         month: Annotated[str, typer.Option("--month", help="YYYY-MM (UTC)")],
+         fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+         db: DbOpt = None) -> None:
+    """A tenant's invoice for a month, from the usage ledger (priced by suanli.accounting)."""
+    from sqlalchemy import select
+
+    from suanli.service import metering
+    from suanli.service.db import open_db
+    from suanli.service.models import Tenant
+    try:
+        if fmt not in ("table", "json", "csv"):
+            raise UserError(f"--format: choose table, json or csv (got {fmt!r})")
+        metering.check_month(month)
+        sessions = open_db(db)
+        with sessions() as s:
+            t = s.scalar(select(Tenant).where(Tenant.name == tenant))
+            if t is None:
+                raise UserError(f"TENANT: no tenant {tenant!r}")
+            inv = metering.invoice(s, t, month)
+    except UserError as e:
+        raise _fail(e) from None
+    if fmt == "json":
+        print(inv.model_dump_json(indent=2))
+    elif fmt == "csv":
+        print(metering.invoice_csv(inv), end="")
+    else:
+        tb = Table(title=f"invoice {inv.tenant} {inv.month}", title_justify="left")
+        for col in ("job", "name", "site", "type", "GPU-h", "kWh", "kg CO2e", "GPU CNY", "energy CNY",
+                    "transfer CNY", "total CNY"):
+            tb.add_column(col, justify="right" if col not in ("name", "site", "type") else "left")
+        for ln in inv.lines:
+            tb.add_row(str(ln.job_id), ln.name, ln.site, ln.gpu_type, f"{ln.gpu_h:,.4f}", f"{ln.energy_kwh:,.3f}",
+                       f"{ln.carbon_kg:,.3f}", f"{ln.gpu_cny:,.2f}", f"{ln.energy_cny:,.2f}",
+                       f"{ln.transfer_cny:,.2f}", f"{ln.total_cny:,.2f}")
+        tb.add_row("total", "", "", "", f"{inv.gpu_h:,.4f}", f"{inv.energy_kwh:,.3f}", f"{inv.carbon_kg:,.3f}",
+                   f"{inv.gpu_cny:,.2f}", f"{inv.energy_cny:,.2f}", f"{inv.transfer_cny:,.2f}",
+                   f"{inv.total_cny:,.2f}", style="bold")
+        out.print(tb)
+
+
+def register_service_commands(app: typer.Typer) -> None:
+    """Add serve, agent, submit, jobs, job, cancel and bill to `app`."""
+    for fn in (serve, agent, submit, jobs, job, cancel, bill):
+        app.command(fn.__name__)(fn)
+
+
+agent_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+agent_app.command()(agent)
+
+main_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                       help="suanli's service commands (also mounted on `suanli`).")
+register_service_commands(main_app)
+main_app.add_typer(admin_app, name="admin")
+
+if __name__ == "__main__":
+    main_app()

@@ -1,0 +1,136 @@
+"""Metering and invoices, priced by `suanli.accounting` (ARCHITECTURE.md principle 3).
+
+A finished run segment is priced once, when it ends, and appended to the usage ledger:
+- GPU rental and transfer: `accounting.account` on that segment alone (transfer is paid once
+  per job and site: not again on a site that already holds the job's data);
+- energy, grid energy, renewables and carbon: `accounting.account` on the site's metered
+  segments that share its hourly slots, whose balance (MODEL.md §4) is split between them by
+  IT energy per slot (`accounting.slot_pieces`), as `accounting.origin_carbon` splits carbon.
+An invoice sums a tenant's ledger rows of a month (the month, UTC, in which the segment ended).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli import accounting
+from suanli.errors import UserError
+from suanli.model.scenario import Scenario
+from suanli.model.schedule import Segment
+from suanli.model.schema import Job
+from suanli.service.models import Job as JobRow
+from suanli.service.models import Tenant, Usage
+from suanli.service.schemas import Invoice, InvoiceLine
+
+
+def _with_jobs(network: Scenario, jobs: list[Job], horizon_h: float) -> Scenario:
+    return replace(network, jobs=jobs, events=[], job_index={j.id: i for i, j in enumerate(jobs)},
+                   horizon_h=max(horizon_h, 1e-9))
+
+
+def price_segment(network: Scenario, job: Job, seg: Segment, neighbours: list[Segment],
+                  data_moves: bool) -> dict[str, float]:
+    """The usage-ledger figures of `seg` (a run of `job`), given the metered `neighbours` (other
+    segments on the same site). Units: kWh, kg CO2e, CNY."""
+    own = job if data_moves else job.model_copy(update={"data_gb": 0.0})
+    alone = accounting.account(_with_jobs(network, [own], seg.end_h), [seg])
+    # energy: the site's balance over the slots the segment touches, split by IT energy per slot
+    others = [Segment(f"n{k}", s.site, s.gpu_type, s.gpus, s.start_h, s.end_h) for k, s in enumerate(neighbours)]
+    mine = Segment("self", seg.site, seg.gpu_type, seg.gpus, seg.start_h, seg.end_h)
+    pseudo = [Job(id=s.job_id, submit_h=0.0, gpus=s.gpus, work_h=1.0, origin=job.origin) for s in [mine, *others]]
+    scn = _with_jobs(network, pseudo, seg.end_h)
+    acc = accounting.account(scn, [mine, *others])
+    T = acc.slots
+    pieces = accounting.slot_pieces(scn, [mine, *others], T)
+    k = list(scn.sites).index(seg.site)
+    on_site = pieces.site == k
+    total_it = np.bincount(pieces.slot[on_site], weights=pieces.it_kwh[on_site], minlength=T)
+    mine_sel = on_site & (pieces.job == 0)
+    slots, it = pieces.slot[mine_sel], pieces.it_kwh[mine_sel]
+    share = np.divide(it, total_it[slots], out=np.zeros_like(it), where=total_it[slots] > 0)
+    bal, ser = acc.balances[seg.site], acc.series[seg.site]
+    ren_price = network.sites[seg.site].renewables.cny_per_kwh
+    grid = share * bal.grid[slots]
+    energy_cny = float(np.sum(grid * ser.cny_per_kwh[slots]
+                              + share * (bal.used[slots] + bal.charge[slots]) * ren_price))
+    m = alone.metrics
+    out = {
+        "gpu_seconds": seg.length_h * 3600.0 * seg.gpus,
+        "energy_kwh": float(np.sum(share * bal.load[slots])),
+        "grid_kwh": float(grid.sum()),
+        "renewable_kwh": float(np.sum(share * bal.used[slots])),
+        "carbon_kg": float(np.sum(grid * ser.carbon_kg_per_kwh[slots])),
+        "gpu_cny": m["gpu_cost_cny"],
+        "energy_cny": energy_cny,
+        "transfer_cny": m["transfer_cost_cny"] if math.isfinite(m["transfer_cost_cny"]) else 0.0,
+    }
+    out["total_cny"] = out["gpu_cny"] + out["energy_cny"] + out["transfer_cny"]
+    return out
+
+
+def meter(s: Session, network: Scenario, epoch: datetime, row: JobRow, job: Job, fence: int,
+          start_h: float, end_h: float, gpu_seconds: float | None = None) -> Usage | None:
+    """Append the ledger row of `row`'s run [start_h, end_h) on its site (once per dispatch)."""
+    if not end_h > start_h or row.site is None or row.gpu_type is None:
+        return None
+    if s.scalar(select(Usage.id).where(Usage.job_id == row.id, Usage.fence == fence)) is not None:
+        return None
+    seg = Segment(str(row.id), row.site, row.gpu_type, row.gpus, start_h, end_h)
+    near = s.scalars(select(Usage).where(Usage.site == row.site, Usage.end_h > math.floor(start_h),
+                                         Usage.start_h < math.ceil(end_h))).all()
+    neighbours = [Segment(str(u.job_id), u.site, u.gpu_type, u.gpus, u.start_h, u.end_h) for u in near]
+    moved_before = s.scalar(select(Usage.id).where(Usage.job_id == row.id, Usage.site == row.site)) is not None
+    figures = price_segment(network, job, seg, neighbours, data_moves=not moved_before)
+    if gpu_seconds is not None:
+        figures["gpu_seconds"] = gpu_seconds          # what the agent measured
+    month = (epoch + timedelta(hours=end_h)).strftime("%Y-%m")
+    usage = Usage(job_id=row.id, tenant_id=row.tenant_id, fence=fence, site=row.site, gpu_type=row.gpu_type,
+                  gpus=row.gpus, start_h=start_h, end_h=end_h, month=month, **figures)
+    s.add(usage)
+    return usage
+
+
+def check_month(month: str) -> str:
+    try:
+        datetime.strptime(month, "%Y-%m")
+    except ValueError:
+        raise UserError(f"month: expected YYYY-MM, got {month!r}") from None
+    return month
+
+
+def invoice(s: Session, tenant: Tenant, month: str) -> Invoice:
+    check_month(month)
+    rows = s.execute(select(Usage, JobRow.name).join(JobRow, JobRow.id == Usage.job_id)
+                     .where(Usage.tenant_id == tenant.id, Usage.month == month).order_by(Usage.id)).all()
+    lines = [InvoiceLine(job_id=u.job_id, name=name, site=u.site, gpu_type=u.gpu_type, gpus=u.gpus,
+                         gpu_h=u.gpu_seconds / 3600.0, energy_kwh=u.energy_kwh, carbon_kg=u.carbon_kg,
+                         gpu_cny=u.gpu_cny, energy_cny=u.energy_cny, transfer_cny=u.transfer_cny,
+                         total_cny=u.total_cny) for u, name in rows]
+    keys = ("gpu_h", "energy_kwh", "carbon_kg", "gpu_cny", "energy_cny", "transfer_cny", "total_cny")
+    return Invoice(tenant=tenant.name, month=month, lines=lines,
+                   **{k: sum(getattr(ln, k) for ln in lines) for k in keys})
+
+
+def invoice_csv(inv: Invoice) -> str:
+    buf = io.StringIO()
+    cols = list(InvoiceLine.model_fields)
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["tenant", "month", *cols])
+    for ln in inv.lines:
+        w.writerow([inv.tenant, inv.month, *(getattr(ln, c) for c in cols)])
+    w.writerow([inv.tenant, inv.month, "total", "", "", "", "",
+                *(getattr(inv, c) for c in ("gpu_h", "energy_kwh", "carbon_kg", "gpu_cny", "energy_cny",
+                                           "transfer_cny", "total_cny"))])
+    return buf.getvalue()
+
+
+def spent(s: Session, tenant_id: int, month: str) -> float:
+    return float(sum(s.scalars(select(Usage.total_cny).where(Usage.tenant_id == tenant_id, Usage.month == month))))

@@ -1,0 +1,127 @@
+"""The database tables (SQLAlchemy 2 typed models). Migrations: `migrations/versions/`.
+
+Times: `*_at` columns are UTC wall-clock datetimes; `*_h` columns are controller hours (hours
+since the service epoch, `meta.epoch`, which plays the role of the network's hour 0).
+Money CNY, energy kWh, carbon kg CO2e.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Key/value facts about the database: `epoch` (ISO UTC time of controller hour 0)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    quota: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)     # GPU type -> GPUs; {} = unlimited
+    budget_cny: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Token(Base):
+    """An API token, stored as its SHA-256 (the token itself is shown once, at creation)."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))                      # admin | tenant | site
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True)
+    site: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_tenant_idempotency"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(256))
+    command: Mapped[str] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)           # MODEL.md §1 fields, deadline_h absolute
+    gpus: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    submit_h: Mapped[float] = mapped_column(Float)
+    remaining_work: Mapped[float] = mapped_column(Float)       # reference-GPU hours still to do
+    hosted: Mapped[list[str]] = mapped_column(JSON, default=list)  # sites that hold its data
+    site: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    gpu_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    start_h: Mapped[float | None] = mapped_column(Float, nullable=True)    # planned (PLACED) or actual
+    end_h: Mapped[float | None] = mapped_column(Float, nullable=True)      # planned, then actual
+    fence: Mapped[int] = mapped_column(Integer, default=0)    # dispatch number: stale reports are refused
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Transition(Base):
+    __tablename__ = "transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at_h: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class SiteAgent(Base):
+    """A site's agent as last heard of; a site is up while its agent heartbeats."""
+
+    __tablename__ = "site_agents"
+    site: Mapped[str] = mapped_column(String(128), primary_key=True)
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    info: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)     # executor, pools as it reports them
+
+
+class Usage(Base):
+    """The usage ledger: one row per finished run segment, appended, never changed.
+
+    Quantities come from the agent's report and the controller's clock; prices from
+    `suanli.accounting` (service/metering.py)."""
+
+    __tablename__ = "usage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    fence: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(128))
+    gpu_type: Mapped[str] = mapped_column(String(64))
+    gpus: Mapped[int] = mapped_column(Integer)
+    start_h: Mapped[float] = mapped_column(Float)
+    end_h: Mapped[float] = mapped_column(Float)
+    month: Mapped[str] = mapped_column(String(7), index=True)          # YYYY-MM (UTC) of the end
+    gpu_seconds: Mapped[float] = mapped_column(Float)
+    energy_kwh: Mapped[float] = mapped_column(Float)                   # site load, PUE applied
+    grid_kwh: Mapped[float] = mapped_column(Float)
+    renewable_kwh: Mapped[float] = mapped_column(Float)
+    carbon_kg: Mapped[float] = mapped_column(Float)
+    gpu_cny: Mapped[float] = mapped_column(Float)
+    energy_cny: Mapped[float] = mapped_column(Float)
+    transfer_cny: Mapped[float] = mapped_column(Float)
+    total_cny: Mapped[float] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    __table_args__ = (UniqueConstraint("job_id", "fence", name="uq_usage_job_fence"),)

@@ -1,0 +1,69 @@
+"""Putting the service together: network file + database + policy -> controller + app, under uvicorn."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import uvicorn
+
+from suanli.errors import UserError
+from suanli.model.load import load_scenario
+from suanli.model.scenario import Scenario
+from suanli.scheduling import policies
+from suanli.service.app import create_app
+from suanli.service.controller import Controller
+from suanli.service.db import epoch, open_db
+
+
+def load_network(path: str) -> Scenario:
+    """A network file: a scenario without jobs (MODEL.md §1). Its `events` are not used: the
+    service learns of outages from the agents' heartbeats."""
+    scn = load_scenario(path)
+    if scn.jobs:
+        raise UserError(f"{path}: jobs: a network file has no jobs (got {len(scn.jobs)}); "
+                        "submit jobs with `suanli submit`")
+    return scn
+
+
+def build(network: str | Scenario, db_url: str | None = None, policy: str = "suanli", tick_s: float = 1.0,
+          heartbeat_timeout_s: float = 15.0):
+    scn = load_network(network) if isinstance(network, str) else network
+    policies.make(policy)                       # an unknown name is one line, before the database
+    sessions = open_db(db_url)
+    controller = Controller(sessions, scn, policy, epoch(sessions), tick_s=tick_s,
+                            heartbeat_timeout_s=heartbeat_timeout_s)
+    return create_app(controller)
+
+
+def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0) -> None:
+    app = build(network, db_url, policy, tick_s)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+class ThreadServer:
+    """uvicorn in a thread (tests, embedding): `with ThreadServer(app, port) as url: ...`."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
+        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        sock = self.server.servers[0].sockets[0]
+        host, port = sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)

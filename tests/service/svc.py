@@ -1,0 +1,118 @@
+"""Fixtures and helpers for the service tests (imported by name: not a conftest.py, whose module
+name `conftest` would shadow tests/conftest.py's helpers): a real server (uvicorn on loopback, in a thread) over a real
+database engine, SQLite always and PostgreSQL when `SUANLI_TEST_PG_URL` names a server (.ci/run
+starts one); real agent subprocesses.
+
+Each PostgreSQL test gets its own schema (`search_path`), so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from suanli.service import auth
+from suanli.service.server import ThreadServer, build
+
+NETWORK = str(Path(__file__).parent / "data" / "network.yaml")
+PG_URL = os.environ.get("SUANLI_TEST_PG_URL")
+PG_SKIP = "PostgreSQL: set SUANLI_TEST_PG_URL=postgresql+psycopg://USER:PW@HOST:PORT/DB (.ci/run starts a server)"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'suanli.db'}"
+        return
+    if not PG_URL:
+        pytest.skip(PG_SKIP)
+    import psycopg
+    schema = "t_" + uuid.uuid4().hex[:12]
+    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as c:
+        c.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(plain, autocommit=True) as c:
+        c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@dataclass
+class Service:
+    url: str
+    app: object
+    db_url: str
+    agents: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def sessions(self):
+        return self.app.state.controller.sessions
+
+    def tenant(self, name: str, quota: dict[str, int] | None = None, budget: float | None = None) -> str:
+        with self.sessions.begin() as s:
+            return auth.create_tenant(s, name, quota or {}, budget)
+
+    def site_token(self, site: str) -> str:
+        with self.sessions.begin() as s:
+            return auth.create_site_token(s, site)
+
+    def admin_token(self) -> str:
+        with self.sessions.begin() as s:
+            return auth.create_admin_token(s)
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def start_agent(self, site: str, workdir: Path, token: str | None = None) -> subprocess.Popen:
+        token = token or self.site_token(site)
+        p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url,
+                              "--token", token, "--executor", "local", "--workdir", str(workdir),
+                              "--interval-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.agents.append(p)
+        return p
+
+
+@pytest.fixture
+def service(db_url) -> Iterator[Service]:
+    app = build(NETWORK, db_url, policy="fifo", tick_s=0.2, heartbeat_timeout_s=3.0)
+    with ThreadServer(app) as url:
+        svc = Service(url, app, db_url)
+        try:
+            yield svc
+        finally:
+            for p in svc.agents:
+                if p.poll() is None:
+                    p.terminate()
+                    try:
+                        p.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+
+
+def job_body(**over) -> dict:
+    body = {"name": "train", "command": "true", "gpus": 1, "work_h": 0.0005, "origin": "beijing"}
+    body.update(over)
+    return body
+
+
+def wait_for(fn, timeout: float = 60.0, every: float = 0.1):
+    """Poll `fn` until it returns something truthy; fail with its last value after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s; last value: {last!r}")
