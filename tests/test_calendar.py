@@ -44,3 +44,22 @@ def test_prune_keeps_the_present_and_future():
     assert cal.used_at(3.0) == 3
     assert cal.earliest_fit(2, 1.0, 3.0) == 6.0
     assert cal.times == [float("-inf"), 6.0]
+
+
+def test_fits_each_and_free_starts_agree_with_fits_start_by_start():
+    import numpy as np
+
+    cal = PoolCalendar(8)
+    cal.add(1.0, 3.5, 6)
+    cal.add(3.5, 4.0, 8)
+    cal.add(6.25, 9.0, 3)
+    cal.add(12.0, 13.0, 7)
+    starts = np.arange(0.0, 16.0, 0.25)
+    for gpus in (1, 2, 5, 8, 9):
+        for duration in (0.5, 1.0, 2.75, 6.0):
+            want = [cal.fits(s, s + duration, gpus) for s in starts.tolist()]
+            assert cal.fits_each(starts, duration, gpus).tolist() == want
+            free = [s for s, ok in zip(starts.tolist(), want, strict=True) if ok]
+            assert cal.free_starts(starts, duration, gpus).tolist() == free
+    free = PoolCalendar(4)
+    assert free.free_starts(starts, 3.0, 4) is starts            # nothing in the way: the same array

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,17 @@ from suanli.accounting import account, validate
 from suanli.model.load import parse_scenario
 from suanli.scheduling import policies
 from suanli.scheduling.ledger import Ledger
-from suanli.scheduling.pipeline import DEFAULT_FILTERS, EnergyPricer, PriceBook, options, run_hours
+from suanli.scheduling.pipeline import (
+    DEFAULT_FILTERS,
+    EnergyPricer,
+    Filter,
+    PriceBook,
+    ShapeCache,
+    TierBook,
+    options,
+    pool_options,
+    run_hours,
+)
 from suanli.scheduling.state import PendingJob, StateView
 from suanli.sim.engine import simulate
 
@@ -195,3 +206,100 @@ def test_every_policy_returns_a_valid_schedule_that_accounts_for_every_job(name,
     assert m["jobs_unfinished"] == len(set(result.rejected) | set(result.unplaced)) + sum(
         1 for j in scn.jobs if j.id not in result.rejected and j.id not in result.unplaced
         and not any(s.job_id == j.id for s in result.segments))
+
+
+# ----------------------------------------------------------------------------- the vector pricing
+def sunny_battery_scenario(jobs=()):
+    sites = copy.deepcopy(BASE["sites"])
+    sites[2]["renewables"] = {"kw": [0.0] * 6 + [3.0] * 10 + [0.5] * 8, "cny_per_kwh": 0.1}
+    sites[2]["battery"] = {"capacity_kwh": 8, "power_kw": 2, "efficiency": 0.9, "initial_soc": 0.5}
+    sites[2]["gpus"]["h100"] = {"count": 4, "cny_per_gpu_h": 12.0}
+    return scenario(list(jobs) or [job()], sites=sites)
+
+
+def test_cost_each_and_cost_many_give_what_cost_one_and_cost_give():
+    scn = sunny_battery_scenario()
+    view = view_of(scn, now=2.3)
+    view.ledger.add("west-1", "a800", 10, 2.5, 9.0)               # some load already committed
+    pj = PendingJob(scn.jobs[0], 4, 2.3)
+    opts, _, _ = pool_options(view, pj, DEFAULT_FILTERS)
+    pricer = EnergyPricer(view, view.scratch(), PriceBook(), last=4)
+    rng = np.random.default_rng(7)
+    starts = np.round(2.3 + rng.uniform(0, 30, len(opts)), 3)
+    each = pricer.cost_each(opts.site_pos, 2 * opts.power_kw * opts.pue, starts, opts.duration_h)
+    assert each.tolist() == [pricer.cost_one(pj, o, s) for o, s in zip(opts, starts.tolist(), strict=True)]
+    runs = [(o, [float(s) + k for k in range(n)]) for o, s, n in zip(opts, starts, (1, 3, 7, 2), strict=False)]
+    many = pricer.cost_many(pj, runs)
+    for (o, hours), got in zip(runs, many, strict=True):
+        want = [pricer.cost_one(pj, o, hours[0])] if len(hours) == 1 else pricer.cost(pj, o, hours).tolist()
+        assert got.tolist() == want
+
+
+def test_tier_book_rows_match_fresh_tiers_as_time_moves_and_load_changes():
+    scn = sunny_battery_scenario()
+    ledger = Ledger(scn)
+    book = TierBook()
+    k = list(scn.sites).index("west-1")
+    committed = []
+    for now, add in ((0.5, None), (3.0, (2, 4.0, 11.0)), (7.9, None), (8.0, (4, 8.0, 20.0)), (15.2, None)):
+        if add:
+            ledger.add("west-1", "a800", *add)
+            committed.append(add)
+        view = StateView(now=now, scenario=scn, ledger=ledger)
+        book.ensure(view, view.scratch(), np.array([k]), np.array([math.floor(now) + 30]))
+        fresh = Ledger(scn)                 # the same load, tiers computed once from scratch
+        for n, a, b in committed:
+            fresh.add("west-1", "a800", n, a, b)
+        first = math.floor(now)
+        t = fresh.tiers("west-1", first, first + 30, [])
+        row = book.rows[:, k, first - book.base: first - book.base + 30]
+        assert row[TierBook.CURTAILED].tolist() == t.curtailed.tolist()
+        assert row[TierBook.CHARGE].tolist() == t.charge.tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_suanli_rank_keeps_the_best_of_every_candidate_it_weighs(seed):
+    rng = np.random.default_rng(seed)
+    jobs = [job(id=f"j{i}", submit_h=float(rng.uniform(0, 6)), gpus=int(rng.choice([1, 2, 4])),
+                work_h=float(rng.uniform(0.5, 6)), origin=str(rng.choice(["east", "mid", "west"])),
+                deadline_h=float(rng.uniform(8, 30)), data_gb=float(rng.choice([0, 100])))
+            for i in range(12)]
+    scn = sunny_battery_scenario(jobs)
+    policy = policies.make("suanli")
+    result = simulate(scn, policy)
+    view = StateView(now=6.0, scenario=scn, ledger=Ledger(scn))
+    for s in result.segments[:4]:
+        view.ledger.add(s.site, s.gpu_type, s.gpus, s.start_h, s.end_h)
+    pj = PendingJob(scn.jobs[0], scn.jobs[0].work_h, 6.0)
+    opts, _, _ = pool_options(view, pj, DEFAULT_FILTERS)
+    top, weighed = policy.rank(view, view.scratch(), pj, opts)
+    every = sorted(policy.choose(view, view.scratch(), pj, opts), key=policy.key)
+    assert weighed == len(every) and top == every[: policy.keep]
+
+
+def test_pool_options_leave_out_down_sites_and_charge_no_transfer_where_the_data_is():
+    scn = scenario([job(data_gb=450)])
+    view = view_of(scn, now=1.0, down={"mid-1"})
+    pj = PendingJob(scn.jobs[0], 4, 1.0, hosted=frozenset({"west-1"}))
+    opts, rejected, dynamic = pool_options(view, pj, DEFAULT_FILTERS)
+    assert dynamic and rejected == {"mid-1": "outage: site is down"}
+    assert [o.site for o in opts] == ["east-1", "west-1"]
+    assert opts[1].transfer_cny == 0.0 and opts[1].ready_h == 1.0       # already at west-1
+    assert options(view, pj, DEFAULT_FILTERS)[0] == list(opts)
+
+
+def test_a_filter_that_names_no_fields_is_asked_again_for_each_job_shape():
+    class OnlyBigGangsWest(Filter):
+        name = "custom"
+
+        def site_reason(self, view, pj, site):
+            return "small gang" if site == "west-1" and pj.job.gpus < 4 else None
+
+    scn = scenario([job()])
+    view = view_of(scn)
+    cache = ShapeCache(view, (*DEFAULT_FILTERS, OnlyBigGangsWest()))
+    filters = cache.static
+    small = pool_options(view, PendingJob(scn.jobs[0], 4, 0.0), filters, cache)[0]
+    big_job = scn.jobs[0].model_copy(update={"gpus": 4})
+    big = pool_options(view, PendingJob(big_job, 4, 0.0), filters, cache)[0]
+    assert "west-1" not in small.site and "west-1" in big.site

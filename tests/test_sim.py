@@ -187,3 +187,36 @@ def test_calendar_of_view_is_not_changed_by_policy_planning():
     decisions = policies.make("fifo").decide(view, [pj, PendingJob(scn.jobs[0].model_copy(update={"id": "k"}), 1, 0)])
     assert [d.site for d in decisions] == ["east-1", "west-1"]
     assert cal.used_at(0.5) == 0
+
+
+def test_ledger_counts_versions_per_site_and_gpus_in_use_network_wide():
+    scn = scenario([])
+    ledger = Ledger(scn)
+    east, west = ledger.site_index["east-1"], ledger.site_index["west-1"]
+    ledger.add("east-1", "a800", 2, 1.0, 3.0)
+    ledger.add("west-1", "a800", 3, 2.0, 5.0)
+    assert ledger.version[east] == 1 and ledger.version[west] == 1
+    # the busy share is what summing every pool's calendar at that instant gives
+    for t in (0.0, 1.0, 2.5, 3.0, 4.9, 5.0):
+        used = sum(c.used_at(t) for c in ledger.calendars.values())
+        assert ledger.busy_share(t) == used / 8
+    ledger.add("east-1", "a800", 2, 1.0, 3.0, sign=-1)             # released: counted as a change
+    assert ledger.version[east] == 2 and ledger.busy_share(2.5) == 3 / 8
+    ledger.prune(4.0)
+    assert ledger.in_use.used_at(4.0) == 3 and ledger.in_use.times[0] == float("-inf")
+
+
+def test_scratch_applies_reservations_only_when_read_again():
+    scn = scenario([])
+    ledger = Ledger(scn)
+    scratch = StateView(now=0.0, scenario=scn, ledger=ledger).scratch()
+    assert scratch.token("east-1") is None and not scratch.has_plans()
+    scratch.reserve("east-1", "a800", 0.5, 2.0, 3)
+    first = scratch.token("east-1")
+    assert first is not None and scratch.has_plans()
+    assert ledger.calendars[("east-1", "a800")].used_at(1.0) == 0        # the ledger is untouched
+    assert scratch.calendar("east-1", "a800").used_at(1.0) == 3
+    # 3 GPUs * 0.4 kW * PUE 1: half of slot 0, all of slot 1
+    assert scratch.extra_load("east-1", 0, 3).tolist() == pytest.approx([0.6, 1.2, 0.0])
+    scratch.reserve("east-1", "a800", 1.0, 2.0, 1)
+    assert scratch.token("east-1") != first and scratch.calendar("east-1", "a800").used_at(1.5) == 4

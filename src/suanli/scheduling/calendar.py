@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 
+import numpy as np
+
 
 class PoolCalendar:
     __slots__ = ("count", "times", "used")
@@ -77,6 +79,42 @@ class PoolCalendar:
                 return False
             i += 1
         return True
+
+    def fits_each(self, starts: np.ndarray, duration: float, gpus: int) -> np.ndarray:
+        """`fits(s, s + duration, gpus)` for each of the ascending `starts`, at once."""
+        blocked = self._blocked(starts, duration, gpus)
+        if blocked is None:
+            return np.ones(len(starts), dtype=bool)
+        return self._clear(starts, duration, blocked)
+
+    def free_starts(self, starts: np.ndarray, duration: float, gpus: int) -> np.ndarray:
+        """Those of the ascending `starts` at which `fits` (the same array if all do)."""
+        blocked = self._blocked(starts, duration, gpus)
+        return starts if blocked is None else starts[self._clear(starts, duration, blocked)]
+
+    @staticmethod
+    def _clear(starts: np.ndarray, duration: float, blocked: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        a, b = blocked
+        return ~((b[None, :] > starts[:, None]) & (a[None, :] < (starts + duration)[:, None])).any(axis=1)
+
+    def _blocked(self, starts: np.ndarray, duration: float, gpus: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The intervals [a, b) with more than count - gpus GPUs in use that a run from one of
+        the ascending `starts` could meet, as arrays (a, b); None if there are none.
+
+        `fits` refuses a start s exactly when one of them has b > s and a < s + duration (the
+        intervals it walks), so only those between the first start and the last end matter."""
+        if not len(starts):
+            return None
+        limit = self.count - gpus
+        times, used = self.times, self.used
+        n = len(times)
+        lo = bisect_right(times, float(starts[0])) - 1
+        hi = bisect_left(times, float(starts[-1]) + duration, lo)
+        blocked = [i for i in range(lo, hi) if used[i] > limit]
+        if not blocked:
+            return None
+        return (np.array([times[i] for i in blocked]),
+                np.array([times[i + 1] if i + 1 < n else math.inf for i in blocked]))
 
     def prune(self, before: float) -> None:
         """Forget breakpoints before `before` (nothing may be asked about the past again)."""

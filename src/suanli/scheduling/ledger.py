@@ -57,6 +57,14 @@ class Ledger:
     def __init__(self, scn: Scenario, slots: int | None = None):
         self.scn = scn
         self.calendars = {(sid, g): PoolCalendar(p.count) for sid, s in scn.sites.items() for g, p in s.gpus.items()}
+        # GPUs in use on the whole network, as one step function: the sum of every pool's, so
+        # "how busy is the network at t" is one lookup instead of one per pool
+        self.total_gpus = sum(c.count for c in self.calendars.values())
+        self.in_use = PoolCalendar(self.total_gpus)
+        # per site (in the scenario's order), bumped on every change to its load: what a policy
+        # derived from the load (energy tiers) stays valid while the site's number is unchanged
+        self.site_index = {sid: k for k, sid in enumerate(scn.sites)}
+        self.version = np.zeros(len(self.site_index), dtype=np.int64)
         self.sites = list(scn.sites)
         self.pue = {sid: s.pue for sid, s in scn.sites.items()}
         self.power = {g: t.power_kw for g, t in scn.gpu_types.items()}
@@ -100,6 +108,8 @@ class Ledger:
     def add(self, site: str, gpu_type: str, gpus: int, start: float, end: float, sign: int = 1) -> None:
         """Commit (sign=1) or release (sign=-1) a run of `gpus` GPUs over [start, end)."""
         self.calendars[(site, gpu_type)].add(start, end, sign * gpus)
+        self.in_use.add(start, end, sign * gpus)
+        self.version[self.site_index[site]] += 1
         first, hours = slot_overlaps(start, end)
         self.ensure(first + len(hours))
         kwh = hours * (gpus * self.power[gpu_type] * self.pue[site])
@@ -108,6 +118,16 @@ class Ledger:
             self._cp_slot[site] = 0
             b = self.battery[site]
             self._cp_soc[site] = b.initial_soc * b.capacity_kwh if b else 0.0
+
+    def prune(self, before: float) -> None:
+        """Forget calendar breakpoints before `before` (the simulator's clock has passed them)."""
+        for cal in self.calendars.values():
+            cal.prune(before)
+        self.in_use.prune(before)
+
+    def busy_share(self, t: float) -> float:
+        """Share of the network's GPUs in use at `t`."""
+        return self.in_use.used_at(t) / self.total_gpus if self.total_gpus else 0.0
 
     # ------------------------------------------------------------------ energy
     def tiers(self, site: str, first: int, last: int, caps: list[Event],

@@ -5,18 +5,23 @@ name and the value that failed; a candidate generator proposes start times on ea
 is left (all feasible in the capacity calendars); scorers price each candidate in CNY, parts
 kept apart for the explanation; a selector picks one. A policy is a `Pipeline` with its own
 choice of parts. Everything here is pure: it reads a `StateView` and a `Scratch`.
+
+Speed: the static filters' verdicts are cached per job shape (`ShapeCache`), and the pools a
+job may use come as arrays (`Options`), so that per-pool quantities are vector operations;
+energy is priced from a `TierBook`, every site's tiers kept across jobs while its committed
+load is unchanged. The caches change no result: each is exactly what computing afresh gives.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
 
-from suanli.model.network import Path
 from suanli.scheduling.state import (
     Decision,
     Defer,
@@ -45,14 +50,26 @@ class Option(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- filters
+SHAPE = ("origin", "max_rtt_ms", "gpu_types", "gpus", "class_")   # the job fields static filters may read
+
+
 class Filter:
-    """Cuts a site (`site_reason`) or a pool (`pool_reason`); None means it passes."""
+    """Cuts a site (`site_reason`) or a pool (`pool_reason`); None means it passes.
+
+    A static filter's answers depend only on the job's shape (`SHAPE`), and only on the fields
+    it names in `site_fields` and `pool_fields`: they are cached on those."""
 
     name = "filter"
     static = True              # False: may pass later (a site recovers), so defer, don't reject
+    site_fields: tuple[str, ...] = SHAPE      # what `site_reason` reads of the job
+    pool_fields: tuple[str, ...] = SHAPE      # what `pool_reason` reads of the job
 
     def site_reason(self, view: StateView, pj: PendingJob, site: str) -> str | None:
         return None
+
+    def site_reasons(self, view: StateView, pj: PendingJob, sites: Sequence[str]) -> list[str | None]:
+        """`site_reason` for each of `sites` (a filter may answer for all of them at once)."""
+        return [self.site_reason(view, pj, site) for site in sites]
 
     def pool_reason(self, view: StateView, pj: PendingJob, site: str, gpu_type: str) -> str | None:
         return None
@@ -64,15 +81,23 @@ class Filter:
 
 class Reachable(Filter):
     name = "reachable"
+    site_fields, pool_fields = ("origin",), ()
 
     def site_reason(self, view, pj, site):
         if view.scenario.path(pj.job, site) is None:
             return f"no path from {pj.job.origin} to {view.scenario.sites[site].city}"
         return None
 
+    def site_reasons(self, view, pj, sites):
+        scn, origin = view.scenario, pj.job.origin
+        paths = scn.network.paths_from(origin)
+        return [None if (city := scn.sites[site].city) in paths else f"no path from {origin} to {city}"
+                for site in sites]
+
 
 class WithinRtt(Filter):
     name = "max_rtt_ms"
+    site_fields, pool_fields = ("origin", "max_rtt_ms"), ()
 
     def site_reason(self, view, pj, site):
         job = pj.job
@@ -80,9 +105,15 @@ class WithinRtt(Filter):
             return f"rtt {view.scenario.rtt_ms(job, site):g} ms > {job.max_rtt_ms:g} ms"
         return None
 
+    def site_reasons(self, view, pj, sites):
+        if pj.job.max_rtt_ms is None:
+            return [None] * len(sites)
+        return super().site_reasons(view, pj, sites)
+
 
 class SiteUp(Filter):
     name = "outage"
+    site_fields, pool_fields = (), ()
     static = False
 
     def site_reason(self, view, pj, site):
@@ -94,6 +125,7 @@ class SiteUp(Filter):
 
 class AllowedType(Filter):
     name = "gpu_type"
+    site_fields, pool_fields = (), ("gpu_types",)
 
     def pool_reason(self, view, pj, site, gpu_type):
         allowed = pj.job.gpu_types
@@ -104,6 +136,7 @@ class AllowedType(Filter):
 
 class PoolFits(Filter):
     name = "pool_size"
+    site_fields, pool_fields = (), ("gpus",)
 
     def pool_reason(self, view, pj, site, gpu_type):
         count = view.scenario.sites[site].gpus[gpu_type].count
@@ -113,71 +146,232 @@ class PoolFits(Filter):
 DEFAULT_FILTERS: tuple[Filter, ...] = (Reachable(), WithinRtt(), SiteUp(), AllowedType(), PoolFits())
 
 
-StaticPools = tuple[list[tuple[str, "Path", list[tuple[int, str]]]], dict[str, str]]
+@dataclass(frozen=True)
+class ShapePools:
+    """The pools a job shape may use (they passed the static filters), one entry per pool in
+    the scenario's order, as arrays: what every job of the shape needs to know of them, so
+    that durations, data arrival and prices are vector operations rather than a loop."""
+
+    site: tuple[str, ...]
+    gpu_type: tuple[str, ...]
+    site_pos: np.ndarray          # the site's index in the scenario
+    rank: np.ndarray              # scenario order of (site, type), the last tie-break
+    latency_ms: np.ndarray
+    local: np.ndarray             # the path stays in one city: data moves at once
+    gbps: np.ndarray              # the path's bottleneck
+    cny_per_gb: np.ndarray
+    cny_per_gpu_h: np.ndarray
+    power_kw: np.ndarray          # one GPU's draw
+    pue: np.ndarray
+    speed: np.ndarray             # work per hour on one GPU, for the shape's job class
+    rejected: Mapping[str, str]
+
+    @functools.cached_property
+    def sites(self) -> tuple[str, ...]:
+        """The sites of the pools, each once, in order."""
+        pos = self.site_pos
+        firsts = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1]))) if len(pos) else pos
+        return tuple(map(self.site.__getitem__, firsts.tolist()))
+
+    def without(self, sites: Mapping[str, str]) -> ShapePools:
+        """The same pools less those of `sites`."""
+        keep = [k for k, s in enumerate(self.site) if s not in sites]
+        pick = lambda t: tuple(map(t.__getitem__, keep))     # noqa: E731
+        return ShapePools(pick(self.site), pick(self.gpu_type), self.site_pos[keep], self.rank[keep],
+                          self.latency_ms[keep], self.local[keep], self.gbps[keep], self.cny_per_gb[keep],
+                          self.cny_per_gpu_h[keep], self.power_kw[keep], self.pue[keep], self.speed[keep],
+                          self.rejected)
 
 
-def static_pools(view: StateView, pj: PendingJob, static: Sequence[Filter]) -> StaticPools:
-    """Sites (with their path and passing pools as (rank, type)) that the static filters let
-    through, and the sites they cut, with the first reason for each."""
-    scn = view.scenario
-    sites: list[tuple[str, Path, list[tuple[int, str]]]] = []
-    rejected: dict[str, str] = {}
-    rank = 0
-    for sid, site in scn.sites.items():
-        base = rank
-        rank += len(site.gpus)
-        why = next((f"{f.name}: {w}" for f in static if (w := f.site_reason(view, pj, sid)) is not None), None)
-        if why is not None:
-            rejected[sid] = why
-            continue
-        pools, reasons = [], []
-        for k, g in enumerate(site.gpus):
-            w = next((f"{f.name}: {w}" for f in static if (w := f.pool_reason(view, pj, sid, g)) is not None), None)
-            if w:
-                reasons.append(w)
-            else:
-                pools.append((base + k, g))
-        if not pools:
-            rejected[sid] = "; ".join(reasons) or "pool_size: no GPU pools"
-            continue
-        sites.append((sid, scn.path(pj.job, sid), pools))
-    return sites, rejected
+class ShapeCache:
+    """The pools of each job shape for one scenario, built from the static filters' verdicts,
+    which are cached on the job fields each filter reads (with the built-in filters: sites on
+    origin and latency bound, pools on types and gang size), and from a table of every pool."""
+
+    def __init__(self, view: StateView, filters: Sequence[Filter]):
+        scn = view.scenario
+        self.scenario_key = (scn.network, scn.sites)
+        self.static = [f for f in filters if f.static]
+        self.site_fields = [f for f in SHAPE if any(f in x.site_fields for x in self.static)]
+        self.pool_fields = [f for f in SHAPE if any(f in x.pool_fields for x in self.static)]
+        self.shapes: dict[tuple, ShapePools] = {}
+        self._site_verdicts: dict[tuple, list[str | None]] = {}
+        self._pool_verdicts: dict[tuple, list[str | None]] = {}
+        self._paths: dict[str, tuple[np.ndarray, ...]] = {}
+        self._speeds: dict[str | None, np.ndarray] = {}
+        # every pool of the scenario, in its order (the rank)
+        self.sites = list(scn.sites)
+        self.site_pools: list[range] = []
+        site, gpu_type, price, power, pue = [], [], [], [], []
+        for k, st in enumerate(scn.sites.values()):
+            self.site_pools.append(range(len(site), len(site) + len(st.gpus)))
+            for g, pool in st.gpus.items():
+                site.append(k)
+                gpu_type.append(g)
+                price.append(pool.cny_per_gpu_h)
+                power.append(scn.gpu_types[g].power_kw)
+                pue.append(st.pue)
+        self.pool_site = np.asarray(site, dtype=np.int64)
+        self.pool_site_id = tuple(self.sites[k] for k in site)
+        self.pool_type = gpu_type
+        self.pool_price = np.asarray(price, dtype=float)
+        self.pool_power = np.asarray(power, dtype=float)
+        self.pool_pue = np.asarray(pue, dtype=float)
+
+    def pools(self, view: StateView, pj: PendingJob) -> ShapePools:
+        job = pj.job
+        key = (job.origin, job.max_rtt_ms, tuple(job.gpu_types or ()), job.gpus, job.class_)
+        got = self.shapes.get(key)
+        if got is None:
+            got = self.shapes[key] = self._build(view, pj)
+        return got
+
+    @staticmethod
+    def _fields(pj: PendingJob, fields: Sequence[str]) -> tuple:
+        return tuple(tuple(v) if isinstance(v := getattr(pj.job, f), list) else v for f in fields)
+
+    def _build(self, view: StateView, pj: PendingJob) -> ShapePools:
+        scn, static = view.scenario, self.static
+        key = self._fields(pj, self.site_fields)
+        site_why = self._site_verdicts.get(key)
+        if site_why is None:                # the first static filter that cuts each site
+            site_why = self._site_verdicts[key] = [None] * len(self.sites)
+            left = list(range(len(self.sites)))
+            for f in static:                # each asked only about the sites the ones before let through
+                reasons = f.site_reasons(view, pj, [self.sites[k] for k in left])
+                for k, w in zip(left, reasons, strict=True):
+                    if w is not None:
+                        site_why[k] = f"{f.name}: {w}"
+                left = [k for k in left if site_why[k] is None]
+        key = self._fields(pj, self.pool_fields)
+        pool_why = self._pool_verdicts.get(key)
+        if pool_why is None:                # the first static filter that cuts each pool
+            pool_why = self._pool_verdicts[key] = [
+                next((f"{f.name}: {w}" for f in static
+                      if (w := f.pool_reason(view, pj, self.sites[k], g)) is not None), None)
+                for k, g in zip(self.pool_site.tolist(), self.pool_type, strict=True)]
+        # the pools left, and the sites cut (by a site filter, or left without a pool), in order
+        ok = np.asarray([w is None for w in site_why], dtype=bool)[self.pool_site]
+        ok &= np.asarray([w is None for w in pool_why], dtype=bool)
+        hosting = np.zeros(len(self.sites), dtype=bool)
+        hosting[self.pool_site[ok]] = True
+        rejected: dict[str, str] = {}
+        for k in np.flatnonzero(~hosting).tolist():
+            rejected[self.sites[k]] = site_why[k] if site_why[k] is not None else (
+                "; ".join(w for i in self.site_pools[k] if (w := pool_why[i])) or "pool_size: no GPU pools")
+        idx = np.flatnonzero(ok)
+        at = self.pool_site[idx]
+        latency, local, gbps, cny_per_gb = (c[at] for c in self._paths_from(view, pj.job.origin))
+        speed = self._speeds.get(pj.job.class_)
+        if speed is None:
+            speed = self._speeds[pj.job.class_] = np.asarray(
+                [scn.speed(pj.job, g) for g in self.pool_type], dtype=float)
+        keep = idx.tolist()
+        return ShapePools(tuple(map(self.pool_site_id.__getitem__, keep)), tuple(map(self.pool_type.__getitem__, keep)),
+                          at, idx, latency, local, gbps, cny_per_gb, self.pool_price[idx], self.pool_power[idx],
+                          self.pool_pue[idx], speed[idx], rejected)
+
+    def _paths_from(self, view: StateView, origin: str) -> tuple[np.ndarray, ...]:
+        """Per site: latency, whether in the origin's city, bottleneck and CNY/GB of the best path
+        from `origin` (NaN where unreachable)."""
+        got = self._paths.get(origin)
+        if got is None:
+            scn = view.scenario
+            paths = scn.network.paths_from(origin)
+            found = [paths.get(st.city) for st in scn.sites.values()]
+            nan = math.nan
+            got = self._paths[origin] = (
+                np.asarray([nan if p is None else p.latency_ms for p in found], dtype=float),
+                np.asarray([p is not None and len(p.cities) == 1 for p in found], dtype=bool),
+                np.asarray([nan if p is None else p.bottleneck_gbps for p in found], dtype=float),
+                np.asarray([nan if p is None else p.cny_per_gb for p in found], dtype=float))
+        return got
+
+
+class Options(Sequence[Option]):
+    """The pools one job may use now, as arrays (index i is one pool), plus what depends on the
+    job itself: how long the rest of it runs there, when its data is there, what moving the
+    data costs. Indexing or iterating gives `Option` tuples, for policies that go pool by pool."""
+
+    __slots__ = ("pools", "site", "gpu_type", "site_pos", "rank", "latency_ms", "cny_per_gpu_h", "power_kw",
+                 "pue", "duration_h", "ready_h", "transfer_cny", "_list")
+
+    def __init__(self, pools: ShapePools, duration_h: np.ndarray, ready_h: np.ndarray, transfer_cny: np.ndarray):
+        self.pools = pools
+        self.site, self.gpu_type, self.site_pos, self.rank = pools.site, pools.gpu_type, pools.site_pos, pools.rank
+        self.latency_ms, self.cny_per_gpu_h = pools.latency_ms, pools.cny_per_gpu_h
+        self.power_kw, self.pue = pools.power_kw, pools.pue
+        self.duration_h, self.ready_h, self.transfer_cny = duration_h, ready_h, transfer_cny
+        self._list: list[Option] | None = None
+
+    @classmethod
+    def of(cls, view: StateView, pj: PendingJob, pools: ShapePools) -> Options:
+        job = pj.job
+        duration = pj.remaining_work / pools.speed
+        data = job.data_gb
+        transfer_cny = data * pools.cny_per_gb
+        if data > 0:
+            transfer_h = np.where(pools.local, 0.0, data * 8.0 / pools.gbps / 3600.0)
+        else:
+            transfer_h = np.zeros(len(pools.site))
+        if pj.hosted:                       # its data is already there: no new transfer
+            here = np.asarray([s in pj.hosted for s in pools.site], dtype=bool)
+            transfer_cny = np.where(here, 0.0, transfer_cny)
+            transfer_h = np.where(here, 0.0, transfer_h)
+        ready = np.maximum(view.now, pj.ready_h + transfer_h)
+        return cls(pools, duration, ready, transfer_cny)
+
+    def __len__(self) -> int:
+        return len(self.site)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.as_list()[i]
+        return Option(self.site[i], self.gpu_type[i], float(self.duration_h[i]), float(self.ready_h[i]),
+                      float(self.latency_ms[i]), float(self.transfer_cny[i]), int(self.rank[i]))
+
+    def __iter__(self):
+        return iter(self.as_list())
+
+    def as_list(self) -> list[Option]:
+        if self._list is None:
+            self._list = [Option(*row) for row in zip(
+                self.site, self.gpu_type, self.duration_h.tolist(), self.ready_h.tolist(), self.latency_ms.tolist(),
+                self.transfer_cny.tolist(), self.rank.tolist(), strict=True)]
+        return self._list
+
+
+def pool_options(view: StateView, pj: PendingJob, filters: Sequence[Filter],
+                 cache: ShapeCache | None = None) -> tuple[Options, Mapping[str, str], bool]:
+    """Pools that pass every filter (as `Options`); the sites left out, each with the first
+    reason; and whether some site was left out only by a dynamic filter (it may pass later).
+
+    What the static filters say depends only on the job's shape, so `cache` (kept by the caller
+    for one scenario and these filters) remembers it, with the pools' arrays."""
+    if cache is None:
+        cache = ShapeCache(view, filters)
+    pools = cache.pools(view, pj)
+    rejected = pools.rejected
+    dynamic = [f for f in filters if not f.static and f.active(view)]
+    blocked_for_now = False
+    if dynamic:
+        cut = {}
+        for sid in pools.sites:
+            why = next((f"{f.name}: {w}" for f in dynamic if (w := f.site_reason(view, pj, sid)) is not None), None)
+            if why:
+                cut[sid] = why
+        if cut:
+            rejected = rejected | cut
+            blocked_for_now = True
+            pools = pools.without(cut)
+    return Options.of(view, pj, pools), rejected, blocked_for_now
 
 
 def options(view: StateView, pj: PendingJob, filters: Sequence[Filter],
-            cache: dict | None = None) -> tuple[list[Option], dict[str, str], bool]:
-    """Pools that pass every filter; the sites left out, each with the first reason; and
-    whether some site was left out only by a dynamic filter (it may pass later).
-
-    What the static filters say depends only on the job's shape (origin, latency bound, types,
-    gang size, class), so `cache` (kept by the caller for one scenario) remembers it."""
-    static = [f for f in filters if f.static]
-    dynamic = [f for f in filters if not f.static and f.active(view)]
-    job = pj.job
-    key = (job.origin, job.max_rtt_ms, tuple(job.gpu_types or ()), job.gpus)
-    got = cache.get(key) if cache is not None else None
-    if got is None:
-        got = static_pools(view, pj, static)
-        if cache is not None:
-            cache[key] = got
-    sites, rejected = got
-    out: list[Option] = []
-    blocked_for_now = False
-    speed = view.scenario.speed
-    for sid, path, pools in sites:
-        why = dynamic and next((f"{f.name}: {w}" for f in dynamic if (w := f.site_reason(view, pj, sid)) is not None),
-                               None)
-        if why:
-            rejected = rejected | {sid: why}
-            blocked_for_now = True
-            continue
-        hosted = sid in pj.hosted
-        transfer = 0.0 if hosted else path.transfer_cny(job.data_gb)
-        ready = pj.ready_h if hosted else pj.ready_h + path.transfer_h(job.data_gb)
-        ready = max(view.now, ready)
-        for rank, g in pools:
-            out.append(Option(sid, g, pj.remaining_work / speed(job, g), ready, path.latency_ms, transfer, rank))
-    return out, rejected, blocked_for_now
+            cache: ShapeCache | None = None) -> tuple[list[Option], Mapping[str, str], bool]:
+    """`pool_options` with the pools as a list of `Option`."""
+    opts, rejected, blocked_for_now = pool_options(view, pj, filters, cache)
+    return opts.as_list(), rejected, blocked_for_now
 
 
 # ----------------------------------------------------------------------------- candidates
@@ -194,22 +388,53 @@ def window_starts(scratch: Scratch, pj: PendingJob, o: Option, latest: float, fi
     starts = [first]
     cal = scratch.calendar(o.site, o.gpu_type)
     t = math.floor(first / step_h) * step_h + step_h
-    while t <= latest + 1e-9 and len(starts) < limit:
-        if cal.fits(t, t + o.duration_h, pj.job.gpus):
-            starts.append(t)
-        t += step_h
+    end = latest + 1e-9
+    # the hours are t, t + step, t + 2 step, ... summed one step at a time (as a loop adding
+    # `step_h` would), checked against the calendar a block at a time
+    while t <= end and len(starts) < limit:
+        span = (end - t) / step_h
+        n = _BLOCK if span >= _BLOCK else int(span) + 2
+        if step_h == 1.0 and t.is_integer() and abs(t) < 2.0 ** 52:
+            hours = np.arange(t, t + n)            # whole numbers: the sums are exact
+        else:
+            hours = np.add.accumulate(np.concatenate(([t], np.full(n - 1, step_h))))
+        if hours[-1] > end:
+            hours = hours[hours <= end]
+        free = cal.free_starts(hours, o.duration_h, pj.job.gpus)
+        starts.extend(free[: limit - len(starts)].tolist())
+        t = float(hours[-1]) + step_h
     return starts
+
+
+_BLOCK = 128      # whole hours checked against a calendar at once
 
 
 # ----------------------------------------------------------------------------- scorers
 @dataclass
 class PriceBook:
-    """Per-site price arrays for the scenario, cached on the policy (static data only)."""
+    """Per-site price arrays for the scenario, cached on the policy (static data only).
+
+    A site's arrays cover slots [0, n) and grow (to at least twice) when a pricing needs
+    slots past n. `floors` reads the cheapest grid price over what an array covers, so the
+    arrays must grow exactly where pricing asks them to, never ahead of it."""
 
     grid: dict[str, np.ndarray] = field(default_factory=dict)        # CNY/kWh incl. carbon price
     carbon: dict[str, np.ndarray] = field(default_factory=dict)
+    version: int = 0                  # bumped whenever an array is built or grown
+    _scenario_sites: object = None
+    _shortest: float = math.inf       # no site's arrays (of those built) are shorter
+    _tail_min: dict[str, np.ndarray] = field(default_factory=dict)   # min of grid[t:] for each t
+    _floors: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def bind(self, view: StateView) -> None:
+        """Start afresh if `view` is of another scenario."""
+        if self._scenario_sites is not view.scenario.sites:      # another scenario: start afresh
+            self.grid, self.carbon, self._tail_min = {}, {}, {}
+            self._scenario_sites, self._shortest, self._floors = view.scenario.sites, math.inf, None
+            self.version += 1
 
     def arrays(self, view: StateView, site: str, last: int) -> tuple[np.ndarray, np.ndarray]:
+        self.bind(view)
         grid = self.grid.get(site)
         if grid is None or len(grid) < last:
             n = max(last, 2 * len(grid) if grid is not None else last, math.ceil(view.scenario.horizon_h) + 48)
@@ -217,7 +442,37 @@ class PriceBook:
             carbon = s.grid.carbon_kg_per_kwh.array(n)
             self.carbon[site] = carbon
             self.grid[site] = s.grid.cny_per_kwh.array(n) + view.scenario.objective.carbon_cny_per_kg * carbon
+            self._tail_min.pop(site, None)
+            self.version += 1
+            self._shortest = min(len(g) for g in self.grid.values())
         return self.grid[site], self.carbon[site]
+
+    def cover(self, view: StateView, sites: Sequence[str], last: int) -> None:
+        """`arrays(view, site, last)` for each of `sites`, in order: nothing to do while each
+        has arrays and every array is long enough."""
+        self.bind(view)
+        grid = self.grid
+        if last > self._shortest or len(grid) < len(view.scenario.sites) and any(s not in grid for s in sites):
+            for site in sites:
+                self.arrays(view, site, last)
+
+    def floors(self, view: StateView, first: int) -> np.ndarray:
+        """Per scenario site (in order): no kWh there from slot `first` on costs less than this,
+        the renewables price or the cheapest grid hour its arrays cover (NaN for a site
+        without arrays yet)."""
+        self.bind(view)
+        if self._floors is None or self._floors[0] != (first, self.version):
+            out = np.full(len(view.scenario.sites), np.nan)
+            for k, (sid, s) in enumerate(view.scenario.sites.items()):
+                grid = self.grid.get(sid)
+                if grid is None:
+                    continue
+                tail = self._tail_min.get(sid)
+                if tail is None:
+                    tail = self._tail_min[sid] = np.minimum.accumulate(grid[::-1])[::-1]
+                out[k] = min(s.renewables.cny_per_kwh, float(tail[first]) if len(grid) > first else 0.0)
+            self._floors = ((first, self.version), out)
+        return self._floors[1]
 
 
 def rental_cny(view: StateView, pj: PendingJob, o: Option) -> float:
@@ -231,83 +486,266 @@ def late_cny(view: StateView, pj: PendingJob, end: np.ndarray) -> np.ndarray:
     return view.scenario.objective.late_cny_per_gpu_h * pj.job.gpus * np.maximum(0.0, end - dl)
 
 
+class TierBook:
+    """Every site's free energy per tier (`Ledger.tiers`) and the price of each tier for the
+    slots ahead, as one (parts × sites × slots) array kept across jobs and policy calls, so
+    that runs at many sites are priced in one gather.
+
+    A site's row is derived from its committed load (`Ledger.version`), the grid caps known for
+    it and the load planned on it in the current `Scratch`; it is computed again only when one
+    of these changes, or when slots it does not cover are asked for. The value of a slot does
+    not depend on where the window starts or ends (the battery rule runs forward in time from
+    the committed past), so a row stays valid as the clock moves on."""
+
+    MIN_SLOTS = 48      # a row covers at least this many slots from floor(now)
+    # the parts: kWh free per tier, then CNY/kWh: the grid (carbon priced in), the renewables,
+    # renewables that would otherwise charge the battery, and grid above a cap
+    CURTAILED, CHARGE, BELOW_CAP, GRID, RENEWABLE, CHARGE_PRICE, OVER_CAP_PRICE = range(7)
+
+    def __init__(self) -> None:
+        self.ledger: object = None
+
+    def _reset(self, view: StateView) -> None:
+        scn = view.scenario
+        n = len(scn.sites)
+        self.ledger = view.ledger
+        self.pos = {sid: k for k, sid in enumerate(scn.sites)}
+        self.sites = list(scn.sites)
+        self.first = math.floor(view.now)           # no slot before it is asked for any more
+        self.base = self.first                      # `rows` holds slots [base, base + its width)
+        self.rows = np.zeros((7, n, 0))
+        self.hi = np.zeros(n, dtype=np.int64)       # row k is valid for slots [first, hi[k])
+        self.version = np.full(n, -1, dtype=np.int64)
+        self.context: list[tuple | None] = [None] * n   # (caps, scratch token) a row was built with
+        self.with_context = 0                       # rows built with caps or planned load
+        self._grid = np.zeros((n, 0))               # grid price with the carbon price, from slot 0
+        self.renewable_cny = np.asarray([s.renewables.cny_per_kwh for s in scn.sites.values()], dtype=float)
+        self.efficiency = np.asarray([s.battery.efficiency if s.battery is not None else 1.0
+                                      for s in scn.sites.values()], dtype=float)
+
+    def index(self, view: StateView, site: str) -> int:
+        """The row of `site` (its index in the scenario)."""
+        if view.ledger is not self.ledger or math.floor(view.now) < self.first:
+            self._reset(view)
+        return self.pos[site]
+
+    @staticmethod
+    def _context(view: StateView, scratch: Scratch, site: str) -> tuple | None:
+        caps = tuple(view.caps_at(site))
+        token = scratch.token(site)
+        return (caps, token) if caps or token is not None else None
+
+    def ensure(self, view: StateView, scratch: Scratch, rows: np.ndarray, last: np.ndarray) -> None:
+        """Make each of `rows` (site indices, repeats allowed) valid for slots [floor(now),
+        last[i])."""
+        first = math.floor(view.now)
+        if view.ledger is not self.ledger or first < self.first:
+            self._reset(view)
+        self.first = first
+        if not (self.with_context or view.grid_caps or scratch.has_plans()):
+            stale = (self.hi[rows] < last) | (self.version[rows] != view.ledger.version[rows])
+            if not stale.any():
+                return
+            rows, last = rows[stale], last[stale]
+        need: dict[int, int] = {}
+        for k, n in zip(rows.tolist(), last.tolist(), strict=True):
+            if n > need.get(k, -1):
+                need[k] = int(n)
+        for k in sorted(need):
+            self.ensure_one(view, scratch, k, need[k])
+
+    def ensure_one(self, view: StateView, scratch: Scratch, k: int, last: int) -> None:
+        """`ensure` for one row."""
+        first = math.floor(view.now)
+        if view.ledger is not self.ledger or first < self.first:
+            self._reset(view)
+        self.first = first
+        context = (self._context(view, scratch, self.sites[k])
+                   if self.with_context or view.grid_caps or scratch.has_plans() else None)
+        if self.hi[k] < last or self.version[k] != view.ledger.version[k] or self.context[k] != context:
+            self._fill(view, scratch, k, first, last, context)
+
+    def _fill(self, view: StateView, scratch: Scratch, k: int, first: int, last: int, context: tuple | None) -> None:
+        ledger = view.ledger
+        n = max(last - first, self.MIN_SLOTS)
+        if self.version[k] == ledger.version[k] and self.context[k] == context:
+            n = max(n, 2 * (int(self.hi[k]) - first))        # only longer: twice as long
+        end = first + n
+        if end > self.base + self.rows.shape[2]:
+            self._make_room(first, end)
+        site = self.sites[k]
+        caps = list(context[0]) if context is not None else []
+        t = ledger.tiers(site, first, end, caps, scratch.extra_load(site, first, end))
+        if end > self._grid.shape[1]:
+            self._grid_to(view, end)
+        row = self.rows[:, k, first - self.base: end - self.base]
+        g = self._grid[k, first:end]
+        rp, eta = float(self.renewable_cny[k]), float(self.efficiency[k])
+        row[self.CURTAILED], row[self.CHARGE], row[self.BELOW_CAP] = t.curtailed, t.charge, t.below_cap
+        row[self.GRID], row[self.RENEWABLE] = g, rp
+        row[self.CHARGE_PRICE] = rp + eta * g
+        row[self.OVER_CAP_PRICE] = g + view.scenario.objective.dr_cny_per_kwh
+        self.with_context += (context is not None) - (self.context[k] is not None)
+        self.hi[k], self.version[k], self.context[k] = end, ledger.version[k], context
+
+    def _make_room(self, first: int, end: int) -> None:
+        """Rows from slot `first` (the past is never asked for again) up to at least `end`."""
+        old, base = self.rows.shape[2], self.base
+        keep = max(0, base + old - first)             # slots [first, base + old) carry over
+        rows = np.zeros(self.rows.shape[:2] + (max(2 * (end - first), old, 64),))
+        rows[:, :, :keep] = self.rows[:, :, old - keep:]
+        self.rows, self.base = rows, first
+
+    def _grid_to(self, view: StateView, last: int) -> None:
+        """Grid prices (a `PriceBook`'s values, kept apart from it so that its arrays grow only as
+        pricing asks them to) for slots [0, last) at least."""
+        scn = view.scenario
+        n = max(last, 2 * self._grid.shape[1], math.ceil(scn.horizon_h) + 48)
+        c = scn.objective.carbon_cny_per_kg
+        self._grid = np.stack([s.grid.cny_per_kwh.array(n) + c * s.grid.carbon_kg_per_kwh.array(n)
+                               for s in scn.sites.values()])
+
+
 class EnergyPricer:
     """Marginal energy cost (CNY, carbon priced in) of a candidate run: its load fills, slot by
-    slot, what the site still has free, cheapest tier first (see `Ledger.tiers`). Tiers are
-    computed once per site for a window from floor(now), widened when a candidate needs more."""
+    slot, what the site still has free, cheapest tier first (see `Ledger.tiers`). The tiers come
+    from a `TierBook`, kept across jobs when the policy passes one."""
 
-    def __init__(self, view: StateView, scratch: Scratch, prices: PriceBook, last: int):
+    def __init__(self, view: StateView, scratch: Scratch, prices: PriceBook, last: int,
+                 book: TierBook | None = None):
         self.view, self.scratch, self.prices = view, scratch, prices
+        self.book = book if book is not None else TierBook()
         self.first = math.floor(view.now)
         self.last = last
-        self._sites: dict[str, tuple] = {}
-        self._floors: dict[str, float] = {}
 
-    def _site(self, site: str, last: int):
-        got = self._sites.get(site)
-        if got is None or len(got[1]) < last - self.first:
-            last = max(last, self.last)
-            v = self.view
-            tiers = v.ledger.tiers(site, self.first, last, v.caps_at(site),
-                                   self.scratch.extra_load(site, self.first, last))
-            grid, _ = self.prices.arrays(v, site, last)
-            s = v.scenario.sites[site]
-            got = (tiers, grid[self.first:last], s.renewables.cny_per_kwh,
-                   s.battery.efficiency if s.battery is not None else 1.0, s.pue)
-            self._sites[site] = got
-        return got
+    def priced(self, sites: Sequence[str], lasts: Sequence[int]) -> None:
+        """Runs at `sites` up to slots `lasts` were priced: the price book's arrays grow to cover
+        them, one after the other (as they always have: the floors read their length)."""
+        prices, view, least = self.prices, self.view, self.last
+        prices.bind(view)
+        if not len(lasts) or max(max(lasts), least) <= prices._shortest and all(s in prices.grid for s in sites):
+            return
+        for site, last in zip(sites, lasts, strict=True):
+            prices.arrays(view, site, max(int(last), least))
+
+    def _row(self, site: str, last: int) -> int:
+        """The book's row for `site`, valid up to slot `last`."""
+        self.priced((site,), (last,))
+        k = self.book.index(self.view, site)
+        self.book.ensure_one(self.view, self.scratch, k, max(last, self.last))
+        return k
+
+    def floors(self, opts: Options) -> np.ndarray:
+        """Per pool of `opts`: no kWh at its site costs less than this (the renewables price, or
+        the cheapest grid hour ahead)."""
+        self.prices.cover(self.view, opts.pools.sites, self.first + 1)
+        return self.prices.floors(self.view, self.first)[opts.site_pos]
 
     def floor_per_kwh(self, site: str) -> float:
-        """No kWh at `site` costs less than this (renewable price, or the cheapest grid hour ahead)."""
-        got = self._floors.get(site)
-        if got is None:
-            s = self.view.scenario.sites[site]
-            grid, _ = self.prices.arrays(self.view, site, self.first + 1)
-            grid_floor = float(np.min(grid[self.first:])) if len(grid) > self.first else 0.0
-            got = min(s.renewables.cny_per_kwh, grid_floor)
-            self._floors[site] = got
-        return got
+        """`floors` for one site."""
+        self.prices.cover(self.view, [site], self.first + 1)
+        return float(self.prices.floors(self.view, self.first)[self.book.index(self.view, site)])
 
     def cost_one(self, pj: PendingJob, o: Option, start: float) -> float:
-        """`cost` for a single start, in plain Python: cheaper than NumPy for a few slots."""
+        """`cost` for a single start, in plain Python, slot by slot in time order."""
         end = start + o.duration_h
         first = math.floor(start)
         last = max(math.ceil(end), first + 1)
-        tiers, grid, rp, eta, pue = self._site(o.site, last)
-        kw = pj.job.gpus * self.view.ledger.power[o.gpu_type] * pue
-        dr = self.view.scenario.objective.dr_cny_per_kwh
-        cur, chg, cap = tiers.curtailed, tiers.charge, tiers.below_cap
+        k_site = self._row(o.site, last)
+        book = self.book
+        rp = float(book.renewable_cny[k_site])
+        kw = pj.job.gpus * self.view.ledger.power[o.gpu_type] * self.view.ledger.pue[o.site]
+        parts = book.rows[:, k_site]
+        cur, chg, cap = parts[book.CURTAILED], parts[book.CHARGE], parts[book.BELOW_CAP]
+        g_, pc_, po_ = parts[book.GRID], parts[book.CHARGE_PRICE], parts[book.OVER_CAP_PRICE]
+        base = book.base
         total = 0.0
         for t in range(first, last):
             x = (min(t + 1.0, end) - max(float(t), start)) * kw
             if x <= 0.0:
                 continue
-            k = t - self.first
-            g = grid[k]
+            k = t - base
             a = min(x, cur[k])
             x -= a
             b = min(x, chg[k])
             x -= b
             c = min(x, cap[k])
-            total += a * rp + b * (rp + eta * g) + c * g + (x - c) * (g + dr)
+            total += a * rp + b * pc_[k] + c * g_[k] + (x - c) * po_[k]
         return float(total)
+
+    def _slot_cny(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                  width: int, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For runs i (at the scenario's site_pos[i], drawing kw[i] kW over [starts[i], ends[i]))
+        and the `width` slots from floor(starts[i]): the CNY of the energy drawn in each slot,
+        cheapest tier first, and whether the run draws any there. Tiers are read up to slot
+        top[i] (later slots repeat it: padding, not to be counted)."""
+        # one entry per (run, slot), run-major: flat arrays, no broadcasting (cheaper when small)
+        n = len(starts)
+        slot = np.floor(starts).repeat(width) + np.arange(n * width, dtype=float) % width
+        start, end = starts.repeat(width), ends.repeat(width)
+        x = np.maximum(np.minimum(slot + 1.0, end) - np.maximum(slot, start), 0.0) * kw.repeat(width)
+        live = x > 0.0
+        book = self.book
+        k = np.minimum(slot, top.repeat(width)) + (site_pos * book.rows.shape[2] - book.base).repeat(width)
+        cur, chg, cap, g, rp, pc, po = book.rows.reshape(7, -1).take(k.astype(np.int64), axis=1)
+        a = np.minimum(x, cur)
+        x = x - a
+        b = np.minimum(x, chg)
+        x = x - b
+        c = np.minimum(x, cap)
+        d = x - c
+        shape = (n, width)
+        return (a * rp + b * pc + c * g + d * po).reshape(shape), live.reshape(shape)
+
+    def cost_each(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
+                  durations: np.ndarray) -> np.ndarray:
+        """`cost_one` for many runs at once (run i: at the scenario's site_pos[i], drawing kw[i]
+        kW from starts[i] for durations[i] hours), summed slot by slot in time order as
+        `cost_one` does, so that each equals what it gives. Leaves the price book alone (see
+        `priced`)."""
+        ends = starts + durations
+        lo = np.floor(starts)
+        last = np.maximum(np.ceil(ends), lo + 1)
+        self.book.ensure(self.view, self.scratch, site_pos, last)
+        v, live = self._slot_cny(site_pos, kw, starts, ends, int((last - lo).max()), last - 1)
+        return np.add.accumulate(np.where(live, v, 0.0), axis=1)[:, -1]
 
     def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
         """CNY for each start, all starts at once: a (starts × slots) matrix of hours run."""
-        starts_a = np.asarray(starts, dtype=float)
-        hours, idx = run_hours(starts_a, o.duration_h, self.first)
-        tiers, grid, rp, eta, pue = self._site(o.site, self.first + int(idx.max()) + 1)
-        kw = pj.job.gpus * self.view.ledger.power[o.gpu_type] * pue
-        dr = self.view.scenario.objective.dr_cny_per_kwh
-        x = hours * kw
-        a = np.minimum(x, tiers.curtailed[idx])
-        x = x - a
-        b = np.minimum(x, tiers.charge[idx])
-        x = x - b
-        c = np.minimum(x, tiers.below_cap[idx])
-        d = x - c
-        g = grid[idx]
-        return (a * rp + b * (rp + eta * g) + c * g + d * (g + dr)).sum(axis=1)
+        return self.cost_many(pj, [(o, starts)], single=False)[0]
+
+    def cost_many(self, pj: PendingJob, runs: Sequence[tuple[Option, Sequence[float]]],
+                  single: bool = True) -> list[np.ndarray]:
+        """CNY for each start of each (pool, starts) in `runs`, as `cost` gives for each pool
+        (or, with `single`, `cost_one` for a pool with one start), in one pass over all of them.
+
+        `cost` sums each pool's (starts × slots) matrix with NumPy's pairwise sum, whose
+        rounding depends on the matrix's width; so each pool's part is summed on its own, at
+        its own width: that of its longest run (as `run_hours` has it; for one start, as
+        `cost_one` has it: to max(ceil(end), first slot + 1))."""
+        counts = [len(starts) for _, starts in runs]
+        st = np.asarray([t for _, starts in runs for t in starts], dtype=float)
+        ends = st + np.asarray([o.duration_h for o, _ in runs]).repeat(counts)
+        lo = np.floor(st)
+        at = np.asarray([0, *counts[:-1]]).cumsum()
+        width = np.maximum(np.maximum.reduceat(np.ceil(ends) - lo, at), 1.0)
+        last = np.maximum.reduceat(lo, at) + width         # one past the last slot read, per pool
+        lasts = last.astype(np.int64).tolist()
+        self.priced([o.site for o, _ in runs], lasts)
+        power, pue, pos = self.view.ledger.power, self.view.ledger.pue, self.book.index
+        site_pos = np.asarray([pos(self.view, o.site) for o, _ in runs]).repeat(counts)
+        kw = np.asarray([pj.job.gpus * power[o.gpu_type] * pue[o.site] for o, _ in runs]).repeat(counts)
+        self.book.ensure(self.view, self.scratch, site_pos, last.repeat(counts))
+        widths = width.astype(np.int64).tolist()
+        v, live = self._slot_cny(site_pos, kw, st, ends, max(widths), (last - 1.0).repeat(counts))
+        out, row = [], 0
+        for n, w in zip(counts, widths, strict=True):
+            if single and n == 1:
+                out.append(np.add.accumulate(np.where(live[row], v[row], 0.0))[-1:])
+            else:
+                out.append(np.ascontiguousarray(v[row:row + n, :w]).sum(axis=1))
+            row += n
+        return out
 
 
 def run_hours(starts: np.ndarray, duration: float, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -328,8 +766,44 @@ def mean_carbon(view: StateView, prices: PriceBook, o: Option, starts: Sequence[
     return (hours * carbon[idx]).sum(axis=1) / np.maximum(hours.sum(axis=1), 1e-12)
 
 
+# ----------------------------------------------------------------------------- candidates as arrays
+@dataclass
+class Candidates:
+    """Scored starts as arrays, one entry per candidate: what a vector chooser builds, so that
+    only the few an explanation keeps become `Scored` objects."""
+
+    opts: Options
+    pool: np.ndarray                      # index into `opts`
+    start: np.ndarray
+    parts: dict[str, np.ndarray]          # CNY per candidate, in the order an explanation lists them
+    total: np.ndarray
+    key: tuple[np.ndarray, ...]           # the selector's key, most significant first (unique per candidate)
+    info: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def best(self, k: int) -> list[Scored]:
+        """The `k` least by `key`, least first."""
+        return self.scored(np.lexsort(self.key[::-1])[:k])
+
+    def scored(self, which: np.ndarray | Sequence[int]) -> list[Scored]:
+        """The candidates `which` as `Scored` (values as Python numbers)."""
+        which = np.asarray(which, dtype=np.int64)
+        pool = self.pool[which]
+        start = self.start[which]
+        end = (start + self.opts.duration_h[pool]).tolist()
+        names, infos = list(self.parts), list(self.info)
+        parts = list(zip(*(v[which].tolist() for v in self.parts.values()), strict=True))
+        columns = [v[which].tolist() for v in self.info.values()]
+        info = [dict(zip(infos, row, strict=True)) for row in zip(*columns, strict=True)]
+        return [Scored(self.opts.site[p], self.opts.gpu_type[p], s, e, dict(zip(names, v, strict=True)), t, i)
+                for p, s, e, v, t, i in zip(pool.tolist(), start.tolist(), end, parts, self.total[which].tolist(), info,
+                                            strict=True)]
+
+
 # ----------------------------------------------------------------------------- the pipeline
-Chooser = Callable[[StateView, Scratch, PendingJob, list[Option]], list[Scored]]
+Chooser = Callable[[StateView, Scratch, PendingJob, Options], list[Scored]]
 
 
 @dataclass
@@ -338,6 +812,7 @@ class Pipeline:
 
     `choose` returns the scored candidates; the one with the least `key` wins. If none is
     left the job is deferred (something may free up) or rejected (nothing ever could).
+    A policy that scores candidates as arrays overrides `rank` instead.
     """
 
     name: str
@@ -351,13 +826,18 @@ class Pipeline:
     # later plan and think again when the network changes (re-planning the queue each time).
     commit_within_h: float | None = None
 
-    def _static_cache(self, view: StateView) -> dict:
+    def _static_cache(self, view: StateView) -> ShapeCache:
         """Static filter results, kept for one scenario (a policy object may see another later)."""
         cache = getattr(self, "_cache", None)
-        if cache is None or cache[0] is not view.scenario.network:
-            cache = (view.scenario.network, {})
-            self._cache = cache
-        return cache[1]
+        scn = view.scenario
+        if cache is None or cache.scenario_key[0] is not scn.network or cache.scenario_key[1] is not scn.sites:
+            cache = self._cache = ShapeCache(view, self.filters)
+        return cache
+
+    def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> tuple[list[Scored], int]:
+        """The best `keep` candidates, best first, and how many were weighed."""
+        scored = sorted(self.choose(view, scratch, pj, opts), key=self.key)
+        return scored[: self.keep], len(scored)
 
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()
@@ -365,8 +845,8 @@ class Pipeline:
         # stable: jobs ready together keep the order they were offered in (arrival order)
         cache = self._static_cache(view)
         for pj in sorted(jobs, key=lambda pj: self.order(view, pj)):
-            opts, rejected, dynamic = options(view, pj, self.filters, cache)
-            if not opts:
+            opts, rejected, dynamic = pool_options(view, pj, self.filters, cache)
+            if not len(opts):
                 expl = Explanation(self.name, view.now, None, (), rejected, "no pool passed the filters")
                 if dynamic:
                     out.append(Defer(pj.job.id, "every site that could host it is down", expl))
@@ -374,20 +854,20 @@ class Pipeline:
                     out.append(Reject(pj.job.id, "no pool passes the filters: " + "; ".join(
                         f"{s}: {r}" for s, r in list(rejected.items())[:4]), expl))
                 continue
-            scored = sorted(self.choose(view, scratch, pj, opts), key=self.key)
-            if not scored:
+            top, weighed = self.rank(view, scratch, pj, opts)
+            if not top:
                 expl = Explanation(self.name, view.now, None, (), rejected, "no candidate start")
                 out.append(Defer(pj.job.id, "no pool can start it now", expl))
                 continue
-            best = scored[0]
+            best = top[0]
             scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
-            expl = Explanation(self.name, view.now, best, tuple(scored[: self.keep]), rejected)
+            expl = Explanation(self.name, view.now, best, tuple(top), rejected)
             if self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h:
                 out.append(Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
                                  hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h))
                 continue
             out.append(Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
-                             reason=f"{self.name}: best of {len(scored)} candidates", explain=expl))
+                             reason=f"{self.name}: best of {weighed} candidates", explain=expl))
         return out
 
 

@@ -8,6 +8,7 @@ extra load over the view's ledger, so the view itself stays untouched.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -132,6 +133,8 @@ class StateView:
         return pj.ready_h + self.scenario.transfer_h(pj.job, site)
 
     def caps_at(self, site: str) -> list[Event]:
+        if not self.grid_caps:
+            return []
         return [e for e in self.grid_caps if e.site == site]
 
     def candidate_pools(self, pj: PendingJob) -> list[tuple[str, str]]:
@@ -150,20 +153,43 @@ class StateView:
         return out
 
 
+_SCRATCH_SERIAL = itertools.count(1)
+
+
 class Scratch:
     """Copy-on-write calendars, and extra site load, for planning several placements inside
-    one `decide` call."""
+    one `decide` call.
+
+    A reservation is applied (the pool's calendar copied, the load spread over slots) only when
+    something reads that pool or site again: most calls plan one job, and nothing reads after
+    the last reservation."""
 
     def __init__(self, ledger: Ledger):
         self.ledger = ledger
         self._own: dict[tuple[str, str], PoolCalendar] = {}
         self._extra: dict[str, dict[int, float]] = {}     # site -> slot -> kWh planned here
+        self._serial = next(_SCRATCH_SERIAL)              # unique for the process, unlike id()
+        self._planned: dict[str, int] = {}                # site -> placements planned on it here
+        self._pending: list[tuple[str, str, float, float, int]] = []   # reserved, not applied yet
+
+    def has_plans(self) -> bool:
+        return bool(self._planned)
+
+    def token(self, site: str) -> tuple[int, int] | None:
+        """None while nothing is planned on `site` in this scratch; otherwise a value that
+        changes with every placement planned there (what was derived from its load is stale)."""
+        n = self._planned.get(site)
+        return None if n is None else (self._serial, n)
 
     def calendar(self, site: str, gpu_type: str) -> PoolCalendar:
         key = (site, gpu_type)
+        if self._pending:
+            self._apply()
         return self._own.get(key) or self.ledger.calendars[key]
 
     def extra_load(self, site: str, first: int, last: int) -> np.ndarray | None:
+        if self._pending:
+            self._apply()
         planned = self._extra.get(site)
         if not planned:
             return None
@@ -174,15 +200,21 @@ class Scratch:
         return out
 
     def reserve(self, site: str, gpu_type: str, start: float, end: float, gpus: int) -> None:
-        key = (site, gpu_type)
-        if key not in self._own:
-            self._own[key] = self.ledger.calendars[key].copy()
-        self._own[key].add(start, end, gpus)
-        first, hours = slot_overlaps(start, end)
-        kw = gpus * self.ledger.power[gpu_type] * self.ledger.pue[site]
-        planned = self._extra.setdefault(site, {})
-        for k, h in enumerate(hours.tolist()):
-            planned[first + k] = planned.get(first + k, 0.0) + h * kw
+        self._planned[site] = self._planned.get(site, 0) + 1
+        self._pending.append((site, gpu_type, start, end, gpus))
+
+    def _apply(self) -> None:
+        for site, gpu_type, start, end, gpus in self._pending:
+            key = (site, gpu_type)
+            if key not in self._own:
+                self._own[key] = self.ledger.calendars[key].copy()
+            self._own[key].add(start, end, gpus)
+            first, hours = slot_overlaps(start, end)
+            kw = gpus * self.ledger.power[gpu_type] * self.ledger.pue[site]
+            planned = self._extra.setdefault(site, {})
+            for k, h in enumerate(hours.tolist()):
+                planned[first + k] = planned.get(first + k, 0.0) + h * kw
+        self._pending.clear()
 
 
 class Policy(Protocol):

@@ -142,8 +142,7 @@ class Simulation:
                 deferred.extend(self._decide(now, waiting))
             steps += 1
             if steps % 512 == 0:
-                for cal in self.ledger.calendars.values():
-                    cal.prune(now)
+                self.ledger.prune(now)
                 if self.progress:
                     self.progress(arrived, total)
         for pj in deferred + self._release_holds():

@@ -9,25 +9,30 @@ to the latest start that still meets the deadline (or a short window for jobs wi
 since waiting then only trades time for energy), within the look-ahead. The cheapest
 candidate wins; work handed back by an outage prefers the failed site's `backup` when it is
 within `backup_margin` of the best.
+
+The pools are priced as arrays (`Options`): floors, durations and times for all of them at
+once, energy for a batch of runs in one gather from the `TierBook`, and only the few
+candidates an explanation keeps become `Scored` objects.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 from suanli.scheduling.pipeline import (
+    Candidates,
     EnergyPricer,
+    Options,
     Pipeline,
     PriceBook,
-    earliest_start,
-    late_cny,
-    rental_cny,
-    scored,
+    TierBook,
     window_starts,
 )
 from suanli.scheduling.policies import register
+from suanli.scheduling.state import PendingJob, Scored, Scratch, StateView
 
 LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
@@ -44,13 +49,14 @@ class Suanli(Pipeline):
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
                  commit_within_h: float | None = COMMIT_WITHIN_H):
         self.prices = PriceBook()
+        self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.lookahead_h = lookahead_h
         self.no_deadline_shift_h = no_deadline_shift_h
         self.refine = refine
         self.backup_margin = backup_margin
         self.delay = delay_cny_per_gpu_h
         self.delay_power = delay_power
-        self._busy = (None, 0.0)
+        self._priced_per_job = 8.0   # how many pools a job's pricing looked at, lately (sizes the batches)
         super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
 
     @staticmethod
@@ -70,70 +76,123 @@ class Suanli(Pipeline):
             latest = first + self.no_deadline_shift_h
         return min(latest, view.now + self.lookahead_h)
 
-    def _choose(self, view, scratch, pj, opts):
+    def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> tuple[list[Scored], int]:
+        cands = self._candidates(view, scratch, pj, opts)
+        return cands.best(self.keep), len(cands)
+
+    def _choose(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> list[Scored]:
+        """Every candidate `rank` weighs, as `Scored` (for a look at all of them)."""
+        cands = self._candidates(view, scratch, pj, opts)
+        return cands.scored(range(len(cands)))
+
+    def _candidates(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> Candidates:
         job = pj.job
-        soonest = min(o.ready_h for o in opts)             # the earliest any pool could take it
-        delay = self.delay * self._busy_share(view) ** self.delay_power
-        late_price = view.scenario.objective.late_cny_per_gpu_h * job.gpus
+        gpus = job.gpus
+        soonest = float(opts.ready_h.min())              # the earliest any pool could take it
+        delay = self.delay * view.ledger.busy_share(view.now) ** self.delay_power
+        late_price = view.scenario.objective.late_cny_per_gpu_h * gpus
         backup = view.scenario.sites[pj.from_site].backup if pj.from_site is not None else None
-        energy = EnergyPricer(view, scratch, self.prices, math.floor(view.now) + 2)
+        energy = EnergyPricer(view, scratch, self.prices, math.floor(view.now) + 2, self.tiers)
+        rental = opts.duration_h * gpus * opts.cny_per_gpu_h
+        bill = rental + opts.transfer_cny                 # what a run there costs before energy and time
+        kw = gpus * opts.power_kw * opts.pue              # the run's draw at each pool, PUE included
 
-        power = view.ledger.power
-        pue = view.ledger.pue
+        # No run on a pool costs less than its floor: rental, transfer, the cheapest energy, and
+        # lateness and delay at its ready time.
+        late_at_ready = (late_price * np.maximum(0.0, opts.ready_h + opts.duration_h - job.deadline_h)
+                         if job.deadline_h else 0.0)
+        floor = (bill + late_at_ready + delay * gpus * (opts.ready_h - soonest)
+                 + kw * opts.duration_h * energy.floors(opts))
+        deadline = job.deadline_h
 
-        def floor_price(o) -> float:
-            """No run on `o` costs less: rental, transfer, the cheapest energy, and lateness and
-            delay at its ready time."""
-            late = late_price * max(0.0, o.ready_h + o.duration_h - job.deadline_h) if job.deadline_h else 0.0
-            kwh = job.gpus * power[o.gpu_type] * pue[o.site] * o.duration_h
-            return (rental_cny(view, pj, o) + o.transfer_cny + late + delay * job.gpus * (o.ready_h - soonest)
-                    + kwh * energy.floor_per_kwh(o.site))
+        def price(pools: np.ndarray, starts: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, ...]:
+            """Late, delay and total of runs at `pools` from `starts` with energy cost `e` (the
+            parts summed in the order the explanation lists them)."""
+            late = (np.zeros(len(starts)) if deadline is None else
+                    late_price * np.maximum(0.0, starts + opts.duration_h[pools] - deadline))
+            wait = delay * gpus * (starts - soonest)
+            return late, wait, bill[pools] + e + late + wait
 
-        def price(o, starts):
-            e = [energy.cost_one(pj, o, starts[0])] if len(starts) == 1 else energy.cost(pj, o, starts)
-            late = late_cny(view, pj, np.asarray(starts) + o.duration_h)
-            rental = rental_cny(view, pj, o)
-            return [scored(o, s, {"rental": rental, "transfer": o.transfer_cny, "energy": float(ei),
-                                  "late": float(li), "delay": delay * job.gpus * (s - soonest)},
-                           backup=1.0 if o.site == backup else 0.0, latency_ms=o.latency_ms, rank=o.rank,
-                           ready_h=o.ready_h)
-                    for s, ei, li in zip(starts, e, late, strict=True)]
-
-        # Price pools cheapest floor first; stop once no pool left can beat the best (with the
-        # backup's margin, so a backup within it is still seen).
-        out, firsts = [], {}
-        best = math.inf
+        # Price each pool's earliest start, cheapest floor first; stop once no pool left can beat
+        # the best (with the backup's margin, so a backup within it is still seen).
         margin = 1.0 - self.backup_margin if backup is not None else 1.0
-        for lo, o in sorted(((floor_price(o), o) for o in opts), key=lambda x: (x[0], x[1].rank)):
-            if lo * margin >= best:
-                break
-            first = earliest_start(scratch, pj, o)
-            if first is None:
-                continue
-            firsts[o] = first
-            c = price(o, [first])[0]
-            out.append(c)
-            best = min(best, c.total)
-        out.sort(key=lambda c: c.total)
-        refined = 0
-        for c in list(out):
-            if refined >= self.refine:
-                break
-            o = next(o for o in firsts if o.site == c.site and o.gpu_type == c.gpu_type)
-            refined += 1
-            starts = window_starts(scratch, pj, o, self._latest(view, pj, o, firsts[o]), firsts[o])[1:]
-            if starts:
-                out.extend(price(o, starts))
-        return out
+        found = self._first_starts(scratch, pj, opts, floor, margin, energy, kw, price)
+        pool_c, start_c, energy_c, late_c, wait_c, total_c = found
 
-    def _busy_share(self, view) -> float:
-        """Share of the network's GPUs busy now: waiting is dear only when GPUs are scarce."""
-        if self._busy[0] != view.now:
-            cals = view.ledger.calendars.values()
-            total = sum(c.count for c in cals)
-            used = sum(c.used_at(view.now) for c in cals)
-            self._busy = (view.now, used / total if total else 0.0)
-        return self._busy[1]
+        # The few cheapest are priced again at every whole hour of their window.
+        refined = []
+        for j in total_c.argsort(kind="stable")[: self.refine].tolist():
+            o = opts[int(pool_c[j])]
+            first = float(start_c[j])
+            starts = window_starts(scratch, pj, o, self._latest(view, pj, o, first), first)[1:]
+            if starts:
+                refined.append((int(pool_c[j]), o, starts))
+        if refined:
+            e = np.concatenate(energy.cost_many(pj, [(o, starts) for _, o, starts in refined]))
+            p = np.asarray([i for i, _, _ in refined]).repeat([len(starts) for _, _, starts in refined])
+            st = np.concatenate([starts for _, _, starts in refined])
+            pool_c, start_c, energy_c, late_c, wait_c, total_c = (
+                np.concatenate(pair) for pair in zip(found, (p, st, e, *price(p, st, e)), strict=True))
+
+        on_backup = (np.asarray([opts.site[i] == backup for i in pool_c.tolist()], dtype=bool)
+                     if backup is not None else np.zeros(len(pool_c), dtype=bool))
+        factor = np.where(on_backup, 1.0 - self.backup_margin, 1.0)
+        parts = {"rental": rental[pool_c], "transfer": opts.transfer_cny[pool_c], "energy": energy_c,
+                 "late": late_c, "delay": wait_c}
+        info = {"backup": on_backup.astype(float), "latency_ms": opts.latency_ms[pool_c], "rank": opts.rank[pool_c],
+                "ready_h": opts.ready_h[pool_c]}
+        key = (total_c * factor, start_c, opts.latency_ms[pool_c], opts.rank[pool_c])
+        return Candidates(opts, pool_c, start_c, parts, total_c, key, info)
+
+    def _first_starts(self, scratch: Scratch, pj: PendingJob, opts: Options, floor: np.ndarray, margin: float,
+                      energy: EnergyPricer, kw: np.ndarray,
+                      price: Callable[..., tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+        """The earliest start of each pool priced, in the order priced: pools by their floor
+        (then rank) until the floor of the next, times `margin`, is no less than the best total
+        so far. Pools are priced a batch at a time (sized from the jobs before), and where the
+        one-by-one rule stops is then found in the batch. Returns (pool, start, energy, late,
+        wait, total) arrays."""
+        order = floor.argsort(kind="stable")         # `opts` is in rank order: ties go by rank
+        floor_sorted = (floor[order] * margin).tolist()
+        duration, ready = opts.duration_h.tolist(), opts.ready_h.tolist()
+        calendar = scratch.calendar
+        gpus = pj.job.gpus
+        out: list[tuple[np.ndarray, ...]] = []
+        best = math.inf
+        at, n = 0, len(order)
+        batch = max(4, round(self._priced_per_job * 1.25) + 2)
+        while at < n and floor_sorted[at] < best:
+            pools = order[at:at + batch]
+            starts = [calendar(opts.site[i], opts.gpu_type[i]).earliest_fit(gpus, duration[i], ready[i])
+                      for i in pools.tolist()]
+            if None in starts:
+                fits = [s is not None for s in starts]
+                p, st = pools[np.asarray(fits)], np.asarray([s for s in starts if s is not None], dtype=float)
+            else:
+                fits, p, st = [True] * len(starts), pools, np.asarray(starts, dtype=float)
+            e = energy.cost_each(opts.site_pos[p], kw[p], st, opts.duration_h[p]) if len(p) else np.zeros(0)
+            late, wait, total = price(p, st, e)
+            # where pricing one by one would have stopped in this batch
+            keep, totals = 0, iter(total.tolist())
+            for cut, fit in zip(floor_sorted[at:at + batch], fits, strict=False):
+                if cut >= best:
+                    at = n
+                    break
+                if fit:
+                    best = min(best, next(totals))
+                    keep += 1
+            at += batch
+            batch *= 2
+            if keep < len(p):
+                p, st, e, late, wait, total = p[:keep], st[:keep], e[:keep], late[:keep], wait[:keep], total[:keep]
+            if keep:
+                energy.priced([opts.site[i] for i in p.tolist()],
+                              np.maximum(np.ceil(st + opts.duration_h[p]), np.floor(st) + 1).tolist())
+            out.append((p, st, e, late, wait, total))
+        found = (out[0] if len(out) == 1 else tuple(np.concatenate(c) for c in zip(*out, strict=True)) if out else
+                 (np.zeros(0, dtype=np.int64), *(np.zeros(0) for _ in range(5))))
+        self._priced_per_job = 0.8 * self._priced_per_job + 0.2 * len(found[0])
+        return found
 
     def _key(self, c):
         factor = 1.0 - self.backup_margin if c.info.get("backup") else 1.0
