@@ -10,6 +10,7 @@ into docs/BENCHMARKS.md's generated section and a PNG.
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -96,6 +97,12 @@ def run_bench(paths: Sequence[str], policies: Sequence[str], *, bound: bool = Tr
     return results
 
 
+def _shown(path: str) -> str:
+    """A path as a reader of the docs can follow it: relative to here when it is below here."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 def _fmt(x: float | None, digits: int = 0) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -112,7 +119,7 @@ def render_markdown(results: Sequence[ScenarioResult], policies: Sequence[str], 
     for r in results:
         best = r.best_baseline()
         lines += [f"### {r.scenario}", "",
-                  f"`{r.path}`: {r.jobs} jobs, {r.sites} sites. Lower bound {_fmt(r.bound)} "
+                  f"`{_shown(r.path)}`: {r.jobs} jobs, {r.sites} sites. Lower bound {_fmt(r.bound)} "
                   f"({r.bound_status}, {r.bound_s:.1f} s); meeting every deadline: {_fmt(r.deadline_bound)}.", "",
                   "| policy | objective | ÷LB | ÷best | GPU | energy | transfer | carbon kg | late GPU-h "
                   "| misses | unfinished | mean JCT h | p95 JCT h | time s | jobs/s |",
