@@ -271,6 +271,30 @@ def energy(site: str = typer.Argument(..., help="Site id."),
 BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
+def ray_mapper(address: str):
+    """`run_bench`'s mapper on a Ray cluster: one task per (scenario, policy) cell, paths made
+    absolute (the workers' directory is not ours); the workers import suanli from their Python."""
+    def mapper(fn, args):
+        import os
+
+        if address.split(":")[0] in ("127.0.0.1", "localhost"):     # else Ray swaps in eth0's address
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        try:
+            import ray
+        except ImportError:
+            raise UserError("--ray-address: Ray is not installed (pip install 'ray[default]')") from None
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except Exception as e:
+            raise UserError(f"--ray-address: cannot join the Ray cluster at {address}: {e}") from None
+        try:
+            task = ray.remote(num_cpus=1)(fn)
+            return ray.get([task.remote(os.path.abspath(a[0]), *a[1:]) for a in args])
+        finally:
+            ray.shutdown()
+    return mapper
+
+
 @app.command()
 def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
                                               help="Scenario files (default: the demo and bench/scenarios/*)."),
@@ -280,7 +304,9 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
           chart: str = typer.Option("docs/bench.png", "--chart", help="PNG chart to write."),
           results: str = typer.Option("bench/results.json", "--results", help="JSON results to write."),
           no_bound: bool = typer.Option(False, "--no-bound", help="Skip the LP lower bound."),
-          bound_time: float = typer.Option(120.0, "--bound-time", help="Seconds for each scenario's bound.")
+          bound_time: float = typer.Option(120.0, "--bound-time", help="Seconds for each scenario's bound."),
+          ray_address: str = typer.Option(None, "--ray-address", help="Fan the simulations out as Ray tasks on "
+                                          "this cluster (ray.init's address, e.g. 127.0.0.1:6379).")
           ) -> None:
     """Run policies × scenarios and write the results, ratios to the lower bound and the best
     baseline, into docs/BENCHMARKS.md, a PNG chart and a JSON file."""
@@ -302,7 +328,8 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
             if not os.path.exists(p):
                 raise UserError(f"--scenario: no such file {p!r}")
         res = run_bench(paths, pols, bound=not no_bound, bound_time_s=bound_time,
-                        progress=lambda msg: err.print(f"bench: {msg}", highlight=False))
+                        progress=lambda msg: err.print(f"bench: {msg}", highlight=False),
+                        mapper=ray_mapper(ray_address) if ray_address else None)
         command = "suanli bench" + "".join(f" -s {p}" for p in scenarios or []) + "".join(
             f" -p {p}" for p in policy_names or [])
         section = render_markdown(res, pols, command)

@@ -39,13 +39,21 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
           policy: Annotated[str, typer.Option(help="the scheduling policy (as in `suanli sim`)")] = "suanli",
-          tick_s: Annotated[float, typer.Option("--tick-s", help="seconds between controller ticks")] = 1.0) -> None:
+          tick_s: Annotated[float, typer.Option("--tick-s", help="seconds between controller ticks")] = 1.0,
+          heartbeat_s: Annotated[float, typer.Option("--heartbeat-s", help="the agents' heartbeat interval "
+                                                                             "(their --interval-s)")] = 1.0,
+          missed_heartbeats: Annotated[int, typer.Option("--missed-heartbeats", help="a site is down after this "
+                                                          "many heartbeat intervals without one")] = 3) -> None:
     """Run the control plane: REST API under /v1 and the controller loop."""
     from suanli.service.server import serve as run_server
     try:
         if not tick_s > 0:
             raise UserError(f"--tick-s: must be > 0, got {tick_s}")
-        run_server(network, db, host, port, policy, tick_s)
+        if not heartbeat_s > 0:
+            raise UserError(f"--heartbeat-s: must be > 0, got {heartbeat_s}")
+        if missed_heartbeats < 1:
+            raise UserError(f"--missed-heartbeats: must be >= 1, got {missed_heartbeats}")
+        run_server(network, db, host, port, policy, tick_s, heartbeat_s, missed_heartbeats)
     except UserError as e:
         raise _fail(e) from None
 
@@ -104,20 +112,46 @@ def create_admin_token(db: DbOpt = None) -> None:
     _admin(db, make)
 
 
+@admin_app.command("drain")
+def drain(site: Annotated[str, typer.Argument(help="the site id")],
+          undo: Annotated[bool, typer.Option("--undo", help="take placements on SITE again")] = False,
+          db: DbOpt = None) -> None:
+    """Drain a site: no new placements there (undispatched ones are offered again); its running
+    jobs finish. `--undo` ends the drain."""
+    from suanli.service.controller import set_drain
+    from suanli.service.db import open_db
+    try:
+        sessions = open_db(db)
+        with sessions.begin() as s:
+            set_drain(s, site, not undo)
+    except UserError as e:
+        raise _fail(e) from None
+    print(f"{site}\t{'undrained' if undo else 'drained'}")
+
+
 # ----------------------------------------------------------------------------- agent
 def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
           controller: Annotated[str | None, typer.Option("--controller", help="the server URL")] = None,
           token: Annotated[str | None, typer.Option("--token", help="the site's token")] = None,
-          executor: Annotated[str, typer.Option(help="how jobs run: local")] = "local",
+          executor: Annotated[str, typer.Option(help="how jobs run: local (subprocesses), slurm "
+                                                     "(sbatch) or ray (Ray jobs); docs/SITES.md")] = "local",
           workdir: Annotated[str | None, typer.Option(help="where jobs run and checkpoint")] = None,
-          interval_s: Annotated[float, typer.Option("--interval-s", help="seconds between polls")] = 1.0) -> None:
+          interval_s: Annotated[float, typer.Option("--interval-s", help="seconds between polls")] = 1.0,
+          checkpoint_dir: Annotated[str | None, typer.Option(
+              "--checkpoint-dir", help="checkpoints in DIR/<job id>: give every site's agent the same shared "
+                                       "directory and a re-placed job resumes from its checkpoint")] = None,
+          partition: Annotated[str | None, typer.Option(
+              help="slurm: the partition that is this site (default: the site's id)")] = None,
+          ray_address: Annotated[str | None, typer.Option(
+              "--ray-address", help="ray: the head's dashboard URL, e.g. http://127.0.0.1:8265")] = None) -> None:
     """Run a site agent: register, heartbeat, pull assignments, run them, report."""
     from suanli.agent.agent import Agent
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
         if not interval_s > 0:
             raise UserError(f"--interval-s: must be > 0, got {interval_s}")
-        Agent(site, controller, token, executor, workdir, interval_s).run()
+        Agent(site, controller, token, executor, workdir, interval_s, checkpoint_dir, partition,
+              ray_address).run()
     except UserError as e:
         raise _fail(e) from None
 
@@ -203,6 +237,8 @@ def job(job_id: Annotated[int, typer.Argument(help="the job's id")],
               f"{u['carbon_kg']:,.3f} kg CO2e")
     t.add_row("cost so far", f"{u['total_cny']:,.2f} CNY (GPU {u['gpu_cny']:,.2f}, energy {u['energy_cny']:,.2f}, "
               f"transfer {u['transfer_cny']:,.2f})")
+    if j.get("checkpoint_h") is not None:
+        t.add_row("checkpoint", f"at {j['checkpoint_h']:.4f} h, {j['checkpoint_bytes'] or 0:,} bytes")
     e = j["explanation"] or {}
     if e.get("chosen"):
         c = e["chosen"]

@@ -24,7 +24,7 @@ from suanli.errors import UserError, short_repr
 from suanli.model.scenario import Scenario
 from suanli.service import metering
 from suanli.service.auth import Principal, authenticate
-from suanli.service.controller import Controller
+from suanli.service.controller import Controller, drained_sites
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
 from suanli.service.models import SiteAgent, Tenant, Transition, Usage, utcnow
@@ -135,6 +135,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                       command=row.command, gpus=row.gpus, spec=row.spec, submit_h=row.submit_h, site=row.site,
                       gpu_type=row.gpu_type,
                       start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
+                      checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
                       transitions=trs, created_at=row.created_at)
 
     # ------------------------------------------------------------------ jobs
@@ -268,6 +269,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         now = controller.now_h()
         seen = {a.site: a for a in s.scalars(select(SiteAgent))}
         up = controller.up_sites(s)
+        drained = drained_sites(s)
         busy: dict[tuple[str, str], int] = {}
         for r in s.scalars(select(JobRow).where(JobRow.state.in_(("TRANSFERRING", "RUNNING")))):
             busy[(r.site, r.gpu_type)] = busy.get((r.site, r.gpu_type), 0) + r.gpus
@@ -276,7 +278,8 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         for i, (sid, site) in enumerate(net.sites.items()):
             ren = net.explicit(site.renewables.kw, f"sites[{i}].renewables.kw")
             out.append(SiteOut(
-                id=sid, city=site.city, up=sid in up, last_seen_at=seen[sid].last_seen_at if sid in seen else None,
+                id=sid, city=site.city, up=sid in up, drained=sid in drained,
+                last_seen_at=seen[sid].last_seen_at if sid in seen else None,
                 pools=[PoolOut(gpu_type=g, count=pool.count, free=pool.count - busy.get((sid, g), 0),
                                cny_per_gpu_h=pool.cny_per_gpu_h) for g, pool in site.gpus.items()],
                 renewables_kw_now=float(ren.at(slot)),
@@ -330,6 +333,10 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
             if (row is None or row.site != site or row.fence != ref.fence
                     or row.state not in ("TRANSFERRING", "RUNNING")):
                 cancel.append(RunningRef(job_id=ref.job_id, fence=ref.fence))
+            elif ref.checkpoint_at is not None:        # the last checkpoint file, in controller hours
+                at = ref.checkpoint_at if ref.checkpoint_at.tzinfo else ref.checkpoint_at.replace(tzinfo=UTC)
+                row.checkpoint_h = (at - controller.epoch).total_seconds() / 3600.0
+                row.checkpoint_bytes = ref.checkpoint_bytes
         s.commit()
         return HeartbeatReply(site=site, now_h=controller.now_h(), cancel=cancel)
 

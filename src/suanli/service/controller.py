@@ -5,9 +5,13 @@ database was served), which stands for the network's hour 0: slot t of every ser
 network file is the hour [epoch + t h, epoch + t + 1 h).
 
 Each tick (every `tick_s` seconds):
-1. sites whose agent has not heartbeat within `heartbeat_timeout_s` are down: their running
-   jobs are PREEMPTED (checkpointed work kept, as in the simulator) and go back to PENDING,
-   placements not yet dispatched there are void (PLACED → PENDING);
+1. sites whose agent has not heartbeat within `heartbeat_timeout_s` (default: `missed_heartbeats`
+   × `heartbeat_interval_s`, 3 × 1 s) are down: their running jobs are PREEMPTED and go back to
+   PENDING keeping their checkpointed work (up to the last checkpoint file the agent reported
+   during this run, else the job's `checkpoint_h` rule as in the simulator) and remembering the
+   site (the policy prefers its `backup`); placements not yet dispatched there are void
+   (PLACED → PENDING). A drained site (`suanli admin drain`) takes no new placement and loses
+   its undispatched ones; its running jobs finish;
 2. the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line with
    the database: active jobs hold their planned or actual run, finished runs their metered
    segment;
@@ -40,11 +44,25 @@ from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import Defer, Explanation, PendingJob, Place, Reject, Scored, StateView
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
-from suanli.service.models import SiteAgent, Tenant, Usage
+from suanli.service.models import Meta, SiteAgent, Tenant, Usage
 from suanli.service.schemas import ACTIVE
 
 log = logging.getLogger("suanli.controller")
 LOCK_ID = 0x5A4E4C49          # "ZNLI": the scheduling loop's advisory lock on PostgreSQL
+DRAIN = "drain:"              # Meta keys of drained sites: "drain:<site>"
+
+
+def drained_sites(s: Session) -> set[str]:
+    return {k[len(DRAIN):] for k in s.scalars(select(Meta.key).where(Meta.key.like(DRAIN + "%")))}
+
+
+def set_drain(s: Session, site: str, on: bool = True) -> None:
+    """Drain a site (no new placements; its running jobs finish) or undo it."""
+    row = s.get(Meta, DRAIN + site)
+    if on and row is None:
+        s.add(Meta(key=DRAIN + site, value=datetime.now(UTC).isoformat()))
+    elif not on and row is not None:
+        s.delete(row)
 
 
 def _scored(c: Scored | None) -> dict[str, Any] | None:
@@ -64,7 +82,8 @@ def explanation_json(kind: str, reason: str, e: Explanation | None) -> dict[str,
 
 class Controller:
     def __init__(self, sessions: sessionmaker[Session], network: Scenario, policy: str, epoch: datetime,
-                 tick_s: float = 1.0, heartbeat_timeout_s: float = 15.0):
+                 tick_s: float = 1.0, heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0,
+                 missed_heartbeats: int = 3):
         self.sessions = sessions
         self.network = network
         self.public = replace(network, events=[])       # what a policy may read
@@ -72,7 +91,7 @@ class Controller:
         self.policy = policies.make(policy)
         self.epoch = epoch
         self.tick_s = tick_s
-        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.heartbeat_timeout_s = heartbeat_timeout_s or missed_heartbeats * heartbeat_interval_s
         self.ledger = Ledger(self.public)
         self._held: dict[str, tuple[str, str, int, float, float]] = {}   # key -> what the ledger holds
         self.lock = threading.Lock()
@@ -152,30 +171,38 @@ class Controller:
         with self.lock, self.sessions.begin() as s:
             now = self.now_h()
             up = self.up_sites(s)
-            self._site_failures(s, now, up)
+            drained = drained_sites(s)
+            self._site_failures(s, now, up, drained)
             s.flush()
             self._sync_ledger(s, now)
-            self._schedule(s, now, up)
+            self._schedule(s, now, up - drained)
             self.ticks += 1
 
     # ------------------------------------------------------------------ steps
-    def _site_failures(self, s: Session, now: float, up: set[str]) -> None:
+    def _site_failures(self, s: Session, now: float, up: set[str], drained: frozenset[str] | set[str] = ()) -> None:
         rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.site.is_not(None))).all()
         for row in rows:
-            if row.site in up:
+            if row.site in up and not (row.site in drained and row.state == "PLACED"):
                 continue
             if row.state == "PLACED":
-                move(s, row, "PENDING", now, f"site {row.site} went down before the job was dispatched")
+                why = "was drained" if row.site in up else "went down"
+                move(s, row, "PENDING", now, f"site {row.site} {why} before the job was dispatched")
                 row.site = row.gpu_type = row.start_h = row.end_h = None
                 continue
             job = model_job(row)
-            kept = 0.0
+            kept, how = 0.0, ""
             if row.state == "RUNNING" and row.start_h is not None:
-                kept = kept_work(now - row.start_h, self.network.speed(job, row.gpu_type), job.checkpoint_h)
+                speed = self.network.speed(job, row.gpu_type)
+                if row.checkpoint_h is not None and row.checkpoint_h > row.start_h:
+                    kept = min((row.checkpoint_h - row.start_h) * speed, row.remaining_work)
+                    how = f" (to its checkpoint at {row.checkpoint_h:.4f} h)"
+                else:
+                    kept = kept_work(now - row.start_h, speed, job.checkpoint_h)
             site = row.site
-            move(s, row, "PREEMPTED", now, f"site {site} stopped heartbeating; kept {kept:.4f} h of work")
+            move(s, row, "PREEMPTED", now, f"site {site} stopped heartbeating; kept {kept:.4f} h of work{how}")
             row.remaining_work = max(row.remaining_work - kept, 1e-9)
             row.hosted = sorted(set(row.hosted) | {site})
+            row.preempted_from = site
             row.fence += 1                              # the old dispatch's reports are refused
             move(s, row, "PENDING", now, "offered again after preemption")
             row.site = row.gpu_type = row.start_h = row.end_h = None
@@ -215,7 +242,7 @@ class Controller:
         names = dict(s.execute(select(Tenant.id, Tenant.name)).all())
         by_id = {str(r.id): r for r in rows}
         pending = [PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
-                              frozenset(r.hosted)) for r in rows]
+                              frozenset(r.hosted), from_site=r.preempted_from) for r in rows]
         pending = [replace(p, ready_h=max(p.ready_h, now)) if p.hosted else p for p in pending]
         down = frozenset(set(self.network.sites) - up)
         view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down)
@@ -231,6 +258,7 @@ class Controller:
                 self.ledger.add(d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
                 self._held[f"j{row.id}"] = (d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
                 row.site, row.gpu_type, row.start_h, row.end_h = d.site, d.gpu_type, d.start_h, d.end_h
+                row.preempted_from = None
                 row.explanation = explanation_json("place", d.reason, d.explain)
                 move(s, row, "PLACED", now, d.reason or f"{self.policy_name}: {d.site}/{d.gpu_type} at "
                      f"{d.start_h:.4f} h")

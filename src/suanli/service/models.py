@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -72,6 +72,9 @@ class Job(Base):
     fence: Mapped[int] = mapped_column(Integer, default=0)    # dispatch number: stale reports are refused
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    checkpoint_h: Mapped[float | None] = mapped_column(Float, nullable=True)   # the last checkpoint's hour
+    checkpoint_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    preempted_from: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the site an outage cut it from
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -70,6 +70,8 @@ class JobOut(BaseModel):
     end_h: float | None
     explanation: dict[str, Any] | None
     usage: UsageOut
+    checkpoint_h: float | None = Field(default=None, description="controller hour of the last checkpoint file")
+    checkpoint_bytes: int | None = Field(default=None, description="the checkpoint directory's size then")
     transitions: list[Transition] = []
     created_at: datetime
 
@@ -90,6 +92,7 @@ class SiteOut(BaseModel):
     id: str
     city: str
     up: bool
+    drained: bool = False
     last_seen_at: datetime | None
     pools: list[PoolOut]
     renewables_kw_now: float
@@ -139,11 +142,17 @@ class RunningRef(BaseModel):
     fence: int
 
 
+class RunningIn(RunningRef):
+    """A run the agent holds, with its last checkpoint (files in SUANLI_CHECKPOINT_DIR)."""
+    checkpoint_at: datetime | None = Field(default=None, description="the newest file in SUANLI_CHECKPOINT_DIR")
+    checkpoint_bytes: int | None = Field(default=None, ge=0, description="the checkpoint directory's size")
+
+
 class Heartbeat(BaseModel):
     model_config = _STRICT
     executor: str = "local"
     pools: list[PoolState] = []
-    running: list[RunningRef] = []
+    running: list[RunningIn] = []
 
 
 class HeartbeatReply(BaseModel):

@@ -27,17 +27,20 @@ def load_network(path: str) -> Scenario:
 
 
 def build(network: str | Scenario, db_url: str | None = None, policy: str = "suanli", tick_s: float = 1.0,
-          heartbeat_timeout_s: float = 15.0):
+          heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3):
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
     controller = Controller(sessions, scn, policy, epoch(sessions), tick_s=tick_s,
-                            heartbeat_timeout_s=heartbeat_timeout_s)
+                            heartbeat_timeout_s=heartbeat_timeout_s, heartbeat_interval_s=heartbeat_interval_s,
+                            missed_heartbeats=missed_heartbeats)
     return create_app(controller)
 
 
-def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0) -> None:
-    app = build(network, db_url, policy, tick_s)
+def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
+          heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3) -> None:
+    app = build(network, db_url, policy, tick_s, heartbeat_interval_s=heartbeat_interval_s,
+                missed_heartbeats=missed_heartbeats)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

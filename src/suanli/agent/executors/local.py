@@ -1,8 +1,9 @@
 """The `local` executor: each job's command runs as a shell subprocess on this machine, with
 
-- `SUANLI_JOB_ID`: the job's id;
+- `SUANLI_JOB_ID`: the job's id; `SUANLI_FENCE`: this dispatch's fence number;
 - `SUANLI_CHECKPOINT_DIR`: `<workdir>/<site>/<job id>/checkpoints` (kept across dispatches of
-  the same job, so a re-run can resume);
+  the same job, so a re-run can resume), or `<checkpoint root>/<job id>` with the agent's
+  `--checkpoint-dir` (a directory every site can reach: a re-placed job resumes there);
 - `CUDA_VISIBLE_DEVICES`: the GPUs of the site's simulated pool the job holds (indices into
   the pool of its GPU type: a gang gets `gpus` of them, never shared with another job).
 
@@ -30,13 +31,16 @@ class Run:
     proc: subprocess.Popen
     started: float = field(default_factory=time.monotonic)
     gpus: int = 1
+    checkpoint_dir: str = ""
+    announced: bool = False                # RUNNING reported to the controller
 
 
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, site: str, pools: dict[str, int], workdir: str):
+    def __init__(self, site: str, pools: dict[str, int], workdir: str, checkpoint_root: str | None = None):
         self.site = site
+        self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else None
         self.free: dict[str, list[int]] = {g: list(range(n)) for g, n in pools.items()}
         self.count = dict(pools)
         self.workdir = Path(workdir)
@@ -51,9 +55,11 @@ class LocalExecutor:
             raise UserError(f"site {self.site}: {gpus} {g} GPUs asked, {len(self.free.get(g, []))} free")
         devices, self.free[g] = self.free[g][:gpus], self.free[g][gpus:]
         jobdir = self.workdir / self.site / str(a["job_id"])
-        ckpt = jobdir / "checkpoints"
+        ckpt = self.checkpoint_root / str(a["job_id"]) if self.checkpoint_root else jobdir / "checkpoints"
+        jobdir.mkdir(parents=True, exist_ok=True)
         ckpt.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, SUANLI_JOB_ID=str(a["job_id"]), SUANLI_CHECKPOINT_DIR=str(ckpt),
+                   SUANLI_FENCE=str(a["fence"]),
                    CUDA_VISIBLE_DEVICES=",".join(map(str, devices)), SUANLI_SITE=self.site)
         logf = open(jobdir / f"fence-{a['fence']}.log", "wb")
         try:
@@ -61,9 +67,24 @@ class LocalExecutor:
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             logf.close()
-        run = Run(a["job_id"], a["fence"], g, devices, proc, gpus=gpus)
+        run = Run(a["job_id"], a["fence"], g, devices, proc, gpus=gpus, checkpoint_dir=str(ckpt))
         self.runs[a["job_id"]] = run
         return run
+
+    def can_start(self, a: dict) -> bool:
+        return len(self.free.get(a["gpu_type"], [])) >= a["gpus"]
+
+    def refresh(self) -> None:
+        pass
+
+    def started(self) -> list[tuple[Run, str]]:
+        """Runs started since the last call, with the RUNNING report's reason."""
+        out = []
+        for run in self.runs.values():
+            if not run.announced:
+                run.announced = True
+                out.append((run, f"pid {run.proc.pid}, GPUs {run.devices}"))
+        return out
 
     def finished(self) -> list[tuple[Run, int, float]]:
         """Runs that ended since the last call: (run, exit code, wall seconds)."""
