@@ -35,19 +35,11 @@ class PolicyError(RuntimeError):
 
 
 @dataclass
-class _Assignment:
-    job_id: str
-    site: str
-    gpu_type: str
-    gpus: int
-    start_h: float
-    end_h: float
-
-
-@dataclass
 class _JobState:
     pending: PendingJob
-    assignment: _Assignment | None = None
+    # the job's placed run, not yet final: it becomes a segment when it ends, or is cut or
+    # voided by an outage (identity tells a stale end event from the current run)
+    assignment: Segment | None = None
     done: bool = False
 
 
@@ -209,7 +201,7 @@ class Simulation:
         self._check(view, pj, d)
         job = pj.job
         self.ledger.add(d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
-        asg = _Assignment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
+        asg = Segment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         self.jobs[job.id].assignment = asg
         self.by_site[d.site].add(job.id)
         self._push(d.end_h, _SEG_END, asg)
@@ -235,14 +227,14 @@ class Simulation:
             raise bad("the pool does not have the GPUs free")
 
     # ------------------------------------------------------------------ state changes
-    def _finish(self, asg: _Assignment) -> bool:
+    def _finish(self, asg: Segment) -> bool:
         st = self.jobs[asg.job_id]
         if st.assignment is not asg:
             return False                      # cut or cancelled by an outage
         st.assignment = None
         st.done = True
         self.by_site[asg.site].discard(asg.job_id)
-        self.segments.append(Segment(asg.job_id, asg.site, asg.gpu_type, asg.gpus, asg.start_h, asg.end_h))
+        self.segments.append(asg)
         return True
 
     def _outage(self, site: str, a: float) -> list[PendingJob]:
