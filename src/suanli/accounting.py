@@ -352,7 +352,7 @@ def account(scn: Scenario, segments: Sequence[Segment], series: dict[str, SiteSe
         gpu_cost += s.length_h * s.gpus * site.gpus[s.gpu_type].cny_per_gpu_h
         used_in_horizon[s.site] += max(0.0, min(s.end_h, scn.horizon_h) - max(s.start_h, 0.0)) * s.gpus
         pairs.add((s.job_id, s.site))
-    for jid, sid in pairs:
+    for jid, sid in sorted(pairs):      # sorted: a float sum in set order would vary with PYTHONHASHSEED
         ix = scn.job_index.get(jid)
         if ix is not None:
             c = scn.transfer_cny(scn.jobs[ix], sid)
