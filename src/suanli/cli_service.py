@@ -43,17 +43,30 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
           heartbeat_s: Annotated[float, typer.Option("--heartbeat-s", help="the agents' heartbeat interval "
                                                                              "(their --interval-s)")] = 1.0,
           missed_heartbeats: Annotated[int, typer.Option("--missed-heartbeats", help="a site is down after this "
-                                                          "many heartbeat intervals without one")] = 3) -> None:
+                                                          "many heartbeat intervals without one")] = 3,
+          checkpoint_store: Annotated[str | None, typer.Option(
+              "--checkpoint-store", help="directory of the jobs' stored checkpoints (replicas share it; default: "
+                                         "beside the SQLite file, else $SUANLI_DATA_DIR/checkpoints)")] = None,
+          rate_limit: Annotated[str, typer.Option("--rate-limit", help="requests per token (tenant, agent, admin): "
+                                                  "20/s, 600/min or off; over it: 429 with Retry-After")] = "100/s",
+          max_attempts: Annotated[int, typer.Option("--max-attempts", help="a job whose runs fail (non-zero exit) "
+                                                     "this many times is FAILED; before that it runs again")] = 3,
+          ) -> None:
     """Run the control plane: REST API under /v1 and the controller loop."""
+    from suanli.service import limits
     from suanli.service.server import serve as run_server
     try:
+        limits.DEFAULT.rate_per_s = limits.parse_rate(rate_limit)    # read when the app is built
         if not tick_s > 0:
             raise UserError(f"--tick-s: must be > 0, got {tick_s}")
         if not heartbeat_s > 0:
             raise UserError(f"--heartbeat-s: must be > 0, got {heartbeat_s}")
         if missed_heartbeats < 1:
             raise UserError(f"--missed-heartbeats: must be >= 1, got {missed_heartbeats}")
-        run_server(network, db, host, port, policy, tick_s, heartbeat_s, missed_heartbeats)
+        if max_attempts < 1:
+            raise UserError(f"--max-attempts: must be >= 1, got {max_attempts}")
+        run_server(network, db, host, port, policy, tick_s, heartbeat_s, missed_heartbeats,
+                   checkpoint_store=checkpoint_store, max_attempts=max_attempts)
     except UserError as e:
         raise _fail(e) from None
 
@@ -127,6 +140,41 @@ def drain(site: Annotated[str, typer.Argument(help="the site id")],
     except UserError as e:
         raise _fail(e) from None
     print(f"{site}\t{'undrained' if undo else 'drained'}")
+
+
+@admin_app.command("grid-cap")
+def grid_cap(site: Annotated[str, typer.Argument(help="the site id")],
+             max_kw: Annotated[float, typer.Option("--max-kw", help="the most the site may draw from the grid, kW")],
+             hours: Annotated[float, typer.Option("--hours", help="how long the cap lasts")],
+             start: Annotated[str | None, typer.Option("--start", help="when it begins (ISO 8601; now)")] = None,
+             reason: Annotated[str, typer.Option("--reason", help="shown with the notice")] = "",
+             db: DbOpt = None) -> None:
+    """Announce a demand-response notice: SITE draws at most --max-kw from the grid for --hours
+    from --start. The scheduler plans around it from now on (excess priced at the objective's
+    dr_cny_per_kwh). Prints the notice's id, start and end in controller hours."""
+    from datetime import UTC, datetime
+
+    from suanli.service.db import epoch, open_db
+    from suanli.service.models import GridCap
+    try:
+        if not max_kw >= 0:
+            raise UserError(f"--max-kw: must be >= 0, got {max_kw}")
+        if not hours > 0:
+            raise UserError(f"--hours: must be > 0, got {hours}")
+        try:
+            when = datetime.fromisoformat(start) if start else datetime.now(UTC)
+        except ValueError:
+            raise UserError(f"--start: not an ISO 8601 time: {start!r}") from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        sessions = open_db(db)
+        t0 = (when - epoch(sessions)).total_seconds() / 3600.0
+        with sessions.begin() as s:
+            row = GridCap(site=site, start_h=t0, end_h=t0 + hours, max_grid_kw=max_kw, reason=reason)
+            s.add(row)
+            s.flush()
+            print(f"{row.id}\t{site}\t{row.start_h:.4f}\t{row.end_h:.4f}\t{max_kw:g} kW")
+    except UserError as e:
+        raise _fail(e) from None
 
 
 # ----------------------------------------------------------------------------- agent

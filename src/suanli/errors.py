@@ -15,8 +15,21 @@ def short_repr(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# every character str.splitlines() breaks at, written as its escape
+_BREAKS = {ord(c): c.encode("unicode_escape").decode() for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(text: str) -> str:
+    """`text` with its line breaks written as escapes: a message quotes user input (a field name,
+    a file name) that may hold them, and a refusal is one line (fuzzing found a YAML key with one)."""
+    return text.translate(_BREAKS)
+
+
 class UserError(Exception):
     """A mistake in the user's input: printed as one line, exit code 2."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(one_line(str(message)))
 
 
 class ScenarioError(UserError):

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,9 @@ PG_URL = os.environ.get("SUANLI_TEST_PG_URL")
 PG_SKIP = "PostgreSQL: set SUANLI_TEST_PG_URL=postgresql+psycopg://USER:PW@HOST:PORT/DB (.ci/run starts a server)"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'suanli.db'}"
-        return
+@contextmanager
+def pg_schema() -> Iterator[str]:
+    """A URL of the test PostgreSQL server whose tables live in a fresh schema, dropped after."""
     if not PG_URL:
         pytest.skip(PG_SKIP)
     import psycopg
@@ -41,9 +40,20 @@ def db_url(request, tmp_path) -> Iterator[str]:
     with psycopg.connect(plain, autocommit=True) as c:
         c.execute(f"CREATE SCHEMA {schema}")
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain, autocommit=True) as c:
-        c.execute(f"DROP SCHEMA {schema} CASCADE")
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'suanli.db'}"
+        return
+    with pg_schema() as url:
+        yield url
 
 
 @dataclass
@@ -83,8 +93,9 @@ class Service:
 
 
 @pytest.fixture
-def service(db_url) -> Iterator[Service]:
-    app = build(NETWORK, db_url, policy="fifo", tick_s=0.2, heartbeat_timeout_s=3.0)
+def service(db_url, tmp_path) -> Iterator[Service]:
+    app = build(NETWORK, db_url, policy="fifo", tick_s=0.2, heartbeat_timeout_s=3.0,
+                checkpoint_store=tmp_path / "checkpoint-store")
     with ThreadServer(app) as url:
         svc = Service(url, app, db_url)
         try:

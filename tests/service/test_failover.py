@@ -1,10 +1,12 @@
 """Failover and drain with local-executor agents (fast; the Slurm versions are in
-test_slurm_site.py): the heartbeat timeout, checkpoints reported and kept across a site's
-death, re-placement on the dead site's `backup`, and `suanli admin drain`."""
+test_slurm_site.py): the heartbeat timeout, checkpoints stored by the controller and resumed
+from on another site after a site's death, an agent's restart, re-placement on the dead site's
+`backup`, and `suanli admin drain`."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,9 +15,12 @@ from pathlib import Path
 import svc
 import yaml
 from sites import job_command
+from sqlalchemy import select
 from svc import NETWORK, ThreadServer, build, job_body, wait_for
 
 from suanli.service.controller import Controller
+from suanli.service.models import Job as JobRow
+from suanli.service.models import Usage
 
 db_url, service = svc.db_url, svc.service     # the fixtures, used in this module
 
@@ -33,35 +38,101 @@ def _net():
     return load_network(NETWORK)
 
 
-def test_checkpoints_are_reported_and_kept_when_the_site_dies(service, tmp_path):
+def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service, tmp_path):
+    """The sites share no file system: east-1's agent uploads the job's checkpoints to the
+    controller; east-1 dies with its disk; west-1's agent downloads the stored checkpoint and the
+    job resumes from it, the move priced on the ledger."""
     c = service.client(service.tenant("acme"))
-    ckpt = tmp_path / "ckpt"
-    east = _agent(service, "east-1", tmp_path, ckpt)     # both sites share one checkpoint directory
+    east = _agent(service, "east-1", tmp_path)
     wait_for(lambda: any(s["up"] for s in c.get("/v1/sites").json() if s["id"] == "east-1"), 30)
     n = 40
     jid = c.post("/v1/jobs", json=job_body(command=job_command(tmp_path, n, 0.2), work_h=0.004)).json()["id"]
-    step = ckpt / str(jid) / "step"
-    wait_for(lambda: step.exists() and int(step.read_text()) >= 8, 60)
+    east_dir = tmp_path / "east-1" / "checkpoints" / str(jid)
+    wait_for(lambda: (east_dir / "step").exists() and int((east_dir / "step").read_text()) >= 8, 60)
     seen = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["checkpoint_h"] is not None and j, 30)
     assert seen["checkpoint_bytes"] > 0 and seen["checkpoint_h"] > seen["start_h"]
-    _agent(service, "west-1", tmp_path, ckpt)
+    assert service.app.state.controller.store.has(jid)
+    _agent(service, "west-1", tmp_path)
     running = next(t for t in seen["transitions"] if t["to_state"] == "RUNNING")["reason"]
     pid = int(running.split()[1].rstrip(","))          # "pid N, GPUs [...]"
     east.send_signal(signal.SIGKILL)           # the site vanishes, and its job with it
     east.wait()
     os.killpg(pid, signal.SIGKILL)
+    at_kill = int((east_dir / "step").read_text())
+    shutil.rmtree(tmp_path / "east-1")         # its disk too
     done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] in ("SUCCEEDED", "FAILED") and j, 120)
     assert done["state"] == "SUCCEEDED" and done["site"] == "west-1", done["transitions"]
     pre = next(t for t in done["transitions"] if t["to_state"] == "PREEMPTED")
     assert "to its checkpoint at" in pre["reason"] and "kept 0.0000 h" not in pre["reason"], pre["reason"]
-    first, last = map(int, (ckpt / str(jid) / "done-west-1").read_text().split())
-    assert last == n and first >= 8
+    moved = [t for t in done["transitions"] if t["to_state"] == "TRANSFERRING"][-1]["reason"]
+    assert "resumes from the checkpoint" in moved and "made on east-1" in moved and "moved in" in moved, moved
+    west_dir = tmp_path / "west-1" / "checkpoints" / str(jid)
+    first, last = map(int, (west_dir / "done-west-1").read_text().split())
+    # resumed from the stored checkpoint: at most the steps since the last upload are redone
+    # (the agent uploads after each heartbeat, every 0.2 s: one step of 0.2 s, plus the kill's race)
+    assert last == n and 1 <= first <= at_kill and at_kill - first <= 3, (first, at_kill)
+    with service.sessions() as s:
+        row = s.get(JobRow, jid)
+        assert row.checkpoint_site == "west-1" and row.move_cny == 0.0      # billed with the west-1 run
+        use = s.scalars(select(Usage).where(Usage.job_id == jid)).one()
+    east_city, west_city = (_net().sites[k].city for k in ("east-1", "west-1"))
+    path = _net().network.path(east_city, west_city)
+    assert use.site == "west-1" and use.transfer_cny > 0 and path.cny_per_gb > 0
 
 
-def _agent(service, site: str, workdir: Path, ckpt: Path) -> subprocess.Popen:
+def test_an_agent_restarted_within_the_timeout_adopts_its_runs(service, tmp_path):
+    """The agent is SIGKILLed and started again on its workdir before the site counts as down:
+    the new agent adopts the run its predecessor left (its record and exit file), the controller
+    hears a new agent instance that holds the job, and the job finishes once, never re-placed."""
+    c = service.client(service.tenant("acme"))
+    token = service.site_token("east-1")
+    first = service.start_agent("east-1", tmp_path, token)
+    jid = c.post("/v1/jobs", json=job_body(command=job_command(tmp_path, 15, 0.2), work_h=0.002)).json()["id"]
+    ckpt = tmp_path / "east-1" / "checkpoints" / str(jid)
+    wait_for(lambda: (ckpt / "step").exists() and int((ckpt / "step").read_text()) >= 3, 60)
+    running = next(t for t in c.get(f"/v1/jobs/{jid}").json()["transitions"] if t["to_state"] == "RUNNING")
+    pid = int(running["reason"].split()[1].rstrip(","))
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    os.kill(pid, 0)                              # the job's process outlives its agent
+    service.start_agent("east-1", tmp_path, token)
+    done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] in ("SUCCEEDED", "FAILED") and j, 90)
+    assert done["state"] == "SUCCEEDED", done["transitions"]
+    assert [t["to_state"] for t in done["transitions"]] == ["PENDING", "PLACED", "TRANSFERRING", "RUNNING",
+                                                          "SUCCEEDED"]
+    fences = {ln.split()[1] for ln in (ckpt / "log").read_text().splitlines()}
+    assert fences == {"1"}                       # one run, start to end
+    assert (ckpt / "done-east-1").read_text().split() == ["0", "15"]
+    assert done["usage"]["gpu_seconds"] > 0       # billed once, by the agent that adopted it
+
+
+def test_an_agent_restarted_gives_up_runs_it_cannot_adopt(service, tmp_path):
+    """A run whose record is gone (its workdir lost with the agent) is not held by the new agent:
+    the controller re-places it at once on the agent's new instance, without waiting for the
+    heartbeat timeout."""
+    c = service.client(service.tenant("acme"))
+    token = service.site_token("east-1")
+    first = service.start_agent("east-1", tmp_path / "w1", token)
+    jid = c.post("/v1/jobs", json=job_body(command="sleep 30", work_h=0.002)).json()["id"]
+    wait_for(lambda: c.get(f"/v1/jobs/{jid}").json()["state"] == "RUNNING", 60)
+    running = next(t for t in c.get(f"/v1/jobs/{jid}").json()["transitions"] if t["to_state"] == "RUNNING")
+    pid = int(running["reason"].split()[1].rstrip(","))
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    os.killpg(pid, signal.SIGKILL)
+    service.start_agent("east-1", tmp_path / "w2", token)      # a fresh disk
+    j = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] == "RUNNING"
+                 and "PREEMPTED" in [t["to_state"] for t in j["transitions"]] and j, 30)
+    pre = next(t for t in j["transitions"] if t["to_state"] == "PREEMPTED")
+    assert "the agent of east-1 restarted and no longer runs it" in pre["reason"], pre
+    assert "stopped heartbeating" not in str(j["transitions"])       # caught before the timeout
+    c.delete(f"/v1/jobs/{jid}")
+
+
+def _agent(service, site: str, workdir: Path) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", service.url,
                           "--token", service.site_token(site), "--executor", "local", "--workdir", str(workdir),
-                          "--checkpoint-dir", str(ckpt), "--interval-s", "0.2"],
+                          "--interval-s", "0.2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     service.agents.append(p)
     return p

@@ -58,7 +58,7 @@ def test_fifty_jobs_from_two_tenants_all_finish_with_lifecycle_ledger_and_invoic
         assert at == sorted(at)
         assert full["explanation"]["decision"] == "place" and full["explanation"]["policy"] == "fifo"
         assert full["usage"]["gpu_seconds"] > 0 and full["usage"]["total_cny"] > 0
-        ran = (tmp_path / full["site"] / str(full["id"]) / "checkpoints" / "ran").read_text().split()
+        ran = (tmp_path / full["site"] / "checkpoints" / str(full["id"]) / "ran").read_text().split()
         assert ran[0] == str(full["id"])
         assert len(ran[1].split(",")) == full["gpus"]           # CUDA_VISIBLE_DEVICES: one index per GPU
 

@@ -63,6 +63,8 @@ def read_document(path: str) -> dict[str, Any]:
             text = fh.read()
     except OSError as e:
         raise ScenarioError(path, "", f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:          # found by fuzzing (tests/reliability): was a traceback
+        raise ScenarioError(path, "", f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         if path.endswith(".json"):
             raw = json.loads(text)
@@ -91,18 +93,25 @@ def read_jobs_csv(path: str) -> tuple[list[dict[str, Any]], list[int]]:
     lines: list[int] = []
     with fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or "id" not in reader.fieldnames:
-            raise ScenarioError(path, "", "a jobs CSV needs a header row with at least an 'id' column",
-                                reader.fieldnames)
-        for row in reader:
-            if None in row:
-                raise ScenarioError(f"{path}:{reader.line_num}", f"jobs[{len(rows)}]",
-                                    "row has more cells than the header", row[None])
-            cells = {k.strip(): v.strip() for k, v in row.items() if v is not None and v.strip() != ""}
-            if not cells:
-                continue                      # blank line
-            rows.append(cells)
-            lines.append(reader.line_num)
+        # reading can fail on the bytes themselves (not UTF-8) or on the CSV (a cell over the csv
+        # module's field limit): one line naming the file (and line), not a traceback (fuzzing found both)
+        try:
+            if not reader.fieldnames or "id" not in reader.fieldnames:
+                raise ScenarioError(path, "", "a jobs CSV needs a header row with at least an 'id' column",
+                                    reader.fieldnames)
+            for row in reader:
+                if None in row:
+                    raise ScenarioError(f"{path}:{reader.line_num}", f"jobs[{len(rows)}]",
+                                        "row has more cells than the header", row[None])
+                cells = {k.strip(): v.strip() for k, v in row.items() if v is not None and v.strip() != ""}
+                if not cells:
+                    continue                      # blank line
+                rows.append(cells)
+                lines.append(reader.line_num)
+        except UnicodeDecodeError as e:
+            raise ScenarioError(path, "", f"not UTF-8 text ({e.reason})") from None      # decoded ahead: no line
+        except csv.Error as e:
+            raise ScenarioError(f"{path}:{reader.line_num}", "", f"not a readable CSV row: {e}") from None
     return rows, lines
 
 

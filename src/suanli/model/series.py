@@ -176,7 +176,8 @@ def _parse_spec(raw: dict[str, Any], kinds: tuple[type[Spec], ...]) -> Spec:
     keys = {k: _spec_key(k) for k in kinds}
     models = {name: k for k, (key, name) in keys.items() if key == "model"}
     if "model" in raw and models:
-        cls = models.get(raw["model"])
+        # a model name is text: a list or a mapping there is not hashable (a TypeError fuzzing found)
+        cls = models.get(raw["model"]) if isinstance(raw["model"], str) else None
         if cls is None:
             raise SpecError("model", f"unknown model (known: {', '.join(sorted(models))})", raw["model"])
     else:
@@ -195,12 +196,21 @@ def _parse_spec(raw: dict[str, Any], kinds: tuple[type[Spec], ...]) -> Spec:
         raise SpecError(path, message, value) from None
 
 
+def _float(x: int | float, what: str) -> float:
+    """float(x), refusing an integer too large for a float (YAML reads 1e400 written out as an
+    int; float() raised OverflowError, a traceback that fuzzing found)."""
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"{what} is not finite") from None
+
+
 def parse_series(raw: Any, *, specs: tuple[type[Spec], ...] = (), minimum: float | None = None) -> Series | Spec:
     """Turn a scenario value into a Series or one of `specs`; ValueError names what is wrong."""
     if isinstance(raw, bool):
         raise ValueError("a series must be a number or a list of numbers")
     if isinstance(raw, (int, float)):
-        values = [float(raw)]
+        values = [_float(raw, "a series number")]
     elif isinstance(raw, list):
         if not raw:
             raise ValueError("a series list must not be empty")
@@ -208,7 +218,7 @@ def parse_series(raw: Any, *, specs: tuple[type[Spec], ...] = (), minimum: float
         for i, v in enumerate(raw):
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ValueError(f"series item [{i}] is not a number: {v!r}")
-            values.append(float(v))
+            values.append(_float(v, f"series item [{i}]"))
     elif isinstance(raw, dict) and specs:
         return _parse_spec(raw, specs)
     else:

@@ -7,34 +7,44 @@ one line naming the field and the value.
 
 # no `from __future__ import annotations`: FastAPI reads the local Annotated aliases at runtime
 
+import logging
 import math
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from suanli.errors import UserError, short_repr
 from suanli.model.scenario import Scenario
-from suanli.service import metering
+from suanli.model.schema import Event
+from suanli.service import dashboard, etags, limits, metering
 from suanli.service.auth import Principal, authenticate
+from suanli.service.checkpoints import TooLarge, move_price
 from suanli.service.controller import Controller, drained_sites
+from suanli.service.db import readers
 from suanli.service.lifecycle import model_job, move
+from suanli.service.models import GridCap, SiteAgent, Tenant, Transition, Usage, utcnow
 from suanli.service.models import Job as JobRow
-from suanli.service.models import SiteAgent, Tenant, Transition, Usage, utcnow
 from suanli.service.schemas import (
     ACTIVE,
+    ERROR_RESPONSES,
     STATES,
     Assignment,
+    CursorQuery,
+    GridCapIn,
+    GridCapOut,
     Heartbeat,
     HeartbeatReply,
     Invoice,
+    JobIdPath,
     JobIn,
     JobList,
     JobOut,
@@ -46,6 +56,8 @@ from suanli.service.schemas import (
 )
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `suanli admin create-*`")
+
+log = logging.getLogger("suanli.api")
 
 
 def _loc(loc) -> str:
@@ -64,9 +76,11 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         yield
         controller.stop()
 
-    app = FastAPI(title="suanli control plane", version="1", lifespan=lifespan,
+    app = FastAPI(title="suanli control plane", version="1", lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="Submit GPU jobs to a compute-power network; see docs/SERVICE.md.")
     app.state.controller = controller
+    etags.install(app)        # 304 for a JSON read that did not change (etags.py)
+    limits.install(app)       # body size, JSON depth, secrets in URLs, rate per token (limits.py)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError):
@@ -77,13 +91,26 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         note = f"; and {more} more error{'s' if more > 1 else ''}" if more > 0 else ""
         return JSONResponse(status_code=422, content={"detail": f"{_loc(err['loc'])}: {msg}{got}{note}"})
 
+    @app.exception_handler(DBAPIError)
+    async def _db_away(_req: Request, exc: DBAPIError):
+        # the database is away (restarting, unreachable, our connection cut): the transaction did
+        # not commit, so the client may retry; the pool's pre-ping replaces dead connections once
+        # it is back. Any other database error is a bug: a 500.
+        if not (exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)):
+            raise exc
+        log.warning("database unavailable: %s", (str(exc.orig or exc).splitlines() or [""])[0])
+        return JSONResponse(status_code=503, content={"detail": "the database is unavailable; retry shortly"},
+                            headers={"Retry-After": "1"})
+
     @app.exception_handler(UserError)
     async def _user(_req: Request, exc: UserError):
         return JSONResponse(status_code=400, content={"detail": str(exc)})
 
     # ------------------------------------------------------------------ dependencies
-    def db():
-        with sessions() as s:
+    reads = readers(sessions)
+
+    def db(request: Request):
+        with (reads if request.method == "GET" else sessions)() as s:     # GET only reads (db.readers)
             yield s
 
     def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -109,17 +136,24 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         if p.site != site:
             raise HTTPException(403, f"this token is for site {p.site!r}, not {site!r}")
 
-    def visible(s: Session, p: Principal, job_id: int) -> JobRow:
-        row = s.get(JobRow, job_id)
+    def visible(s: Session, p: Principal, job_id: int, lock: bool = False) -> JobRow:
+        # lock: FOR UPDATE (PostgreSQL), as a tick on another replica may be changing the row
+        row = s.get(JobRow, job_id, with_for_update=lock)
         if row is None or (p.role == "tenant" and row.tenant_id != p.tenant_id) or p.role == "site":
             raise HTTPException(404, f"no job {job_id}")
         return row
 
-    def job_out(s: Session, row: JobRow, transitions: bool = True) -> JobOut:
-        tenant = s.get(Tenant, row.tenant_id)
+    def usage_sums(s: Session, ids: list[int]) -> dict[int, UsageOut]:
+        """The metered usage of each job in `ids`, in one query (a page of jobs is one query, not one each)."""
         sums = [func.coalesce(func.sum(getattr(Usage, k)), 0.0) for k in UsageOut.model_fields]
-        u = s.execute(select(*sums).where(Usage.job_id == row.id)).one()
-        usage = UsageOut(**dict(zip(UsageOut.model_fields, (float(x) for x in u), strict=True)))
+        out = {i: UsageOut(**dict.fromkeys(UsageOut.model_fields, 0.0)) for i in ids}
+        for job_id, *u in s.execute(select(Usage.job_id, *sums).where(Usage.job_id.in_(ids)).group_by(Usage.job_id)):
+            out[job_id] = UsageOut(**dict(zip(UsageOut.model_fields, (float(x) for x in u), strict=True)))
+        return out
+
+    def job_out(s: Session, row: JobRow, transitions: bool = True, usage: UsageOut | None = None) -> JobOut:
+        tenant = s.get(Tenant, row.tenant_id)
+        usage = usage_sums(s, [row.id])[row.id] if usage is None else usage.model_copy()
         if row.state == "RUNNING" and row.start_h is not None and row.site is not None:   # so far, not yet metered
             running_s = max(0.0, controller.now_h() - row.start_h) * 3600.0
             usage.gpu_seconds += running_s * row.gpus
@@ -137,6 +171,14 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                       start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
                       checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
                       transitions=trs, created_at=row.created_at)
+
+    def done(s: Session, out):
+        """End the request's transaction before returning `out`: FastAPI validates a sync handler's
+        answer in its thread pool, and a transaction left open meanwhile (on SQLite every one holds
+        the write lock) made requests waiting for that lock fill the pool: a deadlock until the
+        30 s busy timeout (bench/loadtest.py found it at 100 requests/s)."""
+        s.rollback()
+        return out
 
     # ------------------------------------------------------------------ jobs
     def check_refs(body: JobIn) -> None:
@@ -206,7 +248,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
             if old is None:
                 raise
             return JSONResponse(status_code=200, content=job_out(s, old).model_dump(mode="json"))
-        return job_out(s, row)
+        return done(s, job_out(s, row))
 
     @app.get("/v1/jobs", response_model=JobList, tags=["jobs"])
     def list_jobs(p: Who, s: DB,
@@ -214,7 +256,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                   name: str | None = None, site: str | None = None,
                   tenant: Annotated[str | None, Query(description="admin only")] = None,
                   limit: Annotated[int, Query(ge=1, le=500)] = 100,
-                  cursor: Annotated[int | None, Query(ge=0, description="the `next_cursor` of the last page")] = None):
+                  cursor: CursorQuery = None):
         if p.role == "site":
             raise HTTPException(403, "a site agent token cannot list jobs")
         q = select(JobRow).order_by(JobRow.id).limit(limit + 1)
@@ -240,17 +282,18 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         rows = s.scalars(q).all()
         more = len(rows) > limit
         rows = rows[:limit]
-        return JobList(jobs=[job_out(s, r, transitions=False) for r in rows],
-                       next_cursor=rows[-1].id if more else None)
+        used = usage_sums(s, [r.id for r in rows])
+        return done(s, JobList(jobs=[job_out(s, r, transitions=False, usage=used[r.id]) for r in rows],
+                               next_cursor=rows[-1].id if more else None))
 
     @app.get("/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
-    def get_job(job_id: int, p: Who, s: DB):
-        return job_out(s, visible(s, p, job_id))
+    def get_job(job_id: JobIdPath, p: Who, s: DB):
+        return done(s, job_out(s, visible(s, p, job_id)))
 
     @app.delete("/v1/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
-    def cancel(job_id: int, p: Who, s: DB):
+    def cancel(job_id: JobIdPath, p: Who, s: DB):
         with controller.lock:          # the controller may be placing it right now
-            row = visible(s, p, job_id)
+            row = visible(s, p, job_id, lock=True)
             if row.state in ("SUCCEEDED", "FAILED", "CANCELLED"):
                 raise HTTPException(409, f"job {job_id} is already {row.state}")
             now = controller.now_h()
@@ -261,7 +304,36 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
             if was in ACTIVE:
                 row.end_h = now if was != "PLACED" else row.end_h
             s.commit()
-            return job_out(s, row)
+            return done(s, job_out(s, row))
+
+    # ------------------------------------------------------------------ demand response
+    def cap_out(e, source: str, cap_id: int | None, reason: str) -> GridCapOut:
+        return GridCapOut(id=cap_id or 0, site=e.site, start_h=e.start_h, end_h=e.end_h,
+                          start=controller.wall(e.start_h), end=controller.wall(e.end_h),
+                          max_grid_kw=e.max_grid_kw, reason=reason, source=source)
+
+    @app.get("/v1/grid-caps", response_model=list[GridCapOut], tags=["sites"])
+    def grid_caps(p: Who, s: DB):
+        """The grid caps the scheduler knows of and that have not ended (network file and operator)."""
+        return [cap_out(*c) for c in controller.grid_caps(s, controller.now_h())]
+
+    @app.post("/v1/admin/grid-caps", status_code=201, response_model=GridCapOut, tags=["sites"])
+    def announce_grid_cap(body: GridCapIn, p: Who, s: DB):
+        """Announce a demand-response notice (admin): from now on the policy plans around it."""
+        if p.role != "admin":
+            raise HTTPException(403, f"this call is for an admin token, not a {p.role} token")
+        if body.site not in net.sites:
+            raise HTTPException(422, f"site: no site {body.site!r} in the network")
+        start = controller.now_h() if body.start is None else controller.hours(body.start)
+        end = controller.hours(body.end)
+        if not end > start:
+            raise HTTPException(422, f"end: must be after start (got {body.end.isoformat()})")
+        with controller.lock:
+            row = GridCap(site=body.site, start_h=start, end_h=end, max_grid_kw=body.max_grid_kw, reason=body.reason)
+            s.add(row)
+            s.commit()
+        e = Event(type="grid_cap", site=row.site, start_h=row.start_h, end_h=row.end_h, max_grid_kw=row.max_grid_kw)
+        return cap_out(e, "operator", row.id, row.reason)
 
     # ------------------------------------------------------------------ sites and invoices
     @app.get("/v1/sites", response_model=list[SiteOut], tags=["sites"])
@@ -320,59 +392,141 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         site_only(p, site)
         if site not in net.sites:
             raise HTTPException(404, f"site: no site {site!r} in the network")
-        a = s.get(SiteAgent, site)
-        info = {"executor": body.executor, "pools": [x.model_dump() for x in body.pools]}
-        if a is None:
-            s.add(SiteAgent(site=site, info=info))
-        else:
-            a.last_seen_at = utcnow()
-            a.info = info
-        cancel = []
-        for ref in body.running:
-            row = s.get(JobRow, ref.job_id)
-            if (row is None or row.site != site or row.fence != ref.fence
-                    or row.state not in ("TRANSFERRING", "RUNNING")):
-                cancel.append(RunningRef(job_id=ref.job_id, fence=ref.fence))
-            elif ref.checkpoint_at is not None:        # the last checkpoint file, in controller hours
-                at = ref.checkpoint_at if ref.checkpoint_at.tzinfo else ref.checkpoint_at.replace(tzinfo=UTC)
-                row.checkpoint_h = (at - controller.epoch).total_seconds() / 3600.0
-                row.checkpoint_bytes = ref.checkpoint_bytes
-        s.commit()
+        with controller.lock:          # first: the tick takes it before the database (SQLite: one writer)
+            a = s.get(SiteAgent, site)
+            info = {"executor": body.executor, "instance": body.instance, "pools": [x.model_dump() for x in body.pools]}
+            before = (a.info or {}).get("instance") if a is not None else None
+            if a is None:
+                s.add(SiteAgent(site=site, info=info))
+            else:
+                a.last_seen_at = utcnow()
+                a.info = info
+            cancel = []
+            for ref in sorted(body.running, key=lambda r: r.job_id):      # one lock order: no deadlock
+                row = s.get(JobRow, ref.job_id, with_for_update=True)
+                if (row is None or row.site != site or row.fence != ref.fence
+                        or row.state not in ("TRANSFERRING", "RUNNING")):
+                    cancel.append(RunningRef(job_id=ref.job_id, fence=ref.fence))
+            # A dispatched job the agent does not hold is lost: at once when the agent restarted (a
+            # new instance), else once its dispatch is older than the heartbeat timeout (a claim
+            # whose answer never reached the agent; a run whose end the agent could not report).
+            restarted = before is not None and body.instance is not None and before != body.instance
+            held = {(r.job_id, r.fence) for r in body.running}
+            old = utcnow() - timedelta(seconds=controller.heartbeat_timeout_s)
+            for row in s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state.in_(
+                    ("TRANSFERRING", "RUNNING"))).order_by(JobRow.id).with_for_update()).all():
+                since = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+                if (row.id, row.fence) in held or not (restarted or since < old):
+                    continue
+                why = "restarted and no longer runs it" if restarted else "does not hold it (a lost dispatch)"
+                controller.preempt(s, row, controller.now_h(), f"the agent of {site} {why}")
+            s.commit()
         return HeartbeatReply(site=site, now_h=controller.now_h(), cancel=cancel)
 
     @app.post("/v1/agent/{site}/assignments", response_model=list[Assignment], tags=["agent"])
     def assignments(site: str, p: Who, s: DB, limit: Annotated[int, Query(ge=1, le=100)] = 20):
         """Claim the placements on `site` that are due: each becomes TRANSFERRING under a new fence."""
         site_only(p, site)
-        now = controller.now_h()
         out = []
         with controller.lock:
+            now = controller.now_h()          # after the lock: never before the tick that placed it
             q = (select(JobRow).where(JobRow.site == site, JobRow.state == "PLACED", JobRow.start_h <= now + 1e-6)
                  .order_by(JobRow.start_h, JobRow.id).limit(limit))
             if s.bind.dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
             for row in s.scalars(q):
                 row.fence += 1
-                move(s, row, "TRANSFERRING", now, f"dispatched to the agent of {site} (fence {row.fence})")
+                why = f"dispatched to the agent of {site} (fence {row.fence})"
+                resume = row.checkpoint_site is not None and controller.store.has(row.id)
+                if resume:
+                    hours, cny = move_price(net, row.checkpoint_site, site, row.checkpoint_bytes or 0)
+                    row.move_cny += cny
+                    why += (f"; resumes from the checkpoint of {row.checkpoint_h:.4f} h made on "
+                            f"{row.checkpoint_site} ({row.checkpoint_bytes:,} bytes"
+                            + (f", moved in {hours * 3600:.3f} s for {cny:.6f} CNY)" if row.checkpoint_site != site
+                               else ")"))
+                move(s, row, "TRANSFERRING", now, why)
                 out.append(Assignment(job_id=row.id, fence=row.fence, name=row.name, command=row.command,
                                       gpus=row.gpus, gpu_type=row.gpu_type, start_h=row.start_h, end_h=row.end_h,
-                                      checkpoint_h=row.spec.get("checkpoint_h")))
+                                      checkpoint_h=row.spec.get("checkpoint_h"),
+                                      resume_bytes=row.checkpoint_bytes if resume else None,
+                                      resume_from=row.checkpoint_site if resume else None))
             s.commit()
         return out
 
+    def dispatched_here(s: Session, site: str, job_id: int, fence: int, lock: bool = False) -> JobRow:
+        row = s.get(JobRow, job_id, with_for_update=lock)
+        if row is None or row.site != site:
+            raise HTTPException(404, f"no job {job_id} on site {site}")
+        if row.fence != fence:
+            raise HTTPException(409, f"job {job_id}: fence {fence} is stale (current dispatch {row.fence})")
+        if row.state not in ("TRANSFERRING", "RUNNING"):
+            raise HTTPException(409, f"job {job_id} is {row.state}, not dispatched")
+        return row
+
+    @app.put("/v1/agent/{site}/jobs/{job_id}/checkpoint", response_model=JobOut, tags=["agent"],
+             openapi_extra={"requestBody": {"required": True,
+                                            "content": {"application/gzip": {"schema": {"type": "string",
+                                                                                        "format": "binary"}}}}})
+    async def put_checkpoint(site: str, job_id: JobIdPath, request: Request, p: Who,
+                             fence: Annotated[int, Query(ge=1, le=2**31 - 1, description="the dispatch's fence")],
+                             at: Annotated[datetime, Query(description="when the checkpoint was made (its newest "
+                                                                       "file)")]):
+        """Store the job's newest checkpoint (its SUANLI_CHECKPOINT_DIR as a gzipped tar): what a
+        re-placed job resumes from, on whichever site (service/checkpoints.py)."""
+        site_only(p, site)
+
+        def check() -> None:
+            with sessions() as s:
+                dispatched_here(s, site, job_id, fence)
+        await run_in_threadpool(check)              # refuse before reading a byte of a stale upload
+        try:
+            tmp, size = await controller.store.receive(job_id, request.stream(), app.state.limits.max_upload_bytes)
+        except TooLarge as e:
+            raise HTTPException(413, str(e)) from None
+
+        def record() -> JobOut:
+            with controller.lock, sessions() as s:
+                try:
+                    row = dispatched_here(s, site, job_id, fence, lock=True)
+                except HTTPException:
+                    controller.store.discard(tmp)   # re-dispatched while uploading: not the job's checkpoint
+                    raise
+                when = at if at.tzinfo else at.replace(tzinfo=UTC)
+                controller.store.commit(job_id, tmp)
+                row.checkpoint_h = (when - controller.epoch).total_seconds() / 3600.0
+                row.checkpoint_bytes = size
+                row.checkpoint_site = site
+                s.commit()
+                return job_out(s, row)
+        return await run_in_threadpool(record)
+
+    @app.get("/v1/agent/{site}/jobs/{job_id}/checkpoint", tags=["agent"],
+             responses={200: {"content": {"application/gzip": {}}}})
+    def get_checkpoint(site: str, job_id: JobIdPath, p: Who, s: DB,
+                       fence: Annotated[int, Query(ge=1, le=2**31 - 1, description="the dispatch's fence")]):
+        """The job's stored checkpoint, for the site it is dispatched to now."""
+        site_only(p, site)
+        dispatched_here(s, site, job_id, fence)
+        if not controller.store.has(job_id):
+            raise HTTPException(404, f"job {job_id} has no stored checkpoint")
+        return FileResponse(controller.store.path(job_id), media_type="application/gzip")
+
     @app.post("/v1/agent/{site}/jobs/{job_id}/report", response_model=JobOut, tags=["agent"])
-    def report(site: str, job_id: int, body: Report, p: Who, s: DB):
+    def report(site: str, job_id: JobIdPath, body: Report, p: Who, s: DB):
         site_only(p, site)
         with controller.lock:
-            row = s.get(JobRow, job_id)
+            row = s.get(JobRow, job_id, with_for_update=True)
             if row is None or row.site != site:
                 raise HTTPException(404, f"no job {job_id} on site {site}")
             if row.fence != body.fence:
                 raise HTTPException(409, f"job {job_id}: fence {body.fence} is stale (current dispatch {row.fence})")
             now = controller.now_h()
             if row.state == "CANCELLED":
-                return job_out(s, row)            # the kill the agent confirms: metered at cancel
+                return done(s, job_out(s, row))   # the kill the agent confirms: metered at cancel
             if body.state == "RUNNING":
+                if row.state == "RUNNING":
+                    return done(s, job_out(s, row))      # said again (an agent that restarted and adopted it)
                 if row.state != "TRANSFERRING":
                     raise HTTPException(409, f"job {job_id} is {row.state}, not TRANSFERRING")
                 dur = row.end_h - row.start_h
@@ -386,16 +540,28 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                                    body.gpu_seconds)
                 row.end_h = now
                 why = body.reason or (f"exit code {body.exit_code}" if body.exit_code is not None else "")
+                if body.log_tail:
+                    why += f"; log ends: {body.log_tail[-1000:]}"
+                if body.state == "FAILED":
+                    row.attempts += 1
+                    if row.attempts < controller.max_attempts:      # offered again, from its checkpoint
+                        controller.preempt(s, row, now, f"attempt {row.attempts} of {controller.max_attempts} "
+                                           f"failed ({why}); retrying")
+                        s.commit()
+                        return done(s, job_out(s, row))
+                    if controller.max_attempts > 1:
+                        why = f"failed {row.attempts} attempts, the last with {why}"
                 move(s, row, body.state, now, why)
             else:
                 raise HTTPException(409, f"job {job_id}: CANCELLED is reported only for a cancelled job")
             s.commit()
-            return job_out(s, row)
+            return done(s, job_out(s, row))
 
     @app.get("/v1/health", tags=["service"])
     def health() -> dict[str, Any]:
         return {"ok": controller.last_error is None, "now_h": controller.now_h(), "ticks": controller.ticks,
-                "policy": controller.policy_name, "network": net.name, "error": controller.last_error,
-                "time": datetime.now(UTC).isoformat()}
+                "policy": controller.policy_name, "network": net.name, "leader": controller.leading,
+                "error": controller.last_error, "time": datetime.now(UTC).isoformat()}
 
+    dashboard.install(app, controller)       # the web dashboard at / and its API (docs/DASHBOARD.md)
     return app

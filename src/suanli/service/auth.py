@@ -8,6 +8,7 @@ Roles: `admin` (the operator: everything), `tenant` (its own jobs and invoices),
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -43,8 +44,14 @@ class Principal:
 
 
 def authenticate(s: Session, token: str) -> Principal | None:
-    row = s.scalar(select(Token).where(Token.token_hash == hash_token(token)))
-    if row is None:
+    """The principal of `token`, or None. The token itself never reaches the database: the row
+    is looked up by the token's SHA-256, so how long the lookup takes says nothing about the
+    token's characters (an index compares hashes, which an attacker cannot steer byte by byte),
+    and the hash found is compared again in constant time (`hmac.compare_digest`), so that no
+    comparison on this path stops at the first differing byte of anything derived from input."""
+    digest = hash_token(token)
+    row = s.scalar(select(Token).where(Token.token_hash == digest))
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
         return None
     name = s.get(Tenant, row.tenant_id).name if row.tenant_id is not None else None
     return Principal(row.role, row.tenant_id, name, row.site)

@@ -40,19 +40,57 @@ def resolve(url: str | None = None, token: str | None = None) -> tuple[str, str]
 
 
 class Client:
+    """`url` may list several replicas of one service, comma-separated: a call that cannot reach
+    the current one tries the next (they share one database, so any replica answers alike). Only a
+    failed connection moves on: a request that may have reached a server is not sent twice."""
+
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30.0):
-        self.url, token = resolve(url, token)
-        self.http = httpx.Client(base_url=self.url, timeout=timeout,
-                                 headers={"Authorization": f"Bearer {token}"})
+        urls, token = resolve(url, token)
+        self.urls = [u.strip().rstrip("/") for u in urls.split(",") if u.strip()]
+        self.current = 0
+        self.http = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {token}"})
+
+    @property
+    def url(self) -> str:
+        return self.urls[self.current]
 
     def close(self) -> None:
         self.http.close()
 
-    def call(self, method: str, path: str, **kw) -> Any:
+    def upload(self, path: str, file: Path, params: dict) -> Any:
+        """PUT a file as the request body (streamed from disk)."""
+        with open(file, "rb") as f:
+            return self.call("PUT", path, params=params, content=f,
+                             headers={"Content-Type": "application/gzip"})
+
+    def download(self, path: str, dest: Path, params: dict) -> int:
+        """GET a file to `dest` (streamed to disk); returns its size in bytes."""
         try:
-            r = self.http.request(method, path, **kw)
+            with self.http.stream("GET", self.url + path, params=params) as r:
+                if r.status_code >= 400:
+                    r.read()
+                    raise UserError(f"{r.status_code}: {r.text}")
+                size = 0
+                with open(dest, "wb") as f:
+                    for chunk in r.iter_bytes():
+                        f.write(chunk)
+                        size += len(chunk)
+                return size
         except httpx.HTTPError as e:
             raise UserError(f"cannot reach {self.url}: {e}") from None
+
+    def call(self, method: str, path: str, **kw) -> Any:
+        for tried in range(len(self.urls)):
+            try:
+                r = self.http.request(method, self.url + path, **kw)
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:   # nothing was sent: safe to retry
+                failed = self.url
+                self.current = (self.current + 1) % len(self.urls)
+                if tried == len(self.urls) - 1:
+                    raise UserError(f"cannot reach {failed}: {e}") from None
+            except httpx.HTTPError as e:
+                raise UserError(f"cannot reach {self.url}: {e}") from None
         if r.status_code >= 400:
             try:
                 detail = r.json().get("detail", r.text)

@@ -23,13 +23,19 @@ Agents pull due placements (PLACED → TRANSFERRING, a new fence per dispatch) a
 RUNNING, SUCCEEDED or FAILED; reports with an old fence are refused, so a job runs under one
 dispatch at a time.
 
-On PostgreSQL one replica at a time runs the loop: the holder of advisory lock `LOCK_ID`.
+On PostgreSQL one replica at a time runs the loop: the holder of advisory lock `LOCK_ID` (a
+session lock on a connection of its own, checked every tick); each tick also takes
+`TICK_LOCK_ID` inside its transaction, and the rows it changes are taken `FOR UPDATE SKIP
+LOCKED`, so a request on another replica (cancel, an agent's report) never loses an update to
+the tick or the tick to it. When the leader dies its connection closes, PostgreSQL frees the
+lock, and the next replica to try takes the loop over.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,16 +45,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import kept_work
+from suanli.model.schema import Event
 from suanli.scheduling import policies
 from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import Defer, Explanation, PendingJob, Place, Reject, Scored, StateView
+from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
+from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Usage
 from suanli.service.models import Job as JobRow
-from suanli.service.models import Meta, SiteAgent, Tenant, Usage
 from suanli.service.schemas import ACTIVE
 
 log = logging.getLogger("suanli.controller")
 LOCK_ID = 0x5A4E4C49          # "ZNLI": the scheduling loop's advisory lock on PostgreSQL
+TICK_LOCK_ID = LOCK_ID + 1    # held by each tick's own transaction: two ticks never overlap, even
+                              # when a leader's lock connection died without it noticing yet
 DRAIN = "drain:"              # Meta keys of drained sites: "drain:<site>"
 
 
@@ -83,8 +93,11 @@ def explanation_json(kind: str, reason: str, e: Explanation | None) -> dict[str,
 class Controller:
     def __init__(self, sessions: sessionmaker[Session], network: Scenario, policy: str, epoch: datetime,
                  tick_s: float = 1.0, heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0,
-                 missed_heartbeats: int = 3):
+                 missed_heartbeats: int = 3, store: CheckpointStore | None = None, max_attempts: int = 3,
+                 recovery_s: float | None = None):
         self.sessions = sessions
+        self.store = store
+        self.max_attempts = max_attempts        # a job whose runs fail this many times is FAILED
         self.network = network
         self.public = replace(network, events=[])       # what a policy may read
         self.policy_name = policy
@@ -92,6 +105,11 @@ class Controller:
         self.epoch = epoch
         self.tick_s = tick_s
         self.heartbeat_timeout_s = heartbeat_timeout_s or missed_heartbeats * heartbeat_interval_s
+        # hysteresis: a site that was down takes new placements only once up this long again
+        self.recovery_s = self.heartbeat_timeout_s if recovery_s is None else recovery_s
+        self._was_up: set[str] = set()
+        self._flapped: set[str] = set()          # went down after being up, not yet steady again
+        self._steady_from: dict[str, float] = {}
         self.ledger = Ledger(self.public)
         self._held: dict[str, tuple[str, str, int, float, float]] = {}   # key -> what the ledger holds
         self.lock = threading.Lock()
@@ -99,6 +117,8 @@ class Controller:
         self._thread: threading.Thread | None = None
         self._leader_conn = None
         self.ticks = 0
+        self.started_at = datetime.now(UTC)
+        self.leading = False          # runs the scheduling loop now (shown by /v1/health)
         self.last_error: str | None = None
 
     # ------------------------------------------------------------------ clock
@@ -108,18 +128,28 @@ class Controller:
     def wall(self, hours: float) -> datetime:
         return self.epoch + timedelta(hours=hours)
 
+    def hours(self, when: datetime) -> float:
+        """Controller hours of a wall time (naive: UTC)."""
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        return (when - self.epoch).total_seconds() / 3600.0
+
     # ------------------------------------------------------------------ sites
     def up_sites(self, s: Session) -> set[str]:
         limit = datetime.now(UTC) - timedelta(seconds=self.heartbeat_timeout_s)
         out = set()
         for a in s.scalars(select(SiteAgent)):
             seen = a.last_seen_at if a.last_seen_at.tzinfo else a.last_seen_at.replace(tzinfo=UTC)
+            # silence counts from this loop's start plus one timeout: heartbeats sent while the
+            # controller itself was down (a restart) could not arrive, and agents need a moment to
+            # find it again; neither is a sign of a dead site (whose jobs would then run twice)
+            seen = max(seen, self.started_at + timedelta(seconds=self.heartbeat_timeout_s))
             if seen >= limit and a.site in self.network.sites:
                 out.add(a.site)
         return out
 
     # ------------------------------------------------------------------ the loop
     def start(self) -> None:
+        self.started_at = datetime.now(UTC)
         self._thread = threading.Thread(target=self._run, name="suanli-controller", daemon=True)
         self._thread.start()
 
@@ -145,6 +175,13 @@ class Controller:
         engine = self.sessions.kw["bind"]
         if engine.dialect.name != "postgresql":
             return True
+        if self._leader_conn is not None:
+            try:                                  # still holding it? (a lost connection loses the lock)
+                self._leader_conn.execute(text("SELECT 1")).scalar()
+                self._leader_conn.commit()
+            except Exception:                     # noqa: BLE001 - any failure means: not the leader now
+                log.warning("lost the connection that held the scheduling lock; resigning")
+                self._resign()
         if self._leader_conn is None:
             conn = engine.connect()
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_ID}).scalar()
@@ -158,7 +195,8 @@ class Controller:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self._leader():
+                self.leading = self._leader()
+                if self.leading:
                     self.tick()
                 self.last_error = None
             except Exception as e:                    # keep serving; the error is logged and shown
@@ -169,18 +207,53 @@ class Controller:
 
     def tick(self) -> None:
         with self.lock, self.sessions.begin() as s:
+            if s.bind.dialect.name == "postgresql" and not s.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": TICK_LOCK_ID}).scalar():
+                return          # another replica is mid-tick (it lost the leader lock and has not noticed yet)
             now = self.now_h()
             up = self.up_sites(s)
             drained = drained_sites(s)
             self._site_failures(s, now, up, drained)
             s.flush()
             self._sync_ledger(s, now)
-            self._schedule(s, now, up - drained)
+            self._schedule(s, now, self.placeable(up) - drained)
             self.ticks += 1
+
+    def placeable(self, up: set[str]) -> set[str]:
+        """The up sites that may take new placements: not one that went down and has been up
+        again for less than `recovery_s` (a site whose heartbeats flap would otherwise take
+        jobs, lose them at its next silence, and make them bounce)."""
+        t = time.monotonic()
+        for site in self.network.sites:
+            if site not in up:
+                if site in self._was_up:
+                    self._flapped.add(site)
+                self._steady_from.pop(site, None)
+            else:
+                self._was_up.add(site)
+                if site in self._flapped:
+                    since = self._steady_from.setdefault(site, t)
+                    if t - since >= self.recovery_s:
+                        self._flapped.discard(site)
+                        del self._steady_from[site]
+        return up - self._flapped
+
+    def grid_caps(self, s: Session, now: float) -> list[tuple[Event, str, int | None, str]]:
+        """The grid caps the policy knows of at `now` and that have not ended: the network file's
+        `grid_cap` events from `start_h - notice_h` on (hours since the epoch), and every cap the
+        operator announced. (event, source, id, reason) each."""
+        out: list[tuple[Event, str, int | None, str]] = [
+            (e, "network", None, "") for e in self.network.events
+            if e.type == "grid_cap" and e.end_h > now and e.start_h - (e.notice_h or 0.0) <= now]
+        for c in s.scalars(select(GridCap).where(GridCap.end_h > now).order_by(GridCap.start_h, GridCap.id)):
+            out.append((Event(type="grid_cap", site=c.site, start_h=c.start_h, end_h=c.end_h,
+                              max_grid_kw=c.max_grid_kw, notice_h=0.0), "operator", c.id, c.reason))
+        return out
 
     # ------------------------------------------------------------------ steps
     def _site_failures(self, s: Session, now: float, up: set[str], drained: frozenset[str] | set[str] = ()) -> None:
-        rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.site.is_not(None))).all()
+        rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.site.is_not(None))
+                         .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
         for row in rows:
             if row.site in up and not (row.site in drained and row.state == "PLACED"):
                 continue
@@ -189,23 +262,29 @@ class Controller:
                 move(s, row, "PENDING", now, f"site {row.site} {why} before the job was dispatched")
                 row.site = row.gpu_type = row.start_h = row.end_h = None
                 continue
-            job = model_job(row)
-            kept, how = 0.0, ""
-            if row.state == "RUNNING" and row.start_h is not None:
-                speed = self.network.speed(job, row.gpu_type)
-                if row.checkpoint_h is not None and row.checkpoint_h > row.start_h:
-                    kept = min((row.checkpoint_h - row.start_h) * speed, row.remaining_work)
-                    how = f" (to its checkpoint at {row.checkpoint_h:.4f} h)"
-                else:
-                    kept = kept_work(now - row.start_h, speed, job.checkpoint_h)
-            site = row.site
-            move(s, row, "PREEMPTED", now, f"site {site} stopped heartbeating; kept {kept:.4f} h of work{how}")
-            row.remaining_work = max(row.remaining_work - kept, 1e-9)
-            row.hosted = sorted(set(row.hosted) | {site})
-            row.preempted_from = site
-            row.fence += 1                              # the old dispatch's reports are refused
-            move(s, row, "PENDING", now, "offered again after preemption")
-            row.site = row.gpu_type = row.start_h = row.end_h = None
+            self.preempt(s, row, now, f"site {row.site} stopped heartbeating")
+
+    def preempt(self, s: Session, row: JobRow, now: float, why: str) -> None:
+        """A dispatched job lost its run (its site died, or its agent restarted without it): PREEMPTED,
+        keeping the work up to its last checkpoint, then PENDING again under a new fence, so the old
+        dispatch's reports are refused and a returning agent kills what it still runs of it."""
+        job = model_job(row)
+        kept, how = 0.0, ""
+        if row.state == "RUNNING" and row.start_h is not None:
+            speed = self.network.speed(job, row.gpu_type)
+            if row.checkpoint_h is not None and row.checkpoint_h > row.start_h:
+                kept = min((row.checkpoint_h - row.start_h) * speed, row.remaining_work)
+                how = f" (to its checkpoint at {row.checkpoint_h:.4f} h)"
+            else:
+                kept = kept_work(now - row.start_h, speed, job.checkpoint_h)
+        site = row.site
+        move(s, row, "PREEMPTED", now, f"{why}; kept {kept:.4f} h of work{how}")
+        row.remaining_work = max(row.remaining_work - kept, 1e-9)
+        row.hosted = sorted(set(row.hosted) | {site})
+        row.preempted_from = site
+        row.fence += 1
+        move(s, row, "PENDING", now, "offered again after preemption")
+        row.site = row.gpu_type = row.start_h = row.end_h = None
 
     def _want(self, s: Session, now: float) -> dict[str, tuple[str, str, int, float, float]]:
         want: dict[str, tuple[str, str, int, float, float]] = {}
@@ -235,7 +314,8 @@ class Controller:
                 self._held[key] = v
 
     def _schedule(self, s: Session, now: float, up: set[str]) -> None:
-        rows = s.scalars(select(JobRow).where(JobRow.state == "PENDING").order_by(JobRow.id)).all()
+        rows = s.scalars(select(JobRow).where(JobRow.state == "PENDING").order_by(JobRow.id)
+                         .with_for_update(skip_locked=True)).all()
         if not rows:
             return
         now = max(now, self.now_h())     # after reading them: every job offered was submitted before `now`
@@ -245,7 +325,8 @@ class Controller:
                               frozenset(r.hosted), from_site=r.preempted_from) for r in rows]
         pending = [replace(p, ready_h=max(p.ready_h, now)) if p.hosted else p for p in pending]
         down = frozenset(set(self.network.sites) - up)
-        view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down)
+        caps = tuple(e for e, *_ in self.grid_caps(s, now))
+        view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps)
         for d in self.policy.decide(view, pending):
             row = by_id.get(d.job_id)
             if row is None:

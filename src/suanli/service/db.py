@@ -22,6 +22,7 @@ from suanli.errors import UserError
 from suanli.service.models import Meta
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+READ_ONLY = "suanli_read_only"      # execution option of the sessions that only read (`readers`)
 
 
 def data_dir() -> Path:
@@ -54,8 +55,10 @@ def make_engine(url: str | None = None) -> Engine:
                 cur.close()
 
             @event.listens_for(engine, "begin")
-            def _begin(conn):                       # take the write lock up front: no SQLITE_BUSY mid-transaction
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            def _begin(conn):
+                # a writer takes the write lock up front (no SQLITE_BUSY mid-transaction); a reader
+                # (`readers(...)`) does not, and in WAL mode never waits for the writer
+                conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
             return engine
         if url.startswith("postgresql"):
             return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -83,6 +86,13 @@ def open_db(url: str | None = None) -> sessionmaker[Session]:
     engine = make_engine(url)
     migrate(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def readers(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions on the same database for requests that only read (GET): on SQLite they start a
+    plain (deferred) transaction, so reads do not queue behind the one writer; elsewhere they are
+    ordinary sessions."""
+    return sessionmaker(sessions.kw["bind"].execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
 
 def epoch(sessions: sessionmaker[Session]) -> datetime:

@@ -3,6 +3,8 @@
 A finished run segment is priced once, when it ends, and appended to the usage ledger:
 - GPU rental and transfer: `accounting.account` on that segment alone (transfer is paid once
   per job and site: not again on a site that already holds the job's data);
+- a checkpoint moved to the run's site from the site that made it (service/checkpoints.py) adds
+  its MODEL.md §5 price to the run's transfer cost;
 - energy, grid energy, renewables and carbon: `accounting.account` on the site's metered
   segments that share its hourly slots, whose balance (MODEL.md §4) is split between them by
   IT energy per slot (`accounting.slot_pieces`), as `accounting.origin_carbon` splits carbon.
@@ -91,6 +93,10 @@ def meter(s: Session, network: Scenario, epoch: datetime, row: JobRow, job: Job,
     figures = price_segment(network, job, seg, neighbours, data_moves=not moved_before)
     if gpu_seconds is not None:
         figures["gpu_seconds"] = gpu_seconds          # what the agent measured
+    if row.move_cny:                                  # checkpoint moves to this run's site (checkpoints.py)
+        figures["transfer_cny"] += row.move_cny
+        figures["total_cny"] += row.move_cny
+        row.move_cny = 0.0
     month = (epoch + timedelta(hours=end_h)).strftime("%Y-%m")
     usage = Usage(job_id=row.id, tenant_id=row.tenant_id, fence=fence, site=row.site, gpu_type=row.gpu_type,
                   gpus=row.gpus, start_h=start_h, end_h=end_h, month=month, **figures)

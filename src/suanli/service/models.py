@@ -72,8 +72,12 @@ class Job(Base):
     fence: Mapped[int] = mapped_column(Integer, default=0)    # dispatch number: stale reports are refused
     explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
-    checkpoint_h: Mapped[float | None] = mapped_column(Float, nullable=True)   # the last checkpoint's hour
+    # the stored checkpoint (service/checkpoints.py): the hour it was made, its archive's bytes, its site
+    checkpoint_h: Mapped[float | None] = mapped_column(Float, nullable=True)
     checkpoint_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    checkpoint_site: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    move_cny: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # checkpoint moves not yet billed
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")    # runs that failed so far
     preempted_from: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the site an outage cut it from
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -128,3 +132,18 @@ class Usage(Base):
     total_cny: Mapped[float] = mapped_column(Float)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     __table_args__ = (UniqueConstraint("job_id", "fence", name="uq_usage_job_fence"),)
+
+
+class GridCap(Base):
+    """A demand-response notice (MODEL.md §4 `grid_cap`): from `start_h` to `end_h` (controller
+    hours) the site should draw at most `max_grid_kw` from the grid. Announced by the operator
+    (`suanli admin grid-cap`, `POST /v1/admin/grid-caps`); the policy sees it from then on."""
+
+    __tablename__ = "grid_caps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(128), index=True)
+    start_h: Mapped[float] = mapped_column(Float)
+    end_h: Mapped[float] = mapped_column(Float)
+    max_grid_kw: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -3,10 +3,11 @@ validation, the OpenAPI schema and the docs. Units: hours, GB, ms, CNY, kWh, kg 
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 STATES = ("PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "PREEMPTED")
 ACTIVE = ("PLACED", "TRANSFERRING", "RUNNING")
@@ -16,28 +17,50 @@ State = Literal["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED", "FA
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 
+def _utc(t: datetime) -> datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+# A wall time out: the database stores UTC, but SQLite hands it back without an offset, and a
+# time without one is not the RFC 3339 `date-time` the schema promises (schemathesis found it).
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+# Bounds on numbers that reach the database or the arithmetic: without them a huge integer
+# overflows a column (SQLite: OverflowError, PostgreSQL `integer` is 32-bit: DataError) and a
+# huge float turns into inf in a sum, which JSON cannot carry; each answered 500 (schemathesis).
+INT32_MAX = 2**31 - 1          # ids, fences and GPU counts are `integer` columns
+INT64_MAX = 2**63 - 1          # checkpoint sizes are `bigint`
+MAX_HOURS = 1e5                # hours of work, deadlines, checkpoints: 11 years, beyond any job
+MAX_GPUS = 1_000_000           # GPUs of one job or pool: beyond any site
+Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
+Fence = Annotated[int, Field(ge=0, le=INT32_MAX)]
+JobIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="a job id")]
+CursorQuery = Annotated[int | None, Query(ge=0, le=INT32_MAX, description="the `next_cursor` of the last page")]
+
+
 class JobIn(BaseModel):
     """A job as submitted: MODEL.md §1's fields but `id`, `submit_h` and `tenant` (the server
     gives the id, the clock the submit time, the token the tenant), plus `name` and `command`."""
 
     model_config = _STRICT
     name: str = Field(min_length=1, max_length=256)
-    command: str = Field(min_length=1, description="a shell command line the site's executor runs")
-    gpus: int = Field(ge=1, description="a gang: one site, one type, at once")
-    work_h: float = Field(gt=0, description="hours on a speed-1.0 GPU")
-    gpu_types: list[str] | None = Field(default=None, min_length=1, description="allowed GPU types; default all")
-    class_: str | None = Field(default=None, alias="class")
-    deadline_h: float | None = Field(default=None, gt=0, description="hours after submission")
-    origin: str = Field(description="the city of the job's data and users")
-    data_gb: float = Field(default=0.0, ge=0)
-    max_rtt_ms: float | None = Field(default=None, ge=0)
-    checkpoint_h: float | None = Field(default=None, gt=0)
+    command: str = Field(min_length=1, max_length=65536, description="a shell command line the site's executor runs")
+    gpus: int = Field(ge=1, le=MAX_GPUS, description="a gang: one site, one type, at once")
+    work_h: float = Field(gt=0, le=MAX_HOURS, description="hours on a speed-1.0 GPU")
+    gpu_types: list[str] | None = Field(default=None, min_length=1, max_length=256,
+                                        description="allowed GPU types; default all")
+    class_: str | None = Field(default=None, alias="class", max_length=256)
+    deadline_h: float | None = Field(default=None, gt=0, le=MAX_HOURS, description="hours after submission")
+    origin: str = Field(max_length=256, description="the city of the job's data and users")
+    data_gb: float = Field(default=0.0, ge=0, le=1e9)
+    max_rtt_ms: float | None = Field(default=None, ge=0, le=1e6)
+    checkpoint_h: float | None = Field(default=None, gt=0, le=MAX_HOURS)
 
 
 class Transition(BaseModel):
     from_state: str | None
     to_state: str
-    at: datetime
+    at: UtcTime
     at_h: float
     reason: str
 
@@ -73,7 +96,7 @@ class JobOut(BaseModel):
     checkpoint_h: float | None = Field(default=None, description="controller hour of the last checkpoint file")
     checkpoint_bytes: int | None = Field(default=None, description="the checkpoint directory's size then")
     transitions: list[Transition] = []
-    created_at: datetime
+    created_at: UtcTime
 
 
 class JobList(BaseModel):
@@ -93,7 +116,7 @@ class SiteOut(BaseModel):
     city: str
     up: bool
     drained: bool = False
-    last_seen_at: datetime | None
+    last_seen_at: UtcTime | None
     pools: list[PoolOut]
     renewables_kw_now: float
     carbon_kg_per_kwh_now: float
@@ -131,26 +154,30 @@ class Invoice(BaseModel):
 # ----------------------------------------------------------------------------- agent protocol
 class PoolState(BaseModel):
     model_config = _STRICT
-    gpu_type: str
-    count: int = Field(ge=0)
-    busy: int = Field(ge=0)
+    gpu_type: str = Field(max_length=256)
+    count: int = Field(ge=0, le=MAX_GPUS)
+    busy: int = Field(ge=0, le=MAX_GPUS)
 
 
 class RunningRef(BaseModel):
     model_config = _STRICT
-    job_id: int
-    fence: int
+    job_id: Id
+    fence: Fence
 
 
 class RunningIn(RunningRef):
     """A run the agent holds, with its last checkpoint (files in SUANLI_CHECKPOINT_DIR)."""
     checkpoint_at: datetime | None = Field(default=None, description="the newest file in SUANLI_CHECKPOINT_DIR")
-    checkpoint_bytes: int | None = Field(default=None, ge=0, description="the checkpoint directory's size")
+    checkpoint_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX,
+                                         description="the checkpoint directory's size")
 
 
 class Heartbeat(BaseModel):
     model_config = _STRICT
-    executor: str = "local"
+    executor: str = Field(default="local", max_length=256)
+    instance: str | None = Field(default=None, max_length=64,
+                                 description="the agent process's id, new at each start: a new one means the agent "
+                                             "restarted, and runs it does not list are lost")
     pools: list[PoolState] = []
     running: list[RunningIn] = []
 
@@ -171,12 +198,56 @@ class Assignment(BaseModel):
     start_h: float
     end_h: float
     checkpoint_h: float | None
+    resume_bytes: int | None = Field(default=None, description="size of the stored checkpoint to download "
+                                     "(GET .../checkpoint) before starting; None: start afresh")
+    resume_from: str | None = Field(default=None, description="the site that made that checkpoint")
 
 
 class Report(BaseModel):
     model_config = _STRICT
-    fence: int
+    fence: Fence
     state: Literal["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
-    exit_code: int | None = None
-    reason: str = ""
-    gpu_seconds: float | None = Field(default=None, ge=0)
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=INT32_MAX)
+    reason: str = Field(default="", max_length=4096)
+    gpu_seconds: float | None = Field(default=None, ge=0, le=MAX_HOURS * 3600 * MAX_GPUS)
+    log_tail: str = Field(default="", max_length=4096, description="the end of a failed run's log")
+
+
+# ----------------------------------------------------------------------------- errors
+class Problem(BaseModel):
+    """Every refusal: one line naming the field and the value (`gpus: ... (got 0)`)."""
+    detail: str
+
+
+# Declared for every operation, so the published schema says what a refusal looks like (without
+# it FastAPI documents its own list-shaped 422, which this service never sends).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": what} for code, what in (
+        (400, "bad input"), (401, "missing or unknown token"), (403, "not allowed for this token"),
+        (404, "not found (or another tenant's)"), (409, "conflict with the job's state"),
+        (413, "request body too large"), (422, "invalid field (one line naming it and the value)"),
+        (429, "rate limit: retry after the Retry-After header's seconds"))}
+
+
+# ----------------------------------------------------------------------------- demand response
+class GridCapIn(BaseModel):
+    """A demand-response notice: the site draws at most `max_grid_kw` from the grid over
+    [start, end); the scheduler prices any excess at the objective's `dr_cny_per_kwh`."""
+    model_config = _STRICT
+    site: str = Field(max_length=128)
+    start: datetime | None = Field(default=None, description="default: now")
+    end: datetime
+    max_grid_kw: float = Field(ge=0, le=1e9)
+    reason: str = Field(default="", max_length=1024)
+
+
+class GridCapOut(BaseModel):
+    id: int
+    site: str
+    start_h: float
+    end_h: float
+    start: UtcTime
+    end: UtcTime
+    max_grid_kw: float
+    reason: str
+    source: Literal["operator", "network"]

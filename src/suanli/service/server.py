@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
@@ -12,8 +13,9 @@ from suanli.model.load import load_scenario
 from suanli.model.scenario import Scenario
 from suanli.scheduling import policies
 from suanli.service.app import create_app
+from suanli.service.checkpoints import CheckpointStore
 from suanli.service.controller import Controller
-from suanli.service.db import epoch, open_db
+from suanli.service.db import data_dir, default_url, epoch, open_db
 
 
 def load_network(path: str) -> Scenario:
@@ -26,21 +28,33 @@ def load_network(path: str) -> Scenario:
     return scn
 
 
+def default_store(db_url: str | None) -> Path:
+    """The checkpoint store beside a SQLite file, else in the data directory."""
+    url = db_url or default_url()
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).parent / "checkpoints"
+    return data_dir() / "checkpoints"
+
+
 def build(network: str | Scenario, db_url: str | None = None, policy: str = "suanli", tick_s: float = 1.0,
-          heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3):
+          heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
+          checkpoint_store: str | Path | None = None, max_attempts: int = 3):
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
     controller = Controller(sessions, scn, policy, epoch(sessions), tick_s=tick_s,
                             heartbeat_timeout_s=heartbeat_timeout_s, heartbeat_interval_s=heartbeat_interval_s,
-                            missed_heartbeats=missed_heartbeats)
+                            missed_heartbeats=missed_heartbeats,
+                            store=CheckpointStore(Path(checkpoint_store or default_store(db_url))),
+                            max_attempts=max_attempts)
     return create_app(controller)
 
 
 def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
-          heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3) -> None:
+          heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
+          checkpoint_store: str | None = None, max_attempts: int = 3) -> None:
     app = build(network, db_url, policy, tick_s, heartbeat_interval_s=heartbeat_interval_s,
-                missed_heartbeats=missed_heartbeats)
+                missed_heartbeats=missed_heartbeats, checkpoint_store=checkpoint_store, max_attempts=max_attempts)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

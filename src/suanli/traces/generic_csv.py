@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from suanli.errors import UserError
 from suanli.traces.reader import TraceReader
-from suanli.traces.records import BadRow, Clock, Skip, TraceRecord, count, number
+from suanli.traces.records import MAX_SECONDS, BadRow, Clock, Skip, TraceRecord, count, number
 from suanli.traces.timespec import parse_datetime
 
 FIELDS = ("submit", "start", "end", "duration", "gpus", "tenant", "gpu_types", "max_rtt_ms")
@@ -80,7 +80,10 @@ class GenericReader(TraceReader):
             raise BadRow(field, f"{_KIND[clock]} where the first row had {_KIND[self.clock]}", raw)
         if value != value or value in (float("inf"), float("-inf")):
             raise BadRow(field, "not a finite number", raw)
-        return value * self.time_unit_s if clock is Clock.OFFSET else value
+        seconds = value * self.time_unit_s if clock is Clock.OFFSET else value
+        if abs(seconds) > MAX_SECONDS:
+            raise BadRow(field, f"out of range (more than {MAX_SECONDS:g} s)", raw)
+        return seconds
 
     def _types(self, raw: str) -> tuple[str, ...] | None:
         names = [n.strip() for n in raw.replace("|", ";").split(";") if n.strip()]
@@ -115,6 +118,8 @@ class GenericReader(TraceReader):
             assert d is not None
             if d < 0:
                 raise BadRow("duration", "negative", cells[c[m["duration"]]].strip())
+            if abs(d * self.duration_unit_s) > MAX_SECONDS:
+                raise BadRow("duration", f"out of range (more than {MAX_SECONDS:g} s)", cells[c[m["duration"]]].strip())
             end = start + d * self.duration_unit_s
         gpus = count(cells, c[m["gpus"]], "gpus") if "gpus" in m else 1
         if gpus == 0:

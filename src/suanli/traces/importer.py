@@ -21,7 +21,7 @@ from typing import IO
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from suanli.errors import UserError
 from suanli.traces.alibaba_dlrm import DlrmReader
@@ -76,15 +76,17 @@ class WindowSpec(BaseModel):
 
 
 class ImportOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: str
     window: WindowSpec = Field(default_factory=WindowSpec)
-    rate: float = Field(1.0, gt=0)                 # arrivals per hour x rate (time compressed)
+    # arrivals per hour x rate (time compressed); bounded, as submit_h = trace hours / rate must
+    # stay finite (--rate 1e-300 wrote submit_h "inf", which the loader refuses: fuzzing found it)
+    rate: float = Field(1.0, gt=0, le=1e6)
     sample: float = Field(1.0, gt=0, le=1)         # seeded Bernoulli sample of the jobs
     min_duration_s: float = Field(0.0, ge=0)
     max_gpus: int | None = Field(None, ge=1)
-    max_work_h: float | None = Field(None, gt=0)
+    max_work_h: float | None = Field(None, gt=0, le=1e9)
     id_prefix: str = "j-"
     strict: bool = False
     gpu_map: str | None = None                     # alibaba-openb / csv: MODEL=type,...
@@ -92,6 +94,13 @@ class ImportOptions(BaseModel):
     time_unit: str = "s"                           # csv: unit of numeric times
     duration_unit: str = "s"                       # csv: unit of durations
     synth: SynthOptions = Field(default_factory=SynthOptions)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: float) -> float:
+        if v < 1e-6:
+            raise ValueError("must be at least 1e-6 (a smaller rate stretches the trace past any finite hour)")
+        return v
 
 
 class ImportReport(BaseModel):

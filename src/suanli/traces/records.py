@@ -12,6 +12,11 @@ from typing import Any, NamedTuple
 
 from suanli.errors import short_repr
 
+# The largest time or duration a trace may hold, in seconds (31.7 million years; an epoch second
+# of the year 9999 is 2.5e11): beyond it the hours derived from it (a deadline of slack x work,
+# in millionths of an hour) overflow to inf, and the jobs file would say "inf" (fuzzing found it).
+MAX_SECONDS = 1e15
+
 
 class Clock(StrEnum):
     DATETIME = "datetime"     # submit times are calendar times, stored as epoch seconds (naive = UTC)
@@ -66,6 +71,8 @@ def number(cells: list[str], i: int, field: str, *, allow_empty: bool = False) -
         if x != x and allow_empty:
             return None
         raise BadRow(field, "missing" if x != x else "not a finite number", raw.strip())
+    if abs(x) > MAX_SECONDS:
+        raise BadRow(field, f"out of range (more than {MAX_SECONDS:g} in size)", raw.strip())
     return x
 
 

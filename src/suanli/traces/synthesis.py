@@ -29,36 +29,42 @@ DATA_GB = {"S": (5.0, 50.0), "M": (20.0, 300.0), "L": (100.0, 1500.0), "XL": (50
 SERVICE_CHECKPOINT_H = 0.0167
 
 
-class SynthOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# Upper bounds on the options' numbers: beyond them the synthesised hours overflow to inf (a
+# deadline of 1e308 x work, a lognormal of sigma 1e308) and the jobs file gets "inf", which the
+# scenario loader refuses, or numpy raises (a negative seed); fuzzing found each.
+MAX_WEIGHT = 1e6
 
-    seed: int = 2026
+
+class SynthOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    seed: int = Field(2026, ge=0)
     origins: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_ORIGINS), min_length=1)
     home_share: float = Field(0.8, ge=0, le=1)         # jobs from the tenant's home city
     deadline_share: float = Field(0.8, ge=0, le=1)     # training jobs that get a deadline
     slack: tuple[float, float] = (1.5, 4.0)            # deadline = submit + max(U(lo, hi) * work, min)
-    min_deadline_h: float = Field(0.5, ge=0)
-    checkpoint_after_h: float = Field(2.0, ge=0)       # longer training jobs checkpoint
+    min_deadline_h: float = Field(0.5, ge=0, le=1e6)
+    checkpoint_after_h: float = Field(2.0, ge=0, le=1e6)   # longer training jobs checkpoint
     checkpoint_choices_h: tuple[float, ...] = (0.5, 0.75, 1.0)
     rtt_choices_ms: tuple[float, ...] = (20.0, 30.0, 40.0)
     classes: bool = False
     class_names: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CLASS_NAMES))
     gpu_speeds: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_GPU_SPEEDS), min_length=1)
-    work_noise: float = Field(0.0, ge=0)               # sigma of ln(estimate / true work)
+    work_noise: float = Field(0.0, ge=0, le=10)        # sigma of ln(estimate / true work)
 
     @field_validator("origins", "gpu_speeds")
     @classmethod
     def _positive(cls, v: dict[str, float]) -> dict[str, float]:
         for k, x in v.items():
-            if not x > 0:
-                raise ValueError(f"{k}={x:g}: must be above 0")
+            if not 0 < x <= MAX_WEIGHT:
+                raise ValueError(f"{k}={x:g}: must be above 0 and at most {MAX_WEIGHT:g}")
         return v
 
     @field_validator("checkpoint_choices_h", "rtt_choices_ms")
     @classmethod
     def _choices(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if not v or any(not x > 0 for x in v):
-            raise ValueError("needs one or more numbers above 0")
+        if not v or any(not 0 < x <= 1e6 for x in v):
+            raise ValueError("needs one or more numbers above 0 and at most 1e6")
         return v
 
     @field_validator("slack")
@@ -66,6 +72,8 @@ class SynthOptions(BaseModel):
     def _slack(cls, v: tuple[float, float]) -> tuple[float, float]:
         if not 0 < v[0] <= v[1]:
             raise ValueError("needs 0 < LOW <= HIGH")
+        if v[1] > 1e3:
+            raise ValueError("HIGH must be at most 1000 (times the work: a deadline centuries away)")
         return v
 
     @field_validator("class_names")

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 
 from suanli.errors import UserError
-from suanli.traces.records import Clock
+from suanli.traces.records import MAX_SECONDS, Clock
 
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]*)\s*$")
@@ -22,7 +22,10 @@ def parse_duration(text: str, option: str) -> float:
     m = _DURATION.match(text.lower())
     if not m or (m.group(2) and m.group(2) not in _UNITS):
         raise UserError(f"{option}: not a duration like 48h, 90m, 2d or 3600s (got {text!r})")
-    return float(m.group(1)) * _UNITS.get(m.group(2) or "h", 3600.0)
+    seconds = float(m.group(1)) * _UNITS.get(m.group(2) or "h", 3600.0)
+    if not seconds <= MAX_SECONDS:      # 1e400 is inf; a window of 1e20 d ends past any calendar
+        raise UserError(f"{option}: too long: at most {MAX_SECONDS / 3600:g} h (got {text!r})")
+    return seconds
 
 
 def epoch_seconds(value: datetime) -> float:
@@ -57,5 +60,8 @@ def parse_instant(text: str, option: str, clock: Clock, origin_s: float) -> floa
 def describe(t: float, clock: Clock) -> str:
     """An instant for a summary: a calendar time (as the trace wrote it) or trace-clock hours."""
     if clock is Clock.DATETIME:
-        return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        except (OverflowError, ValueError, OSError):       # past year 9999 (a window's far end)
+            return f"{t:.6g} s after 1970 (UTC)"
     return f"{t / 3600:.6g} h (trace clock)"

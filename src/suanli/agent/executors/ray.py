@@ -21,11 +21,12 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from suanli.agent.executors.base import Executor, Run
 from suanli.errors import UserError
 
 NAME = re.compile(r"^suanli-(\d+)-f(\d+)$")
@@ -37,22 +38,15 @@ def suanli_state(ray_status: str) -> str:
 
 
 @dataclass
-class Run:
-    job_id: int
-    fence: int
-    gpu_type: str
-    gpus: int
+class RayRun(Run):
     submission_id: str
     state: str = "PENDING"
     exit_code: int | None = None
     elapsed_s: float | None = None
-    announced: bool = False
-    started: float = field(default_factory=time.monotonic)
-    checkpoint_dir: str = ""
     log: str = ""
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, site: str, workdir: str, address: str | None, checkpoint_root: str | None = None,
@@ -64,16 +58,13 @@ class RayExecutor:
         if not address:
             raise UserError("--executor ray: give the Ray head's dashboard address with --ray-address "
                             "(e.g. http://127.0.0.1:8265)")
-        self.site = site
+        super().__init__(site, workdir, checkpoint_root)
         self.address = address.rstrip("/")
-        self.workdir = Path(workdir)
-        self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else self.workdir / "checkpoints"
         self.gpu_types = gpu_types
         try:
             self.client = JobSubmissionClient(self.address)
         except Exception as e:          # ConnectionError and friends: one line
             raise UserError(f"--ray-address: cannot reach the Ray head at {self.address}: {e}") from None
-        self.runs: dict[int, Run] = {}
         self.count = self.pools()
         if not self.count:
             raise UserError(f"--executor ray: the Ray cluster at {self.address} declares no GPU-type resources "
@@ -100,21 +91,11 @@ class RayExecutor:
                 used[r.gpu_type] += r.gpus
         return used
 
-    def can_start(self, a: dict) -> bool:
-        return True                             # Ray holds the job PENDING until its resources are free
-
-    def checkpoint_dir(self, job_id: int) -> Path:
-        return self.checkpoint_root / str(job_id)
-
-    def start(self, a: dict) -> Run:
+    def start(self, a: dict) -> RayRun:
         g, gpus, jid, fence = a["gpu_type"], a["gpus"], a["job_id"], a["fence"]
-        jobdir = self.workdir / self.site / str(jid)
-        jobdir.mkdir(parents=True, exist_ok=True)
-        ckpt = self.checkpoint_dir(jid)
-        ckpt.mkdir(parents=True, exist_ok=True)
+        jobdir, ckpt = self.prepare(a)
         sid = f"suanli-{jid}-f{fence}"
-        env = {"SUANLI_JOB_ID": str(jid), "SUANLI_FENCE": str(fence), "SUANLI_SITE": self.site,
-               "SUANLI_CHECKPOINT_DIR": str(ckpt)}
+        env = self.job_env(a, ckpt)
         try:
             self.client.submit_job(entrypoint=f"cd {shlex.quote(str(jobdir))} && {a['command']}", submission_id=sid,
                                    entrypoint_num_gpus=gpus, entrypoint_resources={g: gpus},
@@ -122,7 +103,7 @@ class RayExecutor:
         except Exception as e:
             if "already exists" not in str(e):
                 raise UserError(f"ray: submit {sid}: {e}") from None
-        run = Run(jid, fence, g, gpus, sid, checkpoint_dir=str(ckpt), log=str(jobdir / f"fence-{fence}.log"))
+        run = RayRun(jid, fence, g, gpus, sid, checkpoint_dir=str(ckpt), log=str(jobdir / f"fence-{fence}.log"))
         self.runs[jid] = run
         return run
 
@@ -134,7 +115,7 @@ class RayExecutor:
             jid = int(m.group(1))
             res = info.entrypoint_resources or {}
             g, n = next(((k, int(v)) for k, v in res.items() if not _NOT_GPU.match(k)), ("", 0))
-            self.runs[jid] = Run(jid, int(m.group(2)), g, n, info.submission_id,
+            self.runs[jid] = RayRun(jid, int(m.group(2)), g, n, info.submission_id,
                                  checkpoint_dir=str(self.checkpoint_dir(jid)))
 
     def refresh(self) -> None:
@@ -151,7 +132,7 @@ class RayExecutor:
                 if info.start_time and info.end_time:
                     run.elapsed_s = max(0.0, (info.end_time - info.start_time) / 1000.0)
 
-    def started(self) -> list[tuple[Run, str]]:
+    def started(self) -> list[tuple[RayRun, str]]:
         out = []
         for run in self.runs.values():
             if not run.announced and suanli_state(run.state) != "TRANSFERRING":
@@ -159,7 +140,7 @@ class RayExecutor:
                 out.append((run, f"Ray job {run.submission_id} at {self.address}"))
         return out
 
-    def finished(self) -> list[tuple[Run, int, float]]:
+    def finished(self) -> list[tuple[RayRun, int, float]]:
         out = []
         for jid, run in list(self.runs.items()):
             if run.state in ("SUCCEEDED", "FAILED", "STOPPED"):
@@ -174,7 +155,7 @@ class RayExecutor:
                 del self.runs[jid]
         return out
 
-    def stop(self, job_id: int) -> tuple[Run, float] | None:
+    def stop(self, job_id: int) -> tuple[RayRun, float] | None:
         run = self.runs.pop(job_id, None)
         if run is None:
             return None
@@ -184,6 +165,3 @@ class RayExecutor:
             pass
         return run, time.monotonic() - run.started
 
-    def stop_all(self) -> None:
-        """On agent exit Ray's jobs keep running: a restarted agent adopts them."""
-        self.runs.clear()

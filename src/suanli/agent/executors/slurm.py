@@ -29,10 +29,10 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
+from suanli.agent.executors.base import Executor, Run
 from suanli.errors import UserError
 
 QUEUED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
@@ -83,36 +83,22 @@ def _seconds(start: str, end: str) -> float | None:
 
 
 @dataclass
-class Run:
-    job_id: int
-    fence: int
-    gpu_type: str
-    gpus: int
+class SlurmRun(Run):
     slurm_id: str
     state: str = "PENDING"                 # Slurm's, last seen
     exit_code: int | None = None
     elapsed_s: float | None = None
-    announced: bool = False                # RUNNING reported to the controller
-    started: float = field(default_factory=time.monotonic)
     seen_running: float | None = None      # when this agent first saw it RUNNING (monotonic)
-    checkpoint_dir: str = ""
-
-    @property
-    def devices(self) -> str:
-        return f"Slurm job {self.slurm_id}"
 
 
-class SlurmExecutor:
+class SlurmExecutor(Executor):
     name = "slurm"
 
     def __init__(self, site: str, workdir: str, partition: str | None = None, checkpoint_root: str | None = None):
         if shutil.which("sbatch") is None:
             raise UserError("--executor slurm: sbatch is not on PATH (install Slurm's clients)")
-        self.site = site
+        super().__init__(site, workdir, checkpoint_root)
         self.partition = partition or site
-        self.workdir = Path(workdir)
-        self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else self.workdir / "checkpoints"
-        self.runs: dict[int, Run] = {}
         self.count = self.pools()
         if not self.count:
             raise UserError(f"--executor slurm: partition {self.partition!r} has no node with gpu GRES "
@@ -157,29 +143,19 @@ class SlurmExecutor:
         self._busy = used
 
     # ------------------------------------------------------------------ the executor's interface
-    def can_start(self, a: dict) -> bool:
-        return True                               # Slurm queues the job itself until its GPUs are free
-
-    def checkpoint_dir(self, job_id: int) -> Path:
-        return self.checkpoint_root / str(job_id)
-
-    def start(self, a: dict) -> Run:
+    def start(self, a: dict) -> SlurmRun:
         g, gpus, jid, fence = a["gpu_type"], a["gpus"], a["job_id"], a["fence"]
         if g not in self.count:
             raise UserError(f"site {self.site}: partition {self.partition} has no {g} GPUs")
-        jobdir = self.workdir / self.site / str(jid)
-        jobdir.mkdir(parents=True, exist_ok=True)
-        ckpt = self.checkpoint_dir(jid)
-        ckpt.mkdir(parents=True, exist_ok=True)
+        jobdir, ckpt = self.prepare(a)
         script = jobdir / f"fence-{fence}.sh"
         script.write_text("#!/bin/bash\n" + a["command"] + "\n")
-        env = dict(os.environ, SUANLI_JOB_ID=str(jid), SUANLI_FENCE=str(fence), SUANLI_SITE=self.site,
-                   SUANLI_CHECKPOINT_DIR=str(ckpt))
+        env = dict(os.environ, **self.job_env(a, ckpt))
         out = self._sh("sbatch", "--parsable", "-p", self.partition, f"--gres=gpu:{g}:{gpus}",
                        "-J", f"suanli-{jid}-f{fence}", "-D", str(jobdir), "-o", str(jobdir / f"fence-{fence}.log"),
                        str(script), env=env)
         slurm_id = out.strip().split(";")[0]
-        run = Run(jid, fence, g, gpus, slurm_id, checkpoint_dir=str(ckpt))
+        run = SlurmRun(jid, fence, g, gpus, slurm_id, checkpoint_dir=str(ckpt))
         self.runs[jid] = run
         return run
 
@@ -194,7 +170,7 @@ class SlurmExecutor:
             gpus = gres_gpus(tres.replace("gres:", ""))
             g, n = next(iter(gpus.items()), ("", 0))
             jid = int(m.group(1))
-            self.runs[jid] = Run(jid, int(m.group(2)), g, n, sid, state=state,
+            self.runs[jid] = SlurmRun(jid, int(m.group(2)), g, n, sid, state=state,
                                  checkpoint_dir=str(self.checkpoint_dir(jid)))
 
     def refresh(self) -> None:
@@ -219,7 +195,7 @@ class SlurmExecutor:
                 run.elapsed_s = max(run.elapsed_s or 0.0, time.monotonic() - run.seen_running)
         self._refresh_busy()
 
-    def _final(self, run: Run) -> None:
+    def _final(self, run: SlurmRun) -> None:
         acct = self._sh("sacct", "-n", "-X", "-P", "-j", run.slurm_id, "-o", "State,ExitCode,ElapsedRaw",
                         check=False).strip().splitlines()
         if acct and acct[0].count("|") == 2:
@@ -240,7 +216,7 @@ class SlurmExecutor:
         run.exit_code = int(rec.get("ExitCode", "0:0").split(":")[0] or 0)
         run.elapsed_s = _seconds(rec.get("StartTime", ""), rec.get("EndTime", "")) or 0.0
 
-    def started(self) -> list[tuple[Run, str]]:
+    def started(self) -> list[tuple[SlurmRun, str]]:
         """Runs Slurm has started (or already finished) that were not yet reported RUNNING."""
         out = []
         for run in self.runs.values():
@@ -249,7 +225,7 @@ class SlurmExecutor:
                 out.append((run, f"Slurm job {run.slurm_id} on partition {self.partition}"))
         return out
 
-    def finished(self) -> list[tuple[Run, int, float]]:
+    def finished(self) -> list[tuple[SlurmRun, int, float]]:
         """Runs that ended since the last call: (run, exit code (-1 unless COMPLETED/FAILED), wall s)."""
         out = []
         for jid, run in list(self.runs.items()):
@@ -262,16 +238,13 @@ class SlurmExecutor:
                 del self.runs[jid]
         return out
 
-    def describe(self, run: Run) -> str:
+    def describe(self, run: SlurmRun) -> str:
         return f"Slurm job {run.slurm_id} ({run.state}) on partition {self.partition}"
 
-    def stop(self, job_id: int) -> tuple[Run, float] | None:
+    def stop(self, job_id: int) -> tuple[SlurmRun, float] | None:
         run = self.runs.pop(job_id, None)
         if run is None:
             return None
         self._sh("scancel", run.slurm_id, check=False)
         return run, time.monotonic() - run.started
 
-    def stop_all(self) -> None:
-        """On agent exit Slurm's jobs keep running: a restarted agent adopts them (see `adopt`)."""
-        self.runs.clear()

@@ -1,0 +1,304 @@
+"""The web dashboard (docs/DASHBOARD.md): its read-only JSON API under /v1/dashboard and its
+static files (built from web/ into suanli/service/static/ and served at `/`).
+
+The static files need no token: they hold no data. Every JSON call needs one, as the rest of
+the API does (`suanli.service.auth`): a tenant sees the network (as GET /v1/sites already shows
+it to everyone) and only its own bill; an admin sees every tenant's.
+
+Figures come from the code that makes them elsewhere, never recomputed another way:
+- a site's energy balance (load, renewables, battery, grid) is `accounting.account` on the
+  site's metered runs (the usage ledger) and its active jobs' runs (planned or running), the way
+  `metering` prices a run, on the network's series (`accounting.resolve_series`);
+- tariffs and carbon intensity are those series;
+- a tenant's usage and bill are `metering.invoice`; carbon avoided by not running at a job's
+  origin is `accounting.origin_carbon`'s rule applied to each ledger row: the row's energy at
+  its origin province's factor (`energy.carbon.province_factor`) less the row's carbon.
+
+Responses carry an ETag (of everything but the clock): a poll with `If-None-Match` answers
+304 when nothing changed.
+"""
+
+# no `from __future__ import annotations`: FastAPI reads the local Annotated aliases at runtime
+
+import hashlib
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import FileResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli import accounting
+from suanli.energy.carbon import province_factor
+from suanli.model.scenario import Scenario
+from suanli.model.schedule import Segment
+from suanli.model.schema import Job
+from suanli.service import metering
+from suanli.service.auth import Principal, authenticate
+from suanli.service.controller import Controller, drained_sites
+from suanli.service.db import readers
+from suanli.service.models import Job as JobRow
+from suanli.service.models import Tenant, Usage
+from suanli.service.schemas import ACTIVE
+
+STATIC = Path(__file__).parent / "static"
+PAST_H = 24            # the site view: 24 h of the past, 48 h ahead
+FUTURE_H = 48
+HISTORY_H = 72         # metered runs older than this no longer move a site's balance now (a battery's memory)
+
+_bearer = HTTPBearer(auto_error=False, description="a token from `suanli admin create-*`")
+
+
+def _etagged(request: Request, payload: dict[str, Any], volatile: tuple[str, ...] = ("now_h",)) -> Response:
+    """JSON with an ETag over the payload less its `volatile` keys (the clock moves every call;
+    a poll should see 304 until something else does)."""
+    body = jsonable_encoder(payload)
+    stable = {k: v for k, v in body.items() if k not in volatile}
+    tag = '"' + hashlib.sha256(json.dumps(stable, sort_keys=True).encode()).hexdigest()[:20] + '"'
+    headers = {"ETag": tag, "Cache-Control": "private, no-cache"}
+    if request.headers.get("if-none-match") == tag:
+        return Response(status_code=304, headers=headers)
+    return Response(json.dumps(body), media_type="application/json", headers=headers)
+
+
+def router(controller: Controller) -> APIRouter:
+    net: Scenario = controller.network
+    api = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
+    series_cache: dict[str, Any] = {}          # slots -> resolved series: specs (pvlib, wind) are slow
+
+    reads = readers(controller.sessions)
+
+    def db():
+        with reads() as s:           # the dashboard's calls only read (db.readers: no write lock on SQLite)
+            yield s
+
+    def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                  s: Annotated[Session, Depends(db)]) -> Principal:
+        if cred is None or not cred.credentials:
+            raise HTTPException(401, "missing Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
+        p = authenticate(s, cred.credentials)
+        s.rollback()
+        if p is None:
+            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        if p.role == "site":
+            raise HTTPException(403, "the dashboard is for tenant and admin tokens, not a site agent token")
+        return p
+
+    Who = Annotated[Principal, Depends(principal)]
+    DB = Annotated[Session, Depends(db)]
+
+    # ------------------------------------------------------------------ energy, as the accounting sees it
+    def series(slots: int) -> dict[str, accounting.SiteSeries]:
+        if slots not in series_cache:
+            series_cache.clear()
+            series_cache[slots] = accounting.resolve_series(net, slots)
+        return series_cache[slots]
+
+    def segments(s: Session, now: float, sites: set[str], until: float) -> tuple[list[Segment], list[Job]]:
+        """The runs that load `sites`: metered ones (the usage ledger) and active jobs' (planned or running),
+        as the controller holds them in its ledger."""
+        segs: list[Segment] = []
+        for u in s.scalars(select(Usage).where(Usage.end_h > now - HISTORY_H, Usage.site.in_(sites))):
+            segs.append(Segment(f"u{u.id}", u.site, u.gpu_type, u.gpus, u.start_h, min(u.end_h, until)))
+        for r in s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.site.in_(sites))):
+            if r.start_h is None or r.end_h is None or r.gpu_type is None:
+                continue
+            start, end = r.start_h, r.end_h
+            if r.state == "PLACED" and start < now:          # not picked up yet: it starts later
+                start, end = now, now + (end - start)
+            elif r.state != "PLACED":
+                end = max(end, now)                          # overrunning its plan: it still draws power
+            segs.append(Segment(f"j{r.id}", r.site, r.gpu_type, r.gpus, start, min(end, until)))
+        segs = [g for g in segs if g.end_h > g.start_h]
+        pseudo = [Job(id=g.job_id, submit_h=0.0, gpus=g.gpus, work_h=1.0, origin=net.sites[g.site].city)
+                  for g in segs]
+        return segs, pseudo
+
+    def accounts(s: Session, now: float, sites: list[str], slots: int) -> accounting.Accounts:
+        segs, pseudo = segments(s, now, set(sites), float(slots))
+        scn = replace(net, sites={k: net.sites[k] for k in sites}, jobs=pseudo, events=[],
+                      job_index={j.id: i for i, j in enumerate(pseudo)}, horizon_h=float(slots))
+        full = series(slots)
+        return accounting.account(scn, segs, series={k: full[k] for k in sites})
+
+    # ------------------------------------------------------------------ who
+    @api.get("/me")
+    def me(p: Who) -> dict[str, Any]:
+        """Who the token is, and what the submit form offers (cities, GPU types, job classes)."""
+        return {"role": p.role, "tenant": p.tenant_name, "network": net.name, "policy": controller.policy_name,
+                "epoch": controller.epoch.isoformat(), "now_h": controller.now_h(),
+                "cities": list(net.cities), "gpu_types": list(net.gpu_types), "job_classes": list(net.job_classes),
+                "sites": list(net.sites)}
+
+    # ------------------------------------------------------------------ the network view
+    @api.get("/network")
+    def network(request: Request, p: Who, s: DB) -> Response:
+        """Cities, sites (GPUs, energy now) and links with the data flows of active jobs."""
+        now = controller.now_h()
+        slot = max(0, math.floor(now))
+        up = controller.up_sites(s)
+        drained = drained_sites(s)
+        acc = accounts(s, now, list(net.sites), slot + 1)
+        rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.site.is_not(None))).all()
+        busy: dict[tuple[str, str], int] = {}
+        for r in rows:
+            if r.state in ("TRANSFERRING", "RUNNING"):      # as GET /v1/sites counts them
+                busy[(r.site, r.gpu_type)] = busy.get((r.site, r.gpu_type), 0) + r.gpus
+        sites = []
+        for sid, site in net.sites.items():
+            bal, ser = acc.balances[sid], acc.series[sid]
+            load = float(bal.load[slot])
+            renew_kw = float(ser.renewable_kw[slot])
+            full_kw = site.pue * sum(pool.count * net.gpu_types[g].power_kw for g, pool in site.gpus.items())
+            if load > 1e-12:        # the battery charges from renewables only (MODEL.md §4): its discharge is green
+                share, basis = (float(bal.used[slot]) + float(bal.discharge[slot])) / load, "this hour's load"
+            else:                   # idle: how much of a full site renewables could carry now
+                share, basis = (min(1.0, renew_kw / full_kw) if full_kw > 0 else 0.0), "full load"
+            lat, lon = net.cities[site.city]
+            pools = [{"gpu_type": g, "count": pool.count, "used": busy.get((sid, g), 0),
+                      "free": pool.count - busy.get((sid, g), 0), "cny_per_gpu_h": pool.cny_per_gpu_h}
+                     for g, pool in site.gpus.items()]
+            sites.append({
+                "id": sid, "city": site.city, "lat": lat, "lon": lon, "pue": site.pue, "up": sid in up,
+                "drained": sid in drained, "gpus": sum(pool.count for pool in site.gpus.values()),
+                "gpus_used": sum(x["used"] for x in pools), "pools": pools,
+                "load_kwh_this_hour": load, "full_load_kw": full_kw, "renewables_kw_now": renew_kw,
+                "renewable_share_now": share, "renewable_share_basis": basis,
+                "battery_kwh_now": float(bal.soc[slot]) if site.battery else None,
+                "carbon_kg_per_kwh_now": float(ser.carbon_kg_per_kwh[slot]),
+                "cny_per_kwh_now": float(ser.cny_per_kwh[slot])})
+        flows: dict[tuple[str, str], dict[str, Any]] = {}
+        links: dict[tuple[str, str], dict[str, Any]] = {}
+        for a, b, d in net.network.graph.edges(data=True):
+            key = tuple(sorted((a, b)))
+            links[key] = {"a": key[0], "b": key[1], "gbps": d["gbps"], "latency_ms": d["latency_ms"],
+                          "cny_per_gb": d["cny_per_gb"], "jobs": 0, "data_gb": 0.0}
+        origins: dict[str, int] = {}
+        for r in rows:
+            origin = r.spec.get("origin")
+            city = net.sites[r.site].city
+            origins[origin] = origins.get(origin, 0) + 1
+            path = net.network.path(origin, city)
+            data_gb = float(r.spec.get("data_gb") or 0.0)
+            f = flows.setdefault((origin, r.site), {"origin": origin, "site": r.site, "city": city, "jobs": 0,
+                                                    "data_gb": 0.0, "path": list(path.cities) if path else []})
+            f["jobs"] += 1
+            f["data_gb"] += data_gb
+            for x, y in zip(f["path"], f["path"][1:], strict=False):
+                lk = links[tuple(sorted((x, y)))]
+                lk["jobs"] += 1
+                lk["data_gb"] += data_gb
+        hosts: dict[str, list[str]] = {}
+        for sid, site in net.sites.items():
+            hosts.setdefault(site.city, []).append(sid)
+        cities = [{"id": c, "lat": lat, "lon": lon, "province": net.provinces.get(c), "sites": hosts.get(c, []),
+                   "consumer": c not in hosts or c in origins, "active_jobs_from": origins.get(c, 0)}
+                  for c, (lat, lon) in net.cities.items()]
+        return _etagged(request, {"network": net.name, "now_h": now, "slot": slot, "sites": sites,
+                                  "cities": cities, "links": list(links.values()), "flows": list(flows.values())})
+
+    # ------------------------------------------------------------------ the site view
+    @api.get("/sites/{site}/series")
+    def site_series(site: str, request: Request, p: Who, s: DB,
+                    past_h: Annotated[int, Query(ge=0, le=168)] = PAST_H,
+                    future_h: Annotated[int, Query(ge=1, le=168)] = FUTURE_H) -> Response:
+        """A site's hourly balance, tariff and carbon from `past_h` ago to `future_h` ahead: the past from
+        its metered runs, the future from its placed and running jobs and the network's series."""
+        if site not in net.sites:
+            raise HTTPException(404, f"site: no site {site!r} in the network")
+        now = controller.now_h()
+        slot = max(0, math.floor(now))
+        first = max(0, slot - past_h)
+        slots = slot + future_h
+        acc = accounts(s, now, [site], slots)
+        bal, ser = acc.balances[site], acc.series[site]
+        cut = slice(first, slots)
+
+        def col(a) -> list[float]:
+            return [float(x) for x in a[cut]]
+
+        spec = net.sites[site]
+        return _etagged(request, {
+            "site": site, "city": spec.city, "now_h": now, "slot": slot, "first_h": first,
+            "hours": list(range(first, slots)),
+            "wall": [controller.wall(t).isoformat() for t in range(first, slots)],
+            "load_kwh": col(bal.load), "renewable_kw": col(ser.renewable_kw), "renewable_used_kwh": col(bal.used),
+            "battery_charge_kwh": col(bal.charge), "battery_discharge_kwh": col(bal.discharge),
+            "battery_soc_kwh": col(bal.soc), "grid_kwh": col(bal.grid), "curtailed_kwh": col(bal.curtailed),
+            "cny_per_kwh": col(ser.cny_per_kwh), "carbon_kg_per_kwh": col(ser.carbon_kg_per_kwh),
+            "battery_capacity_kwh": spec.battery.capacity_kwh if spec.battery else None, "pue": spec.pue,
+            "full_load_kw": spec.pue * sum(pool.count * net.gpu_types[g].power_kw for g, pool in spec.gpus.items()),
+        }, volatile=("now_h", "wall"))
+
+    # ------------------------------------------------------------------ the tenant view
+    @api.get("/tenants")
+    def tenants(request: Request, p: Who, s: DB,
+                month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
+                tenant: Annotated[str | None, Query(description="admin only; default all tenants")] = None) -> Response:
+        """Each tenant's invoice for `month` (`metering.invoice`) with the carbon its jobs avoided by not
+        running at their origin (per ledger row: energy at the origin province's factor less its carbon)."""
+        metering.check_month(month)
+        if p.role == "tenant":
+            if tenant is not None and tenant != p.tenant_name:
+                raise HTTPException(403, "tenant: a tenant token reads its own usage only")
+            rows = [s.get(Tenant, p.tenant_id)]
+        elif tenant is not None:
+            t = s.scalar(select(Tenant).where(Tenant.name == tenant))
+            if t is None:
+                raise HTTPException(404, f"tenant: no tenant {tenant!r}")
+            rows = [t]
+        else:
+            rows = list(s.scalars(select(Tenant).order_by(Tenant.id)))
+        out = []
+        for t in rows:
+            inv = metering.invoice(s, t, month)
+            origin_of = dict(s.execute(select(JobRow.id, JobRow.spec).join(Usage, Usage.job_id == JobRow.id)
+                                       .where(Usage.tenant_id == t.id, Usage.month == month)).all())
+            per_job: dict[int, dict[str, Any]] = {}
+            for u in s.scalars(select(Usage).where(Usage.tenant_id == t.id, Usage.month == month).order_by(Usage.id)):
+                origin = origin_of[u.job_id].get("origin")
+                province = net.provinces.get(origin)
+                try:
+                    factor = province_factor(province) if province else None
+                except KeyError:
+                    factor = None
+                j = per_job.setdefault(u.job_id, {"job_id": u.job_id, "origin": origin, "province": province,
+                                                  "carbon_kg": 0.0, "origin_kg": 0.0 if factor is not None else None,
+                                                  "avoided_kg": 0.0 if factor is not None else None})
+                j["carbon_kg"] += u.carbon_kg
+                if factor is not None:
+                    j["origin_kg"] += u.energy_kwh * factor
+                    j["avoided_kg"] += u.energy_kwh * factor - u.carbon_kg
+            known = [j for j in per_job.values() if j["origin_kg"] is not None]
+            out.append({"tenant": t.name, "month": month, "invoice": inv.model_dump(mode="json"),
+                        "carbon": {"kg": inv.carbon_kg, "origin_grid_kg": sum(j["origin_kg"] for j in known),
+                                   "avoided_kg": sum(j["avoided_kg"] for j in known),
+                                   "unknown_origin_jobs": len(per_job) - len(known)},
+                        "jobs": list(per_job.values()),
+                        "quota": t.quota, "budget_cny": t.budget_cny})
+        return _etagged(request, {"month": month, "now_h": controller.now_h(), "tenants": out})
+
+    return api
+
+
+def install(app: FastAPI, controller: Controller) -> None:
+    """Add the dashboard to `app`: its API, `/` (the page) and `/assets` (hashed, so cached for good)."""
+    app.include_router(router(controller))
+    index = STATIC / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        if not index.is_file():
+            return PlainTextResponse("the dashboard's assets are not built: cd web && npm ci && npm run build",
+                                     status_code=404)
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    # a mount at /assets, not at /: a catch-all mount would shadow routes that others add after it
+    app.mount("/assets", StaticFiles(directory=STATIC / "assets", check_dir=False), name="dashboard-assets")

@@ -1,0 +1,410 @@
+"""Tenants and sites are isolated through every endpoint (reliability issue #9, part 4).
+
+One world per database engine: tenant `acme` has a finished, metered job (billed), a running
+job on `east-1` (with a dispatch fence) and a pending one; tenant `rival` and the agent of
+`west-1` then try every endpoint, with every query parameter that names a tenant, a job or a
+site, to read, cancel, report on, be billed for or act for what is not theirs. The markers in
+acme's job names and commands must never appear in what they get back.
+
+`ISOLATION` maps each route of the app to its check; `test_every_route_has_an_isolation_check`
+enumerates `app.routes`, so a new endpoint without a check here fails the suite.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.routing import Mount
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "service"))
+import svc  # noqa: E402  (tests/service's fixtures module: real server over a real database)
+
+from suanli.service import auth  # noqa: E402
+from suanli.service.server import ThreadServer, build  # noqa: E402
+
+SECRET = "acme-secret-" + uuid.uuid4().hex[:8]     # in acme's job names and commands
+# the framework's own pages: no data behind them
+FRAMEWORK = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
+
+
+@dataclass
+class World:
+    url: str
+    app: object
+    tok: dict[str, str] = field(default_factory=dict)
+    done: int = 0              # acme's finished, metered job
+    running: int = 0           # acme's job running on east-1
+    fence: int = 0             # its dispatch
+    pending: int = 0           # acme's job that is not placed (no agent for its GPU type)
+    month: str = ""
+
+    def c(self, who: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tok[who]}"} if who else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def job(self, job_id: int) -> dict:
+        with self.c("admin") as c:
+            r = c.get(f"/v1/jobs/{job_id}")
+            assert r.status_code == 200, r.text
+            return r.json()
+
+
+def _wait(fn: Callable[[], object], timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def world(request, tmp_path_factory) -> Iterator[World]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('iso') / 'suanli.db'}"
+    elif not svc.PG_URL:
+        pytest.skip(svc.PG_SKIP)
+    else:
+        import psycopg
+        schema = "t_" + uuid.uuid4().hex[:12]
+        plain = svc.PG_URL.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        request.addfinalizer(lambda: psycopg.connect(plain, autocommit=True).execute(f"DROP SCHEMA {schema} CASCADE"))
+        url = f"{svc.PG_URL}{'&' if '?' in svc.PG_URL else '?'}options=-csearch_path%3D{schema}"
+    # the agents here are this test's own HTTP calls, slower than a real agent's beat: a long timeout
+    app = build(svc.NETWORK, url, policy="fifo", tick_s=0.1, heartbeat_timeout_s=3600.0)
+    with ThreadServer(app) as base:
+        w = World(base, app, month=datetime.now(UTC).strftime("%Y-%m"))
+        sessions = app.state.controller.sessions
+        with sessions.begin() as s:
+            w.tok["acme"] = auth.create_tenant(s, "acme", {}, None)
+            w.tok["rival"] = auth.create_tenant(s, "rival", {}, None)
+            w.tok["admin"] = auth.create_admin_token(s)
+            w.tok["east"] = auth.create_site_token(s, "east-1")
+            w.tok["west"] = auth.create_site_token(s, "west-1")
+        with w.c("acme") as a, w.c("east") as e:
+            def submit(name: str, **over) -> int:
+                r = a.post("/v1/jobs", json=svc.job_body(name=f"{SECRET}-{name}", command=f"echo {SECRET}",
+                                                         **over), headers={"Idempotency-Key": f"{SECRET}-{name}"})
+                assert r.status_code == 201, r.text
+                return r.json()["id"]
+
+            # west-1 (the only a800 pool) is down for now, so an a800 job stays PENDING
+            w.pending = submit("pending", gpu_types=["a800"])
+            assert e.post("/v1/agent/east-1/heartbeat", json={}).status_code == 200
+            fences: dict[str, int] = {}
+            for name in ("done", "running"):
+                job_id = submit(name, gpu_types=["h100"])
+                _wait(lambda j=job_id: w.job(j)["state"] == "PLACED")
+                claimed = _wait(lambda: e.post("/v1/agent/east-1/assignments").json())
+                (fence,) = [x["fence"] for x in claimed if x["job_id"] == job_id]
+                r = e.post(f"/v1/agent/east-1/jobs/{job_id}/report", json={"fence": fence, "state": "RUNNING"})
+                assert r.status_code == 200, r.text
+                setattr(w, name, job_id)
+                fences[name] = fence
+            w.fence = fences["running"]
+            time.sleep(0.05)          # some run time to meter
+            r = e.post(f"/v1/agent/east-1/jobs/{w.done}/report",
+                       json={"fence": fences["done"], "state": "SUCCEEDED", "exit_code": 0, "gpu_seconds": 1.0})
+            assert r.status_code == 200, r.text
+        acme_inv = w.c("acme").get("/v1/invoices", params={"month": w.month}).json()
+        assert acme_inv[0]["lines"] and acme_inv[0]["total_cny"] > 0      # acme was billed: the test can bite
+        yield w
+
+
+# ----------------------------------------------------------------------------- the checks, one per route
+def _clean(r: httpx.Response) -> None:
+    """Nothing of acme's jobs in a response to someone else."""
+    assert SECRET not in r.text, f"{r.request.method} {r.request.url} leaked acme's job: {r.text[:300]}"
+
+
+def _refused(r: httpx.Response, *codes: int) -> None:
+    assert r.status_code in codes, (r.request.method, str(r.request.url), r.status_code, r.text)
+    _clean(r)
+
+
+def submit_job(w: World) -> None:
+    with w.c("rival") as b:
+        # the idempotency key of acme's job: rival gets a job of its own, never acme's
+        r = b.post("/v1/jobs", json=svc.job_body(name="mine"), headers={"Idempotency-Key": f"{SECRET}-done"})
+        assert r.status_code == 201 and r.json()["tenant"] == "rival" and r.json()["id"] != w.done, r.text
+        _clean(r)
+        _refused(b.post("/v1/jobs", json=svc.job_body(tenant="acme")), 422)     # no field names a tenant
+    with w.c("west") as s:
+        _refused(s.post("/v1/jobs", json=svc.job_body()), 403)
+
+
+def list_jobs(w: World) -> None:
+    with w.c("rival") as b:
+        for params in ({}, {"name": f"{SECRET}-done"}, {"site": "east-1"}, {"state": "RUNNING"},
+                       {"state": "SUCCEEDED"}, {"cursor": 0}, {"limit": 500}, {"tenant": "rival"}):
+            r = b.get("/v1/jobs", params=params)
+            assert r.status_code == 200, r.text
+            assert {j["tenant"] for j in r.json()["jobs"]} <= {"rival"}
+            _clean(r)
+        _refused(b.get("/v1/jobs", params={"tenant": "acme"}), 403)
+    with w.c("west") as s:
+        _refused(s.get("/v1/jobs"), 403)
+
+
+def _missing_job_like(r: httpx.Response, job_id: int) -> None:
+    """Another's job answers exactly as a job that does not exist (no oracle of ids)."""
+    assert r.status_code == 404 and r.json() == {"detail": f"no job {job_id}"}, r.text
+
+
+def get_job(w: World) -> None:
+    for who in ("rival", "west", "east"):
+        with w.c(who) as c:
+            for job_id in (w.done, w.running, w.pending):
+                _missing_job_like(c.get(f"/v1/jobs/{job_id}"), job_id)
+
+
+def cancel_job(w: World) -> None:
+    before = {j: w.job(j)["state"] for j in (w.running, w.pending)}
+    for who in ("rival", "west", "east"):
+        with w.c(who) as c:
+            for job_id in (w.running, w.pending):
+                _missing_job_like(c.delete(f"/v1/jobs/{job_id}"), job_id)
+    after = {j: w.job(j)["state"] for j in (w.running, w.pending)}
+    assert "CANCELLED" not in after.values() and after[w.running] == before[w.running] == "RUNNING"
+
+
+def list_sites(w: World) -> None:
+    for who in ("rival", "west"):
+        with w.c(who) as c:
+            r = c.get("/v1/sites")
+            assert r.status_code == 200
+            _clean(r)
+            assert "acme" not in r.text
+
+
+def invoices(w: World) -> None:
+    with w.c("rival") as b:
+        for params in ({"month": w.month}, {"month": w.month, "tenant": "rival"},
+                       {"month": w.month, "format": "csv"}):
+            r = b.get("/v1/invoices", params=params)
+            assert r.status_code == 200, r.text
+            _clean(r)
+            assert "acme" not in r.text
+        inv = b.get("/v1/invoices", params={"month": w.month}).json()
+        assert [i["tenant"] for i in inv] == ["rival"] and inv[0]["lines"] == [] and inv[0]["total_cny"] == 0
+        _refused(b.get("/v1/invoices", params={"month": w.month, "tenant": "acme"}), 403)
+    with w.c("west") as s:
+        _refused(s.get("/v1/invoices", params={"month": w.month}), 403)
+
+
+def heartbeat(w: World) -> None:
+    with w.c("rival") as b:
+        _refused(b.post("/v1/agent/east-1/heartbeat", json={}), 403)
+    with w.c("west") as s:
+        _refused(s.post("/v1/agent/east-1/heartbeat", json={}), 403)         # another site's
+        # west-1 claims acme's run on east-1, with its fence and a checkpoint: told to stop it, nothing changes
+        before = w.job(w.running)
+        r = s.post("/v1/agent/west-1/heartbeat", json={"running": [
+            {"job_id": w.running, "fence": w.fence, "checkpoint_at": datetime.now(UTC).isoformat(),
+             "checkpoint_bytes": 123}]})
+        assert r.status_code == 200 and r.json()["cancel"] == [{"job_id": w.running, "fence": w.fence}], r.text
+        _clean(r)
+        after = w.job(w.running)
+        assert (after["state"], after["checkpoint_h"], after["checkpoint_bytes"]) == \
+            (before["state"], before["checkpoint_h"], before["checkpoint_bytes"])
+
+
+def assignments(w: World) -> None:
+    with w.c("rival") as b:
+        _refused(b.post("/v1/agent/east-1/assignments"), 403)
+    with w.c("west") as s:
+        _refused(s.post("/v1/agent/east-1/assignments"), 403)
+        r = s.post("/v1/agent/west-1/assignments")       # only what the controller placed on west-1
+        assert r.status_code == 200 and all(w.job(a["job_id"])["site"] == "west-1" for a in r.json()), r.text
+        assert w.running not in [a["job_id"] for a in r.json()]
+
+
+def report(w: World) -> None:
+    body = {"fence": w.fence, "state": "SUCCEEDED", "exit_code": 0, "gpu_seconds": 1e6}
+    with w.c("rival") as b:
+        _refused(b.post(f"/v1/agent/east-1/jobs/{w.running}/report", json=body), 403)
+    with w.c("west") as s:
+        _refused(s.post(f"/v1/agent/east-1/jobs/{w.running}/report", json=body), 403)
+        _refused(s.post(f"/v1/agent/west-1/jobs/{w.running}/report", json=body), 404)
+    assert w.job(w.running)["state"] == "RUNNING"
+
+
+def put_checkpoint(w: World) -> None:
+    params = {"fence": w.fence, "at": datetime.now(UTC).isoformat()}
+    headers = {"Content-Type": "application/gzip"}
+    with w.c("rival") as b:
+        _refused(b.put(f"/v1/agent/east-1/jobs/{w.running}/checkpoint", params=params, content=b"x",
+                       headers=headers), 403)
+    with w.c("west") as s:
+        _refused(s.put(f"/v1/agent/east-1/jobs/{w.running}/checkpoint", params=params, content=b"x",
+                       headers=headers), 403)
+        _refused(s.put(f"/v1/agent/west-1/jobs/{w.running}/checkpoint", params=params, content=b"x",
+                       headers=headers), 404)
+    assert w.job(w.running)["checkpoint_bytes"] != 1
+
+
+def get_checkpoint(w: World) -> None:
+    with w.c("rival") as b:
+        _refused(b.get(f"/v1/agent/east-1/jobs/{w.running}/checkpoint", params={"fence": w.fence}), 403)
+    with w.c("west") as s:
+        _refused(s.get(f"/v1/agent/east-1/jobs/{w.running}/checkpoint", params={"fence": w.fence}), 403)
+        _refused(s.get(f"/v1/agent/west-1/jobs/{w.running}/checkpoint", params={"fence": w.fence}), 404)
+
+
+def health(w: World) -> None:
+    with w.c(None) as c:
+        r = c.get("/v1/health")
+        assert r.status_code == 200
+        _clean(r)
+        assert "acme" not in r.text
+
+
+def grid_caps(w: World) -> None:
+    for who in ("rival", "west"):
+        with w.c(who) as c:
+            r = c.get("/v1/grid-caps")
+            assert r.status_code in (200, 403), r.text
+            _clean(r)
+            assert "acme" not in r.text
+
+
+def announce_grid_cap(w: World) -> None:
+    """A tenant or a site agent cannot curb a site for everyone (an operator's notice)."""
+    body = {"site": "east-1", "end": datetime(2100, 1, 1, tzinfo=UTC).isoformat(), "max_grid_kw": 0}
+    for who in ("rival", "acme", "west", "east"):
+        with w.c(who) as c:
+            _refused(c.post("/v1/admin/grid-caps", json=body), 403)
+    with w.c("admin") as a:
+        assert all(g["max_grid_kw"] != 0 for g in a.get("/v1/grid-caps").json())        # none was made
+
+
+def dashboard_me(w: World) -> None:
+    with w.c("rival") as b:
+        r = b.get("/v1/dashboard/me")
+        assert r.status_code == 200 and r.json()["tenant"] == "rival"
+        _clean(r)
+    with w.c("west") as s:
+        _refused(s.get("/v1/dashboard/me"), 403)
+
+
+def dashboard_network(w: World) -> None:
+    with w.c("rival") as b:
+        r = b.get("/v1/dashboard/network")
+        assert r.status_code == 200
+        _clean(r)
+        assert "acme" not in r.text
+    with w.c("west") as s:
+        _refused(s.get("/v1/dashboard/network"), 403)
+
+
+def dashboard_series(w: World) -> None:
+    with w.c("rival") as b:
+        r = b.get("/v1/dashboard/sites/east-1/series")
+        assert r.status_code == 200
+        _clean(r)
+        assert "acme" not in r.text
+    with w.c("west") as s:
+        _refused(s.get("/v1/dashboard/sites/west-1/series"), 403)
+
+
+def dashboard_tenants(w: World) -> None:
+    with w.c("rival") as b:
+        for params in ({"month": w.month}, {"month": w.month, "tenant": "rival"}):
+            r = b.get("/v1/dashboard/tenants", params=params)
+            assert r.status_code == 200, r.text
+            _clean(r)
+            assert "acme" not in r.text
+        _refused(b.get("/v1/dashboard/tenants", params={"month": w.month, "tenant": "acme"}), 403)
+    with w.c("west") as s:
+        _refused(s.get("/v1/dashboard/tenants", params={"month": w.month}), 403)
+
+
+def dashboard_page(w: World) -> None:
+    with w.c(None) as c:
+        r = c.get("/")
+        assert r.status_code in (200, 404)        # 404: the web assets are not built here
+        _clean(r)
+
+
+ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
+    ("POST", "/v1/jobs"): submit_job,
+    ("GET", "/v1/jobs"): list_jobs,
+    ("GET", "/v1/jobs/{job_id}"): get_job,
+    ("DELETE", "/v1/jobs/{job_id}"): cancel_job,
+    ("GET", "/v1/sites"): list_sites,
+    ("GET", "/v1/grid-caps"): grid_caps,
+    ("POST", "/v1/admin/grid-caps"): announce_grid_cap,
+    ("GET", "/v1/invoices"): invoices,
+    ("POST", "/v1/agent/{site}/heartbeat"): heartbeat,
+    ("POST", "/v1/agent/{site}/assignments"): assignments,
+    ("POST", "/v1/agent/{site}/jobs/{job_id}/report"): report,
+    ("PUT", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): put_checkpoint,
+    ("GET", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): get_checkpoint,
+    ("GET", "/v1/health"): health,
+    ("GET", "/v1/dashboard/me"): dashboard_me,
+    ("GET", "/v1/dashboard/network"): dashboard_network,
+    ("GET", "/v1/dashboard/sites/{site}/series"): dashboard_series,
+    ("GET", "/v1/dashboard/tenants"): dashboard_tenants,
+    ("GET", "/"): dashboard_page,
+}
+
+
+def _routes(app) -> set[tuple[str, str]]:
+    """(method, path) of every route: the app's own, those of included routers (FastAPI keeps an
+    included router as one entry of `app.routes`, its routes inside), and the OpenAPI schema's
+    operations as a safety net should the walk miss a kind of entry."""
+    out: set[tuple[str, str]] = set()
+
+    def walk(routes, prefix: str) -> None:
+        for r in routes:
+            if isinstance(r, Mount):
+                continue                           # static files (/assets): no data
+            inner = getattr(r, "original_router", None)
+            if inner is not None:
+                walk(inner.routes, prefix + getattr(getattr(r, "include_context", None), "prefix", ""))
+                continue
+            for m in (getattr(r, "methods", None) or set()) - {"HEAD", "OPTIONS"}:
+                out.add((m, prefix + r.path))
+
+    walk(app.routes, "")
+    for path, ops in app.openapi()["paths"].items():
+        out.update((m.upper(), path) for m in ops if m.upper() not in ("HEAD", "OPTIONS", "PARAMETERS"))
+    return out - FRAMEWORK
+
+
+def test_every_route_has_an_isolation_check(tmp_path) -> None:
+    app = build(svc.NETWORK, f"sqlite:///{tmp_path / 'routes.db'}", policy="fifo")
+    try:
+        routes = _routes(app)
+        assert ("GET", "/v1/jobs/{job_id}") in routes and len(routes) > 10       # the walk finds routes
+        missing = sorted(routes - set(ISOLATION))
+        assert not missing, f"routes without a tenant/site isolation check in {__file__}: {missing}"
+        stale = sorted(set(ISOLATION) - routes)
+        assert not stale, f"isolation checks for routes that no longer exist: {stale}"
+    finally:
+        app.state.controller.sessions.kw["bind"].dispose()
+
+
+@pytest.mark.parametrize("route", list(ISOLATION), ids=[f"{m} {p}" for m, p in ISOLATION])
+def test_isolation(world: World, route: tuple[str, str]) -> None:
+    ISOLATION[route](world)
+
+
+def test_acme_still_sees_its_own(world: World) -> None:
+    """The checks above refuse; this shows the same calls work for the owner (they are not
+    refusing everybody)."""
+    with world.c("acme") as a:
+        assert a.get(f"/v1/jobs/{world.done}").json()["state"] == "SUCCEEDED"
+        assert {j["id"] for j in a.get("/v1/jobs").json()["jobs"]} >= {world.done, world.running, world.pending}
+        assert SECRET in a.get("/v1/invoices", params={"month": world.month}).text

@@ -1,0 +1,37 @@
+// ECharts, tree-shaken: only the charts and components the dashboard draws are bundled
+// (echarts/core), and China's province outlines ship inside the bundle (scripts/china-geojson.mjs).
+import { BarChart, EffectScatterChart, LineChart, LinesChart, ScatterChart } from "echarts/charts";
+import {
+  GeoComponent, GridComponent, LegendComponent, MarkAreaComponent, MarkLineComponent, TitleComponent,
+  TooltipComponent,
+} from "echarts/components";
+import * as echarts from "echarts/core";
+import { CanvasRenderer } from "echarts/renderers";
+import china from "./geo/china.json";
+
+echarts.use([
+  BarChart, EffectScatterChart, LineChart, LinesChart, ScatterChart, GeoComponent, GridComponent, LegendComponent,
+  MarkAreaComponent, MarkLineComponent, TitleComponent, TooltipComponent, CanvasRenderer,
+]);
+echarts.registerMap("china", china);
+
+const live = new Set();
+
+// A chart in `el`, replacing one that was there; resized with the window.
+export function chart(el) {
+  const old = echarts.getInstanceByDom(el);
+  if (old) return old;
+  const c = echarts.init(el, null, { renderer: "canvas" });
+  live.add(c);
+  return c;
+}
+
+// Charts of a view that is left: disposed, so their timers and listeners go with them.
+export function disposeAll() {
+  for (const c of live) c.dispose();
+  live.clear();
+}
+
+window.addEventListener("resize", () => {
+  for (const c of live) c.resize();
+});

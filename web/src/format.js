@@ -1,0 +1,79 @@
+// Numbers, times and small DOM helpers shared by the views.
+
+let epochMs = 0;
+
+export function setEpoch(iso) {
+  epochMs = Date.parse(iso);
+}
+
+// Controller hours (hours since the service epoch, docs/SERVICE.md "The clock") -> Date.
+export function wall(h) {
+  return new Date(epochMs + h * 3600e3);
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+export function when(h) {
+  if (h === null || h === undefined) return "—";
+  const d = wall(h);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export function hourLabel(d) {
+  return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:00`;
+}
+
+export function num(x, digits = 2) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "—";
+  return Number(x).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+// Small figures (a test job's few grams) keep significant digits instead of printing 0.00.
+export function qty(x, digits = 3) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "—";
+  const a = Math.abs(x);
+  if (a === 0) return "0";
+  if (a >= 100) return num(x, 0);
+  if (a >= 1) return num(x, 2);
+  return Number(x).toPrecision(digits);
+}
+
+export function pct(x) {
+  return x === null || x === undefined ? "—" : `${Math.round(x * 100)}%`;
+}
+
+export function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+// A tagged template whose ${values} are HTML-escaped unless wrapped in raw().
+export function html(strings, ...values) {
+  return strings.reduce((out, s, i) => {
+    if (i === 0) return s;
+    const v = values[i - 1];
+    const text = v && v.__raw !== undefined ? v.__raw
+      : Array.isArray(v) ? v.map((x) => (x && x.__raw !== undefined ? x.__raw : esc(x))).join("")
+      : esc(v);
+    return out + text + s;
+  }, "");
+}
+
+export function raw(s) {
+  return { __raw: s };
+}
+
+export const TERMINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
+export const STATES = ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "PREEMPTED"];
+
+export function badge(state) {
+  return raw(`<span class="state state-${esc(state).toLowerCase()}">${esc(state)}</span>`);
+}
+
+// Renewable share 0..1 -> a colour from grid brown to green.
+export function shareColour(share) {
+  const s = Math.max(0, Math.min(1, share ?? 0));
+  const from = [160, 110, 70];
+  const to = [34, 160, 80];
+  const c = from.map((f, i) => Math.round(f + (to[i] - f) * s));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}

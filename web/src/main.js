@@ -1,0 +1,139 @@
+// The dashboard's shell: the token prompt, the navigation, a hash router (#/network,
+// #/sites/ID, #/jobs, #/jobs/ID, #/submit, #/tenant) and the live poll that refreshes the
+// current view every few seconds (ETags make an unchanged poll a 304 with no body).
+import { ApiError, forget, get, setToken, token } from "./api.js";
+import { disposeAll } from "./charts.js";
+import { esc, html, setEpoch } from "./format.js";
+import "./style.css";
+import * as job from "./views/job.js";
+import * as jobs from "./views/jobs.js";
+import * as network from "./views/network.js";
+import * as site from "./views/site.js";
+import * as submit from "./views/submit.js";
+import * as tenant from "./views/tenant.js";
+
+const POLL_MS = 2500;
+const app = document.getElementById("app");
+let me = null;
+let current = null;        // {key, view, handle}
+let timer = null;
+
+function route() {
+  const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const params = Object.fromEntries(new URLSearchParams(query));
+  if (parts[0] === "sites" && parts[1]) return { view: site, args: { id: parts[1], params } };
+  if (parts[0] === "jobs" && parts[1]) return { view: job, args: { id: parts[1], params } };
+  if (parts[0] === "jobs") return { view: jobs, args: { params } };
+  if (parts[0] === "submit") return { view: submit, args: { params } };
+  if (parts[0] === "tenant") return { view: tenant, args: { params } };
+  return { view: network, args: { params } };
+}
+
+function nav(active) {
+  const links = [["#/network", "Network", network], ["#/jobs", "Jobs", jobs]];
+  if (me.role === "tenant") links.push(["#/submit", "Submit a job", submit]);
+  links.push(["#/tenant", me.role === "tenant" ? "Usage & invoice" : "Tenants & invoices", tenant]);
+  document.getElementById("nav").innerHTML = links
+    .map(([href, label, v]) => `<a href="${href}" class="${v === active ? "active" : ""}">${esc(label)}</a>`).join("");
+  document.getElementById("who").innerHTML = html`
+    <span class="role">${me.role === "admin" ? "operator" : `tenant ${me.tenant}`}</span>
+    <span class="net">${me.network} · ${me.policy}</span>
+    <button id="logout" type="button">Sign out</button>`;
+  document.getElementById("logout").onclick = () => {
+    setToken(null);
+    location.hash = "#/network";
+    location.reload();
+  };
+}
+
+function setStatus(text, bad = false) {
+  const el = document.getElementById("status");
+  el.textContent = text;
+  el.className = bad ? "bad" : "";
+}
+
+async function refresh() {
+  if (!current || !current.handle.refresh) return;
+  const key = current.key;
+  try {
+    await current.handle.refresh(current.args);
+    if (current && current.key === key) setStatus(`live · updated ${new Date().toLocaleTimeString()}`);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return signOut("The token is no longer valid.");
+    if (current && current.key === key) showError(err);
+  }
+}
+
+function showError(err) {
+  const box = document.getElementById("view-error");
+  const text = err instanceof ApiError ? err.message : `${err}`;
+  if (box) {
+    box.textContent = text;
+    box.hidden = false;
+  }
+  setStatus(text, true);
+}
+
+async function render() {
+  const { view, args } = route();
+  const key = location.hash;
+  if (current && current.key === key) return;
+  disposeAll();
+  clearInterval(timer);
+  nav(view);
+  document.title = `${view.title} · suanli`;
+  app.innerHTML = "";
+  const handle = view.mount(app, args, me) || {};
+  app.insertAdjacentHTML("afterbegin", '<div id="view-error" class="error" hidden></div>');
+  current = { key, view, args, handle };
+  await refresh();
+  timer = setInterval(refresh, POLL_MS);
+}
+
+function signOut(message) {
+  setToken(null);
+  forget();
+  clearInterval(timer);
+  current = null;
+  login(message);
+}
+
+function login(message = "") {
+  disposeAll();
+  document.getElementById("nav").innerHTML = "";
+  document.getElementById("who").innerHTML = "";
+  setStatus("");
+  app.innerHTML = html`
+    <form id="login" class="card login">
+      <h2>Sign in</h2>
+      <p>Paste a token from <code>suanli admin create-tenant</code> (a tenant: its own jobs and bill)
+         or <code>suanli admin create-admin-token</code> (the operator: everything).
+         It stays in this tab only (sessionStorage).</p>
+      <input id="token" name="token" type="password" autocomplete="off" placeholder="sl_…" required />
+      <button type="submit">Sign in</button>
+      <p class="error" id="login-error" ${message ? "" : "hidden"}>${message}</p>
+    </form>`;
+  document.getElementById("login").onsubmit = async (e) => {
+    e.preventDefault();
+    setToken(document.getElementById("token").value.trim());
+    await start();
+  };
+}
+
+async function start() {
+  if (!token()) return login();
+  try {
+    me = (await get("/v1/dashboard/me")).data;
+  } catch (err) {
+    return signOut(err instanceof ApiError && err.status === 401 ? "Unknown token." : `${err.message}`);
+  }
+  setEpoch(me.epoch);
+  current = null;
+  await render();
+}
+
+window.addEventListener("hashchange", () => {
+  if (me && token()) render();
+});
+start();
