@@ -26,7 +26,7 @@ from suanli.errors import UserError, short_repr
 from suanli.model.scenario import Scenario
 from suanli.model.schema import Event
 from suanli.service import dashboard, etags, limits, metering
-from suanli.service.auth import Principal, authenticate
+from suanli.service.auth import Principal, authenticate, billed_tenants
 from suanli.service.checkpoints import TooLarge, move_price
 from suanli.service.controller import Controller, drained_sites
 from suanli.service.db import readers
@@ -365,20 +365,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                  tenant: Annotated[str | None, Query(description="admin only; default all tenants")] = None,
                  format: Annotated[str, Query(pattern="^(json|csv)$")] = "json"):
         metering.check_month(month)
-        if p.role == "site":
-            raise HTTPException(403, "a site agent token cannot read invoices")
-        if p.role == "tenant":
-            if tenant is not None and tenant != p.tenant_name:
-                raise HTTPException(403, "tenant: a tenant token reads its own invoice only")
-            tenants = [s.get(Tenant, p.tenant_id)]
-        elif tenant is not None:
-            t = s.scalar(select(Tenant).where(Tenant.name == tenant))
-            if t is None:
-                raise HTTPException(404, f"tenant: no tenant {tenant!r}")
-            tenants = [t]
-        else:
-            tenants = list(s.scalars(select(Tenant).order_by(Tenant.id)))
-        invs = [metering.invoice(s, t, month) for t in tenants]
+        invs = [metering.invoice(s, t, month) for t in billed_tenants(s, p, tenant)]
         if format == "csv":
             text = "".join(metering.invoice_csv(inv) if k == 0 else metering.invoice_csv(inv).split("\n", 1)[1]
                            for k, inv in enumerate(invs))

@@ -102,3 +102,21 @@ def create_site_token(s: Session, site: str, network: Scenario | None = None) ->
 
 def create_admin_token(s: Session) -> str:
     return new_token(s, "admin")
+
+
+def billed_tenants(s: Session, p: Principal, name: str | None) -> list[Tenant]:
+    """The tenants whose usage `p` may read, narrowed to `name` if given: a tenant its own only
+    (another name: 403), an operator any or all (an unknown name: 404), a site agent none (403)."""
+    from fastapi import HTTPException
+    if p.role == "site":
+        raise HTTPException(403, "a site agent token cannot read invoices")
+    if p.role == "tenant":
+        if name is not None and name != p.tenant_name:
+            raise HTTPException(403, "tenant: a tenant token reads its own invoice only")
+        return [s.get(Tenant, p.tenant_id)]
+    if name is not None:
+        t = s.scalar(select(Tenant).where(Tenant.name == name))
+        if t is None:
+            raise HTTPException(404, f"tenant: no tenant {name!r}")
+        return [t]
+    return list(s.scalars(select(Tenant).order_by(Tenant.id)))

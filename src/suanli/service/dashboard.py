@@ -41,11 +41,11 @@ from suanli.model.scenario import Scenario
 from suanli.model.schedule import Segment
 from suanli.model.schema import Job
 from suanli.service import metering
-from suanli.service.auth import Principal, authenticate
+from suanli.service.auth import Principal, authenticate, billed_tenants
 from suanli.service.controller import Controller, drained_sites
 from suanli.service.db import readers
 from suanli.service.models import Job as JobRow
-from suanli.service.models import Tenant, Usage
+from suanli.service.models import Usage
 from suanli.service.schemas import ACTIVE
 
 STATIC = Path(__file__).parent / "static"
@@ -245,17 +245,7 @@ def router(controller: Controller) -> APIRouter:
         """Each tenant's invoice for `month` (`metering.invoice`) with the carbon its jobs avoided by not
         running at their origin (per ledger row: energy at the origin province's factor less its carbon)."""
         metering.check_month(month)
-        if p.role == "tenant":
-            if tenant is not None and tenant != p.tenant_name:
-                raise HTTPException(403, "tenant: a tenant token reads its own usage only")
-            rows = [s.get(Tenant, p.tenant_id)]
-        elif tenant is not None:
-            t = s.scalar(select(Tenant).where(Tenant.name == tenant))
-            if t is None:
-                raise HTTPException(404, f"tenant: no tenant {tenant!r}")
-            rows = [t]
-        else:
-            rows = list(s.scalars(select(Tenant).order_by(Tenant.id)))
+        rows = billed_tenants(s, p, tenant)      # the dashboard's principal is never a site agent
         out = []
         for t in rows:
             inv = metering.invoice(s, t, month)
