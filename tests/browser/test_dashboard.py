@@ -308,3 +308,54 @@ def _month(dash: Service) -> str:
     from datetime import timedelta
     ctl = dash.app.state.controller
     return (ctl.epoch + timedelta(hours=ctl.now_h())).strftime("%Y-%m")
+
+
+# ----------------------------------------------------------------------------- simulation reports
+def _open_offline(browser, path: Path) -> tuple[object, list[str], list[str]]:
+    """Open an HTML file from disk with every non-file request refused; (page, requests tried,
+    console errors)."""
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    tried: list[str] = []
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def only_files(route):
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            tried.append(route.request.url)
+            route.abort()
+    page.route("**/*", only_files)
+    page.goto(path.as_uri())
+    page.wait_for_selector(".plotly-graph-div .main-svg", timeout=TIMEOUT_MS)
+    return page, tried, errors
+
+
+def test_the_simulation_report_opens_from_a_file_with_no_server_and_no_network(browser, tmp_path):
+    page_file = tmp_path / "report.html"
+    r = subprocess.run([sys.executable, "-m", "suanli", "sim", str(ROOT / "tests" / "data" / "tiny-outage.yaml"),
+                        "--out", str(tmp_path / "run"), "-q", "--report", str(page_file)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    page, tried, errors = _open_offline(browser, page_file)
+    assert tried == [] and errors == [], (tried, errors)
+    assert page.locator(".plotly-graph-div").count() >= 4          # network, utilisation, sites, objective
+    page.close()
+
+
+def test_a_bench_comparison_report_shows_policies_side_by_side_offline(browser, tmp_path):
+    from suanli.model.load import load_scenario
+    from suanli.sim.report import render_comparison
+    from suanli.sim.run import run
+    scn = load_scenario(str(ROOT / "tests" / "data" / "tiny-outage.yaml"))
+    runs = {p: (lambda r: (r.result.segments, r.accounts))(run(scn, p)) for p in ("fifo", "suanli")}
+    page_file = tmp_path / "compare.html"
+    page_file.write_text(render_comparison(scn, runs))
+    page, tried, errors = _open_offline(browser, page_file)
+    assert tried == [] and errors == [], (tried, errors)
+    header = page.locator("table tr").first.inner_text().split()
+    assert header == ["fifo", "suanli"]
+    row = page.locator("table tr", has_text="objective, CNY").inner_text().split("\t")
+    assert [float(x.replace(",", "")) for x in row[1:]] == [round(runs[p][1].metrics["objective_cny"]) for p in runs]
+    page.close()

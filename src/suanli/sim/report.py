@@ -20,6 +20,16 @@ from suanli.accounting import Accounts
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import Segment
 
+PARTS = ("GPU rental", "energy", "transfer", "carbon price", "lateness", "unfinished", "demand response")
+
+
+def objective_parts(scn: Scenario, m: dict[str, float]) -> list[float]:
+    """The objective's terms (MODEL.md §6), in the order of PARTS, CNY."""
+    o = scn.objective
+    return [m["gpu_cost_cny"], m["energy_cost_cny"], m["transfer_cost_cny"], o.carbon_cny_per_kg * m["carbon_kg"],
+            o.late_cny_per_gpu_h * m["late_gpu_h"], o.unfinished_cny * m["jobs_unfinished"],
+            o.dr_cny_per_kwh * m["dr_violation_kwh"]]
+
 
 def _busy_gpus(scn: Scenario, segments: Sequence[Segment], slots: int) -> dict[str, np.ndarray]:
     """Average GPUs busy per site per slot."""
@@ -101,11 +111,7 @@ def render_report(scn: Scenario, policy: str, segments: Sequence[Segment], accou
                           height=460, bargap=0)
         figs.append((f"site {sid}", fig))
 
-    parts = go.Figure(go.Bar(
-        x=["GPU rental", "energy", "transfer", "carbon price", "lateness", "unfinished", "demand response"],
-        y=[m["gpu_cost_cny"], m["energy_cost_cny"], m["transfer_cost_cny"],
-           scn.objective.carbon_cny_per_kg * m["carbon_kg"], scn.objective.late_cny_per_gpu_h * m["late_gpu_h"],
-           scn.objective.unfinished_cny * m["jobs_unfinished"], scn.objective.dr_cny_per_kwh * m["dr_violation_kwh"]]))
+    parts = go.Figure(go.Bar(x=list(PARTS), y=objective_parts(scn, m)))
     parts.update_layout(title="The objective, part by part (CNY)", height=360)
     figs.append(("objective", parts))
 
@@ -121,3 +127,87 @@ def render_report(scn: Scenario, policy: str, segments: Sequence[Segment], accou
             f"<h1>{title}</h1><p>{len(scn.sites)} sites, {m['jobs_total']} jobs, horizon {scn.horizon_h:g} h, "
             f"{T} hourly slots accounted. Numbers follow the suanli model (docs/MODEL.md).</p>"
             f"<h2>Metrics</h2><table>{rows}</table>" + "".join(body) + "</body></html>")
+
+
+# the rows of the side-by-side table: (metric, label, format, lower is better)
+COMPARED = (("objective_cny", "objective, CNY", ",.0f"), ("gpu_cost_cny", "GPU rental, CNY", ",.0f"),
+            ("energy_cost_cny", "energy, CNY", ",.0f"), ("transfer_cost_cny", "transfer, CNY", ",.0f"),
+            ("carbon_kg", "carbon, kg", ",.0f"), ("grid_kwh", "grid energy, kWh", ",.0f"),
+            ("renewable_used_kwh", "renewables used, kWh", ",.0f"), ("curtailed_kwh", "curtailed, kWh", ",.0f"),
+            ("dr_violation_kwh", "over grid caps, kWh", ",.1f"), ("late_gpu_h", "late GPU-hours", ",.1f"),
+            ("deadline_misses", "deadline misses", ",.0f"), ("jobs_unfinished", "unfinished jobs", ",.0f"),
+            ("mean_jct_h", "mean JCT, h", ",.2f"), ("p95_jct_h", "p95 JCT, h", ",.2f"),
+            ("gpu_utilization", "GPU utilisation", ".1%"))
+HIGHER_IS_BETTER = {"renewable_used_kwh", "gpu_utilization"}
+
+
+def render_comparison(scn: Scenario, runs: dict[str, tuple[Sequence[Segment], Accounts]],
+                      plotlyjs: bool | str = True, note: str = "") -> str:
+    """One scenario, several policies side by side: the metrics table (the best of each row in
+    bold), the objective's parts, the network's grid draw and renewables used hour by hour, and
+    GPUs busy per site under each policy. `plotlyjs`: True embeds Plotly's JavaScript (a file
+    that stands alone), "directory" refers to a plotly.min.js beside the file (`suanli bench`
+    writes it once for all its reports)."""
+    import plotly.graph_objects as go
+    from plotly.io import to_html
+    from plotly.subplots import make_subplots
+
+    names = list(runs)
+    figs: list[go.Figure] = []
+    parts = go.Figure()
+    for k, part in enumerate(PARTS):
+        ys = [objective_parts(scn, runs[p][1].metrics)[k] for p in names]
+        if any(ys):
+            parts.add_trace(go.Bar(x=names, y=ys, name=part))
+    parts.update_layout(barmode="stack", title="The objective, part by part (CNY)", height=380)
+    figs.append(parts)
+
+    hourly = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=(
+        "grid energy, all sites (kWh per hour)", "renewables used, all sites (kWh per hour)"))
+    for p in names:
+        acc = runs[p][1]
+        grid = np.sum([b.grid for b in acc.balances.values()], axis=0)
+        used = np.sum([b.used for b in acc.balances.values()], axis=0)
+        hourly.add_trace(go.Scatter(x=list(range(len(grid))), y=grid, name=p, legendgroup=p, line_shape="hv"),
+                         row=1, col=1)
+        hourly.add_trace(go.Scatter(x=list(range(len(used))), y=used, name=p, legendgroup=p, showlegend=False,
+                                    line_shape="hv"), row=2, col=1)
+    hourly.update_layout(height=520, xaxis2_title="hour")
+    figs.append(hourly)
+
+    busy = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=[
+        f"GPUs busy per site: {p}" for p in names], vertical_spacing=0.04)
+    colours = dict(zip(scn.sites, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+                                   "#7f7f7f", "#bcbd22", "#17becf") * (len(scn.sites) // 10 + 1), strict=False))
+    for row, p in enumerate(names, start=1):
+        segs, acc = runs[p]
+        b = _busy_gpus(scn, segs, acc.slots)
+        for sid in scn.sites:
+            busy.add_trace(go.Scatter(x=list(range(acc.slots)), y=b[sid], stackgroup=f"s{row}", name=sid,
+                                      legendgroup=sid, showlegend=row == 1, line={"color": colours[sid]},
+                                      line_shape="hv"), row=row, col=1)
+    busy.update_layout(height=max(300, 230 * len(names)))
+    figs.append(busy)
+
+    head = "".join(f"<th>{html.escape(p)}</th>" for p in names)
+    rows = []
+    for key, label, fmt in COMPARED:
+        vals = [runs[p][1].metrics.get(key) for p in names]
+        known = [v for v in vals if v is not None]
+        best = (max if key in HIGHER_IS_BETTER else min)(known) if known else None
+        cells = "".join("<td></td>" if v is None else
+                        f"<td>{'<b>' if v == best and len(known) > 1 else ''}{format(v, fmt)}"
+                        f"{'</b>' if v == best and len(known) > 1 else ''}</td>" for v in vals)
+        rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+    body = [to_html(f, include_plotlyjs=plotlyjs if i == 0 else False, full_html=False,
+                    default_height=f.layout.height) for i, f in enumerate(figs)]
+    title = html.escape(f"suanli: {scn.name}, policies side by side")
+    m0 = runs[names[0]][1].metrics
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+            "body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse}"
+            "td,th{border-bottom:1px solid #ddd;padding:2px 10px}td:not(:first-child){text-align:right}"
+            "</style></head><body>"
+            f"<h1>{title}</h1><p>{len(scn.sites)} sites, {m0['jobs_total']:.0f} jobs, horizon {scn.horizon_h:g} h. "
+            f"Numbers follow the suanli model (docs/MODEL.md); the best of each row is in bold. "
+            f"{html.escape(note)}</p><table><tr><th></th>{head}</tr>{''.join(rows)}</table>" + "".join(body)
+            + "</body></html>")
