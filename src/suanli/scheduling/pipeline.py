@@ -839,6 +839,11 @@ class Pipeline:
         scored = sorted(self.choose(view, scratch, pj, opts), key=self.key)
         return scored[: self.keep], len(scored)
 
+    def may_hold(self, view: StateView, pj: PendingJob, best: Scored) -> bool:
+        """Whether a plan that starts later (see `commit_within_h`) may be held rather than
+        committed; a policy that bounds its re-planning says no once its budget is spent."""
+        return True
+
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()
         out: list[Decision] = []
@@ -862,7 +867,8 @@ class Pipeline:
             best = top[0]
             scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
             expl = Explanation(self.name, view.now, best, tuple(top), rejected)
-            if self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h:
+            if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
+                    and self.may_hold(view, pj, best)):
                 out.append(Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
                                  hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h))
                 continue

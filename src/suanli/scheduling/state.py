@@ -114,6 +114,9 @@ class StateView:
     ledger: Ledger
     down: frozenset[str] = frozenset()
     grid_caps: Sequence[Event] = ()
+    # True where the caller keeps a `Defer`'s `hold` (the GPUs stay reserved) and offers the job
+    # again at the next arrival or at `retry_at` (the simulator); a policy may then re-plan
+    holds: bool = False
 
     @property
     def calendars(self) -> Mapping[tuple[str, str], PoolCalendar]:

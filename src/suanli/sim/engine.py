@@ -148,7 +148,7 @@ class Simulation:
     def _decide(self, now: float, waiting: list[PendingJob]) -> list[PendingJob]:
         view = StateView(now=now, scenario=self.public, ledger=self.ledger,
                          down=frozenset(s for s, n in self.down.items() if n > 0),
-                         grid_caps=tuple(self.known_caps))
+                         grid_caps=tuple(self.known_caps), holds=True)
         decisions = self.policy.decide(view, waiting)
         self.result.policy_calls += 1
         by_id = {pj.job.id: pj for pj in waiting}

@@ -10,6 +10,10 @@ since waiting then only trades time for energy), within the look-ahead. The chea
 candidate wins; work handed back by an outage prefers the failed site's `backup` when it is
 within `backup_margin` of the best.
 
+A run that starts at once is committed; a later one only holds its GPUs, and the queue of held
+plans is planned again, most urgent first, at each arrival (so an urgent gang can take a pool
+a lax job had planned on), while a per-run re-planning budget lasts (docs/SCHEDULER.md).
+
 The pools are priced as arrays (`Options`): floors, durations and times for all of them at
 once, energy for a batch of runs in one gather from the `TierBook`, and only the few
 candidates an explanation keeps become `Scored` objects.
@@ -18,7 +22,7 @@ candidates an explanation keeps become `Scored` objects.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -32,22 +36,25 @@ from suanli.scheduling.pipeline import (
     window_starts,
 )
 from suanli.scheduling.policies import register
-from suanli.scheduling.state import PendingJob, Scored, Scratch, StateView
+from suanli.scheduling.state import Decision, Defer, PendingJob, Scored, Scratch, StateView
 
 LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
 REFINE_POOLS = 3            # pools priced at every hour of their window
-COMMIT_WITHIN_H = None      # None: commit every plan (0.0: commit runs that start at once, hold the rest)
+COMMIT_WITHIN_H = 0.0       # commit runs that start at once, hold the rest and re-plan (None: commit every plan)
 BACKUP_MARGIN = 0.02        # the backup wins if it costs at most 2 % more than the best
 DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest possible start,
                             # at a fully busy network (scaled by the busy share squared)
+REPLAN_BUDGET = 2_000       # held plans priced again, at most, in one run
+REPLAN_CELLS = 2_500_000    # hour-slots of runs priced while re-planning, at most, in one run
 
 
 class Suanli(Pipeline):
     def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
-                 commit_within_h: float | None = COMMIT_WITHIN_H):
+                 commit_within_h: float | None = COMMIT_WITHIN_H, replan_budget: int = REPLAN_BUDGET,
+                 replan_cells: int = REPLAN_CELLS):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.lookahead_h = lookahead_h
@@ -56,8 +63,42 @@ class Suanli(Pipeline):
         self.backup_margin = backup_margin
         self.delay = delay_cny_per_gpu_h
         self.delay_power = delay_power
+        self.replan_budget = replan_budget
+        self.replan_cells = replan_cells
+        self._scenario: object = None     # the run the counters below are for
+        self._holding: set[str] = set()   # jobs whose plans it holds now
+        self._replanned = 0               # held jobs offered again, so far in the run
+        self._cells = 0                   # hour-slots of the runs it has priced (a measure of work)
+        self._replan_cells = 0            # ... in calls that re-planned held jobs
+        self._may_hold = True
         self._priced_per_job = 8.0   # how many pools a job's pricing looked at, lately (sizes the batches)
         super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
+
+    def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
+        """Plans that start later are held (with `commit_within_h`, where the caller keeps holds:
+        `view.holds`) and the queue re-planned, most urgent first, at each arrival, while the
+        re-planning budget lasts; then every plan is committed, as without `commit_within_h`."""
+        if self.commit_within_h is None:
+            return super().decide(view, jobs)
+        if not view.holds:                            # the caller would not keep a hold: commit
+            self._may_hold = False
+            return super().decide(view, jobs)
+        if view.scenario is not self._scenario:       # another run: a fresh budget
+            self._scenario, self._holding, self._replanned, self._replan_cells = view.scenario, set(), 0, 0
+        again = sum(1 for pj in jobs if pj.job.id in self._holding)
+        self._replanned += again
+        # Each held plan is priced again at every arrival: a busy or long-running network would
+        # pay that many times over, so holding stops for good once the budget is spent.
+        self._may_hold = self._replanned <= self.replan_budget and self._replan_cells <= self.replan_cells
+        before = self._cells
+        out = super().decide(view, jobs)
+        if again:
+            self._replan_cells += self._cells - before
+        self._holding = {d.job_id for d in out if isinstance(d, Defer) and d.hold is not None}
+        return out
+
+    def may_hold(self, view: StateView, pj: PendingJob, best: Scored) -> bool:
+        return self._may_hold
 
     @staticmethod
     def _priority(view, pj) -> tuple:
@@ -134,6 +175,7 @@ class Suanli(Pipeline):
             pool_c, start_c, energy_c, late_c, wait_c, total_c = (
                 np.concatenate(pair) for pair in zip(found, (p, st, e, *price(p, st, e)), strict=True))
 
+        self._cells += int(opts.duration_h[pool_c].sum()) + len(pool_c)
         on_backup = (np.asarray([opts.site[i] == backup for i in pool_c.tolist()], dtype=bool)
                      if backup is not None else np.zeros(len(pool_c), dtype=bool))
         factor = np.where(on_backup, 1.0 - self.backup_margin, 1.0)
