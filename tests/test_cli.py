@@ -99,3 +99,15 @@ def test_sim_report_is_one_self_contained_html_file(tmp_path):
     assert text.startswith("<!DOCTYPE html>") and "plotly" in text.lower()
     assert "<script src=" not in text                    # nothing to fetch: plotly.js is embedded
     assert "a-1: load (kWh per hour)" in text and "b-1: load (kWh per hour)" in text
+
+
+def test_bench_links_each_scenario_s_side_by_side_report(tmp_path):
+    docs = tmp_path / "docs"
+    r = suanli("bench", "-s", str(DATA / "tiny-outage.yaml"), "-p", "fifo", "-p", "suanli", "--no-bound",
+               "--doc", str(docs / "B.md"), "--chart", str(docs / "b.png"), "--results", str(tmp_path / "r.json"),
+               "--reports", str(docs / "reports"))
+    assert r.returncode == 0, r.stderr
+    assert "[tiny-outage.html](reports/tiny-outage.html)" in (docs / "B.md").read_text()
+    page = (docs / "reports" / "tiny-outage.html").read_text()
+    assert '<script charset="utf-8" src="plotly.min.js"></script>' in page and "policies side by side" in page
+    assert (docs / "reports" / "plotly.min.js").stat().st_size > 1_000_000     # Plotly itself, beside the pages

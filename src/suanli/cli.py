@@ -303,6 +303,8 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
                                   f"(between {BENCH_START} and {BENCH_END}) is rewritten."),
           chart: str = typer.Option("docs/bench.png", "--chart", help="PNG chart to write."),
           results: str = typer.Option("bench/results.json", "--results", help="JSON results to write."),
+          reports: str = typer.Option("docs/reports", "--reports", help="Folder for one HTML report per scenario "
+                                      "(policies side by side), linked from the markdown; '' for none."),
           no_bound: bool = typer.Option(False, "--no-bound", help="Skip the LP lower bound."),
           bound_time: float = typer.Option(120.0, "--bound-time", help="Seconds for each scenario's bound."),
           ray_address: str = typer.Option(None, "--ray-address", help="Fan the simulations out as Ray tasks on "
@@ -314,7 +316,7 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
     import os
     import tempfile
 
-    from suanli.bench import DEFAULT_POLICIES, render_chart, render_markdown, results_json, run_bench
+    from suanli.bench import DEFAULT_POLICIES, render_chart, render_markdown, results_json, run_bench, write_reports
     from suanli.sim.outputs import write_files
 
     paths = scenarios or [str(demo_scenario())] + [
@@ -332,7 +334,12 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
                         mapper=ray_mapper(ray_address) if ray_address else None)
         command = "suanli bench" + "".join(f" -s {p}" for p in scenarios or []) + "".join(
             f" -p {p}" for p in policy_names or [])
-        section = render_markdown(res, pols, command)
+        link = None
+        if reports:
+            err.print(f"bench: reports in {reports}/", highlight=False)
+            write_reports(res, pols, reports)
+            link = os.path.relpath(reports, os.path.dirname(doc) or ".")
+        section = render_markdown(res, pols, command, link)
         old = open(doc, encoding="utf-8").read() if os.path.exists(doc) else "# Benchmarks\n"
         if BENCH_START in old and BENCH_END in old:
             head, rest = old.split(BENCH_START, 1)
