@@ -6,22 +6,25 @@ network file is the hour [epoch + t h, epoch + t + 1 h).
 
 Each tick (every `tick_s` seconds):
 1. sites whose agent has not heartbeat within `heartbeat_timeout_s` (default: `missed_heartbeats`
-   × `heartbeat_interval_s`, 3 × 1 s) are down: their running jobs are PREEMPTED and go back to
-   PENDING keeping their checkpointed work (up to the last checkpoint file the agent reported
-   during this run, else the job's `checkpoint_h` rule as in the simulator) and remembering the
-   site (the policy prefers its `backup`); placements not yet dispatched there are void
-   (PLACED → PENDING). A drained site (`suanli admin drain`) takes no new placement and loses
-   its undispatched ones; its running jobs finish;
+   × `heartbeat_interval_s`, 3 × 1 s; counted from this loop's start plus one timeout after a
+   restart) are down: their running jobs are PREEMPTED and go back to PENDING keeping their
+   checkpointed work (up to the checkpoint stored with the controller during this run, else the
+   job's `checkpoint_h` rule as in the simulator) and remembering the site (the policy prefers
+   its `backup`); placements not yet dispatched there are void (PLACED → PENDING). A drained
+   site (`suanli admin drain`) takes no new placement and loses its undispatched ones; its
+   running jobs finish. A site that was down takes new placements only after `recovery_s` up
+   again (hysteresis: `placeable`);
 2. the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line with
    the database: active jobs hold their planned or actual run, finished runs their metered
    segment;
 3. every PENDING job is offered to the policy (`suanli.scheduling.policies.make(name)`)
-   through a `StateView`, exactly as the simulator offers it; `Place` → PLACED (the GPUs are
+   through a `StateView` (with the grid caps known now: `grid_caps`), exactly as the simulator
+   offers it; `Place` → PLACED (the GPUs are
    checked free in the ledger first), `Defer` → stays PENDING with the reason, `Reject` →
    FAILED with the reason. Each decision's explanation is stored with the job.
 Agents pull due placements (PLACED → TRANSFERRING, a new fence per dispatch) and report
 RUNNING, SUCCEEDED or FAILED; reports with an old fence are refused, so a job runs under one
-dispatch at a time.
+dispatch at a time. A FAILED run is retried (`preempt`) until `max_attempts` runs have failed.
 
 On PostgreSQL one replica at a time runs the loop: the holder of advisory lock `LOCK_ID` (a
 session lock on a connection of its own, checked every tick); each tick also takes
