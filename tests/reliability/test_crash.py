@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
-from svc import NETWORK, job_body, pg_schema, wait_for  # noqa: E402
+from svc import NETWORK, job_body, pg_schema, stop_all, wait_for  # noqa: E402
 
 from suanli.service import auth, metering  # noqa: E402
 from suanli.service.db import open_db  # noqa: E402
@@ -99,16 +99,7 @@ class Cluster:
         self.agents[site].wait()
 
     def stop(self) -> None:
-        for p in [self.server, *self.agents.values()]:
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in [self.server, *self.agents.values()]:
-            if p is not None:
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop_all([self.server, *self.agents.values()])
 
 
 def submit_until_acknowledged(url: str, token: str, key: str, body: dict, deadline: float) -> int:

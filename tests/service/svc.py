@@ -101,14 +101,21 @@ def service(db_url, tmp_path) -> Iterator[Service]:
         try:
             yield svc
         finally:
-            for p in svc.agents:
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+            stop_all(svc.agents)
+
+
+def stop_all(procs, grace_s: float = 15.0) -> None:
+    """SIGTERM every process still running, then wait for each; SIGKILL one that outlasts `grace_s`."""
+    procs = [p for p in procs if p is not None]
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def job_body(**over) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import svc
 import yaml
-from svc import NETWORK, Service, ThreadServer, build, job_body, wait_for
+from svc import NETWORK, Service, ThreadServer, build, job_body, stop_all, wait_for
 
 db_url = svc.db_url
 
@@ -82,6 +82,4 @@ def test_the_suanli_policy_does_not_run_on_a_capped_site_during_the_cap(db_url, 
             j = wait_for(lambda: (j := tenant.get(f"/v1/jobs/{capped}").json())["site"] and j, 30)
             assert j["site"] == "east-1" or j["start_h"] >= cap["end_h"] - 1e-6, j
         finally:
-            for p in svc_.agents:
-                p.terminate()
-                p.wait(timeout=15)
+            stop_all(svc_.agents)

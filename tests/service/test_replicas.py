@@ -4,7 +4,6 @@ loop, and when that one is SIGKILLed the other takes the loop over and the agent
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
-from svc import NETWORK, job_body, pg_schema, wait_for
+from svc import NETWORK, job_body, pg_schema, stop_all, wait_for
 
 from suanli.service import auth
 from suanli.service.db import open_db
@@ -120,12 +119,4 @@ def test_two_replicas_place_each_job_once_and_hand_the_loop_over_when_the_leader
         print(f"replicas: 30 jobs once each; the survivor finished 10 new jobs {takeover_s:.1f} s after the "
               f"leader's SIGKILL")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.kill(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_all(procs)

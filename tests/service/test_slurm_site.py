@@ -18,7 +18,7 @@ import sites
 import svc
 from sites import cancel_partition, job_command, slurm, slurm_jobs, start_slurm_agent
 from sqlalchemy import func, select
-from svc import job_body, wait_for
+from svc import job_body, stop_all, wait_for
 
 from suanli.agent.executors.slurm import SlurmExecutor, gres_gpus, parse_kv, suanli_state
 from suanli.service import auth
@@ -223,15 +223,7 @@ def test_controller_sigkilled_during_a_failover_loses_no_job_and_starts_none_twi
             assert sorted(s.scalars(select(Usage.job_id))) == sorted(ids)     # metered once each
         print(f"controller SIGKILLed mid-failover: 4 jobs finished once at west-1, {took:.1f} s after east-1 died")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(procs)
         cancel_partition("east-1")
         cancel_partition("west-1")
 

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
@@ -26,7 +26,8 @@ from suanli.errors import UserError, short_repr
 from suanli.model.scenario import Scenario
 from suanli.model.schema import Event
 from suanli.service import dashboard, etags, limits, metering
-from suanli.service.auth import Principal, authenticate, billed_tenants
+from suanli.service.auth import Principal, billed_tenants
+from suanli.service.bearer import bearer, principal_of
 from suanli.service.checkpoints import TooLarge, move_price
 from suanli.service.controller import Controller, drained_sites
 from suanli.service.db import readers
@@ -54,8 +55,6 @@ from suanli.service.schemas import (
     SiteOut,
     UsageOut,
 )
-
-_bearer = HTTPBearer(auto_error=False, description="a token from `suanli admin create-*`")
 
 log = logging.getLogger("suanli.api")
 
@@ -113,15 +112,9 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         with (reads if request.method == "GET" else sessions)() as s:     # GET only reads (db.readers)
             yield s
 
-    def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                   s: Annotated[Session, Depends(db)]) -> Principal:
-        if cred is None or not cred.credentials:
-            raise HTTPException(401, "missing Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
-        p = authenticate(s, cred.credentials)
-        s.rollback()      # end the read: a handler may take the controller's lock next (SQLite: one writer)
-        if p is None:
-            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
-        return p
+        return principal_of(s, cred)
 
     Who = Annotated[Principal, Depends(principal)]
     DB = Annotated[Session, Depends(db)]
@@ -441,12 +434,17 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
             s.commit()
         return out
 
-    def dispatched_here(s: Session, site: str, job_id: int, fence: int, lock: bool = False) -> JobRow:
+    def fenced(s: Session, site: str, job_id: int, fence: int, lock: bool = False) -> JobRow:
+        """The job of an agent's call: on `site` (else 404) under dispatch `fence` (else 409: stale)."""
         row = s.get(JobRow, job_id, with_for_update=lock)
         if row is None or row.site != site:
             raise HTTPException(404, f"no job {job_id} on site {site}")
         if row.fence != fence:
             raise HTTPException(409, f"job {job_id}: fence {fence} is stale (current dispatch {row.fence})")
+        return row
+
+    def dispatched_here(s: Session, site: str, job_id: int, fence: int, lock: bool = False) -> JobRow:
+        row = fenced(s, site, job_id, fence, lock)
         if row.state not in ("TRANSFERRING", "RUNNING"):
             raise HTTPException(409, f"job {job_id} is {row.state}, not dispatched")
         return row
@@ -479,9 +477,8 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                 except HTTPException:
                     controller.store.discard(tmp)   # re-dispatched while uploading: not the job's checkpoint
                     raise
-                when = at if at.tzinfo else at.replace(tzinfo=UTC)
                 controller.store.commit(job_id, tmp)
-                row.checkpoint_h = (when - controller.epoch).total_seconds() / 3600.0
+                row.checkpoint_h = controller.hours(at)
                 row.checkpoint_bytes = size
                 row.checkpoint_site = site
                 s.commit()
@@ -503,11 +500,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
     def report(site: str, job_id: JobIdPath, body: Report, p: Who, s: DB):
         site_only(p, site)
         with controller.lock:
-            row = s.get(JobRow, job_id, with_for_update=True)
-            if row is None or row.site != site:
-                raise HTTPException(404, f"no job {job_id} on site {site}")
-            if row.fence != body.fence:
-                raise HTTPException(409, f"job {job_id}: fence {body.fence} is stale (current dispatch {row.fence})")
+            row = fenced(s, site, job_id, body.fence, lock=True)
             now = controller.now_h()
             if row.state == "CANCELLED":
                 return done(s, job_out(s, row))   # the kill the agent confirms: metered at cancel

@@ -30,7 +30,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, PlainTextResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,7 +41,8 @@ from suanli.model.scenario import Scenario
 from suanli.model.schedule import Segment
 from suanli.model.schema import Job
 from suanli.service import metering
-from suanli.service.auth import Principal, authenticate, billed_tenants
+from suanli.service.auth import Principal, billed_tenants
+from suanli.service.bearer import bearer, principal_of
 from suanli.service.controller import Controller, drained_sites
 from suanli.service.db import readers
 from suanli.service.models import Job as JobRow
@@ -52,8 +53,6 @@ STATIC = Path(__file__).parent / "static"
 PAST_H = 24            # the site view: 24 h of the past, 48 h ahead
 FUTURE_H = 48
 HISTORY_H = 72         # metered runs older than this no longer move a site's balance now (a battery's memory)
-
-_bearer = HTTPBearer(auto_error=False, description="a token from `suanli admin create-*`")
 
 
 def _etagged(request: Request, payload: dict[str, Any], volatile: tuple[str, ...] = ("now_h",)) -> Response:
@@ -79,14 +78,9 @@ def router(controller: Controller) -> APIRouter:
         with reads() as s:           # the dashboard's calls only read (db.readers: no write lock on SQLite)
             yield s
 
-    def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                   s: Annotated[Session, Depends(db)]) -> Principal:
-        if cred is None or not cred.credentials:
-            raise HTTPException(401, "missing Authorization: Bearer TOKEN", headers={"WWW-Authenticate": "Bearer"})
-        p = authenticate(s, cred.credentials)
-        s.rollback()
-        if p is None:
-            raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
+        p = principal_of(s, cred)
         if p.role == "site":
             raise HTTPException(403, "the dashboard is for tenant and admin tokens, not a site agent token")
         return p
