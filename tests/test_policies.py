@@ -231,8 +231,7 @@ def test_cost_each_and_cost_many_give_what_cost_one_and_cost_give():
     runs = [(o, [float(s) + k for k in range(n)]) for o, s, n in zip(opts, starts, (1, 3, 7, 2), strict=False)]
     many = pricer.cost_many(pj, runs)
     for (o, hours), got in zip(runs, many, strict=True):
-        want = [pricer.cost_one(pj, o, hours[0])] if len(hours) == 1 else pricer.cost(pj, o, hours).tolist()
-        assert got.tolist() == want
+        assert got.tolist() == [pricer.cost_one(pj, o, h) for h in hours] == pricer.cost(pj, o, hours).tolist()
 
 
 def test_tier_book_rows_match_fresh_tiers_as_time_moves_and_load_changes():

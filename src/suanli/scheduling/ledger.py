@@ -26,6 +26,7 @@ from suanli.energy.balance import BatterySpec
 from suanli.model.scenario import Scenario
 from suanli.model.schema import Event
 from suanli.scheduling.calendar import PoolCalendar
+from suanli.scheduling.kernels import battery_advance, battery_charge
 
 
 def slot_overlaps(start: float, end: float) -> tuple[int, np.ndarray]:
@@ -152,24 +153,9 @@ class Ledger:
             t, soc = self._cp_slot[site], self._cp_soc[site]
             if t > first:
                 t, soc = 0, b.initial_soc * cap
-            while t < first:                    # advance the checkpoint to `first`
-                r, ld = ren[t], load[t]
-                if r >= ld:
-                    soc += eta * min(r - ld, pw, (cap - soc) / eta)
-                else:
-                    soc -= min(ld - r, pw, soc)
-                t += 1
+            soc = battery_advance(ren, load, t, first, soc, cap, pw, eta)   # the checkpoint, moved to `first`
             self._cp_slot[site], self._cp_soc[site] = first, soc
-            sur, dfc = surplus.tolist(), deficit.tolist()
-            ch = [0.0] * n
-            for k in range(n):
-                if dfc[k] <= 0.0:
-                    c = min(sur[k], pw, (cap - soc) / eta)
-                    soc += eta * c
-                    ch[k] = c
-                else:
-                    soc -= min(dfc[k], pw, soc)
-            charge = np.asarray(ch)
+            charge = battery_charge(surplus, deficit, soc, cap, pw, eta)
         curtailed = surplus - charge
         below = np.full(n, np.inf)
         if caps:

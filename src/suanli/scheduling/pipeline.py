@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from suanli.scheduling.kernels import run_energy_cny
 from suanli.scheduling.state import (
     Decision,
     Defer,
@@ -647,82 +648,31 @@ class EnergyPricer:
         return float(self.prices.floors(self.view, self.first)[self.book.index(self.view, site)])
 
     def cost_one(self, pj: PendingJob, o: Option, start: float) -> float:
-        """`cost` for a single start, in plain Python, slot by slot in time order."""
+        """`cost` for a single start."""
         end = start + o.duration_h
         first = math.floor(start)
-        last = max(math.ceil(end), first + 1)
-        k_site = self._row(o.site, last)
-        book = self.book
-        rp = float(book.renewable_cny[k_site])
+        k_site = self._row(o.site, max(math.ceil(end), first + 1))
         kw = pj.job.gpus * self.view.ledger.power[o.gpu_type] * self.view.ledger.pue[o.site]
-        parts = book.rows[:, k_site]
-        cur, chg, cap = parts[book.CURTAILED], parts[book.CHARGE], parts[book.BELOW_CAP]
-        g_, pc_, po_ = parts[book.GRID], parts[book.CHARGE_PRICE], parts[book.OVER_CAP_PRICE]
-        base = book.base
-        total = 0.0
-        for t in range(first, last):
-            x = (min(t + 1.0, end) - max(float(t), start)) * kw
-            if x <= 0.0:
-                continue
-            k = t - base
-            a = min(x, cur[k])
-            x -= a
-            b = min(x, chg[k])
-            x -= b
-            c = min(x, cap[k])
-            total += a * rp + b * pc_[k] + c * g_[k] + (x - c) * po_[k]
-        return float(total)
-
-    def _slot_cny(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                  width: int, top: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For runs i (at the scenario's site_pos[i], drawing kw[i] kW over [starts[i], ends[i]))
-        and the `width` slots from floor(starts[i]): the CNY of the energy drawn in each slot,
-        cheapest tier first, and whether the run draws any there. Tiers are read up to slot
-        top[i] (later slots repeat it: padding, not to be counted)."""
-        # one entry per (run, slot), run-major: flat arrays, no broadcasting (cheaper when small)
-        n = len(starts)
-        slot = np.floor(starts).repeat(width) + np.arange(n * width, dtype=float) % width
-        start, end = starts.repeat(width), ends.repeat(width)
-        x = np.maximum(np.minimum(slot + 1.0, end) - np.maximum(slot, start), 0.0) * kw.repeat(width)
-        live = x > 0.0
-        book = self.book
-        k = np.minimum(slot, top.repeat(width)) + (site_pos * book.rows.shape[2] - book.base).repeat(width)
-        cur, chg, cap, g, rp, pc, po = book.rows.reshape(7, -1).take(k.astype(np.int64), axis=1)
-        a = np.minimum(x, cur)
-        x = x - a
-        b = np.minimum(x, chg)
-        x = x - b
-        c = np.minimum(x, cap)
-        d = x - c
-        shape = (n, width)
-        return (a * rp + b * pc + c * g + d * po).reshape(shape), live.reshape(shape)
+        return float(run_energy_cny(self.book.rows, self.book.base, np.asarray([k_site]), np.asarray([float(kw)]),
+                                    np.asarray([float(start)]), np.asarray([float(end)]))[0])
 
     def cost_each(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
                   durations: np.ndarray) -> np.ndarray:
         """`cost_one` for many runs at once (run i: at the scenario's site_pos[i], drawing kw[i]
-        kW from starts[i] for durations[i] hours), summed slot by slot in time order as
-        `cost_one` does, so that each equals what it gives. Leaves the price book alone (see
-        `priced`)."""
+        kW from starts[i] for durations[i] hours). Leaves the price book alone (see `priced`)."""
         ends = starts + durations
-        lo = np.floor(starts)
-        last = np.maximum(np.ceil(ends), lo + 1)
+        last = np.maximum(np.ceil(ends), np.floor(starts) + 1)
         self.book.ensure(self.view, self.scratch, site_pos, last)
-        v, live = self._slot_cny(site_pos, kw, starts, ends, int((last - lo).max()), last - 1)
-        return np.add.accumulate(np.where(live, v, 0.0), axis=1)[:, -1]
+        return run_energy_cny(self.book.rows, self.book.base, site_pos, kw.astype(float), starts, ends)
 
     def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
-        """CNY for each start, all starts at once: a (starts × slots) matrix of hours run."""
-        return self.cost_many(pj, [(o, starts)], single=False)[0]
+        """CNY for each start (as `cost_one` gives it)."""
+        return self.cost_many(pj, [(o, starts)])[0]
 
-    def cost_many(self, pj: PendingJob, runs: Sequence[tuple[Option, Sequence[float]]],
-                  single: bool = True) -> list[np.ndarray]:
-        """CNY for each start of each (pool, starts) in `runs`, as `cost` gives for each pool
-        (or, with `single`, `cost_one` for a pool with one start), in one pass over all of them.
-
-        `cost` sums each pool's (starts × slots) matrix with NumPy's pairwise sum, whose
-        rounding depends on the matrix's width; so each pool's part is summed on its own, at
-        its own width: that of its longest run (as `run_hours` has it; for one start, as
-        `cost_one` has it: to max(ceil(end), first slot + 1))."""
+    def cost_many(self, pj: PendingJob, runs: Sequence[tuple[Option, Sequence[float]]]) -> list[np.ndarray]:
+        """CNY for each start of each (pool, starts) in `runs` (as `cost_one` gives it), in one
+        pass over all of them. The price book's arrays grow, pool by pool, to cover the slots
+        of its latest start's run."""
         counts = [len(starts) for _, starts in runs]
         st = np.asarray([t for _, starts in runs for t in starts], dtype=float)
         ends = st + np.asarray([o.duration_h for o, _ in runs]).repeat(counts)
@@ -730,22 +680,12 @@ class EnergyPricer:
         at = np.asarray([0, *counts[:-1]]).cumsum()
         width = np.maximum(np.maximum.reduceat(np.ceil(ends) - lo, at), 1.0)
         last = np.maximum.reduceat(lo, at) + width         # one past the last slot read, per pool
-        lasts = last.astype(np.int64).tolist()
-        self.priced([o.site for o, _ in runs], lasts)
+        self.priced([o.site for o, _ in runs], last.astype(np.int64).tolist())
         power, pue, pos = self.view.ledger.power, self.view.ledger.pue, self.book.index
         site_pos = np.asarray([pos(self.view, o.site) for o, _ in runs]).repeat(counts)
-        kw = np.asarray([pj.job.gpus * power[o.gpu_type] * pue[o.site] for o, _ in runs]).repeat(counts)
+        kw = np.asarray([pj.job.gpus * power[o.gpu_type] * pue[o.site] for o, _ in runs], dtype=float).repeat(counts)
         self.book.ensure(self.view, self.scratch, site_pos, last.repeat(counts))
-        widths = width.astype(np.int64).tolist()
-        v, live = self._slot_cny(site_pos, kw, st, ends, max(widths), (last - 1.0).repeat(counts))
-        out, row = [], 0
-        for n, w in zip(counts, widths, strict=True):
-            if single and n == 1:
-                out.append(np.add.accumulate(np.where(live[row], v[row], 0.0))[-1:])
-            else:
-                out.append(np.ascontiguousarray(v[row:row + n, :w]).sum(axis=1))
-            row += n
-        return out
+        return np.split(run_energy_cny(self.book.rows, self.book.base, site_pos, kw, st, ends), at[1:])
 
 
 def run_hours(starts: np.ndarray, duration: float, first: int) -> tuple[np.ndarray, np.ndarray]:
