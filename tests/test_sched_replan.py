@@ -75,3 +75,31 @@ def test_a_budget_of_nothing_holds_at_most_the_first_call():
 
 def test_re_planning_is_deterministic():
     assert _run(Suanli())[1] == _run(Suanli())[1]
+
+
+def _two_sites() -> dict:
+    """The lax job of `_scenario` at east-1, and a second site, west-1, where a stream of small
+    jobs arrives: they never touch east-1, so the lax job's held plan has no reason to move."""
+    scn = _scenario()
+    scn["cities"]["west"] = {"lat": 36.0, "lon": 104.0}
+    scn["links"] = [{"a": "east", "b": "west", "gbps": 10, "latency_ms": 30, "cny_per_gb": 0.1}]
+    scn["sites"].append({"id": "west-1", "city": "west", "gpus": {"a800": {"count": 8, "cny_per_gpu_h": 5.0}},
+                         "grid": {"carbon_kg_per_kwh": 0.5, "cny_per_kwh": 0.2}})
+    scn["jobs"] = [{**scn["jobs"][0], "max_rtt_ms": 5}] + [
+        {"id": f"w{i}", "submit_h": 0.1 + 0.1 * i, "gpus": 1, "work_h": 0.5, "origin": "west", "max_rtt_ms": 5}
+        for i in range(10)]
+    return scn
+
+
+def test_a_held_plan_nothing_touches_is_kept_without_pricing_it_again():
+    lazy, eager = Suanli(), Suanli(lazy_replan=False)
+    runs = {}
+    for name, policy in (("lazy", lazy), ("eager", eager)):
+        scn = parse_scenario(_two_sites(), "replan")
+        res = simulate(scn, policy)
+        assert validate(scn, res.segments)[0] == []
+        runs[name] = {s.job_id: (s.site, s.start_h) for s in res.segments}
+    assert lazy._offered == 11                         # offered again at each of the 10 arrivals, and at 2 h
+    assert lazy._replanned == 1                        # priced again only at its planned start,
+    assert runs["lazy"]["lax"] == ("east-1", 2.0)      # where it is committed, as planned
+    assert eager._replanned == eager._offered          # eager: priced again every time it comes back

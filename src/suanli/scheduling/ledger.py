@@ -33,9 +33,8 @@ def slot_overlaps(start: float, end: float) -> tuple[int, np.ndarray]:
     """(first slot, hours of [start, end) inside each slot from it on)."""
     first = math.floor(start)
     last = max(math.ceil(end), first + 1)
-    edges = np.arange(first, last + 1, dtype=float)
-    hours = np.minimum(edges[1:], end) - np.maximum(edges[:-1], start)
-    return first, np.maximum(hours, 0.0)
+    # plain floats: runs span a few slots, where one NumPy call costs more than the loop
+    return first, np.asarray([max(min(t + 1.0, end) - max(float(t), start), 0.0) for t in range(first, last)])
 
 
 @dataclass(frozen=True)

@@ -543,17 +543,36 @@ class TierBook:
         if view.ledger is not self.ledger or first < self.first:
             self._reset(view)
         self.first = first
-        if not (self.with_context or view.grid_caps or scratch.has_plans()):
-            stale = (self.hi[rows] < last) | (self.version[rows] != view.ledger.version[rows])
-            if not stale.any():
-                return
-            rows, last = rows[stale], last[stale]
+        # A row without context (no caps known at its site, nothing planned there in this
+        # scratch, none when it was built) is valid while it is long enough and its site's load
+        # unchanged: checked for all such rows at once. The others go one by one.
+        stale = (self.hi[rows] < last) | (self.version[rows] != view.ledger.version[rows])
+        if self.with_context or view.grid_caps or scratch.has_plans():
+            special = self._with_context(view, scratch)
+            if special is not None:
+                stale |= special[rows]
+        if not np.count_nonzero(stale):
+            return
+        rows, last = rows[stale], last[stale]
         need: dict[int, int] = {}
         for k, n in zip(rows.tolist(), last.tolist(), strict=True):
             if n > need.get(k, -1):
                 need[k] = int(n)
         for k in sorted(need):
             self.ensure_one(view, scratch, k, need[k])
+
+    def _with_context(self, view: StateView, scratch: Scratch) -> np.ndarray | None:
+        """Per row: whether its context may differ from none (caps known at the site, load
+        planned there in `scratch`, or a row built with context); None if no row's may."""
+        mask = None
+        if self.with_context:
+            mask = np.asarray([c is not None for c in self.context], dtype=bool)
+        sites = {e.site for e in view.grid_caps} | scratch.planned_sites()
+        if sites:
+            if mask is None:
+                mask = np.zeros(len(self.sites), dtype=bool)
+            mask[[self.pos[s] for s in sites if s in self.pos]] = True
+        return mask
 
     def ensure_one(self, view: StateView, scratch: Scratch, k: int, last: int) -> None:
         """`ensure` for one row."""
@@ -685,7 +704,9 @@ class EnergyPricer:
         site_pos = np.asarray([pos(self.view, o.site) for o, _ in runs]).repeat(counts)
         kw = np.asarray([pj.job.gpus * power[o.gpu_type] * pue[o.site] for o, _ in runs], dtype=float).repeat(counts)
         self.book.ensure(self.view, self.scratch, site_pos, last.repeat(counts))
-        return np.split(run_energy_cny(self.book.rows, self.book.base, site_pos, kw, st, ends), at[1:])
+        e = run_energy_cny(self.book.rows, self.book.base, site_pos, kw, st, ends)
+        bounds = at.tolist() + [len(e)]
+        return [e[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def run_hours(starts: np.ndarray, duration: float, first: int) -> tuple[np.ndarray, np.ndarray]:
@@ -731,14 +752,15 @@ class Candidates:
         """The candidates `which` as `Scored` (values as Python numbers)."""
         which = np.asarray(which, dtype=np.int64)
         pool = self.pool[which]
-        start = self.start[which]
-        end = (start + self.opts.duration_h[pool]).tolist()
-        names, infos = list(self.parts), list(self.info)
-        parts = list(zip(*(v[which].tolist() for v in self.parts.values()), strict=True))
-        columns = [v[which].tolist() for v in self.info.values()]
-        info = [dict(zip(infos, row, strict=True)) for row in zip(*columns, strict=True)]
-        return [Scored(self.opts.site[p], self.opts.gpu_type[p], s, e, dict(zip(names, v, strict=True)), t, i)
-                for p, s, e, v, t, i in zip(pool.tolist(), start.tolist(), end, parts, self.total[which].tolist(), info,
+        start = self.start[which].tolist()
+        end = (self.start[which] + self.opts.duration_h[pool]).tolist()
+        names, infos = tuple(self.parts), tuple(self.info)
+        parts = zip(*(v[which].tolist() for v in self.parts.values()), strict=True)
+        info = zip(*(v[which].tolist() for v in self.info.values()), strict=True)
+        site, gpu_type = self.opts.site, self.opts.gpu_type
+        return [Scored(site[p], gpu_type[p], s, e, dict(zip(names, v, strict=True)), t,
+                       dict(zip(infos, i, strict=True)))
+                for p, s, e, v, t, i in zip(pool.tolist(), start, end, parts, self.total[which].tolist(), info,
                                             strict=True)]
 
 
@@ -784,12 +806,26 @@ class Pipeline:
         committed; a policy that bounds its re-planning says no once its budget is spent."""
         return True
 
+    def kept_hold(self, view: StateView, pj: PendingJob,
+                  planned: Sequence[tuple[str, str, str, float, float]]) -> Defer | None:
+        """A held plan to keep as it is, without pricing the job again, given what this call
+        has planned so far (`planned`: (job, site, GPU type, start, end) of each job priced);
+        None: price it again. By default every job is priced again."""
+        return None
+
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()
         out: list[Decision] = []
+        planned: list[tuple[str, str, str, float, float]] = []    # what this call priced, for `kept_hold`
         # stable: jobs ready together keep the order they were offered in (arrival order)
         cache = self._static_cache(view)
         for pj in sorted(jobs, key=lambda pj: self.order(view, pj)):
+            kept = self.kept_hold(view, pj, planned)
+            if kept is not None and kept.hold is not None:
+                site, gpu_type, start, end = kept.hold
+                scratch.reserve(site, gpu_type, start, end, pj.job.gpus)
+                out.append(kept)
+                continue
             opts, rejected, dynamic = pool_options(view, pj, self.filters, cache)
             if not len(opts):
                 expl = Explanation(self.name, view.now, None, (), rejected, "no pool passed the filters")
@@ -806,6 +842,7 @@ class Pipeline:
                 continue
             best = top[0]
             scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
+            planned.append((pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h))
             expl = Explanation(self.name, view.now, best, tuple(top), rejected)
             if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
                     and self.may_hold(view, pj, best)):

@@ -39,7 +39,7 @@ class PendingJob:
     from_site: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)      # not frozen: policies make thousands per second, and frozen init is slow
 class Scored:
     """One candidate placement and the parts of its price (CNY)."""
 
@@ -177,6 +177,10 @@ class Scratch:
 
     def has_plans(self) -> bool:
         return bool(self._planned)
+
+    def planned_sites(self) -> set[str]:
+        """Sites with a placement planned in this scratch."""
+        return set(self._planned)
 
     def token(self, site: str) -> tuple[int, int] | None:
         """None while nothing is planned on `site` in this scratch; otherwise a value that

@@ -54,7 +54,7 @@ class Suanli(Pipeline):
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
                  commit_within_h: float | None = COMMIT_WITHIN_H, replan_budget: int = REPLAN_BUDGET,
-                 replan_cells: int = REPLAN_CELLS):
+                 replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.lookahead_h = lookahead_h
@@ -66,8 +66,13 @@ class Suanli(Pipeline):
         self.replan_budget = replan_budget
         self.replan_cells = replan_cells
         self._scenario: object = None     # the run the counters below are for
-        self._holding: set[str] = set()   # jobs whose plans it holds now
-        self._replanned = 0               # held jobs offered again, so far in the run
+        self._held: dict[str, Defer] = {}  # the plans it holds now, by job
+        self.lazy_replan = lazy_replan
+        self._replan_all = True           # this call prices every held plan again
+        self._pricing_held = False        # the job being priced has a held plan
+        self._world: tuple | None = None  # sites down and grid caps known at the last call
+        self._offered = 0                 # held jobs offered again, so far in the run
+        self._replanned = 0               # ... and priced again
         self._cells = 0                   # hour-slots of the runs it has priced (a measure of work)
         self._replan_cells = 0            # ... in calls that re-planned held jobs
         self._may_hold = True
@@ -84,21 +89,55 @@ class Suanli(Pipeline):
             self._may_hold = False
             return super().decide(view, jobs)
         if view.scenario is not self._scenario:       # another run: a fresh budget
-            self._scenario, self._holding, self._replanned, self._replan_cells = view.scenario, set(), 0, 0
-        again = sum(1 for pj in jobs if pj.job.id in self._holding)
-        self._replanned += again
-        # Each held plan is priced again at every arrival: a busy or long-running network would
-        # pay that many times over, so holding stops for good once the budget is spent.
-        self._may_hold = self._replanned <= self.replan_budget and self._replan_cells <= self.replan_cells
-        before = self._cells
+            self._scenario, self._held, self._replanned, self._replan_cells = view.scenario, {}, 0, 0
+            self._offered = 0
+            self._world = None
+        # Each held plan offered again costs (the simulator releases and books it again; it may be
+        # priced again): a busy or long-running network would pay that many times over, so
+        # holding stops for good once the budget is spent.
+        self._offered += sum(1 for pj in jobs if pj.job.id in self._held)
+        self._may_hold = self._offered <= self.replan_budget and self._replan_cells <= self.replan_cells
+        # Sites going down or up, and grid caps announced, change what every plan costs: then
+        # every held plan is priced again.
+        world = (view.down, len(view.grid_caps))
+        self._replan_all = not self.lazy_replan or world != self._world
+        self._world = world
         out = super().decide(view, jobs)
-        if again:
-            self._replan_cells += self._cells - before
-        self._holding = {d.job_id for d in out if isinstance(d, Defer) and d.hold is not None}
+        self._held = {d.job_id: d for d in out if isinstance(d, Defer) and d.hold is not None}
         return out
 
     def may_hold(self, view: StateView, pj: PendingJob, best: Scored) -> bool:
         return self._may_hold
+
+    @property
+    def _holding(self) -> set[str]:
+        return set(self._held)
+
+    def kept_hold(self, view: StateView, pj: PendingJob,
+                  planned: Sequence[tuple[str, str, str, float, float]]) -> Defer | None:
+        """A held plan is kept, unpriced, unless something planned before it in this call (a
+        newcomer more urgent than it, or a held plan that moved) books its site in a slot its
+        run touches: the only way it can have lost its GPUs or its cheap energy. It is priced
+        again at its planned start (to be committed), when a site goes down or comes back or a
+        grid cap is announced, and always with `lazy_replan=False`."""
+        held = self._held.get(pj.job.id)
+        self._pricing_held = held is not None
+        if held is None or self._replan_all or not self._may_hold:
+            self._replanned += self._pricing_held
+            return None
+        site, _, start, end = held.hold
+        if not start > view.now:
+            self._replanned += 1
+            return None
+        first, last = math.floor(start), math.ceil(end)
+        for job, s, g, a, b in planned:
+            if s == site and math.floor(a) < last and math.ceil(b) > first:
+                before = self._held.get(job)
+                if before is None or before.hold != (s, g, a, b):    # not just the same plan again
+                    self._replanned += 1
+                    return None
+        self._pricing_held = False
+        return held
 
     @staticmethod
     def _priority(view, pj) -> tuple:
@@ -175,7 +214,10 @@ class Suanli(Pipeline):
             pool_c, start_c, energy_c, late_c, wait_c, total_c = (
                 np.concatenate(pair) for pair in zip(found, (p, st, e, *price(p, st, e)), strict=True))
 
-        self._cells += int(opts.duration_h[pool_c].sum()) + len(pool_c)
+        cells = int(opts.duration_h[pool_c].sum()) + len(pool_c)
+        self._cells += cells
+        if self._pricing_held:
+            self._replan_cells += cells
         on_backup = (np.asarray([opts.site[i] == backup for i in pool_c.tolist()], dtype=bool)
                      if backup is not None else np.zeros(len(pool_c), dtype=bool))
         factor = np.where(on_backup, 1.0 - self.backup_margin, 1.0)
