@@ -26,7 +26,7 @@ from suanli.energy.balance import BatterySpec
 from suanli.model.scenario import Scenario
 from suanli.model.schema import Event
 from suanli.scheduling.calendar import PoolCalendar
-from suanli.scheduling.kernels import battery_advance, battery_charge
+from suanli.scheduling.kernels import battery_advance, free_energy
 
 
 def slot_overlaps(start: float, end: float) -> tuple[int, np.ndarray]:
@@ -144,18 +144,15 @@ class Ledger:
         b = self.battery[site]
         n = last - first
         window = load[first:last] if extra is None else load[first:last] + extra
-        surplus = np.maximum(ren[first:last] - window, 0.0)
-        deficit = np.maximum(window - ren[first:last], 0.0)
-        charge = np.zeros(n)
+        soc, cap, pw, eta = 0.0, 0.0, 0.0, 1.0
         if b is not None:
-            cap, pw, eta = b.capacity_kwh, b.power_kw, b.efficiency
+            cap, pw, eta = float(b.capacity_kwh), float(b.power_kw), float(b.efficiency)
             t, soc = self._cp_slot[site], self._cp_soc[site]
             if t > first:
                 t, soc = 0, b.initial_soc * cap
-            soc = battery_advance(ren, load, t, first, soc, cap, pw, eta)   # the checkpoint, moved to `first`
+            soc = battery_advance(ren, load, t, first, float(soc), cap, pw, eta)   # the checkpoint, moved to `first`
             self._cp_slot[site], self._cp_soc[site] = first, soc
-            charge = battery_charge(surplus, deficit, soc, cap, pw, eta)
-        curtailed = surplus - charge
+        curtailed, charge, deficit = free_energy(window, ren[first:last], soc, cap, pw, eta)
         below = np.full(n, np.inf)
         if caps:
             t = np.arange(first, last)

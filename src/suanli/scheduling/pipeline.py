@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from suanli.scheduling.kernels import run_energy_cny
+from suanli.scheduling.kernels import run_energy_cny, run_prices
 from suanli.scheduling.state import (
     Decision,
     Defer,
@@ -519,6 +519,8 @@ class TierBook:
         self.version = np.full(n, -1, dtype=np.int64)
         self.context: list[tuple | None] = [None] * n   # (caps, scratch token) a row was built with
         self.with_context = 0                       # rows built with caps or planned load
+        self.has_context = np.zeros(n, dtype=bool)  # ... which rows
+        self._marked: tuple[object, np.ndarray | None] = (None, None)   # `_with_context`'s last answer
         self._grid = np.zeros((n, 0))               # grid price with the carbon price, from slot 0
         self.renewable_cny = np.asarray([s.renewables.cny_per_kwh for s in scn.sites.values()], dtype=float)
         self.efficiency = np.asarray([s.battery.efficiency if s.battery is not None else 1.0
@@ -564,15 +566,18 @@ class TierBook:
     def _with_context(self, view: StateView, scratch: Scratch) -> np.ndarray | None:
         """Per row: whether its context may differ from none (caps known at the site, load
         planned there in `scratch`, or a row built with context); None if no row's may."""
-        mask = None
-        if self.with_context:
-            mask = np.asarray([c is not None for c in self.context], dtype=bool)
-        sites = {e.site for e in view.grid_caps} | scratch.planned_sites()
-        if sites:
-            if mask is None:
-                mask = np.zeros(len(self.sites), dtype=bool)
-            mask[[self.pos[s] for s in sites if s in self.pos]] = True
-        return mask
+        key = (scratch.serial, scratch.planned_count, len(view.grid_caps))
+        if self._marked[0] != key:
+            sites = {e.site for e in view.grid_caps} | scratch.planned_sites()
+            marked = None
+            if sites:
+                marked = np.zeros(len(self.sites), dtype=bool)
+                marked[[self.pos[s] for s in sites if s in self.pos]] = True
+            self._marked = (key, marked)
+        marked = self._marked[1]
+        if not self.with_context:
+            return marked
+        return self.has_context if marked is None else self.has_context | marked
 
     def ensure_one(self, view: StateView, scratch: Scratch, k: int, last: int) -> None:
         """`ensure` for one row."""
@@ -606,6 +611,7 @@ class TierBook:
         row[self.CHARGE_PRICE] = rp + eta * g
         row[self.OVER_CAP_PRICE] = g + view.scenario.objective.dr_cny_per_kwh
         self.with_context += (context is not None) - (self.context[k] is not None)
+        self.has_context[k] = context is not None
         self.hi[k], self.version[k], self.context[k] = end, ledger.version[k], context
 
     def _make_room(self, first: int, end: int) -> None:
@@ -683,6 +689,19 @@ class EnergyPricer:
         last = np.maximum(np.ceil(ends), np.floor(starts) + 1)
         self.book.ensure(self.view, self.scratch, site_pos, last)
         return run_energy_cny(self.book.rows, self.book.base, site_pos, kw.astype(float), starts, ends)
+
+    def price_each(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray, durations: np.ndarray,
+                   bill: np.ndarray, late_cny_per_h: float, deadline: float | None, delay_cny_per_h: float,
+                   soonest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """`cost_each`, with each run's lateness (late_cny_per_h per hour past `deadline`), delay
+        (delay_cny_per_h per hour after `soonest`) and total (bill + energy + lateness + delay),
+        in one pass: (energy, late, delay, total)."""
+        ends = starts + durations
+        last = np.maximum(np.ceil(ends), np.floor(starts) + 1)
+        self.book.ensure(self.view, self.scratch, site_pos, last)
+        return run_prices(self.book.rows, self.book.base, site_pos, kw.astype(float), starts, ends, bill,
+                          float(late_cny_per_h), math.nan if deadline is None else float(deadline),
+                          float(delay_cny_per_h), float(soonest))
 
     def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
         """CNY for each start (as `cost_one` gives it)."""

@@ -174,9 +174,19 @@ class Scratch:
         self._serial = next(_SCRATCH_SERIAL)              # unique for the process, unlike id()
         self._planned: dict[str, int] = {}                # site -> placements planned on it here
         self._pending: list[tuple[str, str, float, float, int]] = []   # reserved, not applied yet
+        self._applied = 0
 
     def has_plans(self) -> bool:
         return bool(self._planned)
+
+    @property
+    def serial(self) -> int:
+        return self._serial
+
+    @property
+    def planned_count(self) -> int:
+        """Placements planned in this scratch so far."""
+        return len(self._pending) + self._applied
 
     def planned_sites(self) -> set[str]:
         """Sites with a placement planned in this scratch."""
@@ -221,6 +231,7 @@ class Scratch:
             planned = self._extra.setdefault(site, {})
             for k, h in enumerate(hours.tolist()):
                 planned[first + k] = planned.get(first + k, 0.0) + h * kw
+        self._applied += len(self._pending)
         self._pending.clear()
 
 

@@ -22,7 +22,7 @@ candidates an explanation keeps become `Scored` objects.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -196,7 +196,8 @@ class Suanli(Pipeline):
         # Price each pool's earliest start, cheapest floor first; stop once no pool left can beat
         # the best (with the backup's margin, so a backup within it is still seen).
         margin = 1.0 - self.backup_margin if backup is not None else 1.0
-        found = self._first_starts(scratch, pj, opts, floor, margin, energy, kw, price)
+        terms = (late_price, deadline, delay * gpus, soonest)
+        found = self._first_starts(scratch, pj, opts, floor, margin, energy, kw, bill, terms)
         pool_c, start_c, energy_c, late_c, wait_c, total_c = found
 
         # The few cheapest are priced again at every whole hour of their window.
@@ -229,8 +230,8 @@ class Suanli(Pipeline):
         return Candidates(opts, pool_c, start_c, parts, total_c, key, info)
 
     def _first_starts(self, scratch: Scratch, pj: PendingJob, opts: Options, floor: np.ndarray, margin: float,
-                      energy: EnergyPricer, kw: np.ndarray,
-                      price: Callable[..., tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+                      energy: EnergyPricer, kw: np.ndarray, bill: np.ndarray,
+                      terms: tuple[float, float | None, float, float]) -> tuple[np.ndarray, ...]:
         """The earliest start of each pool priced, in the order priced: pools by their floor
         (then rank) until the floor of the next, times `margin`, is no less than the best total
         so far. Pools are priced a batch at a time (sized from the jobs before), and where the
@@ -254,8 +255,7 @@ class Suanli(Pipeline):
                 p, st = pools[np.asarray(fits)], np.asarray([s for s in starts if s is not None], dtype=float)
             else:
                 fits, p, st = [True] * len(starts), pools, np.asarray(starts, dtype=float)
-            e = energy.cost_each(opts.site_pos[p], kw[p], st, opts.duration_h[p]) if len(p) else np.zeros(0)
-            late, wait, total = price(p, st, e)
+            e, late, wait, total = energy.price_each(opts.site_pos[p], kw[p], st, opts.duration_h[p], bill[p], *terms)
             # where pricing one by one would have stopped in this batch
             keep, totals = 0, iter(total.tolist())
             for cut, fit in zip(floor_sorted[at:at + batch], fits, strict=False):
