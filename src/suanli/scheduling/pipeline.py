@@ -457,6 +457,11 @@ class PriceBook:
             for site in sites:
                 self.arrays(view, site, last)
 
+    def covers(self, site: str, last: int) -> bool:
+        """Whether `site`'s arrays cover slots up to `last` (what its floor speaks for)."""
+        grid = self.grid.get(site)
+        return grid is not None and len(grid) >= last
+
     def floors(self, view: StateView, first: int) -> np.ndarray:
         """Per scenario site (in order): no kWh there from slot `first` on costs less than this,
         the renewables price or the cheapest grid hour its arrays cover (NaN for a site

@@ -181,8 +181,8 @@ class Suanli(Pipeline):
         # lateness and delay at its ready time.
         late_at_ready = (late_price * np.maximum(0.0, opts.ready_h + opts.duration_h - job.deadline_h)
                          if job.deadline_h else 0.0)
-        floor = (bill + late_at_ready + delay * gpus * (opts.ready_h - soonest)
-                 + kw * opts.duration_h * energy.floors(opts))
+        energy_floor = kw * opts.duration_h * energy.floors(opts)
+        floor = bill + late_at_ready + delay * gpus * (opts.ready_h - soonest) + energy_floor
         deadline = job.deadline_h
 
         def price(pools: np.ndarray, starts: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -200,12 +200,25 @@ class Suanli(Pipeline):
         found = self._first_starts(scratch, pj, opts, floor, margin, energy, kw, bill, terms)
         pool_c, start_c, energy_c, late_c, wait_c, total_c = found
 
-        # The few cheapest are priced again at every whole hour of their window.
+        # The few cheapest are priced again at every whole hour of their window, unless no later
+        # start there can beat the best found: lateness and delay only grow with the start, and
+        # no energy costs less than the floor (where the price arrays cover the window).
         refined = []
+        factor_c = (np.asarray([1.0 - self.backup_margin if opts.site[i] == backup else 1.0 for i in pool_c.tolist()])
+                    if backup is not None else np.ones(len(pool_c)))
+        best_key = float((total_c * factor_c).min()) if len(total_c) else math.inf
         for j in total_c.argsort(kind="stable")[: self.refine].tolist():
-            o = opts[int(pool_c[j])]
+            i = int(pool_c[j])
+            o = opts[i]
             first = float(start_c[j])
-            starts = window_starts(scratch, pj, o, self._latest(view, pj, o, first), first)[1:]
+            latest = self._latest(view, pj, o, first)
+            s0 = math.floor(first) + 1.0               # the earliest of the later starts
+            bound = (float(bill[i]) + float(energy_floor[i]) + delay * gpus * (s0 - soonest)
+                     + (late_price * max(0.0, s0 + o.duration_h - deadline) if deadline is not None else 0.0))
+            if (bound * float(factor_c[j]) > best_key * (1.0 + 1e-9) + 1e-9
+                    and self.prices.covers(o.site, math.ceil(latest + o.duration_h) + 1)):
+                continue
+            starts = window_starts(scratch, pj, o, latest, first)[1:]
             if starts:
                 refined.append((int(pool_c[j]), o, starts))
         if refined:
