@@ -25,6 +25,7 @@ from suanli.scheduling.pipeline import (
     pool_options,
     run_hours,
 )
+from suanli.scheduling.policies.suanli import Suanli
 from suanli.scheduling.state import PendingJob, StateView
 from suanli.sim.engine import simulate
 
@@ -206,6 +207,15 @@ def test_every_policy_returns_a_valid_schedule_that_accounts_for_every_job(name,
     assert m["jobs_unfinished"] == len(set(result.rejected) | set(result.unplaced)) + sum(
         1 for j in scn.jobs if j.id not in result.rejected and j.id not in result.unplaced
         and not any(s.job_id == j.id for s in result.segments))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scn=random_scenario())
+def test_suanli_skips_only_windows_that_cannot_win(scn):
+    """The bound that spares pricing a pool's later starts never changes a choice."""
+    def runs(policy):
+        return [(s.job_id, s.site, s.gpu_type, s.start_h, s.end_h) for s in simulate(scn, policy).segments]
+    assert runs(Suanli()) == runs(Suanli(refine_bound=False))
 
 
 # ----------------------------------------------------------------------------- the vector pricing

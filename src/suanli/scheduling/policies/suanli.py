@@ -54,7 +54,7 @@ class Suanli(Pipeline):
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
                  commit_within_h: float | None = COMMIT_WITHIN_H, replan_budget: int = REPLAN_BUDGET,
-                 replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True):
+                 replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True, refine_bound: bool = True):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.lookahead_h = lookahead_h
@@ -68,6 +68,7 @@ class Suanli(Pipeline):
         self._scenario: object = None     # the run the counters below are for
         self._held: dict[str, Defer] = {}  # the plans it holds now, by job
         self.lazy_replan = lazy_replan
+        self.refine_bound = refine_bound  # skip windows that cannot beat the best (same choices, less work)
         self._replan_all = True           # this call prices every held plan again
         self._pricing_held = False        # the job being priced has a held plan
         self._world: tuple | None = None  # sites down and grid caps known at the last call
@@ -215,7 +216,7 @@ class Suanli(Pipeline):
             s0 = math.floor(first) + 1.0               # the earliest of the later starts
             bound = (float(bill[i]) + float(energy_floor[i]) + delay * gpus * (s0 - soonest)
                      + (late_price * max(0.0, s0 + o.duration_h - deadline) if deadline is not None else 0.0))
-            if (bound * float(factor_c[j]) > best_key * (1.0 + 1e-9) + 1e-9
+            if (self.refine_bound and bound * float(factor_c[j]) > best_key * (1.0 + 1e-9) + 1e-9
                     and self.prices.covers(o.site, math.ceil(latest + o.duration_h) + 1)):
                 continue
             starts = window_starts(scratch, pj, o, latest, first)[1:]
