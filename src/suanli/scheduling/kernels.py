@@ -112,3 +112,31 @@ def free_energy(load: np.ndarray, ren: np.ndarray, soc: float, cap: float, pw: f
                 soc -= min(deficit[k], pw, soc)
         curtailed[k] = surplus - charge[k]
     return curtailed, charge, deficit
+
+
+@njit(cache=True, nogil=True)
+def fill_tier_rows(rows: np.ndarray, k: int, off: int, load: np.ndarray, ren: np.ndarray, soc: float, cap: float,
+                   pw: float, eta: float, grid: np.ndarray, renewable_cny: float, charge_eta: float,
+                   dr_cny: float) -> None:
+    """Write site k's tiers for the slots of `load` into rows[:, k, off:]: the free energy per
+    tier (as `free_energy`; no grid cap: BELOW_CAP is infinite) and each tier's CNY/kWh."""
+    n = len(load)
+    for i in range(n):
+        surplus = max(ren[i] - load[i], 0.0)
+        deficit = max(load[i] - ren[i], 0.0)
+        charge = 0.0
+        if cap > 0.0:
+            if deficit <= 0.0:
+                charge = min(surplus, pw, (cap - soc) / eta)
+                soc += eta * charge
+            else:
+                soc -= min(deficit, pw, soc)
+        j = off + i
+        g = grid[i]
+        rows[_CURTAILED, k, j] = surplus - charge
+        rows[_CHARGE, k, j] = charge
+        rows[_BELOW_CAP, k, j] = np.inf
+        rows[_GRID, k, j] = g
+        rows[_RENEWABLE, k, j] = renewable_cny
+        rows[_CHARGE_PRICE, k, j] = renewable_cny + charge_eta * g
+        rows[_OVER_CAP_PRICE, k, j] = g + dr_cny

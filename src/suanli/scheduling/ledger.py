@@ -130,6 +130,22 @@ class Ledger:
         return self.in_use.used_at(t) / self.total_gpus if self.total_gpus else 0.0
 
     # ------------------------------------------------------------------ energy
+    def battery_at(self, site: str, first: int) -> tuple[float, float, float, float]:
+        """The battery's charge at the start of slot `first` (replayed from the checkpoint, which
+        moves there: `first` must not decrease between calls), its capacity, power and
+        efficiency; (0, 0, 0, 1) for a site without one."""
+        b = self.battery[site]
+        if b is None:
+            return 0.0, 0.0, 0.0, 1.0
+        cap, pw, eta = float(b.capacity_kwh), float(b.power_kw), float(b.efficiency)
+        t, soc = self._cp_slot[site], self._cp_soc[site]
+        if t > first:
+            t, soc = 0, b.initial_soc * cap
+        self.ensure(first)
+        soc = battery_advance(self.renewable[site], self.load[site], t, first, float(soc), cap, pw, eta)
+        self._cp_slot[site], self._cp_soc[site] = first, soc
+        return soc, cap, pw, eta
+
     def tiers(self, site: str, first: int, last: int, caps: list[Event],
               extra: np.ndarray | None = None) -> EnergyTiers:
         """Free energy per tier for slots [first, last) of `site`, after the committed load
@@ -141,17 +157,9 @@ class Ledger:
         self.ensure(last)
         load = self.load[site]
         ren = self.renewable[site]
-        b = self.battery[site]
         n = last - first
         window = load[first:last] if extra is None else load[first:last] + extra
-        soc, cap, pw, eta = 0.0, 0.0, 0.0, 1.0
-        if b is not None:
-            cap, pw, eta = float(b.capacity_kwh), float(b.power_kw), float(b.efficiency)
-            t, soc = self._cp_slot[site], self._cp_soc[site]
-            if t > first:
-                t, soc = 0, b.initial_soc * cap
-            soc = battery_advance(ren, load, t, first, float(soc), cap, pw, eta)   # the checkpoint, moved to `first`
-            self._cp_slot[site], self._cp_soc[site] = first, soc
+        soc, cap, pw, eta = self.battery_at(site, first)
         curtailed, charge, deficit = free_energy(window, ren[first:last], soc, cap, pw, eta)
         below = np.full(n, np.inf)
         if caps:

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from suanli.scheduling.kernels import run_energy_cny, run_prices
+from suanli.scheduling.kernels import fill_tier_rows, run_energy_cny, run_prices
 from suanli.scheduling.state import (
     Decision,
     Defer,
@@ -604,17 +604,25 @@ class TierBook:
         if end > self.base + self.rows.shape[2]:
             self._make_room(first, end)
         site = self.sites[k]
-        caps = list(context[0]) if context is not None else []
-        t = ledger.tiers(site, first, end, caps, scratch.extra_load(site, first, end))
         if end > self._grid.shape[1]:
             self._grid_to(view, end)
-        row = self.rows[:, k, first - self.base: end - self.base]
-        g = self._grid[k, first:end]
-        rp, eta = float(self.renewable_cny[k]), float(self.efficiency[k])
-        row[self.CURTAILED], row[self.CHARGE], row[self.BELOW_CAP] = t.curtailed, t.charge, t.below_cap
-        row[self.GRID], row[self.RENEWABLE] = g, rp
-        row[self.CHARGE_PRICE] = rp + eta * g
-        row[self.OVER_CAP_PRICE] = g + view.scenario.objective.dr_cny_per_kwh
+        # the ledger's `tiers` and the prices of each tier, written in one compiled pass
+        soc, cap, pw, eta = ledger.battery_at(site, first)
+        ledger.ensure(end)
+        load = ledger.load[site][first:end]
+        extra = scratch.extra_load(site, first, end)
+        if extra is not None:
+            load = load + extra
+        ren = ledger.renewable[site][first:end]
+        fill_tier_rows(self.rows, k, first - self.base, load, ren, soc, cap, pw, eta, self._grid[k, first:end],
+                       float(self.renewable_cny[k]), float(self.efficiency[k]),
+                       float(view.scenario.objective.dr_cny_per_kwh))
+        if context is not None and context[0]:       # announced grid caps: what the grid may still give
+            t, deficit = np.arange(first, end), np.maximum(load - ren, 0.0)
+            below = self.rows[self.BELOW_CAP, k, first - self.base: end - self.base]
+            for cap_ev in context[0]:
+                active = (t >= cap_ev.start_h) & (t < cap_ev.end_h)
+                below[:] = np.where(active, np.minimum(below, np.maximum(cap_ev.max_grid_kw - deficit, 0.0)), below)
         self.with_context += (context is not None) - (self.context[k] is not None)
         self.has_context[k] = context is not None
         self.hi[k], self.version[k], self.context[k] = end, ledger.version[k], context
