@@ -705,16 +705,16 @@ class EnergyPricer:
 
     def price_each(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray, durations: np.ndarray,
                    bill: np.ndarray, late_cny_per_h: float, deadline: float | None, delay_cny_per_h: float,
-                   soonest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                   soonest: float) -> tuple[np.ndarray, ...]:
         """`cost_each`, with each run's lateness (late_cny_per_h per hour past `deadline`), delay
         (delay_cny_per_h per hour after `soonest`) and total (bill + energy + lateness + delay),
-        in one pass: (energy, late, delay, total)."""
+        in one pass: (energy, late, delay, total, and one past each run's last slot)."""
         ends = starts + durations
         last = np.maximum(np.ceil(ends), np.floor(starts) + 1)
         self.book.ensure(self.view, self.scratch, site_pos, last)
-        return run_prices(self.book.rows, self.book.base, site_pos, kw.astype(float), starts, ends, bill,
-                          float(late_cny_per_h), math.nan if deadline is None else float(deadline),
-                          float(delay_cny_per_h), float(soonest))
+        return (*run_prices(self.book.rows, self.book.base, site_pos, kw, starts, ends, bill, float(late_cny_per_h),
+                            math.nan if deadline is None else float(deadline), float(delay_cny_per_h),
+                            float(soonest)), last)
 
     def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
         """CNY for each start (as `cost_one` gives it)."""

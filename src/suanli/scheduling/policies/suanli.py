@@ -269,7 +269,8 @@ class Suanli(Pipeline):
                 p, st = pools[np.asarray(fits)], np.asarray([s for s in starts if s is not None], dtype=float)
             else:
                 fits, p, st = [True] * len(starts), pools, np.asarray(starts, dtype=float)
-            e, late, wait, total = energy.price_each(opts.site_pos[p], kw[p], st, opts.duration_h[p], bill[p], *terms)
+            e, late, wait, total, last = energy.price_each(opts.site_pos[p], kw[p], st, opts.duration_h[p], bill[p],
+                                                           *terms)
             # where pricing one by one would have stopped in this batch
             keep, totals = 0, iter(total.tolist())
             for cut, fit in zip(floor_sorted[at:at + batch], fits, strict=False):
@@ -284,8 +285,7 @@ class Suanli(Pipeline):
             if keep < len(p):
                 p, st, e, late, wait, total = p[:keep], st[:keep], e[:keep], late[:keep], wait[:keep], total[:keep]
             if keep:
-                energy.priced([opts.site[i] for i in p.tolist()],
-                              np.maximum(np.ceil(st + opts.duration_h[p]), np.floor(st) + 1).tolist())
+                energy.priced([opts.site[i] for i in p.tolist()], last[:keep].tolist())
             out.append((p, st, e, late, wait, total))
         found = (out[0] if len(out) == 1 else tuple(np.concatenate(c) for c in zip(*out, strict=True)) if out else
                  (np.zeros(0, dtype=np.int64), *(np.zeros(0) for _ in range(5))))
