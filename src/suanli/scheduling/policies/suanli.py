@@ -11,8 +11,9 @@ candidate wins; work handed back by an outage prefers the failed site's `backup`
 within `backup_margin` of the best.
 
 A run that starts at once is committed; a later one only holds its GPUs, and the queue of held
-plans is planned again, most urgent first, at each arrival (so an urgent gang can take a pool
-a lax job had planned on), while a per-run re-planning budget lasts (docs/SCHEDULER.md).
+plans comes back, most urgent first, at each arrival (so an urgent gang can take a pool a lax
+job had planned on); a held plan is priced again only where something planned before it booked
+its site in the slots it needs, while a per-run re-planning budget lasts (docs/SCHEDULER.md).
 
 The pools are priced as arrays (`Options`): floors, durations and times for all of them at
 once, energy for a batch of runs in one gather from the `TierBook`, and only the few
@@ -75,7 +76,7 @@ class Suanli(Pipeline):
         self._offered = 0                 # held jobs offered again, so far in the run
         self._replanned = 0               # ... and priced again
         self._cells = 0                   # hour-slots of the runs it has priced (a measure of work)
-        self._replan_cells = 0            # ... in calls that re-planned held jobs
+        self._replan_cells = 0            # ... for held jobs priced again
         self._may_hold = True
         self._priced_per_job = 8.0   # how many pools a job's pricing looked at, lately (sizes the batches)
         super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
@@ -204,9 +205,12 @@ class Suanli(Pipeline):
         # The few cheapest are priced again at every whole hour of their window, unless no later
         # start there can beat the best found: lateness and delay only grow with the start, and
         # no energy costs less than the floor (where the price arrays cover the window).
+        def on_backup(pools: np.ndarray) -> np.ndarray:
+            return (np.asarray([opts.site[i] == backup for i in pools.tolist()], dtype=bool)
+                    if backup is not None else np.zeros(len(pools), dtype=bool))
+
         refined = []
-        factor_c = (np.asarray([1.0 - self.backup_margin if opts.site[i] == backup else 1.0 for i in pool_c.tolist()])
-                    if backup is not None else np.ones(len(pool_c)))
+        factor_c = np.where(on_backup(pool_c), 1.0 - self.backup_margin, 1.0)
         best_key = float((total_c * factor_c).min()) if len(total_c) else math.inf
         for j in total_c.argsort(kind="stable")[: self.refine].tolist():
             i = int(pool_c[j])
@@ -233,12 +237,11 @@ class Suanli(Pipeline):
         self._cells += cells
         if self._pricing_held:
             self._replan_cells += cells
-        on_backup = (np.asarray([opts.site[i] == backup for i in pool_c.tolist()], dtype=bool)
-                     if backup is not None else np.zeros(len(pool_c), dtype=bool))
-        factor = np.where(on_backup, 1.0 - self.backup_margin, 1.0)
+        backup_c = on_backup(pool_c)
+        factor = np.where(backup_c, 1.0 - self.backup_margin, 1.0)
         parts = {"rental": rental[pool_c], "transfer": opts.transfer_cny[pool_c], "energy": energy_c,
                  "late": late_c, "delay": wait_c}
-        info = {"backup": on_backup.astype(float), "latency_ms": opts.latency_ms[pool_c], "rank": opts.rank[pool_c],
+        info = {"backup": backup_c.astype(float), "latency_ms": opts.latency_ms[pool_c], "rank": opts.rank[pool_c],
                 "ready_h": opts.ready_h[pool_c]}
         key = (total_c * factor, start_c, opts.latency_ms[pool_c], opts.rank[pool_c])
         return Candidates(opts, pool_c, start_c, parts, total_c, key, info)
