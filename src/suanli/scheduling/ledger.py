@@ -37,6 +37,18 @@ def slot_overlaps(start: float, end: float) -> tuple[int, np.ndarray]:
     return first, np.asarray([max(min(t + 1.0, end) - max(float(t), start), 0.0) for t in range(first, last)])
 
 
+def below_caps(first: int, caps: list[Event], deficit: np.ndarray) -> np.ndarray:
+    """Per slot from `first`: what the grid may still give under the announced caps, given the
+    `deficit` it already covers (inf where no cap is active)."""
+    below = np.full(len(deficit), np.inf)
+    if caps:
+        t = np.arange(first, first + len(deficit))
+        for cap_ev in caps:
+            active = (t >= cap_ev.start_h) & (t < cap_ev.end_h)
+            below = np.where(active, np.minimum(below, np.maximum(cap_ev.max_grid_kw - deficit, 0.0)), below)
+    return below
+
+
 @dataclass(frozen=True)
 class EnergyTiers:
     """Per slot of a window [first, first + len): kWh a new load can take at each tier.
@@ -157,14 +169,7 @@ class Ledger:
         self.ensure(last)
         load = self.load[site]
         ren = self.renewable[site]
-        n = last - first
         window = load[first:last] if extra is None else load[first:last] + extra
         soc, cap, pw, eta = self.battery_at(site, first)
         curtailed, charge, deficit = free_energy(window, ren[first:last], soc, cap, pw, eta)
-        below = np.full(n, np.inf)
-        if caps:
-            t = np.arange(first, last)
-            for cap_ev in caps:
-                active = (t >= cap_ev.start_h) & (t < cap_ev.end_h)
-                below = np.where(active, np.minimum(below, np.maximum(cap_ev.max_grid_kw - deficit, 0.0)), below)
-        return EnergyTiers(first, curtailed, charge, below)
+        return EnergyTiers(first, curtailed, charge, below_caps(first, caps, deficit))

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from suanli.scheduling.kernels import fill_tier_rows, run_energy_cny, run_prices
+from suanli.scheduling.ledger import below_caps
 from suanli.scheduling.state import (
     Decision,
     Defer,
@@ -618,11 +619,8 @@ class TierBook:
                        float(self.renewable_cny[k]), float(self.efficiency[k]),
                        float(view.scenario.objective.dr_cny_per_kwh))
         if context is not None and context[0]:       # announced grid caps: what the grid may still give
-            t, deficit = np.arange(first, end), np.maximum(load - ren, 0.0)
-            below = self.rows[self.BELOW_CAP, k, first - self.base: end - self.base]
-            for cap_ev in context[0]:
-                active = (t >= cap_ev.start_h) & (t < cap_ev.end_h)
-                below[:] = np.where(active, np.minimum(below, np.maximum(cap_ev.max_grid_kw - deficit, 0.0)), below)
+            self.rows[self.BELOW_CAP, k, first - self.base: end - self.base] = below_caps(
+                first, list(context[0]), np.maximum(load - ren, 0.0))
         self.with_context += (context is not None) - (self.context[k] is not None)
         self.has_context[k] = context is not None
         self.hi[k], self.version[k], self.context[k] = end, ledger.version[k], context
