@@ -18,6 +18,11 @@ and solves a time-indexed mixed-integer model with HiGHS:
 - cost: GPU rental, transfer, exact lateness for the chosen start, energy, carbon, DR,
   unfinished.
 
+It is solved from the best heuristic plan (α-point roundings of the LP relaxation, a cost
+greedy, every online policy's schedule): a short branch and bound for small models, then
+large-neighbourhood search (all jobs over the relaxation's support; time windows sized so the
+sub-models solve in seconds; pairs of sites) while it improves, then branch and bound again.
+
 The battery is dispatched optimally inside the model, whereas MODEL.md §4 prescribes a greedy
 rule; so the model's objective for a plan can be a little below what `account` charges for
 it. The policy therefore keeps the better, by the real accounting, of the solver's plan and
@@ -33,7 +38,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,8 +53,11 @@ from suanli.scheduling.policies import register
 from suanli.scheduling.state import Decision, Defer, PendingJob, Place, Reject, StateView
 
 # (start grid h, window h, most start variables for it at the default target): finer grids make
-# harder models, so a fine grid is taken only for small ones
-GRIDS = ((0.25, 24.0, 3_000), (0.5, 24.0, 6_000), (1.0, 24.0, 12_000), (1.0, 12.0, 12_000),
+# harder models, so a fine grid is taken only for small ones. Models over `bb_runs` are solved by
+# the neighbourhood search, whose sub-models stay small, so a 1 h grid with 12 h windows may be big
+# (the demo: 62k start variables; from the same start the search ended 131,285-131,395 CNY on
+# it against 131,490-131,630 on the 2 h grid)
+GRIDS = ((0.25, 24.0, 3_000), (0.5, 24.0, 6_000), (1.0, 24.0, 12_000), (1.0, 12.0, 80_000),
          (2.0, 24.0, 12_000), (2.0, 12.0, 100_000))
 
 
@@ -87,15 +95,38 @@ class Optimal:
         self.heuristics: dict[str, float] = {}      # accounted objective of every other plan weighed
         self.runs = 0
         self.solve_s = 0.0
+        self.timings: dict[str, float] = {}         # seconds spent per phase of prepare
+        # per neighbourhood searched: (seconds into prepare, kind, window start, sites, free runs,
+        # seconds, gain of the model's objective; nan when its answer failed the whole model)
+        self.lns_log: list[tuple] = []
+        self.caps_without_battery = True            # no battery discharge counted against grid caps
+        self.lns_runs = 3000                        # most free start variables in a time window
+        self.bb_runs = 5000                         # bigger models go to the neighbourhood search first
+        self.bb_share = 0.1                         # of the solve budget, for the first branch and bound
         self._outages: dict[str, list[tuple[float, float]]] = {}
+        self._lp_support: np.ndarray | None = None    # per run: used by the LP relaxation
+        self._site_of_run = np.zeros(0, dtype=np.int64)
         self._delegate = None                       # an online policy whose own run beat every plan
 
     # ------------------------------------------------------------------ offline planning
     def prepare(self, scn: Scenario) -> None:
+        import highspy
+
         t0 = time.perf_counter()
         if len(scn.jobs) > self.max_jobs:
             raise UserError(f"--policy optimal: {len(scn.jobs)} jobs is too many for the offline mixed-integer "
                             f"model (at most {self.max_jobs}); use a smaller scenario")
+        self.timings = {}
+        self.lns_log = []
+        mark = [t0]
+
+        def lap(name: str) -> None:
+            now = time.perf_counter()
+            self.timings[name] = self.timings.get(name, 0.0) + now - mark[0]
+            mark[0] = now
+
+        self._lap = lap
+        self._t0 = t0
         problem = build_problem(scn)
         self._outages = problem.outages
         fifo = _fifo_plan(problem)
@@ -107,6 +138,8 @@ class Optimal:
             choices = [(self.grid_h or 1.0, self.window_h or 24.0, self.max_runs)]
         runs = None
         for dt, w, limit in choices:
+            if (dt, w, limit) != choices[-1] and _count_runs(problem, dt, w) > 1.5 * limit * self.target_runs / 12_000:
+                continue                        # far too many: no need to list them
             runs = _candidate_runs(problem, extra, dt, w)
             if len(runs.job) <= limit * self.target_runs / 12_000:
                 break
@@ -118,7 +151,9 @@ class Optimal:
         cost = _run_costs(problem, runs, _price_curves(problem, T))
         cheap = _cost_greedy(problem, runs, cost)
         plans = {"fifo plan": fifo, "cost greedy": cheap}
+        lap("grid and greedy")
         online = _policy_runs(problem)             # every online policy's own schedule of the scenario
+        lap("online policies")
         for name, (_, plan) in online.items():
             if plan is not None:                    # one segment per job: the model can hold it
                 plans[f"policy {name}"] = plan
@@ -134,14 +169,22 @@ class Optimal:
 
         model = self._build(problem, runs)
         h = model.highs({"random_seed": 0, "presolve": "on", "threads": self.threads})
+        lap("build")
         # the LP relaxation, rounded by alpha-points into list schedules
         h.setOptionValue("solve_relaxation", True)
         h.setOptionValue("time_limit", max(1.0, 0.3 * self.time_limit_s))
         h.run()
+        lap("lp")
+        lp_bound = None                                 # the relaxation's value bounds the model's optimum
+        support: set = set()                            # runs the relaxation uses
+        if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            lp_bound = float(h.getInfo().objective_function_value)
         cost = _run_costs(problem, runs, _price_curves(problem, T))
         if h.getInfo().primal_solution_status == 2:
             xlp = np.asarray(h.getSolution().col_value)[model.s]
-            for alpha in (0.2, 0.5, 0.8):
+            support = {(int(runs.job[i]), int(runs.option[i]), float(runs.start[i]))
+                       for i in np.flatnonzero(xlp > 1e-6)}
+            for alpha in (0.0, 0.1, 0.2, 0.3, 0.5, 0.8):
                 plans[f"lp round {alpha}"] = _lp_round(problem, runs, cost, xlp, alpha)
         scores = {k: _accounted(scn, _plan_of(problem, plan)) for k, plan in plans.items()}
         warm = plans[min(scores, key=scores.get)]
@@ -153,10 +196,14 @@ class Optimal:
             self.runs = len(runs.job)
             model = self._build(problem, runs)
             h = model.highs({"random_seed": 0, "presolve": "on", "threads": self.threads})
+            lp_bound = None                             # (that was another model's relaxation)
+        lap("rounding")
+        self._lp_support = np.array([k in support for k in runs.index], dtype=bool) if support else None
+        self._site_of_run = np.array([problem.pools[p].site_index for p in runs.pool], dtype=np.int64)
         left = self.time_limit_s - (time.perf_counter() - t0)
         h.setOptionValue("solve_relaxation", False)
         h.setOptionValue("mip_rel_gap", float(self.mip_rel_gap))
-        picks = self._solve(h, model, runs, warm, max(1.0, left))
+        picks = self._solve(h, model, runs, warm, max(1.0, left), lp_bound)
         final = {k: _plan_of(problem, plan) for k, plan in plans.items()}
         if picks is not None:
             mip_plan = _plan_of(problem, picks)
@@ -175,6 +222,7 @@ class Optimal:
             if value < self.objective - 1e-9:       # a policy's own run (outage cuts and all) does better:
                 self.objective, self.source = value, f"policy {name}"     # act as it does
                 self._delegate = policies.make(name)
+        lap("final")
         self.solve_s = time.perf_counter() - t0
 
     def _build(self, problem: Problem, runs: _Runs) -> _Model:
@@ -255,16 +303,33 @@ class Optimal:
             part2 = sel[(t1[sel] > t0[sel]) & ~last_full[sel]]
             b.add(bal[t1[part2]], s[part2], -pue * gp[part2] * last_ov[part2])
 
-        return _Model(b, s, u)
+        # MODEL.md §4's battery is greedy: it discharges at the first shortfall, so it is seldom
+        # still charged when a grid cap begins. The model therefore counts no discharge against a
+        # cap (violation >= grid + discharge - cap), or it plans on a battery that will be empty.
+        slots = np.arange(T)
+        for k, sid in enumerate(problem.sites):
+            charge = energy.charge[k]
+            if charge is None or not energy.violation[k] or not self.caps_without_battery:
+                continue
+            discharge = charge + T                      # add_energy makes them one after the other
+            caps = [c for c in scn.grid_caps(sid) if np.any((slots >= c.start_h) & (slots < c.end_h))]
+            for cap, (v, active) in zip(caps, energy.violation[k], strict=True):
+                rows = b.rows(len(active), -cap.max_grid_kw * 1.0, INF)
+                b.add(rows, v, 1.0)
+                b.add(rows, energy.grid[k][active], -1.0)
+                b.add(rows, discharge[active], -1.0)
+        model = _Model(b, s, u)
+        return model
 
-    def _solve(self, h, model: _Model, runs: _Runs, warm: dict[int, tuple[int, float]], budget_s: float):
+    def _solve(self, h, model: _Model, runs: _Runs, warm: dict[int, tuple[int, float]], budget_s: float,
+               lp_bound: float | None = None):
         """The MIP from the `warm` plan (HiGHS fixes its binaries and completes the rest by an LP):
-        branch and bound over the whole model for part of the budget, then, if it has not
-        closed the gap, large-neighbourhood search: time windows of jobs re-optimised with
-        every other job fixed at the incumbent, while time is left."""
-        import highspy
-
-        t0 = time.perf_counter()
+        a short branch and bound over the whole model (small models are solved and proved
+        optimal here), then, if it has not closed the gap, large-neighbourhood search (jobs of a
+        time window, or of two sites over a longer window, re-optimised with every other job
+        fixed at the incumbent) while it improves, and branch and bound again from the best plan
+        with whatever time the search leaves."""
+        t_end = time.perf_counter() + budget_s
         x0 = np.zeros(model.b.ncol)
         u_start = np.ones(len(model.u))
         for j, (o, start) in warm.items():
@@ -273,74 +338,209 @@ class Optimal:
                 x0[model.s[i]] = 1.0
                 u_start[j] = 0.0
         x0[model.u] = u_start
-        sol = highspy.HighsSolution()
-        sol.col_value = x0.tolist()
-        h.setSolution(sol)
-        h.setOptionValue("time_limit", max(1.0, 0.5 * budget_s))
-        h.run()
-        info = h.getInfo()
-        ms = h.getModelStatus()
-        self.status = h.modelStatusToString(ms)
-        self.mip_bound = float(info.mip_dual_bound)
-        if info.primal_solution_status != 2:
-            self.gap = None
-            return None
-        x = np.asarray(h.getSolution().col_value)
-        best = model.check(x)
-        if best is None:                            # never expected: HiGHS's own solution off the model
-            self.gap = None
-            return None
-        if ms != highspy.HighsModelStatus.kOptimal:
-            best, x = self._neighbourhoods(h, model, runs, x, best, budget_s - (time.perf_counter() - t0))
+        self.mip_bound = lp_bound
+        if len(model.s) <= self.bb_runs:
+            x, best, proved = self._branch_and_bound(h, model, x0, max(1.0, self.bb_share * budget_s))
+            self._lap("branch and bound")
+            if x is None:
+                return None
+        else:                               # a big model: HiGHS's presolve alone takes seconds
+            n = len(model.s)                # so the warm plan is only completed (energy) by an LP
+            cols = model.s.astype(np.int32)
+            h.changeColsBounds(n, cols, x0[model.s], x0[model.s])
+            x, best, _ = self._branch_and_bound(h, model, x0, max(1.0, budget_s))
+            h.changeColsBounds(n, cols, np.zeros(n), np.ones(n))
+            self._lap("branch and bound")
+            self.status, self.mip_bound, proved = "Time limit reached", lp_bound, False
+            if x is None:
+                return None
+        if not proved:
+            best, x = self._neighbourhoods(h, model, runs, x, best, t_end)
+            self._lap("lns")
+            left = t_end - time.perf_counter()
+            if left > 2.0:                           # the search stalled: the whole model again
+                y, value, proved = self._branch_and_bound(h, model, x, left)
+                self._lap("branch and bound")
+                if y is not None and value < best:
+                    best, x = value, y
         self.mip_objective = best
-        self.gap = max(0.0, (best - self.mip_bound) / max(1.0, abs(best)))
+        bound = self.mip_bound if self.mip_bound is not None else -math.inf
+        self.gap = max(0.0, (best - bound) / max(1.0, abs(best))) if math.isfinite(bound) else None
         chosen = np.flatnonzero(x[model.s] > 0.5)
         picks: dict[int, tuple[int, float]] = {}
         for i in chosen:
             picks[int(runs.job[i])] = (int(runs.option[i]), float(runs.start[i]))
         return picks
 
-    def _neighbourhoods(self, h, model: _Model, runs: _Runs, x: np.ndarray, best: float, left_s: float,
-                        width_h: float = 12.0, step_s: float = 5.0):
+    def _branch_and_bound(self, h, model: _Model, x0: np.ndarray, limit_s: float):
+        """HiGHS's branch and bound over the whole model from `x0`: (x, objective, proved
+        optimal), x None when it has no solution that meets the model."""
         import highspy
 
-        t_end = time.perf_counter() + left_s
+        sol = highspy.HighsSolution()
+        sol.col_value = x0.tolist()
+        h.setSolution(sol)
+        h.setOptionValue("time_limit", max(1.0, limit_s))
+        h.run()
+        info = h.getInfo()
+        ms = h.getModelStatus()
+        self.status = h.modelStatusToString(ms)
+        dual = float(info.mip_dual_bound)
+        if math.isfinite(dual) and (self.mip_bound is None or dual > self.mip_bound):
+            self.mip_bound = dual
+        if info.primal_solution_status != 2:
+            return None, math.inf, False
+        x = np.asarray(h.getSolution().col_value)
+        value = model.check(x)
+        if value is None:                           # never expected: HiGHS's own solution off the model
+            return None, math.inf, False
+        return x, value, ms == highspy.HighsModelStatus.kOptimal
+
+    def _neighbourhoods(self, h, model: _Model, runs: _Runs, x: np.ndarray, best: float, t_end: float,
+                        width_h: float = 12.0, step_s: float = 5.0, shift_h: float = 2.0):
+        """Large-neighbourhood search until `t_end` or a whole round without a gain. Each round
+        sweeps time windows [a, a + width) (step width / 2: the jobs the incumbent starts there,
+        and every unfinished job, may take any of their runs starting in [a - width / 2,
+        a + 1.5 width)), then pairs of sites over windows twice as wide (the jobs the incumbent
+        runs at either site, on runs at those two sites)."""
+        import highspy
+
         s_cols = model.s
         n = len(s_cols)
+        J = len(model.u)
+        cols = s_cols.astype(np.int32)
         lo_all = np.zeros(n)
-        first = float(runs.start.min()) if n else 0.0
-        last = float(runs.start.max()) if n else 0.0
-        a = math.floor(first)
-        improved_any = True
-        while improved_any and time.perf_counter() < t_end - 1.0:
+        site_of = self._site_of_run
+        n_sites = int(site_of.max()) + 1 if n else 0
+
+        pairs = [(k1, k2) for k1 in range(n_sites) for k2 in range(k1 + 1, n_sites)]
+        state = {"x": x}
+
+        def incumbent():
+            chosen = state["x"][s_cols] > 0.5
+            start_of = np.full(J, -math.inf)
+            start_of[runs.job[chosen]] = runs.start[chosen]
+            return chosen, start_of
+
+        def free_of(a, b, lo_t, hi_t, sites):
+            """(free jobs, free runs, fixed runs) of a neighbourhood."""
+            chosen, start_of = incumbent()
+            free_job = (start_of >= a) & (start_of < b)
+            ok_run = (runs.start >= lo_t) & (runs.start < hi_t)
+            if sites is not None:
+                at = np.zeros(J, dtype=bool)
+                sel = chosen & ((site_of == sites[0]) | (site_of == sites[1]))
+                at[runs.job[sel]] = True
+                free_job &= at
+                ok_run &= (site_of == sites[0]) | (site_of == sites[1])
+            free_job |= start_of == -math.inf              # unfinished jobs: always free
+            free_run = free_job[runs.job] & ok_run
+            if lo_t == -math.inf:                          # the relaxation-induced neighbourhood
+                own = np.full(J, -1)
+                own[runs.job[chosen]] = runs.pool[chosen]
+                near = (own[runs.job] == runs.pool) & (np.abs(runs.start - start_of[runs.job]) <= shift_h + 1e-9)
+                free_run &= self._lp_support | near
+            return free_job, free_run, chosen & ~free_job[runs.job], chosen
+
+        def time_hoods(offset: float, width_h: float = width_h):
+            """Time windows as wide as `width_h` or narrower, so that at most `lns_runs` runs are
+            free, each starting half its width after the last."""
+            _, start_of = incumbent()
+            done = start_of[np.isfinite(start_of)]
+            if not len(done):
+                return
+            a, top = math.floor(done.min()) - offset, done.max()
+            while a <= top:
+                w = width_h
+                while True:
+                    hood = (a, a + w, a - width_h / 2, a + w + width_h / 2, None)
+                    if w <= 2.0 or free_of(*hood)[1].sum() <= target[0] * width_h / width0:
+                        break
+                    w /= 2
+                yield ("time", *hood)
+                a += w / 2
+
+        def support_hoods():
+            """Every job at once, each choosing among the runs the LP relaxation uses, its own run
+            and that run shifted by up to `shift_h`, on the same pool (relaxation-induced)."""
+            if self._lp_support is None:
+                return
+            yield ("support", -math.inf, math.inf, -math.inf, math.inf, None)
+
+        def site_hoods():
+            """Pairs of sites over windows twice as wide as `width_h`."""
+            _, start_of = incumbent()
+            done = start_of[np.isfinite(start_of)]
+            if not len(done):
+                return
+            a, top, wide = math.floor(done.min()), done.max(), 2 * width_h
+            while a <= top:
+                for pair in pairs:
+                    yield ("sites", a, a + wide, a - width_h, a + wide + width_h, pair)
+                a += wide / 2
+
+        searched: set = set()
+        width0 = width_h
+        target = [float(self.lns_runs)]     # free runs per time window: shrinks when a sub-model
+        stale = 0                           # hits its time limit, grows when it is solved quickly
+        rounds = 0
+        while stale < 3 and time.perf_counter() < t_end - 1.0:
+            # time windows while they gain (shifted a quarter width every other round), then
+            # pairs of sites; a round of each without a gain ends the search
+            if rounds == 0:
+                hoods = support_hoods()
+            elif stale == 0:
+                hoods = time_hoods(width_h / 4 * (rounds % 2))
+            elif stale == 1:
+                hoods = site_hoods()
+            else:                                           # then windows twice as long
+                hoods = time_hoods(0.0, 2 * width_h)
+            rounds += 1
             improved_any = False
-            a = math.floor(first)
-            while a <= last and time.perf_counter() < t_end - 1.0:
-                chosen = x[s_cols] > 0.5
-                start_of = np.full(len(model.u), -math.inf)
-                start_of[runs.job[chosen]] = runs.start[chosen]
-                done = np.zeros(len(model.u), dtype=bool)
-                done[runs.job[chosen]] = True
-                # free: jobs the incumbent starts inside [a, a + width) or leaves unfinished
-                free_job = ((start_of >= a) & (start_of < a + width_h)) | ~done
-                free_run = free_job[runs.job] & (runs.start >= a - width_h / 2) & (runs.start < a + 1.5 * width_h)
-                lo = np.where(chosen & ~free_job[runs.job], 1.0, lo_all)
-                hi = np.where(free_run | (chosen & ~free_job[runs.job]), 1.0, 0.0)
-                hi = np.maximum(hi, chosen.astype(float))        # the incumbent stays feasible
-                h.changeColsBounds(n, s_cols.astype(np.int32), lo, hi)
+            for kind, a, b, lo_t, hi_t, sites in hoods:
+                if time.perf_counter() >= t_end - 1.0:
+                    break
+                free_job, free_run, fixed, chosen = free_of(a, b, lo_t, hi_t, sites)
+                if free_job.sum() < 2 or free_run.sum() <= free_job.sum():
+                    continue                                 # nothing to re-decide
+                # the incumbent near the neighbourhood (a day either side): when it is what a
+                # sub-model already searched to the end without a gain, the answer is known
+                near = chosen & (runs.end > lo_t - 24.0) & (runs.start < hi_t + 24.0)
+                key = (kind, a, b, sites, np.flatnonzero(near).tobytes())
+                if key in searched:
+                    continue
+                x = state["x"]
+                lo = np.where(fixed, 1.0, lo_all)
+                hi = np.maximum(np.where(free_run | fixed, 1.0, 0.0), chosen.astype(float))
+                h.changeColsBounds(n, cols, lo, hi)
                 sol = highspy.HighsSolution()
                 sol.col_value = x.tolist()
                 h.setSolution(sol)
                 h.setOptionValue("time_limit", max(0.5, min(step_s, t_end - time.perf_counter())))
+                t1 = time.perf_counter()
                 h.run()
+                if kind == "time":
+                    if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
+                        target[0] = max(300.0, 0.7 * target[0])
+                    elif time.perf_counter() - t1 < 0.25 * step_s:
+                        target[0] = min(4.0 * self.lns_runs, 1.1 * target[0])
+                gain = 0.0
+                if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                    searched.add(key)
                 if h.getInfo().primal_solution_status == 2:
                     y = np.asarray(h.getSolution().col_value)
                     value = model.check(y)            # a sub-model's answer must hold in the whole model
-                    if value is not None and value < best - 1e-6 * max(1.0, abs(best)):
-                        best, x = value, y
+                    if value is None:
+                        gain = math.nan
+                    elif value < best - 1e-6 * max(1.0, abs(best)):
+                        gain = best - value
+                        best, state["x"] = value, y
                         improved_any = True
-                a += width_h / 2
-        h.changeColsBounds(n, s_cols.astype(np.int32), lo_all, np.ones(n))
+                self.lns_log.append((round(time.perf_counter() - self._t0, 2), kind, a, sites,
+                                     int(free_run.sum()), round(time.perf_counter() - t1, 2), gain))
+            stale = 0 if improved_any else stale + 1
+        x = state["x"]
+        h.changeColsBounds(n, cols, lo_all, np.ones(n))
         return best, x
 
     # ------------------------------------------------------------------ online answers
@@ -395,9 +595,14 @@ class _Model:
     b: ModelBuilder
     s: np.ndarray          # start binaries, one per run
     u: np.ndarray          # unfinished, one per job
+    zero: list = field(default_factory=list)
 
     def highs(self, options: dict):
-        return self.b.highs({k: v for k, v in options.items() if v is not None})
+        h = self.b.highs({k: v for k, v in options.items() if v is not None})
+        if self.zero:
+            cols = np.concatenate(self.zero).astype(np.int32)
+            h.changeColsBounds(len(cols), cols, np.zeros(len(cols)), np.zeros(len(cols)))
+        return h
 
     def check(self, x: np.ndarray) -> float | None:
         """The objective of `x` if it meets every row and bound of the whole model (1e-6), else None."""
@@ -474,6 +679,18 @@ def _candidate_runs(problem: Problem, extra: dict[int, list[tuple[int, float]]],
     runs.index = {(int(j), int(o), float(s)): i for i, (j, o, s) in
                   enumerate(zip(runs.job, runs.option, runs.start, strict=True))}
     return runs
+
+
+def _count_runs(problem: Problem, dt: float, window_h: float) -> int:
+    """About how many runs `_candidate_runs` lists (grid points only, outages ignored)."""
+    n = 0
+    for j, job in enumerate(problem.scn.jobs):
+        for o in problem.options[j]:
+            last = o.release + window_h
+            if job.deadline_h is not None:
+                last = max(last, min(job.deadline_h - o.duration, o.release + 2 * window_h))
+            n += max(0, math.floor(last / dt + 1e-9) - math.floor(o.release / dt)) + 1
+    return n
 
 
 def _price_curves(problem: Problem, T: int) -> dict[str, np.ndarray]:
