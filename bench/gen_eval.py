@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """suanli against the baselines on many generated scenarios (the figures in docs/SCHEDULER.md).
 
-    .venv/bin/python bench/gen_eval.py [--small 24] [--medium 8] [--out-dir /tmp/suanli-gen-eval]
+    .venv/bin/python bench/gen_eval.py [--small 24] [--medium 8] [--small-from 1] [--medium-from 101]
+                                       [--out-dir /tmp/suanli-gen-eval]
 
-Writes seeded scenarios with bench/gen_scenario.py (small: 4 sites, 60 jobs, 48 h, seeds
-1..N; medium: 6 sites, 300 jobs, 72 h, 2 outages and 2 grid caps, seeds 101..100+N), runs the
+Writes seeded scenarios with bench/gen_scenario.py (small: 4 sites, 60 jobs, 48 h, seeds from
+1; medium: 6 sites, 300 jobs, 72 h, 2 outages and 2 grid caps, seeds from 101), runs the
 four baselines and three variants of suanli (as it is; pricing every held plan again at each
 arrival; without re-planning) on each, and prints every objective divided by the best
 baseline's, then the geometric mean per variant and how many scenarios it loses to some
@@ -33,12 +34,13 @@ VARIANTS = {"suanli": lambda: policies.make("suanli"),
             "no re-planning": lambda: Suanli(commit_within_h=None)}
 
 
-def generate(out_dir: str, n_small: int, n_medium: int) -> list[str]:
+def generate(out_dir: str, n_small: int, n_medium: int, small_from: int = 1, medium_from: int = 101) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
     specs = [(f"small-{s}", ["--sites", "4", "--jobs", "60", "--hours", "48", "--seed", str(s)])
-             for s in range(1, n_small + 1)]
+             for s in range(small_from, small_from + n_small)]
     specs += [(f"medium-{s}", ["--sites", "6", "--jobs", "300", "--hours", "72", "--seed", str(s),
-                               "--outages", "2", "--grid-caps", "2"]) for s in range(101, 101 + n_medium)]
+                               "--outages", "2", "--grid-caps", "2"])
+              for s in range(medium_from, medium_from + n_medium)]
     paths = []
     for name, args in specs:
         path = os.path.join(out_dir, f"{name}.yaml")
@@ -57,10 +59,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--small", type=int, default=24)
     ap.add_argument("--medium", type=int, default=8)
+    ap.add_argument("--small-from", type=int, default=1, help="first seed of the small scenarios")
+    ap.add_argument("--medium-from", type=int, default=101, help="first seed of the medium scenarios")
     ap.add_argument("--out-dir", default="/tmp/suanli-gen-eval")
     a = ap.parse_args()
     ratios: dict[tuple[str, str], list[float]] = {}
-    for path in generate(a.out_dir, a.small, a.medium):
+    for path in generate(a.out_dir, a.small, a.medium, a.small_from, a.medium_from):
         scn = load_scenario(path)
         best = min(objective(scn, policies.make(p)) for p in BASELINES)
         kind = os.path.basename(path).split("-")[0]

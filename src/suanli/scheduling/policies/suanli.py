@@ -4,11 +4,12 @@ For every pool that passes the filters, the job's earliest feasible start is pri
 parts of the scenario's objective it would add (MODEL.md §6): GPU rental, data transfer,
 marginal energy cost and carbon against what the site's renewables and battery still have
 free after the load already committed, grid-cap (demand-response) penalties for caps already
-announced, and lateness. The few cheapest pools are then priced again at every whole hour up
-to the latest start that still meets the deadline (or a short window for jobs without one,
-since waiting then only trades time for energy), within the look-ahead. The cheapest
-candidate wins; work handed back by an outage prefers the failed site's `backup` when it is
-within `backup_margin` of the best.
+announced, lateness, and the room the run takes from larger gangs on pools few are big enough
+for (`Suanli._room`: runs are not preempted). The few cheapest pools are then priced again at
+every whole hour up to the latest start that still meets the deadline (or a short window for
+jobs without one, since waiting then only trades time for energy), within the look-ahead.
+The cheapest candidate wins; work handed back by an outage prefers the failed site's `backup`
+when it is within `backup_margin` of the best.
 
 A run that starts at once is committed; a later one only holds its GPUs, and the queue of held
 plans comes back, most urgent first, at each arrival (so an urgent gang can take a pool a lax
@@ -48,6 +49,8 @@ DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest 
                             # at a fully busy network (scaled by the busy share squared)
 REPLAN_BUDGET = 2_000       # held plans priced again, at most, in one run
 REPLAN_CELLS = 2_500_000    # hour-slots of runs priced while re-planning, at most, in one run
+ROOM_CNY_PER_GPU_H = 5.0    # the price of taking the room a larger gang needs, per GPU-hour, at a fully
+                            # busy network (scaled by the busy share; see `Suanli._room`)
 
 
 class Suanli(Pipeline):
@@ -55,7 +58,8 @@ class Suanli(Pipeline):
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
                  commit_within_h: float | None = COMMIT_WITHIN_H, replan_budget: int = REPLAN_BUDGET,
-                 replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True, refine_bound: bool = True):
+                 replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True, refine_bound: bool = True,
+                 room_cny_per_gpu_h: float = ROOM_CNY_PER_GPU_H, room_power: float = 1.0):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.lookahead_h = lookahead_h
@@ -78,6 +82,14 @@ class Suanli(Pipeline):
         self._cells = 0                   # hour-slots of the runs it has priced (a measure of work)
         self._replan_cells = 0            # ... for held jobs priced again
         self._may_hold = True
+        self.room = room_cny_per_gpu_h
+        self.room_power = room_power
+        self._room_run: object = None      # the run the gang sizes below are for
+        self._counts: dict[tuple[str, str], int] = {}  # the run's pools: GPUs in each
+        self._seen: set[int] = set()      # gang sizes of the jobs seen so far in the run
+        self._cover: dict[int, int] = {}  # gang size that may come -> how many pools are that large
+        self._shares: dict[tuple[int, int], float] = {}  # (pool size, gang) -> its room share, see `_room`
+        self._by_shape: dict[int, tuple] = {}  # id(ShapePools) -> (it, its distinct pool sizes, index into them)
         self._priced_per_job = 8.0   # how many pools a job's pricing looked at, lately (sizes the batches)
         super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
 
@@ -85,6 +97,7 @@ class Suanli(Pipeline):
         """Plans that start later are held (with `commit_within_h`, where the caller keeps holds:
         `view.holds`) and the queue re-planned, most urgent first, at each arrival, while the
         re-planning budget lasts; then every plan is committed, as without `commit_within_h`."""
+        self._see(view, jobs)
         if self.commit_within_h is None:
             return super().decide(view, jobs)
         if not view.holds:                            # the caller would not keep a hold: commit
@@ -107,6 +120,59 @@ class Suanli(Pipeline):
         out = super().decide(view, jobs)
         self._held = {d.job_id: d for d in out if isinstance(d, Defer) and d.hold is not None}
         return out
+
+    def _see(self, view: StateView, jobs: Sequence[PendingJob]) -> None:
+        """Note the run (a new one starts afresh) and the gang sizes of `jobs`."""
+        if view.scenario is not self._room_run:
+            self._room_run = view.scenario
+            self._counts = {(k, g): p.count for k, site in view.scenario.sites.items() for g, p in site.gpus.items()}
+            self._seen, self._cover, self._shares, self._by_shape = set(), {}, {}, {}
+        new = {pj.job.gpus for pj in jobs} - self._seen
+        if new:
+            self._seen |= new
+            counts = self._counts.values()
+            self._shares = {}
+            self._cover = {n: sum(c >= n for c in counts) for n in self._seen | set(counts)}
+
+    def _room(self, view: StateView, pj: PendingJob, opts: Options) -> np.ndarray:
+        """Per pool, CNY per hour of the run: the price of the room it takes from larger gangs.
+
+        A gang of g GPUs on a pool of C leaves it, while it runs, unable to host a gang of n
+        GPUs for any n in (max(g, C - g), C]: the gang sizes seen so far in the run, and the
+        pools' own sizes (the gangs the network is built for), these weighed by how plausible
+        such a gang is (min(1, 2 × the largest gang seen / n)). The fewer pools of the network
+        can host n, the dearer: the share is max over those n of plausibility / (pools with at
+        least n GPUs). Price: `room_cny_per_gpu_h` × g × share × the network's busy share
+        (`room_power`): nothing for a gang that fits its pool exactly or leaves it room for
+        every size, most for a small job on the one pool a big gang can use. So, online, small
+        and lax jobs keep off the few pools that big (often urgent) gangs need, which they
+        could not take back: runs are not preempted.
+        """
+        if view.scenario is not self._room_run or pj.job.gpus not in self._seen:
+            self._see(view, (pj,))                    # priced outside `decide` (an explanation)
+        g = pj.job.gpus
+        top = max(self._seen)
+        sizes, at = self._pool_sizes(opts)
+        share = np.empty(len(sizes))
+        for i, c in enumerate(sizes):
+            v = self._shares.get((c, g))
+            if v is None:
+                v = self._shares[(c, g)] = max((min(1.0, 2.0 * top / n) / k for n, k in self._cover.items()
+                                                if max(g, c - g) < n <= c), default=0.0)
+            share[i] = v
+        return self.room * view.ledger.busy_share(view.now) ** self.room_power * g * share[at]
+
+    def _pool_sizes(self, opts: Options) -> tuple[list[int], np.ndarray]:
+        """The distinct pool sizes among `opts`' pools, and each pool's index into them (kept per
+        job shape: `opts.pools` is cached per shape)."""
+        got = self._by_shape.get(id(opts.pools))
+        if got is None or got[0] is not opts.pools:
+            counts = np.asarray([self._counts[key] for key in zip(opts.site, opts.gpu_type, strict=True)])
+            sizes, at = np.unique(counts, return_inverse=True)
+            if len(self._by_shape) > 4096:
+                self._by_shape.clear()
+            got = self._by_shape[id(opts.pools)] = (opts.pools, sizes.tolist(), at.reshape(-1))
+        return got[1], got[2]
 
     def may_hold(self, view: StateView, pj: PendingJob, best: Scored) -> bool:
         return self._may_hold
@@ -183,6 +249,10 @@ class Suanli(Pipeline):
         # lateness and delay at its ready time.
         late_at_ready = (late_price * np.maximum(0.0, opts.ready_h + opts.duration_h - job.deadline_h)
                          if job.deadline_h else 0.0)
+        # the room the run takes from larger gangs, priced like rental (`_room`)
+        room = self._room(view, pj, opts) * opts.duration_h if self.room else None
+        if room is not None:
+            bill = bill + room
         energy_floor = kw * opts.duration_h * energy.floors(opts)
         floor = bill + late_at_ready + delay * gpus * (opts.ready_h - soonest) + energy_floor
         deadline = job.deadline_h
@@ -241,6 +311,8 @@ class Suanli(Pipeline):
         factor = np.where(backup_c, 1.0 - self.backup_margin, 1.0)
         parts = {"rental": rental[pool_c], "transfer": opts.transfer_cny[pool_c], "energy": energy_c,
                  "late": late_c, "delay": wait_c}
+        if room is not None:
+            parts["room"] = room[pool_c]
         info = {"backup": backup_c.astype(float), "latency_ms": opts.latency_ms[pool_c], "rank": opts.rank[pool_c],
                 "ready_h": opts.ready_h[pool_c]}
         key = (total_c * factor, start_c, opts.latency_ms[pool_c], opts.rank[pool_c])
