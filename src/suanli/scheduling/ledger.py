@@ -122,10 +122,18 @@ class Ledger:
         self.calendars[(site, gpu_type)].add(start, end, sign * gpus)
         self.in_use.add(start, end, sign * gpus)
         self.version[self.site_index[site]] += 1
-        first, hours = slot_overlaps(start, end)
-        self.ensure(first + len(hours))
-        kwh = hours * (gpus * self.power[gpu_type] * self.pue[site])
-        self.load[site][first:first + len(hours)] += sign * kwh
+        first = math.floor(start)
+        last = max(math.ceil(end), first + 1)
+        self.ensure(last)
+        kw = gpus * self.power[gpu_type] * self.pue[site]
+        load = self.load[site]
+        if last - first <= 8:               # a short run: plain floats cost less than NumPy calls
+            for t in range(first, last):
+                kwh = max(min(t + 1.0, end) - max(float(t), start), 0.0) * kw
+                load[t] += kwh if sign > 0 else -kwh
+        else:
+            _, hours = slot_overlaps(start, end)
+            load[first:last] += sign * (hours * kw)
         if first < self._cp_slot[site]:       # the past changed (never in a forward simulation)
             self._cp_slot[site] = 0
             b = self.battery[site]

@@ -90,6 +90,7 @@ class Suanli(Pipeline):
         self._cover: dict[int, int] = {}  # gang size that may come -> how many pools are that large
         self._shares: dict[tuple[int, int], float] = {}  # (pool size, gang) -> its room share, see `_room`
         self._by_shape: dict[int, tuple] = {}  # id(ShapePools) -> (it, its distinct pool sizes, index into them)
+        self._room_of: dict[tuple[int, int], tuple] = {}   # (id(ShapePools), gang) -> (it, its share per pool)
         self._priced_per_job = 8.0   # how many pools a job's pricing looked at, lately (sizes the batches)
         super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
 
@@ -126,12 +127,12 @@ class Suanli(Pipeline):
         if view.scenario is not self._room_run:
             self._room_run = view.scenario
             self._counts = {(k, g): p.count for k, site in view.scenario.sites.items() for g, p in site.gpus.items()}
-            self._seen, self._cover, self._shares, self._by_shape = set(), {}, {}, {}
+            self._seen, self._cover, self._shares, self._by_shape, self._room_of = set(), {}, {}, {}, {}
         new = {pj.job.gpus for pj in jobs} - self._seen
         if new:
             self._seen |= new
             counts = self._counts.values()
-            self._shares = {}
+            self._shares, self._room_of = {}, {}
             self._cover = {n: sum(c >= n for c in counts) for n in self._seen | set(counts)}
 
     def _room(self, view: StateView, pj: PendingJob, opts: Options) -> np.ndarray:
@@ -151,16 +152,20 @@ class Suanli(Pipeline):
         if view.scenario is not self._room_run or pj.job.gpus not in self._seen:
             self._see(view, (pj,))                    # priced outside `decide` (an explanation)
         g = pj.job.gpus
-        top = max(self._seen)
-        sizes, at = self._pool_sizes(opts)
-        share = np.empty(len(sizes))
-        for i, c in enumerate(sizes):
-            v = self._shares.get((c, g))
-            if v is None:
-                v = self._shares[(c, g)] = max((min(1.0, 2.0 * top / n) / k for n, k in self._cover.items()
-                                                if max(g, c - g) < n <= c), default=0.0)
-            share[i] = v
-        return self.room * view.ledger.busy_share(view.now) ** self.room_power * g * share[at]
+        key = (id(opts.pools), g)
+        got = self._room_of.get(key)
+        if got is None or got[0] is not opts.pools:       # per job shape, until new gang sizes are seen
+            top = max(self._seen)
+            sizes, at = self._pool_sizes(opts)
+            share = np.empty(len(sizes))
+            for i, c in enumerate(sizes):
+                v = self._shares.get((c, g))
+                if v is None:
+                    v = self._shares[(c, g)] = max((min(1.0, 2.0 * top / n) / k for n, k in self._cover.items()
+                                                    if max(g, c - g) < n <= c), default=0.0)
+                share[i] = v
+            got = self._room_of[key] = (opts.pools, share[at])
+        return self.room * view.ledger.busy_share(view.now) ** self.room_power * g * got[1]
 
     def _pool_sizes(self, opts: Options) -> tuple[list[int], np.ndarray]:
         """The distinct pool sizes among `opts`' pools, and each pool's index into them (kept per
