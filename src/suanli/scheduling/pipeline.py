@@ -169,6 +169,11 @@ class ShapePools:
     rejected: Mapping[str, str]
 
     @functools.cached_property
+    def keys(self) -> tuple[tuple[str, str], ...]:
+        """(site, GPU type) of each pool."""
+        return tuple(zip(self.site, self.gpu_type, strict=True))
+
+    @functools.cached_property
     def sites(self) -> tuple[str, ...]:
         """The sites of the pools, each once, in order."""
         pos = self.site_pos

@@ -198,6 +198,15 @@ class Scratch:
         n = self._planned.get(site)
         return None if n is None else (self._serial, n)
 
+    def calendars_of(self, keys: Sequence[tuple[str, str]]) -> list[PoolCalendar]:
+        """`calendar(site, gpu_type)` for each (site, GPU type) of `keys`."""
+        if self._pending:
+            self._apply()
+        own, ledger = self._own, self.ledger.calendars
+        if not own:
+            return [ledger[k] for k in keys]
+        return [own.get(k) or ledger[k] for k in keys]
+
     def calendar(self, site: str, gpu_type: str) -> PoolCalendar:
         key = (site, gpu_type)
         if self._pending:

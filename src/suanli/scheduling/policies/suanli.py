@@ -241,7 +241,7 @@ class Suanli(Pipeline):
     def _candidates(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> Candidates:
         job = pj.job
         gpus = job.gpus
-        soonest = float(opts.ready_h.min())              # the earliest any pool could take it
+        soonest = float(np.minimum.reduce(opts.ready_h))              # the earliest any pool could take it
         delay = self.delay * view.ledger.busy_share(view.now) ** self.delay_power
         late_price = view.scenario.objective.late_cny_per_gpu_h * gpus
         backup = view.scenario.sites[pj.from_site].backup if pj.from_site is not None else None
@@ -286,7 +286,7 @@ class Suanli(Pipeline):
 
         refined = []
         factor_c = np.where(on_backup(pool_c), 1.0 - self.backup_margin, 1.0)
-        best_key = float((total_c * factor_c).min()) if len(total_c) else math.inf
+        best_key = float(np.minimum.reduce(total_c * factor_c)) if len(total_c) else math.inf
         for j in total_c.argsort(kind="stable")[: self.refine].tolist():
             i = int(pool_c[j])
             o = opts[i]
@@ -308,7 +308,7 @@ class Suanli(Pipeline):
             pool_c, start_c, energy_c, late_c, wait_c, total_c = (
                 np.concatenate(pair) for pair in zip(found, (p, st, e, *price(p, st, e)), strict=True))
 
-        cells = int(opts.duration_h[pool_c].sum()) + len(pool_c)
+        cells = int(np.add.reduce(opts.duration_h[pool_c])) + len(pool_c)
         self._cells += cells
         if self._pricing_held:
             self._replan_cells += cells
@@ -334,7 +334,7 @@ class Suanli(Pipeline):
         order = floor.argsort(kind="stable")         # `opts` is in rank order: ties go by rank
         floor_sorted = (floor[order] * margin).tolist()
         duration, ready = opts.duration_h.tolist(), opts.ready_h.tolist()
-        calendar = scratch.calendar
+        keys = opts.pools.keys
         gpus = pj.job.gpus
         out: list[tuple[np.ndarray, ...]] = []
         best = math.inf
@@ -342,8 +342,9 @@ class Suanli(Pipeline):
         batch = max(4, round(self._priced_per_job * 1.25) + 2)
         while at < n and floor_sorted[at] < best:
             pools = order[at:at + batch]
-            starts = [calendar(opts.site[i], opts.gpu_type[i]).earliest_fit(gpus, duration[i], ready[i])
-                      for i in pools.tolist()]
+            idx = pools.tolist()
+            starts = [c.earliest_fit(gpus, duration[i], ready[i])
+                      for c, i in zip(scratch.calendars_of([keys[i] for i in idx]), idx, strict=True)]
             if None in starts:
                 fits = [s is not None for s in starts]
                 p, st = pools[np.asarray(fits)], np.asarray([s for s in starts if s is not None], dtype=float)
