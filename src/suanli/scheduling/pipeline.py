@@ -416,6 +416,14 @@ def window_starts(scratch: Scratch, pj: PendingJob, o: Option, latest: float, fi
 _BLOCK = 128      # whole hours checked against a calendar at once
 
 
+def window_end(starts: Sequence[float], duration: float) -> int:
+    """One past the last slot that runs of `duration` hours from `starts` read, as
+    `EnergyPricer.cost_many` counts it for a pool: the latest first slot plus the widest span
+    (at least one slot)."""
+    firsts = [math.floor(t) for t in starts]
+    return max(firsts) + max(1, max(math.ceil(t + duration) - f for t, f in zip(starts, firsts, strict=True)))
+
+
 # ----------------------------------------------------------------------------- scorers
 @dataclass
 class PriceBook:

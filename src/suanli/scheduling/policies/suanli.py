@@ -35,6 +35,7 @@ from suanli.scheduling.pipeline import (
     Pipeline,
     PriceBook,
     TierBook,
+    window_end,
     window_starts,
 )
 from suanli.scheduling.policies import register
@@ -262,14 +263,6 @@ class Suanli(Pipeline):
         floor = bill + late_at_ready + delay * gpus * (opts.ready_h - soonest) + energy_floor
         deadline = job.deadline_h
 
-        def price(pools: np.ndarray, starts: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, ...]:
-            """Late, delay and total of runs at `pools` from `starts` with energy cost `e` (the
-            parts summed in the order the explanation lists them)."""
-            late = (np.zeros(len(starts)) if deadline is None else
-                    late_price * np.maximum(0.0, starts + opts.duration_h[pools] - deadline))
-            wait = delay * gpus * (starts - soonest)
-            return late, wait, bill[pools] + e + late + wait
-
         # Price each pool's earliest start, cheapest floor first; stop once no pool left can beat
         # the best (with the backup's margin, so a backup within it is still seen).
         margin = 1.0 - self.backup_margin if backup is not None else 1.0
@@ -302,11 +295,15 @@ class Suanli(Pipeline):
             if starts:
                 refined.append((int(pool_c[j]), o, starts))
         if refined:
-            e = np.concatenate(energy.cost_many(pj, [(o, starts) for _, o, starts in refined]))
+            # the price book's arrays grow pool by pool, to the slots of the pool's latest run
+            energy.priced([o.site for _, o, _ in refined],
+                          [window_end(starts, o.duration_h) for _, o, starts in refined])
             p = np.asarray([i for i, _, _ in refined]).repeat([len(starts) for _, _, starts in refined])
-            st = np.concatenate([starts for _, _, starts in refined])
+            st = np.asarray([t for _, _, starts in refined for t in starts], dtype=float)
+            e, late, wait, total, _ = energy.price_each(opts.site_pos[p], kw[p], st, opts.duration_h[p], bill[p],
+                                                        *terms)
             pool_c, start_c, energy_c, late_c, wait_c, total_c = (
-                np.concatenate(pair) for pair in zip(found, (p, st, e, *price(p, st, e)), strict=True))
+                np.concatenate(pair) for pair in zip(found, (p, st, e, late, wait, total), strict=True))
 
         cells = int(np.add.reduce(opts.duration_h[pool_c])) + len(pool_c)
         self._cells += cells
