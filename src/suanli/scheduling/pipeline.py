@@ -167,11 +167,7 @@ class ShapePools:
     pue: np.ndarray
     speed: np.ndarray             # work per hour on one GPU, for the shape's job class
     rejected: Mapping[str, str]
-
-    @functools.cached_property
-    def keys(self) -> tuple[tuple[str, str], ...]:
-        """(site, GPU type) of each pool."""
-        return tuple(zip(self.site, self.gpu_type, strict=True))
+    all_keys: tuple[tuple[str, str], ...]   # (site, GPU type) of every pool of the scenario, by rank
 
     @functools.cached_property
     def sites(self) -> tuple[str, ...]:
@@ -187,7 +183,7 @@ class ShapePools:
         return ShapePools(pick(self.site), pick(self.gpu_type), self.site_pos[keep], self.rank[keep],
                           self.latency_ms[keep], self.local[keep], self.gbps[keep], self.cny_per_gb[keep],
                           self.cny_per_gpu_h[keep], self.power_kw[keep], self.pue[keep], self.speed[keep],
-                          self.rejected)
+                          self.rejected, self.all_keys)
 
 
 class ShapeCache:
@@ -220,6 +216,7 @@ class ShapeCache:
                 pue.append(st.pue)
         self.pool_site = np.asarray(site, dtype=np.int64)
         self.pool_site_id = tuple(self.sites[k] for k in site)
+        self.pool_keys = tuple(zip(self.pool_site_id, gpu_type, strict=True))
         self.pool_type = gpu_type
         self.pool_price = np.asarray(price, dtype=float)
         self.pool_power = np.asarray(power, dtype=float)
@@ -276,7 +273,7 @@ class ShapeCache:
         keep = idx.tolist()
         return ShapePools(tuple(map(self.pool_site_id.__getitem__, keep)), tuple(map(self.pool_type.__getitem__, keep)),
                           at, idx, latency, local, gbps, cny_per_gb, self.pool_price[idx], self.pool_power[idx],
-                          self.pool_pue[idx], speed[idx], rejected)
+                          self.pool_pue[idx], speed[idx], rejected, self.pool_keys)
 
     def _paths_from(self, view: StateView, origin: str) -> tuple[np.ndarray, ...]:
         """Per site: latency, whether in the origin's city, bottleneck and CNY/GB of the best path
@@ -317,6 +314,8 @@ class Options(Sequence[Option]):
         duration = pj.remaining_work / pools.speed
         data = job.data_gb
         transfer_cny = data * pools.cny_per_gb
+        if not data > 0 and not pj.hosted:  # nothing to move: ready everywhere at once
+            return cls(pools, duration, np.full(len(pools.site), max(view.now, pj.ready_h + 0.0)), transfer_cny)
         if data > 0:
             transfer_h = np.where(pools.local, 0.0, data * 8.0 / pools.gbps / 3600.0)
         else:
@@ -862,7 +861,7 @@ class Pipeline:
         planned: list[tuple[str, str, str, float, float]] = []    # what this call priced, for `kept_hold`
         # stable: jobs ready together keep the order they were offered in (arrival order)
         cache = self._static_cache(view)
-        for pj in sorted(jobs, key=lambda pj: self.order(view, pj)):
+        for pj in sorted(jobs, key=lambda pj: self.order(view, pj)) if len(jobs) > 1 else jobs:
             kept = self.kept_hold(view, pj, planned)
             if kept is not None and kept.hold is not None:
                 site, gpu_type, start, end = kept.hold

@@ -278,7 +278,8 @@ class Suanli(Pipeline):
                     if backup is not None else np.zeros(len(pools), dtype=bool))
 
         refined = []
-        factor_c = np.where(on_backup(pool_c), 1.0 - self.backup_margin, 1.0)
+        factor_c = (np.where(on_backup(pool_c), 1.0 - self.backup_margin, 1.0) if backup is not None
+                    else np.ones(len(pool_c)))
         best_key = float(np.minimum.reduce(total_c * factor_c)) if len(total_c) else math.inf
         for j in total_c.argsort(kind="stable")[: self.refine].tolist():
             i = int(pool_c[j])
@@ -310,15 +311,15 @@ class Suanli(Pipeline):
         if self._pricing_held:
             self._replan_cells += cells
         backup_c = on_backup(pool_c)
-        factor = np.where(backup_c, 1.0 - self.backup_margin, 1.0)
         parts = {"rental": rental[pool_c], "transfer": opts.transfer_cny[pool_c], "energy": energy_c,
                  "late": late_c, "delay": wait_c}
         if room is not None:
             parts["room"] = room[pool_c]
-        info = {"backup": backup_c.astype(float), "latency_ms": opts.latency_ms[pool_c], "rank": opts.rank[pool_c],
+        latency_c, rank_c = opts.latency_ms[pool_c], opts.rank[pool_c]
+        info = {"backup": backup_c.astype(float), "latency_ms": latency_c, "rank": rank_c,
                 "ready_h": opts.ready_h[pool_c]}
-        key = (total_c * factor, start_c, opts.latency_ms[pool_c], opts.rank[pool_c])
-        return Candidates(opts, pool_c, start_c, parts, total_c, key, info)
+        keyed = total_c * np.where(backup_c, 1.0 - self.backup_margin, 1.0) if backup is not None else total_c
+        return Candidates(opts, pool_c, start_c, parts, total_c, (keyed, start_c, latency_c, rank_c), info)
 
     def _first_starts(self, scratch: Scratch, pj: PendingJob, opts: Options, floor: np.ndarray, margin: float,
                       energy: EnergyPricer, kw: np.ndarray, bill: np.ndarray,
@@ -331,7 +332,7 @@ class Suanli(Pipeline):
         order = floor.argsort(kind="stable")         # `opts` is in rank order: ties go by rank
         floor_sorted = (floor[order] * margin).tolist()
         duration, ready = opts.duration_h.tolist(), opts.ready_h.tolist()
-        keys = opts.pools.keys
+        keys, rank = opts.pools.all_keys, opts.rank
         gpus = pj.job.gpus
         out: list[tuple[np.ndarray, ...]] = []
         best = math.inf
@@ -340,8 +341,8 @@ class Suanli(Pipeline):
         while at < n and floor_sorted[at] < best:
             pools = order[at:at + batch]
             idx = pools.tolist()
-            starts = [c.earliest_fit(gpus, duration[i], ready[i])
-                      for c, i in zip(scratch.calendars_of([keys[i] for i in idx]), idx, strict=True)]
+            cals = scratch.calendars_of([keys[r] for r in rank[pools].tolist()])
+            starts = [c.earliest_fit(gpus, duration[i], ready[i]) for c, i in zip(cals, idx, strict=True)]
             if None in starts:
                 fits = [s is not None for s in starts]
                 p, st = pools[np.asarray(fits)], np.asarray([s for s in starts if s is not None], dtype=float)
