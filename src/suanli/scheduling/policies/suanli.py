@@ -24,6 +24,7 @@ candidates an explanation keeps become `Scored` objects.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 
 import numpy as np
@@ -80,8 +81,7 @@ class Suanli(Pipeline):
         self._world: tuple | None = None  # sites down and grid caps known at the last call
         self._offered = 0                 # held jobs offered again, so far in the run
         self._replanned = 0               # ... and priced again
-        self._cells = 0                   # hour-slots of the runs it has priced (a measure of work)
-        self._replan_cells = 0            # ... for held jobs priced again
+        self._replan_cells = 0            # hour-slots of the runs priced for held jobs priced again
         self._may_hold = True
         self.room = room_cny_per_gpu_h
         self.room_power = room_power
@@ -91,6 +91,7 @@ class Suanli(Pipeline):
         self._cover: dict[int, int] = {}  # gang size that may come -> how many pools are that large
         self._shares: dict[tuple[int, int], float] = {}  # (pool size, gang) -> its room share, see `_room`
         self._by_shape: dict[int, tuple] = {}  # id(ShapePools) -> (it, its distinct pool sizes, index into them)
+        self._kw: dict[int, tuple] = {}   # id(ShapePools) -> (it, the draw of a run at each pool)
         self._room_of: dict[tuple[int, int], tuple] = {}   # (id(ShapePools), gang) -> (it, its share per pool)
         self._priced_per_job = 8.0   # how many pools a job's pricing looked at, lately (sizes the batches)
         super().__init__("suanli", self._choose, key=self._key, order=self._priority, commit_within_h=commit_within_h)
@@ -167,6 +168,16 @@ class Suanli(Pipeline):
                 share[i] = v
             got = self._room_of[key] = (opts.pools, share[at])
         return self.room * view.ledger.busy_share(view.now) ** self.room_power * g * got[1]
+
+    def _draw(self, opts: Options, gpus: int) -> np.ndarray:
+        """kW a run of `gpus` GPUs draws at each pool of `opts`, PUE included (kept per job
+        shape, which fixes the gang size)."""
+        got = self._kw.get(id(opts.pools))
+        if got is None or got[0] is not opts.pools:
+            if len(self._kw) > 4096:
+                self._kw.clear()
+            got = self._kw[id(opts.pools)] = (opts.pools, gpus * opts.power_kw * opts.pue)
+        return got[1]
 
     def _pool_sizes(self, opts: Options) -> tuple[list[int], np.ndarray]:
         """The distinct pool sizes among `opts`' pools, and each pool's index into them (kept per
@@ -249,7 +260,7 @@ class Suanli(Pipeline):
         energy = EnergyPricer(view, scratch, self.prices, math.floor(view.now) + 2, self.tiers)
         rental = opts.duration_h * gpus * opts.cny_per_gpu_h
         bill = rental + opts.transfer_cny                 # what a run there costs before energy and time
-        kw = gpus * opts.power_kw * opts.pue              # the run's draw at each pool, PUE included
+        kw = self._draw(opts, gpus)                       # the run's draw at each pool, PUE included
 
         # No run on a pool costs less than its floor: rental, transfer, the cheapest energy, and
         # lateness and delay at its ready time.
@@ -278,9 +289,9 @@ class Suanli(Pipeline):
                     if backup is not None else np.zeros(len(pools), dtype=bool))
 
         refined = []
-        factor_c = (np.where(on_backup(pool_c), 1.0 - self.backup_margin, 1.0) if backup is not None
-                    else np.ones(len(pool_c)))
-        best_key = float(np.minimum.reduce(total_c * factor_c)) if len(total_c) else math.inf
+        factor_c = np.where(on_backup(pool_c), 1.0 - self.backup_margin, 1.0) if backup is not None else None
+        best_key = (math.inf if not len(total_c) else float(np.minimum.reduce(total_c)) if factor_c is None
+                    else float(np.minimum.reduce(total_c * factor_c)))
         for j in total_c.argsort(kind="stable")[: self.refine].tolist():
             i = int(pool_c[j])
             o = opts[i]
@@ -289,7 +300,8 @@ class Suanli(Pipeline):
             s0 = math.floor(first) + 1.0               # the earliest of the later starts
             bound = (float(bill[i]) + float(energy_floor[i]) + delay * gpus * (s0 - soonest)
                      + (late_price * max(0.0, s0 + o.duration_h - deadline) if deadline is not None else 0.0))
-            if (self.refine_bound and bound * float(factor_c[j]) > best_key * (1.0 + 1e-9) + 1e-9
+            if (self.refine_bound and bound * (1.0 if factor_c is None else float(factor_c[j]))
+                    > best_key * (1.0 + 1e-9) + 1e-9
                     and self.prices.covers(o.site, math.ceil(latest + o.duration_h) + 1)):
                 continue
             starts = window_starts(scratch, pj, o, latest, first)[1:]
@@ -306,19 +318,18 @@ class Suanli(Pipeline):
             pool_c, start_c, energy_c, late_c, wait_c, total_c = (
                 np.concatenate(pair) for pair in zip(found, (p, st, e, late, wait, total), strict=True))
 
-        cells = int(np.add.reduce(opts.duration_h[pool_c])) + len(pool_c)
-        self._cells += cells
-        if self._pricing_held:
-            self._replan_cells += cells
-        backup_c = on_backup(pool_c)
+        if self._pricing_held:                        # the re-planning budget counts its work
+            self._replan_cells += int(np.add.reduce(opts.duration_h[pool_c])) + len(pool_c)
+        backup_c = on_backup(pool_c) if backup is not None else None
         parts = {"rental": rental[pool_c], "transfer": opts.transfer_cny[pool_c], "energy": energy_c,
                  "late": late_c, "delay": wait_c}
         if room is not None:
             parts["room"] = room[pool_c]
         latency_c, rank_c = opts.latency_ms[pool_c], opts.rank[pool_c]
-        info = {"backup": backup_c.astype(float), "latency_ms": latency_c, "rank": rank_c,
+        info = {"backup": backup_c.astype(float) if backup_c is not None else np.zeros(len(pool_c)),
+                "latency_ms": latency_c, "rank": rank_c,
                 "ready_h": opts.ready_h[pool_c]}
-        keyed = total_c * np.where(backup_c, 1.0 - self.backup_margin, 1.0) if backup is not None else total_c
+        keyed = total_c * np.where(backup_c, 1.0 - self.backup_margin, 1.0) if backup_c is not None else total_c
         return Candidates(opts, pool_c, start_c, parts, total_c, (keyed, start_c, latency_c, rank_c), info)
 
     def _first_starts(self, scratch: Scratch, pj: PendingJob, opts: Options, floor: np.ndarray, margin: float,
@@ -326,8 +337,9 @@ class Suanli(Pipeline):
                       terms: tuple[float, float | None, float, float]) -> tuple[np.ndarray, ...]:
         """The earliest start of each pool priced, in the order priced: pools by their floor
         (then rank) until the floor of the next, times `margin`, is no less than the best total
-        so far. Pools are priced a batch at a time (sized from the jobs before), and where the
-        one-by-one rule stops is then found in the batch. Returns (pool, start, energy, late,
+        so far. Pools are priced a batch at a time (the first sized from the jobs before, the
+        next to hold every pool whose floor is still below the best), and where the one-by-one
+        rule stops is then found in the batch. Returns (pool, start, energy, late,
         wait, total) arrays."""
         order = floor.argsort(kind="stable")         # `opts` is in rank order: ties go by rank
         floor_sorted = (floor[order] * margin).tolist()
@@ -360,7 +372,9 @@ class Suanli(Pipeline):
                     best = min(best, next(totals))
                     keep += 1
             at += batch
-            batch *= 2
+            # the next batch: every pool left whose floor is below the best so far (the rest
+            # cannot win, and the best only falls)
+            batch = max(1, bisect_left(floor_sorted, best, at) - at)
             if keep < len(p):
                 p, st, e, late, wait, total = p[:keep], st[:keep], e[:keep], late[:keep], wait[:keep], total[:keep]
             if keep:
