@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings
+from fuzzing import counter, fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -39,30 +39,7 @@ ROOT = Path(__file__).parents[2]
 BASES = {p.name: p for p in [*sorted((ROOT / "tests" / "data").glob("*.yaml")),
                               ROOT / "tests" / "service" / "data" / "network.yaml"]}
 DEMO = ROOT / "src" / "suanli" / "examples" / "east-west.yaml"
-SCALE = int(os.environ.get("SUANLI_FUZZ_EXAMPLES", "0")) or None
-COUNTS: dict[str, int] = {}          # examples run per test, printed with -s for the record
-# the long run (SUANLI_FUZZ_EXAMPLES) reports failures as found: shrinking a mutated document takes minutes
-PHASES = tuple(p for p in Phase if p is not Phase.shrink) if SCALE else tuple(Phase)
-
-
-def examples(ci: int) -> int:
-    return SCALE if SCALE is not None else ci
-
-
-def fuzz(ci: int):
-    return settings(max_examples=examples(ci), deadline=None, derandomize=SCALE is None, phases=PHASES,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
-
-
-def _count(name: str) -> None:
-    COUNTS[name] = COUNTS.get(name, 0) + 1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report() -> Any:
-    yield
-    print(f"\nscenario fuzz: examples run per test {COUNTS}")
+COUNTS, _count, _report = counter("scenario fuzz")   # examples run per test, printed with -s
 
 
 def load_or_refuse(path: str) -> UserError | None:

@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings
+from fuzzing import counter, fuzz
+from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -40,10 +41,6 @@ from suanli.traces.synthesis import SynthOptions
 
 ROOT = Path(__file__).parents[2]
 NETWORK = ROOT / "tests" / "data" / "east-west-explicit.yaml"
-SCALE = int(os.environ.get("SUANLI_FUZZ_EXAMPLES", "0")) or None
-COUNTS: dict[str, int] = {}
-# the long run (SUANLI_FUZZ_EXAMPLES) reports failures as found: shrinking a mutated document takes minutes
-PHASES = tuple(p for p in Phase if p is not Phase.shrink) if SCALE else tuple(Phase)
 
 # real rows (the first of each kind of row found in the public traces), header first
 SEEDS: dict[str, list[str]] = {
@@ -92,21 +89,7 @@ HOSTILE_CELL = st.one_of(
 )
 
 
-def fuzz(ci: int):
-    return settings(max_examples=SCALE if SCALE is not None else ci, deadline=None, derandomize=SCALE is None,
-                    phases=PHASES,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.filter_too_much])
-
-
-def _count(name: str) -> None:
-    COUNTS[name] = COUNTS.get(name, 0) + 1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _report() -> Any:
-    yield
-    print(f"\ntrace fuzz: examples run per test {COUNTS}")
+COUNTS, _count, _report = counter("trace fuzz")
 
 
 def _quote(cell: str) -> str:
