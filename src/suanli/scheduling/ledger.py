@@ -29,12 +29,12 @@ from suanli.scheduling.calendar import PoolCalendar
 from suanli.scheduling.kernels import battery_advance, free_energy
 
 
-def slot_overlaps(start: float, end: float) -> tuple[int, np.ndarray]:
-    """(first slot, hours of [start, end) inside each slot from it on)."""
+def slot_overlaps(start: float, end: float) -> tuple[int, list[float]]:
+    """(first slot, hours of [start, end) inside each slot from it on, at least one slot), as
+    plain floats: most runs span a few slots, where NumPy calls cost more than the loop."""
     first = math.floor(start)
     last = max(math.ceil(end), first + 1)
-    # plain floats: runs span a few slots, where one NumPy call costs more than the loop
-    return first, np.asarray([max(min(t + 1.0, end) - max(float(t), start), 0.0) for t in range(first, last)])
+    return first, [max(min(t + 1.0, end) - max(float(t), start), 0.0) for t in range(first, last)]
 
 
 def below_caps(first: int, caps: list[Event], deficit: np.ndarray) -> np.ndarray:
@@ -122,18 +122,16 @@ class Ledger:
         self.calendars[(site, gpu_type)].add(start, end, sign * gpus)
         self.in_use.add(start, end, sign * gpus)
         self.version[self.site_index[site]] += 1
-        first = math.floor(start)
-        last = max(math.ceil(end), first + 1)
+        first, hours = slot_overlaps(start, end)
+        last = first + len(hours)
         self.ensure(last)
         kw = gpus * self.power[gpu_type] * self.pue[site]
         load = self.load[site]
-        if last - first <= 8:               # a short run: plain floats cost less than NumPy calls
-            for t in range(first, last):
-                kwh = max(min(t + 1.0, end) - max(float(t), start), 0.0) * kw
-                load[t] += kwh if sign > 0 else -kwh
+        if len(hours) <= 8:                 # a short run: plain floats cost less than NumPy calls
+            for t, h in enumerate(hours, first):
+                load[t] += h * kw if sign > 0 else -(h * kw)
         else:
-            _, hours = slot_overlaps(start, end)
-            load[first:last] += sign * (hours * kw)
+            load[first:last] += sign * (np.asarray(hours) * kw)
         if first < self._cp_slot[site]:       # the past changed (never in a forward simulation)
             self._cp_slot[site] = 0
             b = self.battery[site]

@@ -15,6 +15,7 @@ load is unchanged. The caches change no result: each is exactly what computing a
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -416,9 +417,8 @@ _BLOCK = 128      # whole hours checked against a calendar at once
 
 
 def window_end(starts: Sequence[float], duration: float) -> int:
-    """One past the last slot that runs of `duration` hours from `starts` read, as
-    `EnergyPricer.cost_many` counts it for a pool: the latest first slot plus the widest span
-    (at least one slot)."""
+    """For runs of `duration` hours on one pool from `starts`: the latest first slot plus the
+    widest span (at least one slot), which the price book's arrays grow to cover."""
     firsts = [math.floor(t) for t in starts]
     return max(firsts) + max(1, max(math.ceil(t + duration) - f for t, f in zip(starts, firsts, strict=True)))
 
@@ -704,13 +704,20 @@ class EnergyPricer:
         return float(run_energy_cny(self.book.rows, self.book.base, np.asarray([k_site]), np.asarray([float(kw)]),
                                     np.asarray([float(start)]), np.asarray([float(end)]))[0])
 
+    def _rows_for(self, site_pos: np.ndarray, starts: np.ndarray,
+                  durations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Make the tier rows valid for runs i (at site_pos[i], from starts[i] for durations[i]
+        hours): their ends, and one past each one's last slot."""
+        ends = starts + durations
+        last = np.maximum(np.ceil(ends), np.floor(starts) + 1)
+        self.book.ensure(self.view, self.scratch, site_pos, last)
+        return ends, last
+
     def cost_each(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
                   durations: np.ndarray) -> np.ndarray:
         """`cost_one` for many runs at once (run i: at the scenario's site_pos[i], drawing kw[i]
         kW from starts[i] for durations[i] hours). Leaves the price book alone (see `priced`)."""
-        ends = starts + durations
-        last = np.maximum(np.ceil(ends), np.floor(starts) + 1)
-        self.book.ensure(self.view, self.scratch, site_pos, last)
+        ends, _ = self._rows_for(site_pos, starts, durations)
         return run_energy_cny(self.book.rows, self.book.base, site_pos, kw.astype(float), starts, ends)
 
     def price_each(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray, durations: np.ndarray,
@@ -719,9 +726,7 @@ class EnergyPricer:
         """`cost_each`, with each run's lateness (late_cny_per_h per hour past `deadline`), delay
         (delay_cny_per_h per hour after `soonest`) and total (bill + energy + lateness + delay),
         in one pass: (energy, late, delay, total, and one past each run's last slot)."""
-        ends = starts + durations
-        last = np.maximum(np.ceil(ends), np.floor(starts) + 1)
-        self.book.ensure(self.view, self.scratch, site_pos, last)
+        ends, last = self._rows_for(site_pos, starts, durations)
         return (*run_prices(self.book.rows, self.book.base, site_pos, kw, starts, ends, bill, float(late_cny_per_h),
                             math.nan if deadline is None else float(deadline), float(delay_cny_per_h),
                             float(soonest)), last)
@@ -737,17 +742,14 @@ class EnergyPricer:
         counts = [len(starts) for _, starts in runs]
         st = np.asarray([t for _, starts in runs for t in starts], dtype=float)
         ends = st + np.asarray([o.duration_h for o, _ in runs]).repeat(counts)
-        lo = np.floor(st)
-        at = np.asarray([0, *counts[:-1]]).cumsum()
-        width = np.maximum(np.maximum.reduceat(np.ceil(ends) - lo, at), 1.0)
-        last = np.maximum.reduceat(lo, at) + width         # one past the last slot read, per pool
-        self.priced([o.site for o, _ in runs], last.astype(np.int64).tolist())
+        lasts = [window_end(starts, o.duration_h) for o, starts in runs]
+        self.priced([o.site for o, _ in runs], lasts)
         power, pue, pos = self.view.ledger.power, self.view.ledger.pue, self.book.index
         site_pos = np.asarray([pos(self.view, o.site) for o, _ in runs]).repeat(counts)
         kw = np.asarray([pj.job.gpus * power[o.gpu_type] * pue[o.site] for o, _ in runs], dtype=float).repeat(counts)
-        self.book.ensure(self.view, self.scratch, site_pos, last.repeat(counts))
+        self.book.ensure(self.view, self.scratch, site_pos, np.asarray(lasts, dtype=float).repeat(counts))
         e = run_energy_cny(self.book.rows, self.book.base, site_pos, kw, st, ends)
-        bounds = at.tolist() + [len(e)]
+        bounds = [0, *itertools.accumulate(counts)]
         return [e[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 

@@ -238,7 +238,7 @@ class Scratch:
             first, hours = slot_overlaps(start, end)
             kw = gpus * self.ledger.power[gpu_type] * self.ledger.pue[site]
             planned = self._extra.setdefault(site, {})
-            for k, h in enumerate(hours.tolist()):
+            for k, h in enumerate(hours):
                 planned[first + k] = planned.get(first + k, 0.0) + h * kw
         self._applied += len(self._pending)
         self._pending.clear()

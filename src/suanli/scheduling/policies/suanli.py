@@ -85,7 +85,6 @@ class Suanli(Pipeline):
         self._may_hold = True
         self.room = room_cny_per_gpu_h
         self.room_power = room_power
-        self._room_run: object = None      # the run the gang sizes below are for
         self._counts: dict[tuple[str, str], int] = {}  # the run's pools: GPUs in each
         self._seen: set[int] = set()      # gang sizes of the jobs seen so far in the run
         self._cover: dict[int, int] = {}  # gang size that may come -> how many pools are that large
@@ -106,10 +105,6 @@ class Suanli(Pipeline):
         if not view.holds:                            # the caller would not keep a hold: commit
             self._may_hold = False
             return super().decide(view, jobs)
-        if view.scenario is not self._scenario:       # another run: a fresh budget
-            self._scenario, self._held, self._replanned, self._replan_cells = view.scenario, {}, 0, 0
-            self._offered = 0
-            self._world = None
         # Each held plan offered again costs (the simulator releases and books it again; it may be
         # priced again): a busy or long-running network would pay that many times over, so
         # holding stops for good once the budget is spent.
@@ -125,9 +120,11 @@ class Suanli(Pipeline):
         return out
 
     def _see(self, view: StateView, jobs: Sequence[PendingJob]) -> None:
-        """Note the run (a new one starts afresh) and the gang sizes of `jobs`."""
-        if view.scenario is not self._room_run:
-            self._room_run = view.scenario
+        """Note the run (a new one starts afresh: re-planning budget, held plans, gang sizes) and
+        the gang sizes of `jobs`."""
+        if view.scenario is not self._scenario:
+            self._scenario, self._held, self._world = view.scenario, {}, None
+            self._offered = self._replanned = self._replan_cells = 0
             self._counts = {(k, g): p.count for k, site in view.scenario.sites.items() for g, p in site.gpus.items()}
             self._seen, self._cover, self._shares, self._by_shape, self._room_of = set(), {}, {}, {}, {}
         new = {pj.job.gpus for pj in jobs} - self._seen
@@ -151,7 +148,7 @@ class Suanli(Pipeline):
         and lax jobs keep off the few pools that big (often urgent) gangs need, which they
         could not take back: runs are not preempted.
         """
-        if view.scenario is not self._room_run or pj.job.gpus not in self._seen:
+        if view.scenario is not self._scenario or pj.job.gpus not in self._seen:
             self._see(view, (pj,))                    # priced outside `decide` (an explanation)
         g = pj.job.gpus
         key = (id(opts.pools), g)
