@@ -49,7 +49,7 @@ def test_a_small_job_keeps_off_the_only_pool_a_big_gang_fits():
 
 
 def test_without_the_room_price_the_small_job_blocks_the_gang():
-    metrics, runs = _run(Suanli(room_cny_per_gpu_h=0.0))
+    metrics, runs = _run(Suanli(room_cny_per_gpu_h=0.0, preempt=False))   # (stopping it would free the pool)
     assert runs["small"][0] == "big-1"         # the cheapest pool, committed at once
     assert runs["gang"][1] >= runs["small"][2]
     assert metrics["late_gpu_h"] > 0.0

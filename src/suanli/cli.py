@@ -97,6 +97,9 @@ def _summary(r: Run, outdir: str | None) -> None:
     t.add_row("GPU utilisation", f"{m['gpu_utilization']:.1%} of GPU-hours in [0, {scn.horizon_h:g} h)")
     if r.result.cuts:
         t.add_row("outages", f"{r.result.cuts} running segments cut and re-placed")
+    if r.result.preemptions:
+        t.add_row("preempted", f"{r.result.preemptions} runs stopped for more urgent jobs (checkpoints kept), "
+                  "their rest placed again")
     t.add_row("policy time", f"{r.policy_wall_s:.2f} s")
     out.print(t)
     s = Table(title="per site", title_justify="left")

@@ -857,12 +857,33 @@ class Pipeline:
         None: price it again. By default every job is priced again."""
         return None
 
+    def preempt_for(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options, top: list[Scored],
+                    cache: ShapeCache, stopped: set[str]) -> tuple | None:
+        """Stop a running job (not one of `stopped`, those this call stops already) so that `pj`
+        does better (where `view.running_on` allows it): None, or (pj's new top, weighed, the
+        `Preempt`, the stopped job's rest, its top, weighed, rejected sites), with both new runs
+        already booked in `scratch`. By default nothing is ever stopped."""
+        return None
+
+    def _answer(self, view: StateView, pj: PendingJob, top: list[Scored], weighed: int,
+                rejected: Mapping[str, str]) -> Decision:
+        """Place the best of `top`, or hold it where it starts later (`commit_within_h`)."""
+        best = top[0]
+        expl = Explanation(self.name, view.now, best, tuple(top), rejected)
+        if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
+                and self.may_hold(view, pj, best)):
+            return Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
+                         hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h)
+        return Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
+                     reason=f"{self.name}: best of {weighed} candidates", explain=expl)
+
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()
         out: list[Decision] = []
         planned: list[tuple[str, str, str, float, float]] = []    # what this call priced, for `kept_hold`
         # stable: jobs ready together keep the order they were offered in (arrival order)
         cache = self._static_cache(view)
+        stopped: set[str] = set()                                   # running jobs this call stops
         for pj in sorted(jobs, key=lambda pj: self.order(view, pj)) if len(jobs) > 1 else jobs:
             kept = self.kept_hold(view, pj, planned)
             if kept is not None and kept.hold is not None:
@@ -884,17 +905,21 @@ class Pipeline:
                 expl = Explanation(self.name, view.now, None, (), rejected, "no candidate start")
                 out.append(Defer(pj.job.id, "no pool can start it now", expl))
                 continue
+            pre = (self.preempt_for(view, scratch, pj, opts, top, cache, stopped)
+                   if view.running_on is not None else None)
+            if pre is None:
+                best = top[0]
+                scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
+            else:                           # `preempt_for` booked both runs in the scratch
+                top, weighed, stop, rest, rest_top, rest_weighed, rest_rejected = pre
+                out.append(stop)
+                stopped.add(stop.job_id)
+                rb = rest_top[0]
+                planned.append((rest.job.id, rb.site, rb.gpu_type, rb.start_h, rb.end_h))
+                out.append(self._answer(view, rest, rest_top, rest_weighed, rest_rejected))
             best = top[0]
-            scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
             planned.append((pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h))
-            expl = Explanation(self.name, view.now, best, tuple(top), rejected)
-            if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
-                    and self.may_hold(view, pj, best)):
-                out.append(Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
-                                 hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h))
-                continue
-            out.append(Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
-                             reason=f"{self.name}: best of {weighed} candidates", explain=expl))
+            out.append(self._answer(view, pj, top, weighed, rejected))
         return out
 
 

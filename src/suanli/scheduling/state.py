@@ -9,13 +9,14 @@ extra load over the view's ledger, so the view itself stays untouched.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from suanli.model.scenario import Scenario
+from suanli.model.schedule import kept_work
 from suanli.model.schema import Event, Job
 from suanli.scheduling.calendar import PoolCalendar
 from suanli.scheduling.ledger import Ledger, slot_overlaps
@@ -37,6 +38,29 @@ class PendingJob:
     hosted: frozenset[str] = frozenset()
     segments_done: int = 0
     from_site: str | None = None
+
+
+@dataclass(frozen=True)
+class Running:
+    """A run in progress: `pending` is the job as it was when the run was placed (its
+    `remaining_work` counted from `start_h`)."""
+
+    pending: PendingJob
+    site: str
+    gpu_type: str
+    start_h: float
+    end_h: float
+
+    @property
+    def job(self) -> Job:
+        return self.pending.job
+
+    def rest(self, now: float, scn: Scenario) -> PendingJob:
+        """What is left to do if the run stops at `now`: its whole checkpoints are kept
+        (MODEL.md §3.7), the rest starts again from there, with the data already at its site."""
+        pj = self.pending
+        kept = kept_work(now - self.start_h, scn.speed(pj.job, self.gpu_type), pj.job.checkpoint_h)
+        return PendingJob(pj.job, pj.remaining_work - kept, now, pj.hosted | {self.site}, pj.segments_done + 1)
 
 
 @dataclass(slots=True)      # not frozen: policies make thousands per second, and frozen init is slow
@@ -97,7 +121,18 @@ class Reject:
     explain: Explanation | None = None
 
 
-Decision = Place | Defer | Reject
+@dataclass(frozen=True)
+class Preempt:
+    """Stop the running job `job_id` now (where the caller allows it: `StateView.running_on`).
+    It keeps its whole checkpoints; the same answer must then hold one `Place`, `Defer` or
+    `Reject` for the job's rest (`Running.rest`), as if it had been offered."""
+
+    job_id: str
+    reason: str
+    explain: Explanation | None = None
+
+
+Decision = Place | Defer | Reject | Preempt
 
 
 @dataclass
@@ -117,6 +152,9 @@ class StateView:
     # True where the caller keeps a `Defer`'s `hold` (the GPUs stay reserved) and offers the job
     # again at the next arrival or at `retry_at` (the simulator); a policy may then re-plan
     holds: bool = False
+    # The runs in progress on a pool (site, GPU type), where the caller lets a policy preempt
+    # them (the simulator); None: no preemption
+    running_on: Callable[[str, str], Sequence[Running]] | None = None
 
     @property
     def calendars(self) -> Mapping[tuple[str, str], PoolCalendar]:
@@ -224,6 +262,10 @@ class Scratch:
             if first <= t < last:
                 out[t - first] += kwh
         return out
+
+    def release(self, site: str, gpu_type: str, start: float, end: float, gpus: int) -> None:
+        """Give back GPUs the ledger (or this scratch) holds over [start, end), and their load."""
+        self.reserve(site, gpu_type, start, end, -gpus)
 
     def reserve(self, site: str, gpu_type: str, start: float, end: float, gpus: int) -> None:
         self._planned[site] = self._planned.get(site, 0) + 1

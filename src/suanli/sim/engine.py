@@ -12,6 +12,10 @@ An outage at site k starting at a cuts each running segment on k at a (it keeps 
 checkpointed progress, §3.7), cancels each placement on k that has not started, and hands
 the rest of those jobs back to the policy, which learns only then that k is down. Until the
 outage ends the policy may not place anything on k.
+
+A policy may also stop a running job itself (`Preempt`, with `preempt=True`): the run is cut
+at that instant as an outage would cut it, and the same answer places (or holds, or defers)
+the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +29,17 @@ from dataclasses import dataclass, field, replace
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import TIME_TOL, Segment, kept_work
 from suanli.scheduling.ledger import Ledger
-from suanli.scheduling.state import Defer, Explanation, PendingJob, Place, Policy, Reject, StateView
+from suanli.scheduling.state import (
+    Defer,
+    Explanation,
+    PendingJob,
+    Place,
+    Policy,
+    Preempt,
+    Reject,
+    Running,
+    StateView,
+)
 
 _OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _WAKE, _ARRIVAL = range(6)
 
@@ -56,15 +70,18 @@ class SimResult:
     rejected: dict[str, str] = field(default_factory=dict)     # job id -> reason
     unplaced: dict[str, str] = field(default_factory=dict)     # still deferred at the end
     cuts: int = 0                                              # segments cut by outages
+    preemptions: int = 0                                       # runs the policy stopped
     policy_calls: int = 0
     explanations: dict[str, list[ExplainedDecision]] = field(default_factory=dict)   # job id -> decisions
 
 
 class Simulation:
     def __init__(self, scn: Scenario, policy: Policy,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, preempt: bool = True):
         self.scn = scn
         self.policy = policy
+        self.preempt = preempt
+        self._now = 0.0
         self.progress = progress
         self.public = replace(scn, events=[])     # what a policy may read of the scenario
         self.ledger = Ledger(scn)
@@ -146,15 +163,25 @@ class Simulation:
 
     # ------------------------------------------------------------------ policy
     def _decide(self, now: float, waiting: list[PendingJob]) -> list[PendingJob]:
+        self._now = now
         view = StateView(now=now, scenario=self.public, ledger=self.ledger,
                          down=frozenset(s for s, n in self.down.items() if n > 0),
-                         grid_caps=tuple(self.known_caps), holds=True)
+                         grid_caps=tuple(self.known_caps), holds=True,
+                         running_on=self._running_on if self.preempt else None)
         decisions = self.policy.decide(view, waiting)
         self.result.policy_calls += 1
         by_id = {pj.job.id: pj for pj in waiting}
+        for d in decisions:                 # stops first: the rest of the answer may use the GPUs they free
+            if isinstance(d, Preempt):
+                if d.job_id in by_id:
+                    raise PolicyError(f"{self.policy.name}: job {d.job_id!r} preempted twice, or both "
+                                      "offered and preempted")
+                by_id[d.job_id] = self._preempt(view, d)
         answered: set[str] = set()
         deferred = []
         for d in decisions:
+            if isinstance(d, Preempt):
+                continue
             pj = by_id.get(d.job_id)
             if pj is None or d.job_id in answered:
                 raise PolicyError(f"{self.policy.name}: decision for job {d.job_id!r} that was not offered "
@@ -177,6 +204,36 @@ class Simulation:
         if missing:
             raise PolicyError(f"{self.policy.name}: no decision for jobs {sorted(missing)[:5]}")
         return deferred
+
+    def _running_on(self, site: str, gpu_type: str) -> list[Running]:
+        """The runs in progress on a pool at the current instant, in scenario order."""
+        now, out = self._now, []
+        for jid in self.by_site[site]:
+            st = self.jobs[jid]
+            asg = st.assignment
+            if asg.gpu_type == gpu_type and asg.start_h < now - TIME_TOL and asg.end_h > now + TIME_TOL:
+                out.append(Running(st.pending, site, gpu_type, asg.start_h, asg.end_h))
+        out.sort(key=lambda r: self.scn.job_index[r.job.id])
+        return out
+
+    def _preempt(self, view: StateView, d: Preempt) -> PendingJob:
+        """Stop a running job now, as an outage would (its whole checkpoints kept); its rest."""
+        st = self.jobs.get(d.job_id)
+        asg = st.assignment if st is not None else None
+        now = view.now
+        if (view.running_on is None or asg is None or not asg.start_h < now - TIME_TOL
+                or not asg.end_h > now + TIME_TOL):
+            raise PolicyError(f"{self.policy.name}: preempted job {d.job_id!r}, which is not running now ({now})")
+        run = Running(st.pending, asg.site, asg.gpu_type, asg.start_h, asg.end_h)
+        self.ledger.add(asg.site, asg.gpu_type, asg.gpus, now, asg.end_h, sign=-1)
+        self.segments.append(Segment(asg.job_id, asg.site, asg.gpu_type, asg.gpus, asg.start_h, now))
+        self.result.preemptions += 1
+        if d.explain is not None:
+            self.result.explanations.setdefault(d.job_id, []).append(ExplainedDecision("preempt", now, d.explain))
+        st.pending = run.rest(now, self.scn)
+        st.assignment = None
+        self.by_site[asg.site].discard(asg.job_id)
+        return st.pending
 
     def _release_holds(self) -> list[PendingJob]:
         back = []
@@ -264,5 +321,6 @@ class Simulation:
         return back
 
 
-def simulate(scn: Scenario, policy: Policy, progress: Callable[[int, int], None] | None = None) -> SimResult:
-    return Simulation(scn, policy, progress).run()
+def simulate(scn: Scenario, policy: Policy, progress: Callable[[int, int], None] | None = None,
+             preempt: bool = True) -> SimResult:
+    return Simulation(scn, policy, progress, preempt).run()

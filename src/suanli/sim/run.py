@@ -29,6 +29,7 @@ class Run:
             "sim_wall_s": round(self.policy_wall_s, 6),
             "jobs_rejected": len(self.result.rejected),
             "segments_cut_by_outages": self.result.cuts,
+            "runs_preempted": self.result.preemptions,
         }
 
 

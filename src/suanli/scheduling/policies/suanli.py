@@ -35,12 +35,24 @@ from suanli.scheduling.pipeline import (
     Options,
     Pipeline,
     PriceBook,
+    ShapeCache,
     TierBook,
+    pool_options,
     window_end,
     window_starts,
 )
 from suanli.scheduling.policies import register
-from suanli.scheduling.state import Decision, Defer, PendingJob, Scored, Scratch, StateView
+from suanli.scheduling.state import (
+    Decision,
+    Defer,
+    Explanation,
+    PendingJob,
+    Preempt,
+    Running,
+    Scored,
+    Scratch,
+    StateView,
+)
 
 LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
@@ -51,6 +63,8 @@ DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest 
                             # at a fully busy network (scaled by the busy share squared)
 REPLAN_BUDGET = 2_000       # held plans priced again, at most, in one run
 REPLAN_CELLS = 2_500_000    # hour-slots of runs priced while re-planning, at most, in one run
+PREEMPT_TRIES = 6           # running jobs tried, at most, when a job would be late
+PREEMPT_MARGIN = 0.05       # a stop must save more than this share of what it gains the late job
 ROOM_CNY_PER_GPU_H = 5.0    # the price of taking the room a larger gang needs, per GPU-hour, at a fully
                             # busy network (scaled by the busy share; see `Suanli._room`)
 
@@ -61,7 +75,8 @@ class Suanli(Pipeline):
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
                  commit_within_h: float | None = COMMIT_WITHIN_H, replan_budget: int = REPLAN_BUDGET,
                  replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True, refine_bound: bool = True,
-                 room_cny_per_gpu_h: float = ROOM_CNY_PER_GPU_H, room_power: float = 1.0):
+                 room_cny_per_gpu_h: float = ROOM_CNY_PER_GPU_H, room_power: float = 1.0,
+                 preempt: bool = True):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.lookahead_h = lookahead_h
@@ -85,6 +100,7 @@ class Suanli(Pipeline):
         self._may_hold = True
         self.room = room_cny_per_gpu_h
         self.room_power = room_power
+        self.preempt = preempt
         self._counts: dict[tuple[str, str], int] = {}  # the run's pools: GPUs in each
         self._seen: set[int] = set()      # gang sizes of the jobs seen so far in the run
         self._cover: dict[int, int] = {}  # gang size that may come -> how many pools are that large
@@ -220,6 +236,84 @@ class Suanli(Pipeline):
                     return None
         self._pricing_held = False
         return held
+
+    def preempt_for(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options, top: list[Scored],
+                    cache: ShapeCache, stopped: set[str]) -> tuple | None:
+        """A job that would be late may stop one running job (never one stopped or cut before,
+        so nothing is stopped twice) on a pool it can use, when the stop saves more than it
+        costs: the late job's price falls by more than the stopped job's rest costs over just
+        letting it run on (work since its last checkpoint done again, a later end, lateness of
+        its own), plus `PREEMPT_MARGIN`. Up to `PREEMPT_TRIES` running jobs are tried, those
+        that lose the least work first; each is priced as if stopped, then put back."""
+        best = top[0]
+        if not self.preempt or not best.parts.get("late", 0.0) > 0.0:
+            return None
+        scn, now = view.scenario, view.now
+        tries: list[tuple[float, int, Running]] = []
+        for key in dict.fromkeys(zip(opts.site, opts.gpu_type, strict=True)):
+            cal = scratch.calendar(*key)
+            free = cal.count - cal.used_at(now)
+            for run in view.running_on(*key):
+                if run.pending.segments_done or run.job.id in stopped or free + run.job.gpus < pj.job.gpus:
+                    continue
+                kept = run.pending.remaining_work - run.rest(now, scn).remaining_work
+                lost_h = now - run.start_h - kept / scn.speed(run.job, run.gpu_type)   # run again after the stop
+                price = scn.sites[run.site].gpus[run.gpu_type].cny_per_gpu_h
+                tries.append((lost_h * run.job.gpus * price, scn.job_index[run.job.id], run))
+        found = None
+        for lost, _, run in sorted(tries, key=lambda t: t[:2])[:PREEMPT_TRIES]:
+            if lost >= best.parts["late"]:
+                continue                    # doing that work again costs more than all the lateness
+            got = self._stop(view, scratch, pj, opts, best, run, cache, keep=False)
+            if got is not None and (found is None or got[0] > found[0]):
+                found = (got[0], run)
+        if found is None:
+            return None
+        got = self._stop(view, scratch, pj, opts, best, found[1], cache, keep=True)
+        return None if got is None else got[1]
+
+    def _stop(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options, best: Scored, run: Running,
+              cache: ShapeCache, keep: bool) -> tuple[float, tuple] | None:
+        """Price `pj` with `run` stopped and its rest placed after it: (what the stop saves, the
+        answer `preempt_for` returns), or None where it saves too little. The runs stay booked
+        in `scratch` only with `keep` and a saving."""
+        scn, now, job = view.scenario, view.now, run.job
+        scratch.release(run.site, run.gpu_type, now, run.end_h, job.gpus)
+        undo = [(run.site, run.gpu_type, now, run.end_h, job.gpus)]
+        answer = None
+        top, weighed = self.rank(view, scratch, pj, opts)
+        gain = best.total - top[0].total if top else 0.0
+        if gain > 0.0:
+            b = top[0]
+            scratch.reserve(b.site, b.gpu_type, b.start_h, b.end_h, pj.job.gpus)
+            undo.append((b.site, b.gpu_type, b.start_h, b.end_h, -pj.job.gpus))
+            rest = run.rest(now, scn)
+            ropts, rejected, _ = pool_options(view, rest, self.filters, cache)
+            held, self._pricing_held = self._pricing_held, False
+            rtop, rweighed = self.rank(view, scratch, rest, ropts) if len(ropts) else ([], 0)
+            self._pricing_held = held
+            if rtop:
+                r = rtop[0]
+                # what the rest costs against running on: rental, transfer, lateness and energy
+                # (this run's energy taken as the rest's, per hour)
+                late_price = scn.objective.late_cny_per_gpu_h * job.gpus
+                hours = run.end_h - now
+                on = (hours * job.gpus * scn.sites[run.site].gpus[run.gpu_type].cny_per_gpu_h
+                      + r.parts.get("energy", 0.0) * hours / (r.end_h - r.start_h)
+                      + (late_price * max(0.0, run.end_h - job.deadline_h) if job.deadline_h is not None else 0.0))
+                after = sum(r.parts.get(k, 0.0) for k in ("rental", "transfer", "late", "energy"))
+                net = gain - (after - on)
+                if net > PREEMPT_MARGIN * gain + 1.0:
+                    scratch.reserve(r.site, r.gpu_type, r.start_h, r.end_h, job.gpus)
+                    undo.append((r.site, r.gpu_type, r.start_h, r.end_h, -job.gpus))
+                    note = (f"stopped for {pj.job.id}, which it saved {gain:,.0f} CNY; the rest costs "
+                            f"{after - on:,.0f} CNY more than running on")
+                    stop = Preempt(job.id, note, Explanation(self.name, now, r, tuple(rtop), rejected, note))
+                    answer = (net, (top, weighed, stop, rest, rtop, rweighed, rejected))
+        if answer is None or not keep:
+            for site, g, a, b, gpus in reversed(undo):
+                scratch.reserve(site, g, a, b, gpus)
+        return answer
 
     @staticmethod
     def _priority(view, pj) -> tuple:
