@@ -51,6 +51,8 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                                                   "20/s, 600/min or off; over it: 429 with Retry-After")] = "100/s",
           max_attempts: Annotated[int, typer.Option("--max-attempts", help="a job whose runs fail (non-zero exit) "
                                                      "this many times is FAILED; before that it runs again")] = 3,
+          preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="let the policy stop a running job "
+                                                "(its checkpoints kept) for one that would be late")] = True,
           ) -> None:
     """Run the control plane: REST API under /v1 and the controller loop."""
     from suanli.service import limits
@@ -66,7 +68,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
         if max_attempts < 1:
             raise UserError(f"--max-attempts: must be >= 1, got {max_attempts}")
         run_server(network, db, host, port, policy, tick_s, heartbeat_s, missed_heartbeats,
-                   checkpoint_store=checkpoint_store, max_attempts=max_attempts)
+                   checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt)
     except UserError as e:
         raise _fail(e) from None
 

@@ -124,8 +124,9 @@ def job_body(**over) -> dict:
     return body
 
 
-def wait_for(fn, timeout: float = 60.0, every: float = 0.1):
-    """Poll `fn` until it returns something truthy; fail with its last value after `timeout` s."""
+def wait_for(fn, timeout: float = 60.0, every: float = 0.1, dump=None):
+    """Poll `fn` until it returns something truthy; fail with its last value after `timeout` s
+    (and `dump()`, what explains it, when given)."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -133,4 +134,5 @@ def wait_for(fn, timeout: float = 60.0, every: float = 0.1):
         if last:
             return last
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s; last value: {last!r}")
+    raise AssertionError(f"timed out after {timeout} s; last value: {last!r}"
+                         + (f"; {dump()!r}" if dump is not None else ""))

@@ -54,7 +54,9 @@ def test_network_file_caps_are_known_notice_h_ahead_and_operator_caps_at_once(db
 
 def test_the_suanli_policy_does_not_run_on_a_capped_site_during_the_cap(db_url, tmp_path):
     """Without a cap the 4-GPU job goes to west-1 (cheaper A800s); with west-1 capped at 0 kW
-    for two hours and grid excess at 1,000 CNY/kWh, it runs on east-1 or after the cap."""
+    for two hours and grid excess at 1,000 CNY/kWh, a 2-hour job runs on east-1 or after the
+    cap. (A cap that starts now covers the slots from the next whole hour, MODEL.md §4, so the
+    job must reach past it to be charged.)"""
     app = build(_network(tmp_path, dr_cny_per_kwh=1000.0), db_url, policy="suanli", tick_s=0.2,
                 heartbeat_timeout_s=5.0, checkpoint_store=tmp_path / "st")
     with ThreadServer(app) as url:
@@ -78,8 +80,8 @@ def test_the_suanli_policy_does_not_run_on_a_capped_site_during_the_cap(db_url, 
             assert tenant.post("/v1/admin/grid-caps", json={"site": "west-1", "end": end,
                                                             "max_grid_kw": 0}).status_code == 403
             assert [g["id"] for g in tenant.get("/v1/grid-caps").json() if g["source"] == "operator"] == [cap["id"]]
-            capped = tenant.post("/v1/jobs", json=body).json()["id"]
+            capped = tenant.post("/v1/jobs", json=dict(body, work_h=2.0)).json()["id"]
             j = wait_for(lambda: (j := tenant.get(f"/v1/jobs/{capped}").json())["site"] and j, 30)
-            assert j["site"] == "east-1" or j["start_h"] >= cap["end_h"] - 1e-6, j
+            assert j["site"] == "east-1" or j["start_h"] >= cap["end_h"] - 1e-6, j["explanation"]["chosen"]
         finally:
             stop_all(svc_.agents)

@@ -21,7 +21,11 @@ Each tick (every `tick_s` seconds):
    through a `StateView` (with the grid caps known now: `grid_caps`), exactly as the simulator
    offers it; `Place` → PLACED (the GPUs are
    checked free in the ledger first), `Defer` → stays PENDING with the reason, `Reject` →
-   FAILED with the reason. Each decision's explanation is stored with the job.
+   FAILED with the reason. Each decision's explanation is stored with the job. With `preempt`
+   (on by default) the policy also sees the RUNNING jobs (`StateView.running_on`) and may stop
+   one for a job that would be late (`Preempt`): the run is metered up to now, the job goes
+   PREEMPTED → PENDING under a new fence keeping its checkpointed work (as when its site dies,
+   so its agent is told to stop it), and the same answer places its rest.
 Agents pull due placements (PLACED → TRANSFERRING, a new fence per dispatch) and report
 RUNNING, SUCCEEDED or FAILED; reports with an old fence are refused, so a job runs under one
 dispatch at a time. A FAILED run is retried (`preempt`) until `max_attempts` runs have failed.
@@ -51,7 +55,18 @@ from suanli.model.schedule import kept_work
 from suanli.model.schema import Event
 from suanli.scheduling import policies
 from suanli.scheduling.ledger import Ledger
-from suanli.scheduling.state import Defer, Explanation, PendingJob, Place, Reject, Scored, StateView
+from suanli.scheduling.state import (
+    Defer,
+    Explanation,
+    PendingJob,
+    Place,
+    Preempt,
+    Reject,
+    Running,
+    Scored,
+    StateView,
+)
+from suanli.service import metering
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Usage
@@ -97,8 +112,9 @@ class Controller:
     def __init__(self, sessions: sessionmaker[Session], network: Scenario, policy: str, epoch: datetime,
                  tick_s: float = 1.0, heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0,
                  missed_heartbeats: int = 3, store: CheckpointStore | None = None, max_attempts: int = 3,
-                 recovery_s: float | None = None):
+                 recovery_s: float | None = None, preempt: bool = True):
         self.sessions = sessions
+        self.preemption = preempt               # the policy may stop a running job (`Preempt`)
         self.store = store
         self.max_attempts = max_attempts        # a job whose runs fail this many times is FAILED
         self.network = network
@@ -289,6 +305,31 @@ class Controller:
         move(s, row, "PENDING", now, "offered again after preemption")
         row.site = row.gpu_type = row.start_h = row.end_h = None
 
+    def _running(self, s: Session, now: float, names: dict) -> tuple[dict[str, JobRow], dict[tuple, list[Running]]]:
+        """The RUNNING jobs a policy may stop: by id, and as `Running` per pool (a job that was
+        preempted before counts one segment done, so the policy never stops it again)."""
+        rows = s.scalars(select(JobRow).where(JobRow.state == "RUNNING", JobRow.site.is_not(None),
+                                              JobRow.start_h < now, JobRow.end_h > now)
+                         .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
+        by_pool: dict[tuple, list[Running]] = {}
+        for r in rows:
+            pj = PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
+                            frozenset(r.hosted), segments_done=1 if r.hosted else 0)
+            by_pool.setdefault((r.site, r.gpu_type), []).append(Running(pj, r.site, r.gpu_type, r.start_h, r.end_h))
+        return {str(r.id): r for r in rows}, by_pool
+
+    def _stop_run(self, s: Session, row: JobRow, now: float, d: Preempt) -> None:
+        """The policy stops a running job: its run so far is metered, its GPUs are free in the
+        ledger at once, and it is PENDING again (`preempt`) for the same answer to place."""
+        metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
+        held = self._held.pop(f"j{row.id}", None)
+        if held is not None:
+            site, g, gpus, a, b = held
+            self.ledger.add(site, g, gpus, a, b, sign=-1)
+        self.preempt(s, row, now, f"stopped by {self.policy_name}: {d.reason}")
+        row.preempted_from = None               # not an outage: no reason to prefer the site's backup
+        row.explanation = explanation_json("preempt", d.reason, d.explain)
+
     def _want(self, s: Session, now: float) -> dict[str, tuple[str, str, int, float, float]]:
         want: dict[str, tuple[str, str, int, float, float]] = {}
         for row in s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE))):
@@ -329,8 +370,17 @@ class Controller:
         pending = [replace(p, ready_h=max(p.ready_h, now)) if p.hosted else p for p in pending]
         down = frozenset(set(self.network.sites) - up)
         caps = tuple(e for e, *_ in self.grid_caps(s, now))
-        view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps)
+        running = self._running(s, now, names) if self.preemption else None
+        view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps,
+                         running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None)
         for d in self.policy.decide(view, pending):
+            if isinstance(d, Preempt):          # comes before the answers that use the GPUs it frees
+                row = running[0].get(d.job_id) if running is not None else None
+                if row is None or d.job_id in by_id:
+                    raise RuntimeError(f"{self.policy_name}: preempted job {d.job_id!r}, which is not running")
+                self._stop_run(s, row, now, d)
+                by_id[d.job_id] = row
+                continue
             row = by_id.get(d.job_id)
             if row is None:
                 raise RuntimeError(f"{self.policy_name}: decision for job {d.job_id!r} that was not offered")

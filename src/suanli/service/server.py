@@ -38,7 +38,7 @@ def default_store(db_url: str | None) -> Path:
 
 def build(network: str | Scenario, db_url: str | None = None, policy: str = "suanli", tick_s: float = 1.0,
           heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
-          checkpoint_store: str | Path | None = None, max_attempts: int = 3):
+          checkpoint_store: str | Path | None = None, max_attempts: int = 3, preempt: bool = True):
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
@@ -46,15 +46,16 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
                             heartbeat_timeout_s=heartbeat_timeout_s, heartbeat_interval_s=heartbeat_interval_s,
                             missed_heartbeats=missed_heartbeats,
                             store=CheckpointStore(Path(checkpoint_store or default_store(db_url))),
-                            max_attempts=max_attempts)
+                            max_attempts=max_attempts, preempt=preempt)
     return create_app(controller)
 
 
 def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
           heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
-          checkpoint_store: str | None = None, max_attempts: int = 3) -> None:
+          checkpoint_store: str | None = None, max_attempts: int = 3, preempt: bool = True) -> None:
     app = build(network, db_url, policy, tick_s, heartbeat_interval_s=heartbeat_interval_s,
-                missed_heartbeats=missed_heartbeats, checkpoint_store=checkpoint_store, max_attempts=max_attempts)
+                missed_heartbeats=missed_heartbeats, checkpoint_store=checkpoint_store, max_attempts=max_attempts,
+                preempt=preempt)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -259,7 +259,7 @@ class Suanli(Pipeline):
                 kept = run.pending.remaining_work - run.rest(now, scn).remaining_work
                 lost_h = now - run.start_h - kept / scn.speed(run.job, run.gpu_type)   # run again after the stop
                 price = scn.sites[run.site].gpus[run.gpu_type].cny_per_gpu_h
-                tries.append((lost_h * run.job.gpus * price, scn.job_index[run.job.id], run))
+                tries.append((lost_h * run.job.gpus * price, len(tries), run))   # ties: the caller's order
         found = None
         for lost, _, run in sorted(tries, key=lambda t: t[:2])[:PREEMPT_TRIES]:
             if lost >= best.parts["late"]:
@@ -421,6 +421,9 @@ class Suanli(Pipeline):
                 "latency_ms": latency_c, "rank": rank_c,
                 "ready_h": opts.ready_h[pool_c]}
         keyed = total_c * np.where(backup_c, 1.0 - self.backup_margin, 1.0) if backup_c is not None else total_c
+        # totals equal but for rounding (the same energy summed over other slots) go to the
+        # earlier start, not to whichever the last bit favours
+        keyed = np.round(keyed, 6)
         return Candidates(opts, pool_c, start_c, parts, total_c, (keyed, start_c, latency_c, rank_c), info)
 
     def _first_starts(self, scratch: Scratch, pj: PendingJob, opts: Options, floor: np.ndarray, margin: float,
@@ -478,7 +481,7 @@ class Suanli(Pipeline):
 
     def _key(self, c):
         factor = 1.0 - self.backup_margin if c.info.get("backup") else 1.0
-        return (c.total * factor, c.start_h, c.info["latency_ms"], c.info["rank"])
+        return (round(c.total * factor, 6), c.start_h, c.info["latency_ms"], c.info["rank"])
 
 
 @register("suanli")
