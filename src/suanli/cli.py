@@ -98,8 +98,9 @@ def _summary(r: Run, outdir: str | None) -> None:
     if r.result.cuts:
         t.add_row("outages", f"{r.result.cuts} running segments cut and re-placed")
     if r.result.preemptions:
-        t.add_row("preempted", f"{r.result.preemptions} runs stopped for more urgent jobs (checkpoints kept), "
-                  "their rest placed again")
+        n = r.result.preemptions
+        t.add_row("preempted", f"{n} run{'s' if n != 1 else ''} stopped for jobs that would be late "
+                  "(checkpoints kept)")
     t.add_row("policy time", f"{r.policy_wall_s:.2f} s")
     out.print(t)
     s = Table(title="per site", title_justify="left")
