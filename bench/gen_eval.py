@@ -6,8 +6,9 @@
 
 Writes seeded scenarios with bench/gen_scenario.py (small: 4 sites, 60 jobs, 48 h, seeds from
 1; medium: 6 sites, 300 jobs, 72 h, 2 outages and 2 grid caps, seeds from 101), runs the
-four baselines and variants of suanli (as it is; never preempting a running job; pricing every
-held plan again at each arrival; without re-planning; `--variants` picks some) on each, and
+four baselines and variants of suanli (as it is; never preempting a running job; stopping a
+job at most once, or without limit; pricing every held plan again at each arrival; without
+re-planning; `--variants` picks some) on each, and
 prints every objective divided by the best baseline's, then the geometric mean per variant and
 how many scenarios it loses to some baseline. One bad scenario says little (gang-bound
 scenarios are chaotic); the mean over many does.
@@ -31,6 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINES = ("fifo", "cheapest", "greenest", "wait-awhile")
 VARIANTS = {"suanli": lambda: policies.make("suanli"),
             "no preemption": lambda: Suanli(preempt=False),
+            "each job stopped at most once": lambda: Suanli(preempt_max_segments=1),
+            "stops without limit": lambda: Suanli(preempt_max_segments=10**9),
             "every held plan priced again": lambda: Suanli(lazy_replan=False),
             "no re-planning": lambda: Suanli(commit_within_h=None)}
 

@@ -84,10 +84,25 @@ def test_without_checkpoints_a_stop_starts_the_job_again_when_that_still_pays():
     assert runs["lax"] == [(0.0, 2.5), (3.5, 6.5)] and runs["urgent"] == [(2.5, 3.5)]
 
 
-def test_a_job_is_never_stopped_twice():
-    """A second urgent gang arrives while lax's rest runs: lax was stopped once, so it runs on."""
-    second = {"id": "urgent-2", "submit_h": 5.0, "work_h": 1.0, "deadline_h": 6.5}
-    res, metrics, runs = _run(_scenario({"work_h": 10.0, "checkpoint_h": 1.0}, URGENT, second))
+def _chain(n: int) -> list[dict]:
+    """n urgent gangs, one every 2.5 h from 2.5 h, each due 1.5 h after it arrives."""
+    return [{"id": f"urgent-{k}", "submit_h": 2.5 * k, "work_h": 1.0, "deadline_h": 2.5 * k + 1.5}
+            for k in range(1, n + 1)]
+
+
+def test_a_job_is_stopped_at_most_as_often_as_allowed():
+    """Each urgent gang stops lax while lax has had fewer than 3 segments (the default): three
+    stops, then the fourth gang waits for lax to finish."""
+    res, metrics, runs = _run(_scenario({"work_h": 10.0, "checkpoint_h": 1.0}, *_chain(4)))
+    assert res.preemptions == 3
+    assert [s for s, _ in runs["lax"]] == [0.0, 3.5, 6.0, 8.5]
+    assert runs["urgent-4"][0][0] == pytest.approx(runs["lax"][-1][1])     # after lax's last segment
+    assert metrics["late_gpu_h"] > 0.0
+
+
+def test_with_one_segment_allowed_a_job_is_never_stopped_twice():
+    res, metrics, runs = _run(_scenario({"work_h": 10.0, "checkpoint_h": 1.0}, *_chain(2)),
+                              Suanli(preempt_max_segments=1))
     assert res.preemptions == 1
     assert runs["lax"] == [(0.0, 2.5), (3.5, 11.5)]
     assert runs["urgent-2"] == [(11.5, 12.5)]

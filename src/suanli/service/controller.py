@@ -47,7 +47,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from suanli.model.scenario import Scenario
@@ -69,7 +69,7 @@ from suanli.scheduling.state import (
 from suanli.service import metering
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
-from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Usage
+from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage
 from suanli.service.models import Job as JobRow
 from suanli.service.schemas import ACTIVE
 
@@ -306,15 +306,19 @@ class Controller:
         row.site = row.gpu_type = row.start_h = row.end_h = None
 
     def _running(self, s: Session, now: float, names: dict) -> tuple[dict[str, JobRow], dict[tuple, list[Running]]]:
-        """The RUNNING jobs a policy may stop: by id, and as `Running` per pool (a job that was
-        preempted before counts one segment done, so the policy never stops it again)."""
+        """The RUNNING jobs a policy may stop: by id, and as `Running` per pool (each run it was
+        preempted from before, by the policy, a dead site or a failed attempt, counts as a
+        segment done, as the simulator counts them)."""
         rows = s.scalars(select(JobRow).where(JobRow.state == "RUNNING", JobRow.site.is_not(None),
                                               JobRow.start_h < now, JobRow.end_h > now)
                          .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
+        done = dict(s.execute(select(Transition.job_id, func.count()).where(
+            Transition.job_id.in_([r.id for r in rows]), Transition.to_state == "PREEMPTED")
+            .group_by(Transition.job_id)).all()) if rows else {}
         by_pool: dict[tuple, list[Running]] = {}
         for r in rows:
             pj = PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
-                            frozenset(r.hosted), segments_done=1 if r.hosted else 0)
+                            frozenset(r.hosted), segments_done=done.get(r.id, 0))
             by_pool.setdefault((r.site, r.gpu_type), []).append(Running(pj, r.site, r.gpu_type, r.start_h, r.end_h))
         return {str(r.id): r for r in rows}, by_pool
 

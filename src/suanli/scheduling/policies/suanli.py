@@ -64,6 +64,7 @@ DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest 
 REPLAN_BUDGET = 2_000       # held plans priced again, at most, in one run
 REPLAN_CELLS = 2_500_000    # hour-slots of runs priced while re-planning, at most, in one run
 PREEMPT_TRIES = 6           # running jobs tried, at most, when a job would be late
+PREEMPT_MAX_SEGMENTS = 3    # a running job is stopped only while it has had fewer segments before this run
 PREEMPT_MARGIN = 0.05       # a stop must save more than this share of what it gains the late job
 ROOM_CNY_PER_GPU_H = 5.0    # the price of taking the room a larger gang needs, per GPU-hour, at a fully
                             # busy network (scaled by the busy share; see `Suanli._room`)
@@ -76,7 +77,7 @@ class Suanli(Pipeline):
                  commit_within_h: float | None = COMMIT_WITHIN_H, replan_budget: int = REPLAN_BUDGET,
                  replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True, refine_bound: bool = True,
                  room_cny_per_gpu_h: float = ROOM_CNY_PER_GPU_H, room_power: float = 1.0,
-                 preempt: bool = True):
+                 preempt: bool = True, preempt_max_segments: int = PREEMPT_MAX_SEGMENTS):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.lookahead_h = lookahead_h
@@ -101,6 +102,8 @@ class Suanli(Pipeline):
         self.room = room_cny_per_gpu_h
         self.room_power = room_power
         self.preempt = preempt
+        self.preempt_max_segments = preempt_max_segments   # 1: a job is stopped at most once
+
         self._counts: dict[tuple[str, str], int] = {}  # the run's pools: GPUs in each
         self._seen: set[int] = set()      # gang sizes of the jobs seen so far in the run
         self._cover: dict[int, int] = {}  # gang size that may come -> how many pools are that large
@@ -239,8 +242,9 @@ class Suanli(Pipeline):
 
     def preempt_for(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options, top: list[Scored],
                     cache: ShapeCache, stopped: set[str]) -> tuple | None:
-        """A job that would be late may stop one running job (never one stopped or cut before,
-        so nothing is stopped twice) on a pool it can use, when the stop saves more than it
+        """A job that would be late may stop one running job (one whose job has had fewer than
+        `preempt_max_segments` segments before this run: stopped or cut by outages; so no job is
+        stopped without end) on a pool it can use, when the stop saves more than it
         costs: the late job's price falls by more than the stopped job's rest costs over just
         letting it run on (work since its last checkpoint done again, a later end, lateness of
         its own), plus `PREEMPT_MARGIN`. Up to `PREEMPT_TRIES` running jobs are tried, those
@@ -254,7 +258,8 @@ class Suanli(Pipeline):
             cal = scratch.calendar(*key)
             free = cal.count - cal.used_at(now)
             for run in view.running_on(*key):
-                if run.pending.segments_done or run.job.id in stopped or free + run.job.gpus < pj.job.gpus:
+                if (run.pending.segments_done >= self.preempt_max_segments or run.job.id in stopped
+                        or free + run.job.gpus < pj.job.gpus):
                     continue
                 kept = run.pending.remaining_work - run.rest(now, scn).remaining_work
                 lost_h = now - run.start_h - kept / scn.speed(run.job, run.gpu_type)   # run again after the stop
