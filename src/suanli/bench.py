@@ -66,6 +66,7 @@ def run_cell(path: str, policy: str) -> Cell:
     if r.violations:
         raise RuntimeError(f"{policy} on {path}: invalid schedule: {r.violations[0]}")
     m = dict(r.accounts.metrics)
+    m["runs_preempted"] = r.result.preemptions
     return Cell(scn.name, policy, m["objective_cny"], m, r.policy_wall_s,
                 len(scn.jobs) / r.policy_wall_s if r.policy_wall_s > 0 else math.inf,
                 segments=list(r.result.segments))
@@ -148,7 +149,7 @@ def render_markdown(results: Sequence[ScenarioResult], policies: Sequence[str], 
         f"Python {platform.python_version()}). Objective and costs in CNY; `÷LB` is the objective divided "
         "by the LP lower bound (every valid schedule costs at least the bound, docs/BOUNDS.md); `÷best` "
         "divides by the best baseline's objective (fifo, cheapest, greenest, wait-awhile). Time is the "
-        "simulator and policy alone.", ""]
+        "simulator and policy alone; `stops` counts the runs the policy preempted (docs/SCHEDULER.md).", ""]
     for r in results:
         best = r.best_baseline()
         link = f" Policies side by side: [{report_name(r)}]({reports}/{report_name(r)})." if reports else ""
@@ -157,14 +158,14 @@ def render_markdown(results: Sequence[ScenarioResult], policies: Sequence[str], 
                   f"({r.bound_status}, {r.bound_s:.1f} s); meeting every deadline: {_fmt(r.deadline_bound)}.{link}",
                   "",
                   "| policy | objective | ÷LB | ÷best | GPU | energy | transfer | carbon kg | late GPU-h "
-                  "| misses | unfinished | mean JCT h | p95 JCT h | time s | jobs/s |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| misses | unfinished | stops | mean JCT h | p95 JCT h | time s | jobs/s |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for p in policies:
             c = r.cells.get(p)
             if c is None:
                 continue
             if c.objective is None:
-                lines.append(f"| {p} | {c.note} |" + " |" * 13)
+                lines.append(f"| {p} | {c.note} |" + " |" * 14)
                 continue
             m = c.metrics
             lb = f"{c.objective / r.bound:.3f}" if r.bound and r.bound > 0 else "–"
@@ -172,7 +173,8 @@ def render_markdown(results: Sequence[ScenarioResult], policies: Sequence[str], 
             lines.append(
                 f"| {p} | {_fmt(c.objective)} | {lb} | {vs} | {_fmt(m['gpu_cost_cny'])} | {_fmt(m['energy_cost_cny'])} "
                 f"| {_fmt(m['transfer_cost_cny'])} | {_fmt(m['carbon_kg'])} | {_fmt(m['late_gpu_h'], 1)} "
-                f"| {int(m['deadline_misses'])} | {int(m['jobs_unfinished'])} | {m['mean_jct_h']:.2f} "
+                f"| {int(m['deadline_misses'])} | {int(m['jobs_unfinished'])} | {int(m.get('runs_preempted', 0))} "
+                f"| {m['mean_jct_h']:.2f} "
                 f"| {m['p95_jct_h']:.2f} | {c.wall_s:.2f} | {_fmt(c.jobs_per_s)} |")
         lines.append("")
     return "\n".join(lines)
