@@ -90,3 +90,23 @@ def test_run_count_estimate_is_close(seed):
     for dt, w in ((0.5, 24.0), (1.0, 12.0)):
         listed = len(_candidate_runs(problem, {}, dt, w).job)
         assert 0.8 * listed - 10 <= _count_runs(problem, dt, w) <= 1.2 * listed + 10 * len(scn.jobs)
+
+
+def test_a_big_gang_without_deadline_waits_past_its_window():
+    # one cheap 4-GPU a800 pool and a dear h100 one; "long" (4 GPUs, 40 h, a800 only, no
+    # deadline) and "urgent" (4 GPUs, 2 h, due 33 h after it arrives at 30). Every heuristic
+    # starts "long" at 0, so "urgent" would go to the h100s: 4 x 1 h x 40 = 160 CNY against
+    # 4 x 2 h x 4 = 32 on the a800s. The best plan lets "long" wait until 32, past the window
+    # its arrival alone would give it (24 h): its long window reaches a window past the horizon.
+    site = pool_site(gpus={"a800": {"count": 4, "cny_per_gpu_h": 4.0}, "h100": {"count": 4, "cny_per_gpu_h": 40.0}})
+    jobs = [{"id": "long", "submit_h": 0, "gpus": 4, "work_h": 40, "origin": "west", "gpu_types": ["a800"]},
+            {"id": "urgent", "submit_h": 30, "gpus": 4, "work_h": 2, "origin": "west", "deadline_h": 33}]
+    scn = scenario([site], jobs, horizon_h=36)
+    pol = policies.make("optimal")
+    pol.time_limit_s = 10.0
+    result, m = run(scn, pol)
+    where = {s.job_id: (s.gpu_type, s.start_h) for s in result.segments}
+    assert pol.long_jobs >= 1
+    assert where["urgent"] == ("a800", pytest.approx(30.0))
+    assert where["long"][1] >= 32.0 - 1e-6
+    assert m["gpu_cost_cny"] == pytest.approx(4 * 40 * 4.0 + 4 * 2 * 4.0)

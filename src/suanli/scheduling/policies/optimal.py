@@ -18,9 +18,14 @@ and solves a time-indexed mixed-integer model with HiGHS:
 - cost: GPU rental, transfer, exact lateness for the chosen start, energy, carbon, DR,
   unfinished.
 
+Big gangs (at least a quarter of the biggest pool they may use) get long windows, to a window
+past the horizon (or their latest on-time start), so that one that can wait may leave the only
+pool some other gang fits to it.
+
 It is solved from the best heuristic plan (α-point roundings of the LP relaxation, a cost
 greedy, every online policy's schedule): a short branch and bound for small models, then
-large-neighbourhood search (all jobs over the relaxation's support; time windows sized so the
+large-neighbourhood search (all jobs over the relaxation's support; all big gangs at once on
+any of their runs; each late job with the jobs in its way; time windows sized so the
 sub-models solve in seconds; pairs of sites) while it improves, then branch and bound again.
 
 The battery is dispatched optimally inside the model, whereas MODEL.md §4 prescribes a greedy
@@ -35,6 +40,7 @@ when it ends), or `Reject` when the plan leaves it unfinished.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -103,8 +109,17 @@ class Optimal:
         self.lns_runs = 3000                        # most free start variables in a time window
         self.bb_runs = 5000                         # bigger models go to the neighbourhood search first
         self.bb_share = 0.1                         # of the solve budget, for the first branch and bound
+        self.long_share = 0.25                      # gangs of at least this share of their biggest pool...
+        self.long_budget = 0.25                     # ...get long windows, adding at most this share of runs
+        self.gang_runs = 6000                       # most free start variables in a neighbourhood of gangs
+        self.long_jobs = 0                          # jobs given long windows
+        self.alternatives = 8                       # the search's last incumbents also weighed by the accounting
+        self._trail: list[np.ndarray] = []          # the incumbents the search replaced (their runs)
+        self._alternatives: list[dict[int, tuple[int, float]]] = []   # the last of them, as plans
         self._outages: dict[str, list[tuple[float, float]]] = {}
         self._lp_support: np.ndarray | None = None    # per run: used by the LP relaxation
+        self._share: np.ndarray | None = None         # per job: its gang's share of its biggest pool
+        self._deadline: np.ndarray | None = None      # per job: its deadline (inf: none)
         self._site_of_run = np.zeros(0, dtype=np.int64)
         self._delegate = None                       # an online policy whose own run beat every plan
 
@@ -164,6 +179,12 @@ class Optimal:
         # candidates too, but a policy that waits long should not widen every window)
         reach = {j: max(p[j][1] for p in (fifo, cheap) if j in p) for j in set(fifo) | set(cheap)}
         runs = _candidate_runs(problem, extra, dt, w, reach)
+        # big gangs may wait past the others: their windows reach on to a window after the horizon
+        # (runs the search gets; the relaxation rounded below is the model without them, whose
+        # roundings were the better starts on the demo)
+        long = _long_windows(problem, runs, dt, scn.horizon_h + w, self.long_share,
+                             int(self.long_budget * max(len(runs.job), 4_000)))
+        self.long_jobs = len(long)
         self.runs = len(runs.job)
         T = math.ceil(runs.end.max()) + 2 if len(runs.job) else 1
 
@@ -191,8 +212,8 @@ class Optimal:
         for j, run in warm.items():                    # a list schedule may start a job off the grid
             if (j, run[0], run[1]) not in runs.index:
                 extra.setdefault(j, []).append(run)
-        if any((j, o, st) not in runs.index for j, (o, st) in warm.items()):
-            runs = _candidate_runs(problem, extra, dt, w, reach)
+        if long or any((j, o, st) not in runs.index for j, (o, st) in warm.items()):
+            runs = _candidate_runs(problem, extra, dt, w, reach, long)
             self.runs = len(runs.job)
             model = self._build(problem, runs)
             h = model.highs({"random_seed": 0, "presolve": "on", "threads": self.threads})
@@ -200,16 +221,20 @@ class Optimal:
         lap("rounding")
         self._lp_support = np.array([k in support for k in runs.index], dtype=bool) if support else None
         self._site_of_run = np.array([problem.pools[p].site_index for p in runs.pool], dtype=np.int64)
+        self._share = _shares(problem)
+        self._deadline = np.array([math.inf if job.deadline_h is None else job.deadline_h for job in scn.jobs])
         left = self.time_limit_s - (time.perf_counter() - t0)
         h.setOptionValue("solve_relaxation", False)
         h.setOptionValue("mip_rel_gap", float(self.mip_rel_gap))
         picks = self._solve(h, model, runs, warm, max(1.0, left), lp_bound)
         final = {k: _plan_of(problem, plan) for k, plan in plans.items()}
         if picks is not None:
-            mip_plan = _plan_of(problem, picks)
-            if _plan_valid(problem, mip_plan):
-                final["mip"] = mip_plan
-                scores["mip"] = _accounted(scn, mip_plan)
+            for alt in [picks, *self._alternatives]:     # the best plan of the search, then the ones before it
+                mip_plan = _plan_of(problem, alt)
+                if _plan_valid(problem, mip_plan):
+                    value = _accounted(scn, mip_plan)
+                    if "mip" not in scores or value < scores["mip"] - 1e-9:
+                        final["mip"], scores["mip"] = mip_plan, value
         self.source = min(scores, key=lambda k: (scores[k], k != "mip"))
         self.plan = final[self.source]
         self.objective = scores[self.source]
@@ -330,6 +355,7 @@ class Optimal:
         fixed at the incumbent) while it improves, and branch and bound again from the best plan
         with whatever time the search leaves."""
         t_end = time.perf_counter() + budget_s
+        self._trail, self._alternatives = [], []
         x0 = np.zeros(model.b.ncol)
         u_start = np.ones(len(model.u))
         for j, (o, start) in warm.items():
@@ -366,11 +392,13 @@ class Optimal:
         self.mip_objective = best
         bound = self.mip_bound if self.mip_bound is not None else -math.inf
         self.gap = max(0.0, (best - bound) / max(1.0, abs(best))) if math.isfinite(bound) else None
-        chosen = np.flatnonzero(x[model.s] > 0.5)
-        picks: dict[int, tuple[int, float]] = {}
-        for i in chosen:
-            picks[int(runs.job[i])] = (int(runs.option[i]), float(runs.start[i]))
-        return picks
+        def picks_of(chosen: np.ndarray) -> dict[int, tuple[int, float]]:
+            return {int(runs.job[i]): (int(runs.option[i]), float(runs.start[i])) for i in chosen}
+
+        # the search's last few incumbents too: the model's battery is not MODEL.md §4's, so the
+        # accounting may rank them a little differently
+        self._alternatives = [picks_of(c) for c in self._trail[::-1][:self.alternatives]]
+        return picks_of(np.flatnonzero(x[model.s] > 0.5))
 
     def _branch_and_bound(self, h, model: _Model, x0: np.ndarray, limit_s: float):
         """HiGHS's branch and bound over the whole model from `x0`: (x, objective, proved
@@ -402,7 +430,8 @@ class Optimal:
         sweeps time windows [a, a + width) (step width / 2: the jobs the incumbent starts there,
         and every unfinished job, may take any of their runs starting in [a - width / 2,
         a + 1.5 width)), then pairs of sites over windows twice as wide (the jobs the incumbent
-        runs at either site, on runs at those two sites)."""
+        runs at either site, on runs at those two sites); after each, the big gangs (`gang_hoods`)
+        and each late job with the jobs in its way (`late_hoods`), on any of their runs."""
         import highspy
 
         s_cols = model.s
@@ -414,6 +443,10 @@ class Optimal:
         n_sites = int(site_of.max()) + 1 if n else 0
 
         pairs = [(k1, k2) for k1 in range(n_sites) for k2 in range(k1 + 1, n_sites)]
+        share = self._share if self._share is not None else np.zeros(J)
+        deadline = self._deadline if self._deadline is not None else np.full(J, math.inf)
+        runs_of = np.bincount(runs.job, minlength=J)
+        masks: dict[tuple, np.ndarray] = {}             # the free jobs of the neighbourhoods of given jobs
         state = {"x": x}
 
         def incumbent():
@@ -422,10 +455,13 @@ class Optimal:
             start_of[runs.job[chosen]] = runs.start[chosen]
             return chosen, start_of
 
-        def free_of(a, b, lo_t, hi_t, sites):
+        def free_of(a, b, lo_t, hi_t, sites, jobs=None):
             """(free jobs, free runs, fixed runs) of a neighbourhood."""
             chosen, start_of = incumbent()
-            free_job = (start_of >= a) & (start_of < b)
+            if jobs is None:
+                free_job = (start_of >= a) & (start_of < b)
+            else:                                          # these jobs, on any of their runs
+                free_job = jobs.copy()
             ok_run = (runs.start >= lo_t) & (runs.start < hi_t)
             if sites is not None:
                 at = np.zeros(J, dtype=bool)
@@ -435,7 +471,7 @@ class Optimal:
                 ok_run &= (site_of == sites[0]) | (site_of == sites[1])
             free_job |= start_of == -math.inf              # unfinished jobs: always free
             free_run = free_job[runs.job] & ok_run
-            if lo_t == -math.inf:                          # the relaxation-induced neighbourhood
+            if jobs is None and lo_t == -math.inf:         # the relaxation-induced neighbourhood
                 own = np.full(J, -1)
                 own[runs.job[chosen]] = runs.pool[chosen]
                 near = (own[runs.job] == runs.pool) & (np.abs(runs.start - start_of[runs.job]) <= shift_h + 1e-9)
@@ -467,6 +503,42 @@ class Optimal:
                 return
             yield ("support", -math.inf, math.inf, -math.inf, math.inf, None)
 
+        def gang_hoods():
+            """Every job whose gang takes at least a share of the biggest pool it may use, on any
+            of its runs, the rest fixed (which of them holds the pool they share, and which waits
+            or goes to a dearer one, is what time windows and pairs of sites cannot re-decide):
+            the biggest gangs first, then down to `long_share` while at most `gang_runs` runs are
+            free, until one hits its time limit."""
+            state["gangs stop"] = False
+            for least in sorted({float(v) for v in share[share >= self.long_share]}, reverse=True):
+                if state["gangs stop"]:
+                    return
+                free = share >= least
+                if free.sum() < 2:
+                    continue
+                if runs_of[free].sum() > self.gang_runs:
+                    return
+                masks[("gangs", least)] = free
+                yield ("gangs", least, math.inf, -math.inf, math.inf, None)
+
+        def late_hoods():
+            """Each job the incumbent finishes late, with every job it runs on one of that job's
+            pools over the time the job could have run on time, on any of their runs (the jobs in
+            the way may have started far apart, in no one time window)."""
+            chosen, _ = incumbent()
+            on = np.flatnonzero(chosen)
+            for i in on[runs.end[on] > deadline[runs.job[on]] + 1e-6]:
+                j = int(runs.job[i])
+                mine = runs.job == j
+                near = (chosen & np.isin(runs.pool, runs.pool[mine]) & (runs.start < deadline[j])
+                        & (runs.end > runs.start[mine].min()))
+                free = np.zeros(J, dtype=bool)
+                free[runs.job[near]] = True
+                free[j] = True
+                if runs_of[free].sum() <= self.gang_runs:
+                    masks[("late", j)] = free
+                    yield ("late", j, math.inf, -math.inf, math.inf, None)
+
         def site_hoods():
             """Pairs of sites over windows twice as wide as `width_h`."""
             _, start_of = incumbent()
@@ -480,19 +552,24 @@ class Optimal:
                 a += wide / 2
 
         searched: set = set()
+        trail = self._trail                 # the incumbents replaced, for the final choice by accounting
         width0 = width_h
         target = [float(self.lns_runs)]     # free runs per time window: shrinks when a sub-model
         stale = 0                           # hits its time limit, grows when it is solved quickly
         rounds = 0
         while stale < 3 and time.perf_counter() < t_end - 1.0:
-            # time windows while they gain (shifted a quarter width every other round), then
-            # pairs of sites; a round of each without a gain ends the search
+            # the relaxation's support, then big gangs and late jobs; then time windows while
+            # they gain (shifted a quarter width every other round), then pairs of sites, each
+            # round followed by gangs and late jobs again; a round of each without a gain ends it
+            first = rounds == 1               # (the round of gangs gaining nothing is no stall)
             if rounds == 0:
                 hoods = support_hoods()
+            elif rounds == 1:
+                hoods = itertools.chain(gang_hoods(), late_hoods())
             elif stale == 0:
-                hoods = time_hoods(width_h / 4 * (rounds % 2))
+                hoods = itertools.chain(time_hoods(width_h / 4 * (rounds % 2)), gang_hoods(), late_hoods())
             elif stale == 1:
-                hoods = site_hoods()
+                hoods = itertools.chain(site_hoods(), gang_hoods(), late_hoods())
             else:                                           # then windows twice as long
                 hoods = time_hoods(0.0, 2 * width_h)
             rounds += 1
@@ -500,7 +577,7 @@ class Optimal:
             for kind, a, b, lo_t, hi_t, sites in hoods:
                 if time.perf_counter() >= t_end - 1.0:
                     break
-                free_job, free_run, fixed, chosen = free_of(a, b, lo_t, hi_t, sites)
+                free_job, free_run, fixed, chosen = free_of(a, b, lo_t, hi_t, sites, masks.get((kind, a)))
                 if free_job.sum() < 2 or free_run.sum() <= free_job.sum():
                     continue                                 # nothing to re-decide
                 # the incumbent near the neighbourhood (a day either side): when it is what a
@@ -516,9 +593,16 @@ class Optimal:
                 sol = highspy.HighsSolution()
                 sol.col_value = x.tolist()
                 h.setSolution(sol)
-                h.setOptionValue("time_limit", max(0.5, min(step_s, t_end - time.perf_counter())))
+                left = t_end - time.perf_counter()
+                limit = max(step_s, 0.2 * left) if kind == "gangs" else step_s      # gangs: the bigger sub-models
+                h.setOptionValue("time_limit", max(0.5, min(limit, left)))
                 t1 = time.perf_counter()
+                if kind == "gangs":                           # HiGHS's probing alone took seconds on these
+                    h.setOptionValue("presolve_rule_off", 32768)
                 h.run()
+                h.setOptionValue("presolve_rule_off", 0)
+                if kind == "gangs" and h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
+                    state["gangs stop"] = True                # more gangs at once: later
                 if kind == "time":
                     if h.getModelStatus() == highspy.HighsModelStatus.kTimeLimit:
                         target[0] = max(300.0, 0.7 * target[0])
@@ -534,11 +618,15 @@ class Optimal:
                         gain = math.nan
                     elif value < best - 1e-6 * max(1.0, abs(best)):
                         gain = best - value
+                        trail.append(np.flatnonzero(state["x"][s_cols] > 0.5))
                         best, state["x"] = value, y
                         improved_any = True
                 self.lns_log.append((round(time.perf_counter() - self._t0, 2), kind, a, sites,
                                      int(free_run.sum()), round(time.perf_counter() - t1, 2), gain))
-            stale = 0 if improved_any else stale + 1
+            if improved_any:
+                stale = 0
+            elif not first:
+                stale += 1
         x = state["x"]
         h.changeColsBounds(n, cols, lo_all, np.ones(n))
         return best, x
@@ -639,11 +727,14 @@ def _overlaps_outage(start: np.ndarray, end: np.ndarray, outages: list[tuple[flo
 
 
 def _candidate_runs(problem: Problem, extra: dict[int, list[tuple[int, float]]], dt: float,
-                    window_h: float, reach: dict[int, float] | None = None) -> _Runs:
+                    window_h: float, reach: dict[int, float] | None = None,
+                    long: dict[int, float] | None = None) -> _Runs:
     """Start times for each (job, pool): the data's arrival, every grid point up to `window_h`
     after it (up to the latest on-time start if the deadline is later, within 2 * window_h;
-    up to `reach[j]` (default: the job's latest `extra` start) if that is later still), each
-    outage end in that window, and the `extra` starts given; none overlapping an outage."""
+    up to `reach[j]` (default: the job's latest `extra` start) if that is later still; for a
+    job in `long`, up to `long[j]` or its latest on-time start, whichever is earlier, if that is
+    later still), each outage end in that window, and the `extra` starts given; none
+    overlapping an outage."""
     scn = problem.scn
     cols: dict[str, list] = {k: [] for k in ("job", "option", "pool", "start", "end", "transfer")}
     for j, job in enumerate(scn.jobs):
@@ -656,6 +747,8 @@ def _candidate_runs(problem: Problem, extra: dict[int, list[tuple[int, float]]],
             last = max(r + window_h, latest)
             if job.deadline_h is not None:
                 last = max(last, min(job.deadline_h - o.duration, r + 2 * window_h))
+            if long is not None and j in long:
+                last = max(last, _long_last(job, o, long[j]))
             grid = np.arange(math.floor(r / dt) + 1, math.floor(last / dt + 1e-9) + 1) * dt
             more = [r] + [b for _, b in problem.outages[o.site] if r < b <= last]
             more += [start for ei, start in extra.get(j, ()) if ei == oi]
@@ -679,6 +772,45 @@ def _candidate_runs(problem: Problem, extra: dict[int, list[tuple[int, float]]],
     runs.index = {(int(j), int(o), float(s)): i for i, (j, o, s) in
                   enumerate(zip(runs.job, runs.option, runs.start, strict=True))}
     return runs
+
+
+def _long_last(job, o: Option, tail_end: float) -> float:
+    """The latest start of a long window: `tail_end`, or the latest on-time start if earlier."""
+    return tail_end if job.deadline_h is None else min(tail_end, job.deadline_h - o.duration)
+
+
+def _long_windows(problem: Problem, runs: _Runs, dt: float, tail_end: float, least_share: float,
+                  budget: int) -> dict[int, float]:
+    """The jobs whose windows reach on to `tail_end` (docs/BOUNDS.md §5): whole gangs that take
+    at least `least_share` of the biggest pool they may use, biggest share first, while the
+    grid points they add stay within `budget`. A big gang whose work can wait (no deadline, or
+    a late one) must be free to run after the others, or it holds the only pool that hosts them
+    and they go to dearer ones; short windows do not let it wait that long."""
+    scn = problem.scn
+    last = np.full(len(scn.jobs), -math.inf)          # each job's latest listed start
+    np.maximum.at(last, runs.job, runs.start)
+    share = _shares(problem)
+    out: dict[int, float] = {}
+    added = 0.0
+    for j in sorted(range(len(scn.jobs)), key=lambda i: (-share[i], scn.jobs[i].submit_h, i)):
+        if share[j] < least_share:
+            break
+        more = sum(max(0.0, _long_last(scn.jobs[j], o, tail_end) - max(last[j], o.release)) / dt
+                   for o in problem.options[j])
+        if more < 1.0:
+            continue
+        if added + more > budget:
+            continue
+        added += more
+        out[j] = tail_end
+    return out
+
+
+def _shares(problem: Problem) -> np.ndarray:
+    """Per job: its gang's share of the biggest pool it may use (0 where none can host it)."""
+    pools = problem.pools
+    return np.array([job.gpus / max((pools[o.pool].count for o in opts), default=math.inf)
+                     for job, opts in zip(problem.scn.jobs, problem.options, strict=True)])
 
 
 def _count_runs(problem: Problem, dt: float, window_h: float) -> int:
