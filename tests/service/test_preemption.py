@@ -1,7 +1,6 @@
 """The live service preempts as the simulator does: with the suanli policy, a job that would be
 late stops a running one (real agent, local executor); the stopped run is metered, its agent
-stops it (new fence), and it runs again and finishes. `--no-preempt` turns it off; then the
-late job waits, and is placed again as soon as the run before it ends early."""
+stops it (new fence), and it runs again and finishes. `--no-preempt` turns it off."""
 
 from __future__ import annotations
 
@@ -52,14 +51,7 @@ def test_an_urgent_job_stops_a_lax_one_that_then_runs_again(db_url, tmp_path, pr
                 running = c.get(f"/v1/jobs/{lax}").json()
                 assert placed["start_h"] >= running["end_h"] - 1e-6
                 assert placed["explanation"]["chosen"]["parts"]["late"] > 0
-                # lax ends after 6 s, not the 90 s planned: urgent is placed again and goes at once
-                done = wait_for(lambda: (j := c.get(f"/v1/jobs/{urgent}").json())["state"] == "SUCCEEDED" and j, 40,
-                                dump=lambda: c.get(f"/v1/jobs/{urgent}").json())
-                first = c.get(f"/v1/jobs/{lax}").json()
-                assert "PREEMPTED" not in _states(first)
-                assert any(t["reason"].startswith(f"placed again: job {lax} on east-1 ended")
-                           for t in done["transitions"]), done["transitions"]
-                assert first["end_h"] - 1e-6 <= done["start_h"] < placed["start_h"]
+                assert "PREEMPTED" not in _states(running)
                 return
             done = wait_for(lambda: (j := c.get(f"/v1/jobs/{urgent}").json())["state"] == "SUCCEEDED" and j, 60,
                             dump=lambda: (c.get(f"/v1/jobs/{urgent}").json(), c.get(f"/v1/jobs/{lax}").json()))

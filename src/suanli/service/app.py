@@ -294,8 +294,6 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
             if was == "RUNNING" and row.start_h is not None:
                 metering.meter(s, net, controller.epoch, row, model_job(row), row.fence, row.start_h, now)
             move(s, row, "CANCELLED", now, f"cancelled by {p.role}" + (f" {p.tenant_name}" if p.tenant_name else ""))
-            if was in ("TRANSFERRING", "RUNNING") and row.site is not None:
-                controller.replan_behind(s, row.site, row.gpu_type, now, f"job {row.id} on {row.site} was cancelled")
             if was in ACTIVE:
                 row.end_h = now if was != "PLACED" else row.end_h
             s.commit()
@@ -520,9 +518,6 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                 if row.state == "RUNNING":
                     metering.meter(s, net, controller.epoch, row, model_job(row), row.fence, row.start_h, now,
                                    body.gpu_seconds)
-                if row.end_h is not None and row.end_h > now + controller.tick_s / 3600.0:
-                    controller.replan_behind(s, site, row.gpu_type, now,
-                                             f"job {row.id} on {site} ended {(row.end_h - now) * 3600:.0f} s early")
                 row.end_h = now
                 why = body.reason or (f"exit code {body.exit_code}" if body.exit_code is not None else "")
                 if body.log_tail:

@@ -305,19 +305,6 @@ class Controller:
         move(s, row, "PENDING", now, "offered again after preemption")
         row.site = row.gpu_type = row.start_h = row.end_h = None
 
-    def replan_behind(self, s: Session, site: str, gpu_type: str, now: float, why: str) -> int:
-        """GPUs came free before the plan said (a run ended early, or was cancelled): the
-        placements waiting for that pool and not yet due go back to PENDING, so that the policy
-        places them again at the next tick, from what is free now. Returns how many."""
-        rows = s.scalars(select(JobRow).where(JobRow.state == "PLACED", JobRow.site == site,
-                                              JobRow.gpu_type == gpu_type,
-                                              JobRow.start_h > now + self.tick_s / 3600.0)
-                         .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
-        for row in rows:
-            move(s, row, "PENDING", now, f"placed again: {why}")
-            row.site = row.gpu_type = row.start_h = row.end_h = None
-        return len(rows)
-
     def _running(self, s: Session, now: float, names: dict) -> tuple[dict[str, JobRow], dict[tuple, list[Running]]]:
         """The RUNNING jobs a policy may stop: by id, and as `Running` per pool (each run it was
         preempted from before, by the policy, a dead site or a failed attempt, counts as a
