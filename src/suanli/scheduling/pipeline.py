@@ -907,10 +907,7 @@ class Pipeline:
                 continue
             pre = (self.preempt_for(view, scratch, pj, opts, top, cache, stopped)
                    if view.running_on is not None else None)
-            if pre is None:
-                best = top[0]
-                scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
-            else:                           # `preempt_for` booked both runs in the scratch
+            if pre is not None:             # `preempt_for` booked both runs in the scratch
                 top, weighed, stop, rest, rest_top, rest_weighed, rest_rejected = pre
                 out.append(stop)
                 stopped.add(stop.job_id)
@@ -918,6 +915,8 @@ class Pipeline:
                 planned.append((rest.job.id, rb.site, rb.gpu_type, rb.start_h, rb.end_h))
                 out.append(self._answer(view, rest, rest_top, rest_weighed, rest_rejected))
             best = top[0]
+            if pre is None:
+                scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
             planned.append((pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h))
             out.append(self._answer(view, pj, top, weighed, rejected))
         return out

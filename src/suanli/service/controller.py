@@ -326,10 +326,7 @@ class Controller:
         """The policy stops a running job: its run so far is metered, its GPUs are free in the
         ledger at once, and it is PENDING again (`preempt`) for the same answer to place."""
         metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
-        held = self._held.pop(f"j{row.id}", None)
-        if held is not None:
-            site, g, gpus, a, b = held
-            self.ledger.add(site, g, gpus, a, b, sign=-1)
+        self._unhold(f"j{row.id}")
         self.preempt(s, row, now, f"stopped by {self.policy_name}: {d.reason}")
         row.preempted_from = None               # not an outage: no reason to prefer the site's backup
         row.explanation = explanation_json("preempt", d.reason, d.explain)
@@ -349,12 +346,18 @@ class Controller:
             want[f"u{u.id}"] = (u.site, u.gpu_type, u.gpus, u.start_h, u.end_h)
         return want
 
+    def _unhold(self, key: str) -> None:
+        """Take what the ledger holds for `key` (a job's run, or a metered one) out of it."""
+        held = self._held.pop(key, None)
+        if held is not None:
+            site, g, gpus, a, b = held
+            self.ledger.add(site, g, gpus, a, b, sign=-1)
+
     def _sync_ledger(self, s: Session, now: float) -> None:
         want = self._want(s, now)
         for key in list(self._held):
             if want.get(key) != self._held[key]:
-                site, g, gpus, a, b = self._held.pop(key)
-                self.ledger.add(site, g, gpus, a, b, sign=-1)
+                self._unhold(key)
         for key, v in want.items():
             if key not in self._held:
                 site, g, gpus, a, b = v

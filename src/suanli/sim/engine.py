@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from suanli.model.scenario import Scenario
-from suanli.model.schedule import TIME_TOL, Segment, kept_work
+from suanli.model.schedule import TIME_TOL, Segment
 from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import (
     Defer,
@@ -307,10 +307,8 @@ class Simulation:
                 self.ledger.add(site, asg.gpu_type, asg.gpus, a, asg.end_h, sign=-1)
                 self.segments.append(Segment(jid, site, asg.gpu_type, asg.gpus, asg.start_h, a))
                 self.result.cuts += 1
-                speed = self.scn.speed(pj.job, asg.gpu_type)
-                kept = kept_work(a - asg.start_h, speed, pj.job.checkpoint_h)
-                pj = PendingJob(pj.job, pj.remaining_work - kept, a, pj.hosted | {site}, pj.segments_done + 1,
-                                from_site=site)
+                pj = replace(Running(pj, site, asg.gpu_type, asg.start_h, asg.end_h).rest(a, self.scn),
+                             from_site=site)
             else:                              # not started: the placement is void
                 self.ledger.add(site, asg.gpu_type, asg.gpus, asg.start_h, asg.end_h, sign=-1)
                 pj = replace(pj, from_site=site)

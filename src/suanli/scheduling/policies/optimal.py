@@ -182,7 +182,8 @@ class Optimal:
         # big gangs may wait past the others: their windows reach on to a window after the horizon
         # (runs the search gets; the relaxation rounded below is the model without them, whose
         # roundings were the better starts on the demo)
-        long = _long_windows(problem, runs, dt, scn.horizon_h + w, self.long_share,
+        self._share = _shares(problem)
+        long = _long_windows(problem, runs, self._share, dt, scn.horizon_h + w, self.long_share,
                              int(self.long_budget * max(len(runs.job), 4_000)))
         self.long_jobs = len(long)
         self.runs = len(runs.job)
@@ -221,7 +222,6 @@ class Optimal:
         lap("rounding")
         self._lp_support = np.array([k in support for k in runs.index], dtype=bool) if support else None
         self._site_of_run = np.array([problem.pools[p].site_index for p in runs.pool], dtype=np.int64)
-        self._share = _shares(problem)
         self._deadline = np.array([math.inf if job.deadline_h is None else job.deadline_h for job in scn.jobs])
         left = self.time_limit_s - (time.perf_counter() - t0)
         h.setOptionValue("solve_relaxation", False)
@@ -779,17 +779,16 @@ def _long_last(job, o: Option, tail_end: float) -> float:
     return tail_end if job.deadline_h is None else min(tail_end, job.deadline_h - o.duration)
 
 
-def _long_windows(problem: Problem, runs: _Runs, dt: float, tail_end: float, least_share: float,
+def _long_windows(problem: Problem, runs: _Runs, share: np.ndarray, dt: float, tail_end: float, least_share: float,
                   budget: int) -> dict[int, float]:
     """The jobs whose windows reach on to `tail_end` (docs/BOUNDS.md §5): whole gangs that take
-    at least `least_share` of the biggest pool they may use, biggest share first, while the
+    at least `least_share` of the biggest pool they may use (`share`, per job), biggest first, while the
     grid points they add stay within `budget`. A big gang whose work can wait (no deadline, or
     a late one) must be free to run after the others, or it holds the only pool that hosts them
     and they go to dearer ones; short windows do not let it wait that long."""
     scn = problem.scn
     last = np.full(len(scn.jobs), -math.inf)          # each job's latest listed start
     np.maximum.at(last, runs.job, runs.start)
-    share = _shares(problem)
     out: dict[int, float] = {}
     added = 0.0
     for j in sorted(range(len(scn.jobs)), key=lambda i: (-share[i], scn.jobs[i].submit_h, i)):

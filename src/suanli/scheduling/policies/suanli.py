@@ -253,7 +253,7 @@ class Suanli(Pipeline):
         if not self.preempt or not best.parts.get("late", 0.0) > 0.0:
             return None
         scn, now = view.scenario, view.now
-        tries: list[tuple[float, int, Running]] = []
+        tries: list[tuple[float, int, Running, PendingJob]] = []
         for key in dict.fromkeys(zip(opts.site, opts.gpu_type, strict=True)):
             cal = scratch.calendar(*key)
             free = cal.count - cal.used_at(now)
@@ -261,25 +261,26 @@ class Suanli(Pipeline):
                 if (run.pending.segments_done >= self.preempt_max_segments or run.job.id in stopped
                         or free + run.job.gpus < pj.job.gpus):
                     continue
-                kept = run.pending.remaining_work - run.rest(now, scn).remaining_work
+                rest = run.rest(now, scn)
+                kept = run.pending.remaining_work - rest.remaining_work
                 lost_h = now - run.start_h - kept / scn.speed(run.job, run.gpu_type)   # run again after the stop
                 price = scn.sites[run.site].gpus[run.gpu_type].cny_per_gpu_h
-                tries.append((lost_h * run.job.gpus * price, len(tries), run))   # ties: the caller's order
+                tries.append((lost_h * run.job.gpus * price, len(tries), run, rest))   # ties: the caller's order
         found = None
-        for lost, _, run in sorted(tries, key=lambda t: t[:2])[:PREEMPT_TRIES]:
+        for lost, _, run, rest in sorted(tries, key=lambda t: t[:2])[:PREEMPT_TRIES]:
             if lost >= best.parts["late"]:
                 continue                    # doing that work again costs more than all the lateness
-            got = self._stop(view, scratch, pj, opts, best, run, cache, keep=False)
+            got = self._stop(view, scratch, pj, opts, best, run, rest, cache, keep=False)
             if got is not None and (found is None or got[0] > found[0]):
-                found = (got[0], run)
+                found = (got[0], run, rest)
         if found is None:
             return None
-        got = self._stop(view, scratch, pj, opts, best, found[1], cache, keep=True)
+        got = self._stop(view, scratch, pj, opts, best, *found[1:], cache, keep=True)
         return None if got is None else got[1]
 
     def _stop(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options, best: Scored, run: Running,
-              cache: ShapeCache, keep: bool) -> tuple[float, tuple] | None:
-        """Price `pj` with `run` stopped and its rest placed after it: (what the stop saves, the
+              rest: PendingJob, cache: ShapeCache, keep: bool) -> tuple[float, tuple] | None:
+        """Price `pj` with `run` stopped and its `rest` (`Running.rest`) placed after it: (what the stop saves, the
         answer `preempt_for` returns), or None where it saves too little. The runs stay booked
         in `scratch` only with `keep` and a saving."""
         scn, now, job = view.scenario, view.now, run.job
@@ -292,7 +293,6 @@ class Suanli(Pipeline):
             b = top[0]
             scratch.reserve(b.site, b.gpu_type, b.start_h, b.end_h, pj.job.gpus)
             undo.append((b.site, b.gpu_type, b.start_h, b.end_h, -pj.job.gpus))
-            rest = run.rest(now, scn)
             ropts, rejected, _ = pool_options(view, rest, self.filters, cache)
             held, self._pricing_held = self._pricing_held, False
             rtop, rweighed = self.rank(view, scratch, rest, ropts) if len(ropts) else ([], 0)
