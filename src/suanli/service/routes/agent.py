@@ -1,0 +1,205 @@
+"""The site agents' protocol: heartbeat (register; the reply lists runs to stop), claim the due
+assignments (each under a new fence), report a run's start and end, and store or fetch a job's
+checkpoint. Every call carries the site's token and, for a job, the dispatch's fence: a stale
+fence answers 409, so a job runs under one dispatch at a time."""
+
+# no `from __future__ import annotations`: FastAPI reads the Annotated aliases at runtime
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from suanli.service import metering
+from suanli.service.checkpoints import TooLarge, move_price
+from suanli.service.lifecycle import model_job, move
+from suanli.service.models import Job as JobRow
+from suanli.service.models import SiteAgent, utcnow
+from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, site_only
+from suanli.service.schemas import (
+    Assignment,
+    Heartbeat,
+    HeartbeatReply,
+    JobIdPath,
+    JobOut,
+    Report,
+    RunningRef,
+)
+
+router = APIRouter(tags=["agent"])
+
+
+@router.post("/v1/agent/{site}/heartbeat", response_model=HeartbeatReply)
+def heartbeat(site: str, body: Heartbeat, p: Who, s: DB, c: Ctl):
+    """Register (first call) and heartbeat; the reply lists runs the agent must stop."""
+    site_only(p, site)
+    if site not in c.network.sites:
+        raise HTTPException(404, f"site: no site {site!r} in the network")
+    with c.lock:          # first: the tick takes it before the database (SQLite: one writer)
+        a = s.get(SiteAgent, site)
+        info = {"executor": body.executor, "instance": body.instance, "pools": [x.model_dump() for x in body.pools]}
+        before = (a.info or {}).get("instance") if a is not None else None
+        if a is None:
+            s.add(SiteAgent(site=site, info=info))
+        else:
+            a.last_seen_at = utcnow()
+            a.info = info
+        cancel = []
+        for ref in sorted(body.running, key=lambda r: r.job_id):      # one lock order: no deadlock
+            row = s.get(JobRow, ref.job_id, with_for_update=True)
+            if (row is None or row.site != site or row.fence != ref.fence
+                    or row.state not in ("TRANSFERRING", "RUNNING")):
+                cancel.append(RunningRef(job_id=ref.job_id, fence=ref.fence))
+        # A dispatched job the agent does not hold is lost: at once when the agent restarted (a
+        # new instance), else once its dispatch is older than the heartbeat timeout (a claim
+        # whose answer never reached the agent; a run whose end the agent could not report).
+        restarted = before is not None and body.instance is not None and before != body.instance
+        held = {(r.job_id, r.fence) for r in body.running}
+        old = utcnow() - timedelta(seconds=c.heartbeat_timeout_s)
+        for row in s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state.in_(
+                ("TRANSFERRING", "RUNNING"))).order_by(JobRow.id).with_for_update()).all():
+            since = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+            if (row.id, row.fence) in held or not (restarted or since < old):
+                continue
+            why = "restarted and no longer runs it" if restarted else "does not hold it (a lost dispatch)"
+            c.preempt(s, row, c.now_h(), f"the agent of {site} {why}")
+        s.commit()
+    return HeartbeatReply(site=site, now_h=c.now_h(), cancel=cancel)
+
+@router.post("/v1/agent/{site}/assignments", response_model=list[Assignment])
+def assignments(site: str, p: Who, s: DB, c: Ctl, limit: Annotated[int, Query(ge=1, le=100)] = 20):
+    """Claim the placements on `site` that are due: each becomes TRANSFERRING under a new fence."""
+    site_only(p, site)
+    out = []
+    with c.lock:
+        now = c.now_h()          # after the lock: never before the tick that placed it
+        q = (select(JobRow).where(JobRow.site == site, JobRow.state == "PLACED", JobRow.start_h <= now + 1e-6)
+             .order_by(JobRow.start_h, JobRow.id).limit(limit))
+        if s.bind.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        for row in s.scalars(q):
+            row.fence += 1
+            why = f"dispatched to the agent of {site} (fence {row.fence})"
+            resume = row.checkpoint_site is not None and c.store.has(row.id)
+            if resume:
+                hours, cny = move_price(c.network, row.checkpoint_site, site, row.checkpoint_bytes or 0)
+                row.move_cny += cny
+                why += (f"; resumes from the checkpoint of {row.checkpoint_h:.4f} h made on "
+                        f"{row.checkpoint_site} ({row.checkpoint_bytes:,} bytes"
+                        + (f", moved in {hours * 3600:.3f} s for {cny:.6f} CNY)" if row.checkpoint_site != site
+                           else ")"))
+            move(s, row, "TRANSFERRING", now, why)
+            out.append(Assignment(job_id=row.id, fence=row.fence, name=row.name, command=row.command,
+                                  gpus=row.gpus, gpu_type=row.gpu_type, start_h=row.start_h, end_h=row.end_h,
+                                  checkpoint_h=row.spec.get("checkpoint_h"),
+                                  resume_bytes=row.checkpoint_bytes if resume else None,
+                                  resume_from=row.checkpoint_site if resume else None))
+        s.commit()
+    return out
+
+def fenced(s: Session, site: str, job_id: int, fence: int, lock: bool = False) -> JobRow:
+    """The job of an agent's call: on `site` (else 404) under dispatch `fence` (else 409: stale)."""
+    row = s.get(JobRow, job_id, with_for_update=lock)
+    if row is None or row.site != site:
+        raise HTTPException(404, f"no job {job_id} on site {site}")
+    if row.fence != fence:
+        raise HTTPException(409, f"job {job_id}: fence {fence} is stale (current dispatch {row.fence})")
+    return row
+
+def dispatched_here(s: Session, site: str, job_id: int, fence: int, lock: bool = False) -> JobRow:
+    row = fenced(s, site, job_id, fence, lock)
+    if row.state not in ("TRANSFERRING", "RUNNING"):
+        raise HTTPException(409, f"job {job_id} is {row.state}, not dispatched")
+    return row
+
+@router.put("/v1/agent/{site}/jobs/{job_id}/checkpoint", response_model=JobOut,
+         openapi_extra={"requestBody": {"required": True,
+                                        "content": {"application/gzip": {"schema": {"type": "string",
+                                                                                    "format": "binary"}}}}})
+async def put_checkpoint(site: str, job_id: JobIdPath, request: Request, p: Who, c: Ctl,
+                         fence: Annotated[int, Query(ge=1, le=2**31 - 1, description="the dispatch's fence")],
+                         at: Annotated[datetime, Query(description="when the checkpoint was made (its newest "
+                                                                   "file)")]):
+    """Store the job's newest checkpoint (its SUANLI_CHECKPOINT_DIR as a gzipped tar): what a
+    re-placed job resumes from, on whichever site (service/checkpoints.py)."""
+    site_only(p, site)
+
+    def check() -> None:
+        with c.sessions() as s:
+            dispatched_here(s, site, job_id, fence)
+    await run_in_threadpool(check)              # refuse before reading a byte of a stale upload
+    try:
+        tmp, size = await c.store.receive(job_id, request.stream(), request.app.state.limits.max_upload_bytes)
+    except TooLarge as e:
+        raise HTTPException(413, str(e)) from None
+
+    def record() -> JobOut:
+        with c.lock, c.sessions() as s:
+            try:
+                row = dispatched_here(s, site, job_id, fence, lock=True)
+            except HTTPException:
+                c.store.discard(tmp)   # re-dispatched while uploading: not the job's checkpoint
+                raise
+            c.store.commit(job_id, tmp)
+            row.checkpoint_h = c.hours(at)
+            row.checkpoint_bytes = size
+            row.checkpoint_site = site
+            s.commit()
+            return job_out(c, s, row)
+    return await run_in_threadpool(record)
+
+@router.get("/v1/agent/{site}/jobs/{job_id}/checkpoint",
+         responses={200: {"content": {"application/gzip": {}}}})
+def get_checkpoint(site: str, job_id: JobIdPath, p: Who, s: DB, c: Ctl,
+                   fence: Annotated[int, Query(ge=1, le=2**31 - 1, description="the dispatch's fence")]):
+    """The job's stored checkpoint, for the site it is dispatched to now."""
+    site_only(p, site)
+    dispatched_here(s, site, job_id, fence)
+    if not c.store.has(job_id):
+        raise HTTPException(404, f"job {job_id} has no stored checkpoint")
+    return FileResponse(c.store.path(job_id), media_type="application/gzip")
+
+@router.post("/v1/agent/{site}/jobs/{job_id}/report", response_model=JobOut)
+def report(site: str, job_id: JobIdPath, body: Report, p: Who, s: DB, c: Ctl):
+    site_only(p, site)
+    with c.lock:
+        row = fenced(s, site, job_id, body.fence, lock=True)
+        now = c.now_h()
+        if row.state == "CANCELLED":
+            return done(s, job_out(c, s, row))   # the kill the agent confirms: metered at cancel
+        if body.state == "RUNNING":
+            if row.state == "RUNNING":
+                return done(s, job_out(c, s, row))      # said again (an agent that restarted and adopted it)
+            if row.state != "TRANSFERRING":
+                raise HTTPException(409, f"job {job_id} is {row.state}, not TRANSFERRING")
+            dur = row.end_h - row.start_h
+            row.start_h, row.end_h = now, now + dur
+            move(s, row, "RUNNING", now, body.reason or "process started")
+        elif body.state in ("SUCCEEDED", "FAILED"):
+            if row.state not in ("TRANSFERRING", "RUNNING"):
+                raise HTTPException(409, f"job {job_id} is {row.state}, not running")
+            if row.state == "RUNNING":
+                metering.meter(s, c.network, c.epoch, row, model_job(row), row.fence, row.start_h, now,
+                               body.gpu_seconds)
+            row.end_h = now
+            why = body.reason or (f"exit code {body.exit_code}" if body.exit_code is not None else "")
+            if body.log_tail:
+                why += f"; log ends: {body.log_tail[-1000:]}"
+            if body.state == "FAILED":
+                row.attempts += 1
+                if row.attempts < c.max_attempts:      # offered again, from its checkpoint
+                    c.preempt(s, row, now, f"attempt {row.attempts} of {c.max_attempts} "
+                                       f"failed ({why}); retrying")
+                    s.commit()
+                    return done(s, job_out(c, s, row))
+                if c.max_attempts > 1:
+                    why = f"failed {row.attempts} attempts, the last with {why}"
+            move(s, row, body.state, now, why)
+        else:
+            raise HTTPException(409, f"job {job_id}: CANCELLED is reported only for a cancelled job")
+        s.commit()
+        return done(s, job_out(c, s, row))

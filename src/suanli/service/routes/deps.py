@@ -1,0 +1,110 @@
+"""What the routers share: the controller, the request's database session, the caller (its
+bearer token's `Principal`), the checks of who may call what, and a job's public form
+(`job_out`, with its metered usage).
+
+Dependencies read the controller from `request.app.state.controller` (`app.create_app` puts it
+there), so the routers are plain module-level `APIRouter`s."""
+
+# no `from __future__ import annotations`: FastAPI reads the Annotated aliases at runtime
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from suanli.service.auth import Principal
+from suanli.service.bearer import bearer, principal_of
+from suanli.service.controller import Controller
+from suanli.service.models import Job as JobRow
+from suanli.service.models import Tenant, Transition, Usage
+from suanli.service.schemas import JobOut, UsageOut
+
+
+def controller_of(request: Request) -> Controller:
+    return request.app.state.controller
+
+
+def db(request: Request):
+    """A session for the request: GET only reads (`db.readers`: on SQLite no write lock)."""
+    make = request.app.state.readers if request.method == "GET" else request.app.state.controller.sessions
+    with make() as s:
+        yield s
+
+
+def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+              s: Annotated[Session, Depends(db)]) -> Principal:
+    return principal_of(s, cred)
+
+
+Ctl = Annotated[Controller, Depends(controller_of)]
+Who = Annotated[Principal, Depends(principal)]
+DB = Annotated[Session, Depends(db)]
+
+
+def tenant_only(p: Principal) -> None:
+    if p.role != "tenant":
+        raise HTTPException(403, f"this call is for a tenant token, not a {p.role} token")
+
+
+def admin_only(p: Principal) -> None:
+    if p.role != "admin":
+        raise HTTPException(403, f"this call is for an admin token, not a {p.role} token")
+
+
+def site_only(p: Principal, site: str) -> None:
+    if p.role != "site":
+        raise HTTPException(403, f"this call is for a site agent token, not a {p.role} token")
+    if p.site != site:
+        raise HTTPException(403, f"this token is for site {p.site!r}, not {site!r}")
+
+
+def visible(s: Session, p: Principal, job_id: int, lock: bool = False) -> JobRow:
+    """The job `p` may see: its own (a tenant), any (an admin), none (a site agent); otherwise 404,
+    exactly like a job that does not exist. `lock`: FOR UPDATE (PostgreSQL), as a tick on another
+    replica may be changing the row."""
+    row = s.get(JobRow, job_id, with_for_update=lock)
+    if row is None or (p.role == "tenant" and row.tenant_id != p.tenant_id) or p.role == "site":
+        raise HTTPException(404, f"no job {job_id}")
+    return row
+
+
+def usage_sums(s: Session, ids: list[int]) -> dict[int, UsageOut]:
+    """The metered usage of each job in `ids`, in one query (a page of jobs is one query, not one each)."""
+    sums = [func.coalesce(func.sum(getattr(Usage, k)), 0.0) for k in UsageOut.model_fields]
+    out = {i: UsageOut(**dict.fromkeys(UsageOut.model_fields, 0.0)) for i in ids}
+    for job_id, *u in s.execute(select(Usage.job_id, *sums).where(Usage.job_id.in_(ids)).group_by(Usage.job_id)):
+        out[job_id] = UsageOut(**dict(zip(UsageOut.model_fields, (float(x) for x in u), strict=True)))
+    return out
+
+
+def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, usage: UsageOut | None = None) -> JobOut:
+    tenant = s.get(Tenant, row.tenant_id)
+    usage = usage_sums(s, [row.id])[row.id] if usage is None else usage.model_copy()
+    if row.state == "RUNNING" and row.start_h is not None and row.site is not None:   # so far, not yet metered
+        running_s = max(0.0, c.now_h() - row.start_h) * 3600.0
+        usage.gpu_seconds += running_s * row.gpus
+        price = c.network.sites[row.site].gpus[row.gpu_type].cny_per_gpu_h
+        usage.gpu_cny += running_s / 3600.0 * row.gpus * price
+        usage.total_cny += running_s / 3600.0 * row.gpus * price
+    trs = []
+    if transitions:
+        q = select(Transition).where(Transition.job_id == row.id).order_by(Transition.id)
+        trs = [dict(from_state=t.from_state, to_state=t.to_state, at=t.at, at_h=t.at_h, reason=t.reason)
+               for t in s.scalars(q)]
+    return JobOut(id=row.id, name=row.name, tenant=tenant.name, state=row.state, reason=row.reason,
+                  command=row.command, gpus=row.gpus, spec=row.spec, submit_h=row.submit_h, site=row.site,
+                  gpu_type=row.gpu_type,
+                  start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
+                  checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
+                  transitions=trs, created_at=row.created_at)
+
+
+def done(s: Session, out: Any) -> Any:
+    """End the request's transaction before returning `out`: FastAPI validates a sync handler's
+    answer in its thread pool, and a transaction left open meanwhile (on SQLite every one holds
+    the write lock) made requests waiting for that lock fill the pool: a deadlock until the
+    30 s busy timeout (bench/loadtest.py found it at 100 requests/s)."""
+    s.rollback()
+    return out
