@@ -33,7 +33,7 @@ METRIC_KEYS = (
     "gpu_cost_cny", "transfer_cost_cny", "energy_cost_cny", "total_cost_cny", "energy_kwh",
     "grid_kwh", "renewable_used_kwh", "curtailed_kwh", "carbon_kg", "dr_violation_kwh",
     "jobs_total", "jobs_finished", "jobs_unfinished", "late_gpu_h", "deadline_misses",
-    "mean_jct_h", "p95_jct_h", "gpu_utilization", "objective_cny",
+    "mean_jct_h", "p95_jct_h", "gpu_utilization", "objective_cny", "wait_excess_gpu_h",
 )
 CARBON_KEYS = (          # extra metrics.json keys: `origin_carbon` says what each means
     "carbon_location_based_kg", "carbon_origin_grid_kg", "carbon_avoided_vs_origin_kg", "carbon_origin_unknown_jobs",
@@ -56,6 +56,7 @@ class JobOutcome:
     finished: bool
     completion_h: float | None     # end of the last segment of a finished job
     kept_work: float               # reference-GPU hours of work kept by its segments
+    first_start_h: float | None = None   # S_j: start of its earliest segment (None: never ran)
 
 
 @dataclass(frozen=True)
@@ -146,14 +147,17 @@ def validate(scn: Scenario, segments: Sequence[Segment]) -> tuple[list[Violation
             if pos < len(segs) - 1:
                 kept += kept_work(seg.length_h, speed, job.checkpoint_h)
                 continue
-            need = (job.work_h - kept) / speed          # hours the last segment must run
+            work = job.true_work_h                      # W_j: actual_work_h if given, else work_h
+            need = (work - kept) / speed                # hours the last segment must run
             if seg.length_h > need + TIME_TOL:
+                field = "actual_work_h" if job.actual_work_h is not None else "work_h"
                 out.append(Violation("3.7", job.id, f"{at}: runs {seg.length_h:.6f} h but {max(need, 0):.6f} h "
-                                                    f"completes work_h={job.work_h}"))
+                                                    f"completes {field}={work}"))
             if seg.length_h >= need - TIME_TOL:
                 completion = seg.end_h
             kept += seg.length_h * speed
-        outcomes[job.id] = JobOutcome(completion is not None, completion, kept)
+        outcomes[job.id] = JobOutcome(completion is not None, completion, kept,
+                                      segs[0].start_h if segs else None)
     return out, outcomes
 
 
@@ -362,7 +366,7 @@ def account(scn: Scenario, segments: Sequence[Segment], series: dict[str, SiteSe
     m["total_cost_cny"] = gpu_cost + transfer + m["energy_cost_cny"]
 
     jct: list[float] = []
-    late = 0.0
+    late = wait_excess = 0.0
     misses = 0
     for job in scn.jobs:
         o = outcomes.get(job.id)
@@ -372,6 +376,8 @@ def account(scn: Scenario, segments: Sequence[Segment], series: dict[str, SiteSe
         if job.deadline_h is not None:
             late += job.gpus * max(0.0, o.completion_h - job.deadline_h)
             misses += o.completion_h > job.deadline_h + TIME_TOL
+        if job.max_wait_h is not None:        # §3: a first start after submit_h + max_wait_h
+            wait_excess += job.gpus * max(0.0, o.first_start_h - job.submit_h - job.max_wait_h)
     m["jobs_total"] = len(scn.jobs)
     m["jobs_finished"] = len(jct)
     m["jobs_unfinished"] = len(scn.jobs) - len(jct)
@@ -387,7 +393,9 @@ def account(scn: Scenario, segments: Sequence[Segment], series: dict[str, SiteSe
     o = scn.objective
     m["objective_cny"] = (m["total_cost_cny"] + o.carbon_cny_per_kg * m["carbon_kg"]
                           + o.late_cny_per_gpu_h * late + o.unfinished_cny * m["jobs_unfinished"]
-                          + o.dr_cny_per_kwh * m["dr_violation_kwh"])
+                          + o.dr_cny_per_kwh * m["dr_violation_kwh"]
+                          + o.wait_cny_per_gpu_h * wait_excess)
+    m["wait_excess_gpu_h"] = wait_excess
     ordered = {k: m[k] for k in METRIC_KEYS}
     carbon = origin_carbon(scn, segments, T, balances, series)
     return Accounts(ordered, T, outcomes, balances, series, site_m, carbon)

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from suanli.errors import ScenarioError
 from suanli.model.network import Network, Path
-from suanli.model.schema import Event, GpuType, Job, Objective, ScenarioDoc, Site
+from suanli.model.schema import Event, Forecast, GpuType, Job, Objective, ScenarioDoc, Site
 from suanli.model.series import SeriesLike, Spec
 
 
@@ -34,6 +34,7 @@ class Scenario:
     job_index: dict[str, int] = field(default_factory=dict)
     provinces: dict[str, str | None] = field(default_factory=dict)   # city -> province, if given
     specs: dict[str, Spec] = field(default_factory=dict)              # field path -> the spec it was
+    forecast: Forecast | None = None       # what policies see of the series ahead (MODEL.md §7)
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -98,7 +99,8 @@ class Scenario:
                    job_classes={k: dict(v) for k, v in doc.job_classes.items()},
                    cities={k: (c.lat, c.lon) for k, c in cities.items()}, sites=sites, jobs=list(jobs),
                    events=list(doc.events), objective=doc.objective, network=network, file=file,
-                   job_index=index, provinces={k: c.province for k, c in cities.items()})
+                   job_index=index, provinces={k: c.province for k, c in cities.items()},
+                   forecast=doc.forecast)
 
     # ------------------------------------------------------------------ jobs and speeds (§3.7)
     def allowed_types(self, job: Job) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from suanli.model.series import (
     ProvinceCarbonSpec,
@@ -128,6 +128,14 @@ class Job(Model):
     data_gb: NonNegative = 0.0
     max_rtt_ms: NonNegative | None = None
     checkpoint_h: Positive | None = None
+    max_wait_h: NonNegative | None = None       # first start by submit_h + max_wait_h (MODEL.md §3)
+    actual_work_h: Positive | None = None    # the work the job really needs; work_h is then the
+                                             # user's estimate, all a policy sees (MODEL.md §7)
+
+    @property
+    def true_work_h(self) -> float:
+        """W_j of MODEL.md §3.7: the work the accounting holds the job to."""
+        return self.work_h if self.actual_work_h is None else self.actual_work_h
 
 
 class Event(Model):
@@ -144,6 +152,27 @@ class Objective(Model):
     late_cny_per_gpu_h: NonNegative = 0.0
     unfinished_cny: NonNegative = 0.0
     dr_cny_per_kwh: NonNegative = 0.0
+    wait_cny_per_gpu_h: NonNegative | None = None   # default: late_cny_per_gpu_h
+
+    @model_validator(mode="after")
+    def _wait_priced_like_lateness(self) -> Objective:
+        if self.wait_cny_per_gpu_h is None:
+            self.wait_cny_per_gpu_h = self.late_cny_per_gpu_h
+        return self
+
+
+class ForecastError(Model):
+    """How far off a policy's view of one series is (MODEL.md §7, docs/MODEL.md §7)."""
+
+    error: NonNegative               # relative error (standard deviation) at a 24-hour lead
+    seed: int = 0
+
+
+class Forecast(Model):
+    """What policies see of the series ahead; a series not named here is forecast perfectly."""
+
+    renewables: ForecastError | None = None    # sites' renewables.kw
+    carbon: ForecastError | None = None        # sites' grid.carbon_kg_per_kwh
 
 
 class ScenarioDoc(Model):
@@ -162,3 +191,4 @@ class ScenarioDoc(Model):
     jobs_file: str | None = None
     events: list[Event] = Field(default_factory=list)
     objective: Objective = Field(default_factory=Objective)
+    forecast: Forecast | None = None
