@@ -93,6 +93,9 @@ class Ledger:
         # battery state at the start of slot `_cp_slot` for each site, valid while no load changes before it
         self._cp_slot = dict.fromkeys(self.sites, 0)
         self._cp_soc = {sid: (b.initial_soc * b.capacity_kwh if b else 0.0) for sid, b in self.battery.items()}
+        # the hour of the forecasts `renewable` and `carbon` hold (exact up to that slot), or None
+        # when the scenario's series are known ahead (no forecast): see `reissue`
+        self.issue: int | None = None
         self._grow(slots or max(1, math.ceil(scn.horizon_h)) + 48)
 
     # ------------------------------------------------------------------ series and load arrays
@@ -110,6 +113,21 @@ class Ledger:
                 load[: len(old)] = old
             self.load[sid] = load
         self.slots = slots
+
+    def reissue(self, hour: int) -> None:
+        """The scenario's series now read the forecasts issued at `hour` (`scheduling.forecast`):
+        read them again. What was derived from the old ones is stale: every site's version moves
+        on, and a battery checkpoint past the old issue's exact slots goes back to hour 0."""
+        exact = -1 if self.issue is None else self.issue      # slots <= exact were the truth
+        self.issue = hour
+        for i, (sid, s) in enumerate(self.scn.sites.items()):
+            self.renewable[sid] = self.scn.explicit(s.renewables.kw, f"sites[{i}].renewables.kw").array(self.slots)
+            self.carbon[sid] = s.grid.carbon_kg_per_kwh.array(self.slots)
+            if self._cp_slot[sid] > exact + 1:
+                b = self.battery[sid]
+                self._cp_slot[sid] = 0
+                self._cp_soc[sid] = b.initial_soc * b.capacity_kwh if b else 0.0
+        self.version += 1
 
     def ensure(self, slot: int) -> None:
         """Make every array cover slots [0, slot)."""

@@ -436,15 +436,17 @@ class PriceBook:
     carbon: dict[str, np.ndarray] = field(default_factory=dict)
     version: int = 0                  # bumped whenever an array is built or grown
     _scenario_sites: object = None
+    _issue: int | None = None         # the forecasts' hour (`Ledger.issue`) the arrays were built from
     _shortest: float = math.inf       # no site's arrays (of those built) are shorter
     _tail_min: dict[str, np.ndarray] = field(default_factory=dict)   # min of grid[t:] for each t
     _floors: tuple[tuple[int, int], np.ndarray] | None = None
 
     def bind(self, view: StateView) -> None:
-        """Start afresh if `view` is of another scenario."""
-        if self._scenario_sites is not view.scenario.sites:      # another scenario: start afresh
+        """Start afresh if `view` is of another scenario, or sees forecasts issued since."""
+        if self._scenario_sites is not view.scenario.sites or self._issue != view.ledger.issue:
             self.grid, self.carbon, self._tail_min = {}, {}, {}
             self._scenario_sites, self._shortest, self._floors = view.scenario.sites, math.inf, None
+            self._issue = view.ledger.issue
             self.version += 1
 
     def arrays(self, view: StateView, site: str, last: int) -> tuple[np.ndarray, np.ndarray]:
@@ -528,6 +530,7 @@ class TierBook:
         scn = view.scenario
         n = len(scn.sites)
         self.ledger = view.ledger
+        self.issue = view.ledger.issue              # the forecasts the grid prices were built from
         self.pos = {sid: k for k, sid in enumerate(scn.sites)}
         self.sites = list(scn.sites)
         self.first = math.floor(view.now)           # no slot before it is asked for any more
@@ -546,7 +549,7 @@ class TierBook:
 
     def index(self, view: StateView, site: str) -> int:
         """The row of `site` (its index in the scenario)."""
-        if view.ledger is not self.ledger or math.floor(view.now) < self.first:
+        if view.ledger is not self.ledger or view.ledger.issue != self.issue or math.floor(view.now) < self.first:
             self._reset(view)
         return self.pos[site]
 
@@ -560,7 +563,7 @@ class TierBook:
         """Make each of `rows` (site indices, repeats allowed) valid for slots [floor(now),
         last[i])."""
         first = math.floor(view.now)
-        if view.ledger is not self.ledger or first < self.first:
+        if view.ledger is not self.ledger or view.ledger.issue != self.issue or first < self.first:
             self._reset(view)
         self.first = first
         # A row without context (no caps known at its site, nothing planned there in this
@@ -600,7 +603,7 @@ class TierBook:
     def ensure_one(self, view: StateView, scratch: Scratch, k: int, last: int) -> None:
         """`ensure` for one row."""
         first = math.floor(view.now)
-        if view.ledger is not self.ledger or first < self.first:
+        if view.ledger is not self.ledger or view.ledger.issue != self.issue or first < self.first:
             self._reset(view)
         self.first = first
         context = (self._context(view, scratch, self.sites[k])

@@ -16,17 +16,22 @@ from typing import Protocol
 import numpy as np
 
 from suanli.model.scenario import Scenario
-from suanli.model.schedule import kept_work
+from suanli.model.schedule import TIME_TOL, kept_work
 from suanli.model.schema import Event, Job
 from suanli.scheduling.calendar import PoolCalendar
 from suanli.scheduling.ledger import Ledger, slot_overlaps
+
+# hours an overrunning run is booked for at a time (MODEL.md §7): a run still going at the end of
+# its booking is booked for this much more (or until it ends, if sooner), hour by hour
+OVERRUN_LEASE_H = 1.0
 
 
 @dataclass(frozen=True)
 class PendingJob:
     """A job (or the rest of one) waiting for a placement.
 
-    remaining_work: reference-GPU hours still to do (work_h less checkpointed progress).
+    remaining_work: reference-GPU hours still to do (work_h less checkpointed progress): the
+        user's estimate; the true work (`actual_work_h`) is never in what a policy sees (§7).
     ready_h: when its data can leave `origin` (submit_h, or the end of its previous segment).
     hosted: sites that already hold its data (they need no new transfer).
     from_site: the site an outage cut it from (its `backup` is preferred), if any.
@@ -57,10 +62,18 @@ class Running:
 
     def rest(self, now: float, scn: Scenario) -> PendingJob:
         """What is left to do if the run stops at `now`: its whole checkpoints are kept
-        (MODEL.md §3.7), the rest starts again from there, with the data already at its site."""
+        (MODEL.md §3.7), the rest starts again from there, with the data already at its site.
+
+        `remaining_work` is the estimate less the work kept. A run that has overrun its estimate
+        (MODEL.md §7: its true work was more) may have kept all of it: its rest is then estimated
+        at one more `OVERRUN_LEASE_H` on this GPU type, as the simulator books an overrun."""
         pj = self.pending
-        kept = kept_work(now - self.start_h, scn.speed(pj.job, self.gpu_type), pj.job.checkpoint_h)
-        return PendingJob(pj.job, pj.remaining_work - kept, now, pj.hosted | {self.site}, pj.segments_done + 1)
+        speed = scn.speed(pj.job, self.gpu_type)
+        kept = kept_work(now - self.start_h, speed, pj.job.checkpoint_h)
+        left = pj.remaining_work - kept
+        if left <= TIME_TOL * speed:
+            left = OVERRUN_LEASE_H * speed
+        return PendingJob(pj.job, left, now, pj.hosted | {self.site}, pj.segments_done + 1)
 
 
 @dataclass(slots=True)      # not frozen: policies make thousands per second, and frozen init is slow
@@ -140,8 +153,11 @@ class StateView:
     """The network as a policy may know it at `now` (MODEL.md §7).
 
     `scenario` is the public part only: its `events` list is empty, since a policy learns of
-    outages when they happen (`down`) and of grid caps `notice_h` ahead (`grid_caps`).
-    Series are known ahead (perfect forecast).
+    outages when they happen (`down`) and of grid caps `notice_h` ahead (`grid_caps`); its jobs
+    carry `work_h`, the estimate, never `actual_work_h`. Renewables and grid carbon are the
+    forecasts issued at the start of the current hour (`scheduling.forecast`; `ledger.issue`
+    names that hour, None when the scenario has no `forecast:` block and they are known
+    exactly); tariffs are exact.
     """
 
     now: float
@@ -155,6 +171,9 @@ class StateView:
     # The runs in progress on a pool (site, GPU type), where the caller lets a policy preempt
     # them (the simulator); None: no preemption
     running_on: Callable[[str, str], Sequence[Running]] | None = None
+    # Bookings the caller has lengthened so far, for runs still going past their estimate
+    # (MODEL.md §7): when it changes, GPUs a plan held across calls counted on may be taken
+    overruns: int = 0
 
     @property
     def calendars(self) -> Mapping[tuple[str, str], PoolCalendar]:

@@ -16,6 +16,18 @@ outage ends the policy may not place anything on k.
 A policy may also stop a running job itself (`Preempt`, with `preempt=True`): the run is cut
 at that instant as an outage would cut it, and the same answer places (or holds, or defers)
 the rest.
+
+Under uncertainty (MODEL.md §7) a policy plans with estimates; the simulator keeps the truth:
+- A job's `work_h` is the user's estimate, what a policy sees and plans runs with; the run
+  really lasts its true rest (from `actual_work_h`) on the GPU type. A job that needs less ends
+  early: its GPUs are free from then on (the policy learns it then). A job that needs more is
+  still running at the end of its booking (an overrun): it is booked `OVERRUN_LEASE_H` more at a
+  time (never past its true end, which the policy learns only when it comes). A placement or a
+  hold on that pool that the longer booking would push over the pool's count, latest start
+  first, is voided and offered again at once, as after an outage.
+- With a `forecast:` block, at each instant a policy sees the renewables and grid carbon that
+  `scheduling.forecast` issued at the start of the hour (exact for the current slot).
+- The offline reference (`optimal`) sees everything: the true work as `work_h`, the true series.
 """
 
 from __future__ import annotations
@@ -27,9 +39,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from suanli.model.scenario import Scenario
-from suanli.model.schedule import TIME_TOL, Segment
+from suanli.model.schedule import TIME_TOL, Segment, kept_work
+from suanli.model.schema import Job
+from suanli.scheduling.forecast import Forecaster
 from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import (
+    OVERRUN_LEASE_H,
     Defer,
     Explanation,
     PendingJob,
@@ -51,9 +66,12 @@ class PolicyError(RuntimeError):
 @dataclass
 class _JobState:
     pending: PendingJob
-    # the job's placed run, not yet final: it becomes a segment when it ends, or is cut or
-    # voided by an outage (identity tells a stale end event from the current run)
+    true_rest: float          # reference-GPU hours the job really still needs (W_j less work kept)
+    # the job's placed run as the ledger books it (planned end, or an overrun's booking), not
+    # yet final: it becomes a segment when it ends, or is cut or voided (identity tells a stale
+    # end event from the current run)
     assignment: Segment | None = None
+    true_end: float | None = None     # when the placed run really ends
     done: bool = False
 
 
@@ -71,6 +89,8 @@ class SimResult:
     unplaced: dict[str, str] = field(default_factory=dict)     # still deferred at the end
     cuts: int = 0                                              # segments cut by outages
     preemptions: int = 0                                       # runs the policy stopped
+    overruns: int = 0                                          # bookings lengthened for overrunning runs
+    voided: int = 0                                            # placements and holds overruns voided
     policy_calls: int = 0
     explanations: dict[str, list[ExplainedDecision]] = field(default_factory=dict)   # job id -> decisions
 
@@ -83,8 +103,17 @@ class Simulation:
         self.preempt = preempt
         self._now = 0.0
         self.progress = progress
-        self.public = replace(scn, events=[])     # what a policy may read of the scenario
-        self.ledger = Ledger(scn)
+        # what a policy may read of the scenario (MODEL.md §7): no events; jobs with their
+        # estimates only; the series forecast where the scenario says so. The offline reference
+        # sees the true work (as work_h) and the true series.
+        self.offline = bool(getattr(policy, "offline", False))
+        self.public = replace(scn, events=[], jobs=[_seen_job(j, self.offline) for j in scn.jobs])
+        self.forecaster = None if self.offline else Forecaster(scn)
+        if self.forecaster:
+            self.public = self.forecaster.view_scenario(self.public)
+        else:
+            self.forecaster = None
+        self.ledger = Ledger(self.public)
         self.jobs: dict[str, _JobState] = {}
         self.by_site: dict[str, set[str]] = defaultdict(set)    # site -> jobs placed there
         self.down: dict[str, int] = defaultdict(int)            # site -> outages in progress
@@ -102,8 +131,8 @@ class Simulation:
 
     def run(self) -> SimResult:
         scn = self.scn
-        if getattr(self.policy, "offline", False):     # the offline reference sees everything
-            self.policy.prepare(scn)
+        if self.offline:                               # the offline reference sees everything
+            self.policy.prepare(replace(self.public, events=scn.events))
         for job in scn.jobs:
             self._push(job.submit_h, _ARRIVAL, job)
         for e in scn.events:
@@ -124,13 +153,18 @@ class Simulation:
             while self._heap and self._heap[0][0] == now:
                 _, kind, _, data = heapq.heappop(self._heap)
                 if kind == _ARRIVAL:
-                    st = _JobState(PendingJob(data, data.work_h, data.submit_h))
+                    seen = self.public.jobs[scn.job_index[data.id]]
+                    st = _JobState(PendingJob(seen, seen.work_h, data.submit_h), data.true_work_h)
                     self.jobs[data.id] = st
                     waiting.append(st.pending)
                     arrived += 1
                     replan = True
                 elif kind == _SEG_END:
-                    changed |= self._finish(data)
+                    ended, voided = self._run_end(data, now)
+                    changed |= ended
+                    if voided:
+                        waiting.extend(voided)
+                        replan = True
                 elif kind == _OUTAGE_START:
                     self.down[data.site] += 1
                     waiting.extend(self._outage(data.site, now))
@@ -164,10 +198,13 @@ class Simulation:
     # ------------------------------------------------------------------ policy
     def _decide(self, now: float, waiting: list[PendingJob]) -> list[PendingJob]:
         self._now = now
+        if self.forecaster is not None and self.forecaster.issue(math.floor(now)):
+            self.ledger.reissue(self.forecaster.issue_h)      # the forecasts of this hour
         view = StateView(now=now, scenario=self.public, ledger=self.ledger,
                          down=frozenset(s for s, n in self.down.items() if n > 0),
                          grid_caps=tuple(self.known_caps), holds=True,
-                         running_on=self._running_on if self.preempt else None)
+                         running_on=self._running_on if self.preempt else None,
+                         overruns=self.result.overruns)
         decisions = self.policy.decide(view, waiting)
         self.result.policy_calls += 1
         by_id = {pj.job.id: pj for pj in waiting}
@@ -231,7 +268,8 @@ class Simulation:
         if d.explain is not None:
             self.result.explanations.setdefault(d.job_id, []).append(ExplainedDecision("preempt", now, d.explain))
         st.pending = run.rest(now, self.scn)
-        st.assignment = None
+        st.true_rest -= self._kept(st, asg, now)
+        st.assignment = st.true_end = None
         self.by_site[asg.site].discard(asg.job_id)
         return st.pending
 
@@ -259,9 +297,15 @@ class Simulation:
         job = pj.job
         self.ledger.add(d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         asg = Segment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
-        self.jobs[job.id].assignment = asg
+        st = self.jobs[job.id]
+        st.assignment = asg
+        st.true_end = d.end_h                 # the estimate is right: it ends as planned
+        if st.true_rest != pj.remaining_work:
+            true_end = d.start_h + st.true_rest / self.scn.speed(job, d.gpu_type)
+            if abs(true_end - d.end_h) > TIME_TOL:
+                st.true_end = true_end
         self.by_site[d.site].add(job.id)
-        self._push(d.end_h, _SEG_END, asg)
+        self._push(min(st.true_end, d.end_h), _SEG_END, asg)
 
     def _check(self, view: StateView, pj: PendingJob, d: Place) -> None:
         """Refuse a run the policy could not have: a bug in the policy, never silently."""
@@ -284,15 +328,70 @@ class Simulation:
             raise bad("the pool does not have the GPUs free")
 
     # ------------------------------------------------------------------ state changes
-    def _finish(self, asg: Segment) -> bool:
+    def _kept(self, st: _JobState, asg: Segment, now: float) -> float:
+        """Work a run of `st` kept when cut at `now` (whole checkpoints, MODEL.md §3.7)."""
+        job = st.pending.job
+        return kept_work(now - asg.start_h, self.scn.speed(job, asg.gpu_type), job.checkpoint_h)
+
+    def _run_end(self, asg: Segment, now: float) -> tuple[bool, list[PendingJob]]:
+        """The end of a run's booking, or its true end if that comes first: (whether the job
+        ended, the jobs whose placements or holds an overrun voided)."""
         st = self.jobs[asg.job_id]
         if st.assignment is not asg:
-            return False                      # cut or cancelled by an outage
+            return False, []                  # cut or cancelled by an outage, or stopped
+        if now < st.true_end - TIME_TOL:
+            return False, self._overrun(st, asg, now)
         st.assignment = None
         st.done = True
         self.by_site[asg.site].discard(asg.job_id)
+        if st.true_end < asg.end_h:           # ended early: the rest of its booking is free
+            self.ledger.add(asg.site, asg.gpu_type, asg.gpus, st.true_end, asg.end_h, sign=-1)
+            asg = asg._replace(end_h=st.true_end)
         self.segments.append(asg)
-        return True
+        return True, []
+
+    def _overrun(self, st: _JobState, asg: Segment, now: float) -> list[PendingJob]:
+        """A run still going at the end of its booking: book it `OVERRUN_LEASE_H` more (not past
+        its true end), voiding what that pushes over the pool's count (MODEL.md §7)."""
+        until = min(st.true_end, now + OVERRUN_LEASE_H)
+        key = (asg.site, asg.gpu_type)
+        calendar = self.ledger.calendars[key]
+        voided: list[PendingJob] = []
+        if not calendar.fits(now, until, asg.gpus):
+            # not started yet and in the way: placements, and plans held for later; latest first
+            order = []
+            for jid in self.by_site[asg.site]:
+                other = self.jobs[jid].assignment
+                if (other is not asg and other.gpu_type == asg.gpu_type and other.start_h >= now - TIME_TOL
+                        and other.start_h < until):
+                    order.append((other.start_h, self.scn.job_index[jid], jid, False))
+            for jid, (_, (site, g, start, end)) in self.held.items():
+                if (site, g) == key and start < until and end > now:
+                    order.append((start, self.scn.job_index[jid], jid, True))
+            for _, _, jid, is_hold in sorted(order, reverse=True):
+                if is_hold:
+                    pj, (site, g, start, end) = self.held.pop(jid)
+                    self.ledger.add(site, g, pj.job.gpus, start, end, sign=-1)
+                else:
+                    other_st = self.jobs[jid]
+                    other = other_st.assignment
+                    self.ledger.add(other.site, other.gpu_type, other.gpus, other.start_h, other.end_h, sign=-1)
+                    self.by_site[other.site].discard(jid)
+                    other_st.assignment = other_st.true_end = None
+                    pj = other_st.pending
+                voided.append(pj)
+                if calendar.fits(now, until, asg.gpus):
+                    break
+            else:
+                raise RuntimeError(f"overrun of job {asg.job_id} on {key} at {now}: the pool cannot take it "
+                                   "even with every later placement voided")
+        self.result.voided += len(voided)
+        self.result.overruns += 1
+        self.ledger.add(asg.site, asg.gpu_type, asg.gpus, now, until)
+        longer = asg._replace(end_h=until)
+        st.assignment = longer
+        self._push(until, _SEG_END, longer)
+        return voided
 
     def _outage(self, site: str, a: float) -> list[PendingJob]:
         """Cut running segments on `site` at `a`, cancel later ones; return the work handed back."""
@@ -300,23 +399,34 @@ class Simulation:
         for jid in sorted(self.by_site[site], key=self.scn.job_index.__getitem__):
             st = self.jobs[jid]
             asg = st.assignment
-            if asg.end_h <= a + TIME_TOL:
+            if st.true_end <= a + TIME_TOL:
                 continue                       # finishes as the outage begins
             pj = st.pending
             if asg.start_h < a - TIME_TOL:     # running: cut, keep checkpointed progress
-                self.ledger.add(site, asg.gpu_type, asg.gpus, a, asg.end_h, sign=-1)
+                if asg.end_h > a:              # (an overrun's booking may end just now)
+                    self.ledger.add(site, asg.gpu_type, asg.gpus, a, asg.end_h, sign=-1)
                 self.segments.append(Segment(jid, site, asg.gpu_type, asg.gpus, asg.start_h, a))
                 self.result.cuts += 1
+                st.true_rest -= self._kept(st, asg, a)
                 pj = replace(Running(pj, site, asg.gpu_type, asg.start_h, asg.end_h).rest(a, self.scn),
                              from_site=site)
             else:                              # not started: the placement is void
                 self.ledger.add(site, asg.gpu_type, asg.gpus, asg.start_h, asg.end_h, sign=-1)
                 pj = replace(pj, from_site=site)
             st.pending = pj
-            st.assignment = None
+            st.assignment = st.true_end = None
             back.append(pj)
         self.by_site[site].clear()
         return back
+
+
+def _seen_job(job: Job, offline: bool) -> Job:
+    """The job as a policy sees it: its estimate only; the offline reference sees the truth."""
+    if job.actual_work_h is None:
+        return job
+    if offline:
+        return job.model_copy(update={"work_h": job.actual_work_h, "actual_work_h": None})
+    return job.model_copy(update={"actual_work_h": None})
 
 
 def simulate(scn: Scenario, policy: Policy, progress: Callable[[int, int], None] | None = None,
