@@ -345,3 +345,38 @@ def test_objective_is_total_cost_plus_carbon_late_unfinished_and_dr_prices():
     assert m["jobs_unfinished"] == 1
     # 59 + 0.1*2 + 50*2 + 1000*1 + 10*0.75 = 1166.7
     assert m["objective_cny"] == pytest.approx(1166.7)
+
+
+# ----------------------------------------------------------------------------- true work, wait-excess (§3, §6)
+def test_progress_is_held_to_actual_work_not_the_estimate():
+    scn = build(jobs=[make_job(work_h=4, actual_work_h=6)])
+    # a800 (speed 1): the estimate's 4 h leave the job unfinished; its true 6 h finish it
+    short = validate(scn, [seg("j1", "w1", "a800", 2, 0, 4)])
+    assert short[0] == [] and not short[1]["j1"].finished and short[1]["j1"].kept_work == 4.0
+    ok = validate(scn, [seg("j1", "w1", "a800", 2, 0, 6)])
+    assert ok[0] == [] and ok[1]["j1"].completion_h == 6.0
+    over = validate(scn, [seg("j1", "w1", "a800", 2, 0, 7)])[0]
+    assert [v.rule for v in over] == ["3.7"] and "actual_work_h=6" in over[0].message
+    # a job that needs less than its estimate ends when its true work is done: 1.5 h on h100 (speed 2)
+    early = build(jobs=[make_job(work_h=4, actual_work_h=3)])
+    assert validate(early, [seg("j1", "w1", "h100", 2, 0, 1.5)])[1]["j1"].completion_h == 1.5
+    assert [v.rule for v in validate(early, [seg("j1", "w1", "h100", 2, 0, 2)])[0]] == ["3.7"]
+
+
+def test_wait_excess_is_gpus_times_first_start_past_submit_plus_max_wait():
+    jobs = [make_job("j1", submit_h=1, max_wait_h=0.5, checkpoint_h=1),       # first start 3: 2 x 1.5
+            make_job("j2", gpus=4, max_wait_h=2),                             # starts at 1: nothing
+            make_job("j3", gpus=1, max_wait_h=0),                             # unfinished: nothing
+            make_job("j4", gpus=1, submit_h=0)]                               # no max_wait_h: nothing
+    scn = build(jobs=jobs, horizon_h=8, objective={"late_cny_per_gpu_h": 10, "wait_cny_per_gpu_h": 3})
+    segments = [seg("j1", "w1", "a800", 2, 3, 4.5), seg("j1", "w1", "a800", 2, 5, 8),   # 1 h kept, then 3
+                seg("j2", "w1", "h100", 4, 1, 3), seg("j3", "w1", "h100", 1, 0, 1),
+                seg("j4", "w1", "h100", 1, 6, 8)]
+    acc = account(scn, segments)
+    assert acc.outcomes["j1"].first_start_h == 3 and acc.outcomes["j1"].finished
+    assert not acc.outcomes["j3"].finished
+    m = acc.metrics
+    assert m["wait_excess_gpu_h"] == pytest.approx(2 * 1.5)
+    # the objective: total cost + 3 CNY per GPU-hour of wait-excess (no lateness, nothing unfinished priced)
+    assert m["objective_cny"] == pytest.approx(m["total_cost_cny"] + 3 * 3.0)
+    assert list(m) == list(METRIC_KEYS) and list(m)[-1] == "wait_excess_gpu_h"

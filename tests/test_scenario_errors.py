@@ -310,3 +310,39 @@ def test_jobs_csv_with_a_byte_order_mark_loads(tmp_path):
     (tmp_path / "jobs.csv").write_text("\ufeffid,submit_h,gpus,work_h,origin\nj1,0,1,1,east\n", encoding="utf-8")
     scn = parse_scenario(raw, str(tmp_path / "s.yaml"))
     assert [j.id for j in scn.jobs] == ["j1"]
+
+
+# ----------------------------------------------------------------------------- uncertainty (MODEL.md §1, §7)
+@pytest.mark.parametrize(("overrides", "path", "value"), [
+    ({"jobs": [make_job(actual_work_h=0)]}, "jobs[0].actual_work_h", "0"),
+    ({"jobs": [make_job(actual_work_h=float("nan"))]}, "jobs[0].actual_work_h", "nan"),
+    ({"jobs": [make_job(max_wait_h=-1)]}, "jobs[0].max_wait_h", "-1"),
+    ({"objective": {"wait_cny_per_gpu_h": -2}}, "objective.wait_cny_per_gpu_h", "-2"),
+    ({"forecast": {"renewables": {"error": -0.1, "seed": 1}}}, "forecast.renewables.error", "-0.1"),
+    ({"forecast": {"carbon": {"error": float("inf"), "seed": 1}}}, "forecast.carbon.error", "inf"),
+    ({"forecast": {"carbon": {"error": 0.1, "seed": 1.5}}}, "forecast.carbon.seed", "1.5"),
+    ({"forecast": {"carbon": {"error": 0.1, "seed": "x"}}}, "forecast.carbon.seed", "'x'"),
+    ({"forecast": {"wind": {"error": 0.1}}}, "forecast.wind", "{'error': 0.1}"),
+], ids=["actual-zero", "actual-nan", "max-wait-negative", "wait-price-negative", "forecast-error-negative",
+        "forecast-error-inf", "forecast-seed-fraction", "forecast-seed-text", "forecast-unknown-series"])
+def test_uncertainty_fields_out_of_range_are_refused_naming_path_and_value(overrides, path, value):
+    message = refused(**overrides)
+    assert f": {path}:" in message and f"(got {value})" in message
+
+
+def test_wait_price_defaults_to_the_lateness_price_and_zero_is_kept():
+    assert build(objective={"late_cny_per_gpu_h": 3}).objective.wait_cny_per_gpu_h == 3.0
+    assert build(objective={"late_cny_per_gpu_h": 3, "wait_cny_per_gpu_h": 0}).objective.wait_cny_per_gpu_h == 0.0
+
+
+def test_jobs_csv_reads_actual_work_and_max_wait_and_refuses_a_bad_cell_naming_its_line(tmp_path):
+    header = "id,submit_h,gpus,work_h,origin,actual_work_h,max_wait_h\n"
+    scn = load_scenario(write_scenario_with_jobs_csv(tmp_path, header + "j1,0,2,4,west,5.5,2\nj2,0,2,4,west,,\n"))
+    j1, j2 = scn.jobs
+    assert (j1.actual_work_h, j1.max_wait_h, j1.true_work_h) == (5.5, 2.0, 5.5)
+    assert (j2.actual_work_h, j2.max_wait_h, j2.true_work_h) == (None, None, 4.0)
+    path = write_scenario_with_jobs_csv(tmp_path, header + "j1,0,2,4,west,5.5,2\nj2,0,2,4,west,-1,\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    # a CSV cell is text
+    assert "jobs.csv:3: jobs[1].actual_work_h" in str(info.value) and "(got '-1')" in str(info.value)

@@ -14,6 +14,7 @@ import pytest
 
 from suanli.accounting import account, validate
 from suanli.model.schedule import Segment
+from suanli.model.schema import Forecast, ForecastError
 from suanli.scheduling import policies
 from suanli.scheduling.state import Defer, Place
 from suanli.sim.engine import simulate
@@ -170,11 +171,14 @@ def test_a_hold_in_the_way_of_an_overrun_is_released_and_offered_again():
 @pytest.mark.parametrize("policy", ["fifo", "suanli", "cheapest", "greenest", "wait-awhile"])
 @pytest.mark.parametrize("seed", range(12))
 def test_schedules_stay_valid_when_estimates_are_wrong(seed, policy):
-    # random scenarios (with outages) whose jobs need 0.3 to 3 times their estimate
+    # random scenarios (with outages) whose jobs need 0.3 to 3 times their estimate; every other
+    # one with forecasts of renewables and carbon
     rng = random.Random(1000 + seed)
     scn = _random_scenario(random.Random(seed))
     jobs = [j.model_copy(update={"actual_work_h": round(j.work_h * rng.uniform(0.3, 3.0), 3)}) for j in scn.jobs]
     scn.jobs[:] = jobs
+    if seed % 2:
+        scn.forecast = Forecast(renewables=ForecastError(error=0.4, seed=seed), carbon=ForecastError(error=0.1))
     result = simulate(scn, policies.make(policy))
     violations, outcomes = validate(scn, result.segments)
     assert violations == []

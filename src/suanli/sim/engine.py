@@ -114,6 +114,8 @@ class Simulation:
         else:
             self.forecaster = None
         self.ledger = Ledger(self.public)
+        if self.forecaster is not None:
+            self.ledger.reissue(self.forecaster.issue_h)     # the forecasts issued at hour 0
         self.jobs: dict[str, _JobState] = {}
         self.by_site: dict[str, set[str]] = defaultdict(set)    # site -> jobs placed there
         self.down: dict[str, int] = defaultdict(int)            # site -> outages in progress
