@@ -184,3 +184,29 @@ def test_schedules_stay_valid_when_estimates_are_wrong(seed, policy):
     assert violations == []
     for job in scn.jobs:
         assert outcomes[job.id].finished or job.id in result.rejected or job.id in result.unplaced, job.id
+
+
+def test_the_tiny_uncertain_scenario_worked_through_with_fifo():
+    # tests/data/tiny-uncertain.yaml: j1 estimated 1 h on 2 x h100 really takes 1.5 h; j4 (4 x h100,
+    # sh-1 only) placed behind the estimate at 1 is voided by the overrun and runs [1.5, 2);
+    # j2 estimated 3 h on qy-1 ends early, 2.5 h after its data arrives at 0.51.
+    from suanli.model.load import load_scenario
+    scn = load_scenario("tests/data/tiny-uncertain.yaml")
+    result, outcomes, m = run(scn)
+    assert sorted(result.segments) == sorted([Segment("j1", "sh-1", "h100", 2, 0.0, 1.5),
+                                              Segment("j4", "sh-1", "h100", 4, 1.5, 2.0),
+                                              Segment("j2", "qy-1", "a800", 4, 0.51, pytest.approx(3.01)),
+                                              Segment("j3", "qy-1", "a800", 1, 1.0, 2.0)])
+    assert result.voided == 1
+    # j4 first starts at 1.5, 1 h past submit 0 + max_wait_h 0.5: 4 GPU-h at 20 CNY; j2 starts in time
+    assert m["wait_excess_gpu_h"] == pytest.approx(4.0)
+
+
+def test_perfect_information_sees_the_true_work_and_no_forecast():
+    plain = scenario([east_job("j1", 2)])
+    assert plain.with_true_work() is plain
+    scn = scenario([east_job("j1", 2, actual_work_h=3), east_job("j2", 2)],
+                   forecast={"renewables": {"error": 0.3, "seed": 1}})
+    truth = scn.with_true_work()
+    assert [(j.work_h, j.actual_work_h) for j in truth.jobs] == [(3.0, None), (2.0, None)]
+    assert truth.forecast is None and scn.jobs[0].work_h == 2.0          # the scenario is unchanged

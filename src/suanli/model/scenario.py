@@ -8,7 +8,7 @@ ScenarioError naming the file, the field path and the value.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from suanli.errors import ScenarioError
@@ -103,6 +103,16 @@ class Scenario:
                    forecast=doc.forecast)
 
     # ------------------------------------------------------------------ jobs and speeds (§3.7)
+    def with_true_work(self) -> Scenario:
+        """This scenario as perfect information sees it: each job's `work_h` is its true work
+        (`actual_work_h` if given) and there is no `forecast` (the offline reference, the lower
+        bound). The scenario itself if no job has an `actual_work_h` and there is no forecast."""
+        if self.forecast is None and all(j.actual_work_h is None for j in self.jobs):
+            return self
+        jobs = [j if j.actual_work_h is None
+                else j.model_copy(update={"work_h": j.actual_work_h, "actual_work_h": None}) for j in self.jobs]
+        return replace(self, jobs=jobs, forecast=None)
+
     def allowed_types(self, job: Job) -> list[str]:
         return list(job.gpu_types) if job.gpu_types else list(self.gpu_types)
 

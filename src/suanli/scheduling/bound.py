@@ -392,8 +392,10 @@ def bound_slots(scn: Scenario, problem: Problem, extra_h: float) -> int:
 
 def lower_bound(scn: Scenario, *, time_limit_s: float = 120.0, extra_h: float = 24.0,
                 deadline_variant: bool = True, threads: int | None = None) -> Bound:
-    """Both lower bounds of the scenario's objective (see the module docstring)."""
+    """Both lower bounds of the scenario's objective (see the module docstring), with perfect
+    information: the true work and series (MODEL.md §7)."""
     t0 = time.perf_counter()
+    scn = scn.with_true_work()
     problem = build_problem(scn)
     H = bound_slots(scn, problem, extra_h)
     plain = _solve_bound(problem, H, deadlines=False, time_limit_s=time_limit_s, threads=threads)

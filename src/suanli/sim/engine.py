@@ -107,7 +107,10 @@ class Simulation:
         # estimates only; the series forecast where the scenario says so. The offline reference
         # sees the true work (as work_h) and the true series.
         self.offline = bool(getattr(policy, "offline", False))
-        self.public = replace(scn, events=[], jobs=[_seen_job(j, self.offline) for j in scn.jobs])
+        if self.offline:
+            self.public = replace(scn.with_true_work(), events=[])
+        else:
+            self.public = replace(scn, events=[], jobs=[_estimate_only(j) for j in scn.jobs])
         self.forecaster = None if self.offline else Forecaster(scn)
         if self.forecaster:
             self.public = self.forecaster.view_scenario(self.public)
@@ -134,7 +137,7 @@ class Simulation:
     def run(self) -> SimResult:
         scn = self.scn
         if self.offline:                               # the offline reference sees everything
-            self.policy.prepare(replace(self.public, events=scn.events))
+            self.policy.prepare(scn.with_true_work())
         for job in scn.jobs:
             self._push(job.submit_h, _ARRIVAL, job)
         for e in scn.events:
@@ -422,13 +425,9 @@ class Simulation:
         return back
 
 
-def _seen_job(job: Job, offline: bool) -> Job:
-    """The job as a policy sees it: its estimate only; the offline reference sees the truth."""
-    if job.actual_work_h is None:
-        return job
-    if offline:
-        return job.model_copy(update={"work_h": job.actual_work_h, "actual_work_h": None})
-    return job.model_copy(update={"actual_work_h": None})
+def _estimate_only(job: Job) -> Job:
+    """The job as an online policy sees it: `work_h`, the estimate, and no `actual_work_h`."""
+    return job if job.actual_work_h is None else job.model_copy(update={"actual_work_h": None})
 
 
 def simulate(scn: Scenario, policy: Policy, progress: Callable[[int, int], None] | None = None,
