@@ -97,6 +97,11 @@ def _summary(r: Run, outdir: str | None) -> None:
     t.add_row("GPU utilisation", f"{m['gpu_utilization']:.1%} of GPU-hours in [0, {scn.horizon_h:g} h)")
     if r.result.cuts:
         t.add_row("outages", f"{r.result.cuts} running segments cut and re-placed")
+    if r.result.overruns:
+        t.add_row("overruns", f"runs past their estimate: bookings lengthened {r.result.overruns} times, "
+                  f"{r.result.voided} placement(s) voided and offered again")
+    if m["wait_excess_gpu_h"]:
+        t.add_row("waiting", f"{m['wait_excess_gpu_h']:,.1f} GPU-h of first starts past max_wait_h")
     if r.result.preemptions:
         n = r.result.preemptions
         t.add_row("preempted", f"{n} run{'s' if n != 1 else ''} stopped for jobs that would be late "

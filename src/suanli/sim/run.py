@@ -30,6 +30,8 @@ class Run:
             "jobs_rejected": len(self.result.rejected),
             "segments_cut_by_outages": self.result.cuts,
             "runs_preempted": self.result.preemptions,
+            "overrun_bookings": self.result.overruns,          # MODEL.md §7: runs past their estimate
+            "placements_voided_by_overruns": self.result.voided,
         }
 
 
