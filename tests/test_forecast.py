@@ -142,3 +142,24 @@ def test_policies_run_on_forecasts_and_their_schedules_are_accounted_on_the_trut
     assert violations == [] and all(o.finished for o in outcomes.values())
     m = account(scn, result.segments, outcomes=outcomes).metrics
     assert m["renewable_used_kwh"] <= sum(scn.sites["w1"].renewables.kw.array(account(scn, result.segments).slots))
+
+
+def test_the_ledger_replays_its_battery_on_the_truth_once_the_hours_have_passed():
+    # a battery state reckoned at slot 5 under the hour-0 forecasts used forecast renewables for
+    # slots 1-4; once the hour-5 forecasts are issued those slots are known, and it is reckoned again
+    from suanli.scheduling.forecast import Forecaster
+    from suanli.scheduling.ledger import Ledger
+    site = make_site(renewables={"kw": [3.0, 0.5, 4.0, 0.0, 2.0, 1.0]},
+                     battery={"capacity_kwh": 10, "power_kw": 2, "efficiency": 0.9, "initial_soc": 0.2})
+    scn = build(sites=[site], forecast={"renewables": {"error": 0.8, "seed": 3}})
+    forecaster = Forecaster(scn)
+    seen = Ledger(forecaster.view_scenario(scn))
+    seen.reissue(0)
+    seen.add("w1", "a800", 4, 0.0, 6.0)              # 1 kW of load in every slot
+    truth = Ledger(scn)
+    truth.add("w1", "a800", 4, 0.0, 6.0)
+    guessed = seen.battery_at("w1", 5)[0]
+    assert guessed != truth.battery_at("w1", 5)[0]
+    forecaster.issue(5)
+    seen.reissue(5)
+    assert seen.battery_at("w1", 5)[0] == truth.battery_at("w1", 5)[0]
