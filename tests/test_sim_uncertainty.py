@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from suanli.accounting import account, validate
 from suanli.model.schedule import Segment
@@ -210,3 +212,24 @@ def test_perfect_information_sees_the_true_work_and_no_forecast():
     truth = scn.with_true_work()
     assert [(j.work_h, j.actual_work_h) for j in truth.jobs] == [(3.0, None), (2.0, None)]
     assert truth.forecast is None and scn.jobs[0].work_h == 2.0          # the scenario is unchanged
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(factors=st.lists(st.floats(0.2, 4.0), min_size=6, max_size=6),
+       checkpoint=st.sampled_from([None, 0.5, 1.0]), policy=st.sampled_from(["fifo", "suanli", "cheapest"]))
+def test_property_every_job_finishes_on_its_true_work_whatever_the_estimates(factors, checkpoint, policy):
+    # six jobs on two pools of 4, with an outage; each really needs `factor` times its estimate
+    jobs = []
+    for i, f in enumerate(factors):
+        job = {"id": f"j{i}", "submit_h": 0.5 * i, "gpus": 1 + i % 4, "work_h": 1.0 + i % 3,
+               "actual_work_h": round((1.0 + i % 3) * f, 4), "origin": "east" if i % 2 else "west",
+               "max_wait_h": 1.0}
+        if checkpoint:
+            job["checkpoint_h"] = checkpoint
+        jobs.append(job)
+    scn = scenario(jobs, [{"type": "outage", "site": "east-1", "start_h": 2.25, "end_h": 3.5}],
+                   forecast={"renewables": {"error": 0.3, "seed": 1}})
+    result = simulate(scn, policies.make(policy))
+    violations, outcomes = validate(scn, result.segments)
+    assert violations == []
+    assert all(o.finished for o in outcomes.values())
