@@ -26,6 +26,20 @@ export function chart(el) {
   return c;
 }
 
+// A chart's text alternative: the chart box is an image (role=img) with a label, and a summary
+// in words follows it (`summary`: text), so a screen reader (and a test) can read what it shows.
+export function describe(el, label, summary) {
+  el.setAttribute("role", "img");
+  el.setAttribute("aria-label", label);
+  let p = el.nextElementSibling;
+  if (!p || !p.classList.contains("chart-summary")) {
+    p = document.createElement("p");
+    p.className = "chart-summary";
+    el.after(p);
+  }
+  p.textContent = summary;
+}
+
 // Charts of a view that is left: disposed, so their timers and listeners go with them.
 export function disposeAll() {
   for (const c of live) c.dispose();
