@@ -86,10 +86,27 @@ async function refresh() {
   const key = current.key;
   try {
     await current.handle.refresh(current.args);
+    scrollers();
     if (current && current.key === key) setStatus(t("status.live", { time: clock(new Date()) }));
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return signOut(t("login.expired"));
     if (current && current.key === key) showError(err);
+  }
+}
+
+// A table wider than a phone scrolls inside its box, not the page; a box that scrolls takes the
+// keyboard focus (tabindex) so that it can be scrolled without a mouse.
+function scrollers() {
+  for (const el of document.querySelectorAll(".scroll")) {
+    if (el.scrollWidth > el.clientWidth + 1) {
+      el.tabIndex = 0;
+      el.setAttribute("role", "region");
+      el.setAttribute("aria-label", el.querySelector("table")?.id || el.closest(".card")?.querySelector("h2, h3")?.textContent || "table");
+    } else if (el.hasAttribute("tabindex")) {
+      el.removeAttribute("tabindex");
+      el.removeAttribute("role");
+      el.removeAttribute("aria-label");
+    }
   }
 }
 
