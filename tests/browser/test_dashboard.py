@@ -11,6 +11,7 @@ where they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -313,7 +314,8 @@ def _month(dash: Service) -> str:
 # ----------------------------------------------------------------------------- languages, phones, accessibility
 # axe-core (Deque, MPL-2.0), vendored as tests/browser/axe.min.js (web/package.json pins the same
 # version), so CI needs no npm: injected into each view, it must find no serious or critical
-# WCAG 2.1 A/AA violation. Each view's result is also written to SHOTS/axe-results.json.
+# WCAG 2.1 A/AA violation. Every violation found (any impact) is also written, per view, to
+# $TMPDIR/suanli-axe-results.json.
 AXE = Path(__file__).with_name("axe.min.js")
 AXE_RESULTS: dict[str, list] = {}
 PHONE = {"width": 390, "height": 844}
@@ -343,8 +345,8 @@ def axe(page, label: str) -> list[dict]:
                                          targets: v.nodes.slice(0, 4).map((n) => n.target.join(" "))}));
     }""")
     AXE_RESULTS[label] = found
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    (SHOTS / "axe-results.json").write_text(__import__("json").dumps(AXE_RESULTS, indent=1, ensure_ascii=False))
+    (Path(tempfile.gettempdir()) / "suanli-axe-results.json").write_text(
+        json.dumps(AXE_RESULTS, indent=1, ensure_ascii=False))
     return [v for v in found if v["impact"] in ("serious", "critical")]
 
 
@@ -544,10 +546,9 @@ def test_the_explanation_shows_each_sites_best_and_why_the_others_lost(dash, pag
                                           cand("beijing-1", "a800", 1.5), cand("beijing-1", "910b", 1.6),
                                           cand("hami-1", "910b", 1.9)],
                            "rejected": {"qingyang-1": "outage: site is down", "guiyang-1": "latency: 60 ms > 50 ms"}}}
-    import json as _json
     body = {"job": job}
     page.route(f"**/v1/jobs/{jid}", lambda route: route.fulfill(status=200, content_type="application/json",
-                                                              body=_json.dumps(body["job"])))
+                                                              body=json.dumps(body["job"])))
     login(page, dash, "acme", f"#/jobs/{jid}")
     page.wait_for_selector("#per-site tbody tr")
     assert page.locator("#per-site tbody tr").all_inner_texts()[0].startswith("hami-1 ✔")
@@ -561,7 +562,7 @@ def test_the_explanation_shows_each_sites_best_and_why_the_others_lost(dash, pag
     assert "latency: 60 ms > 50 ms" in page.locator("#rejected").inner_text()
     assert page.locator("#parts").get_attribute("role") == "img"
 
-    one = _json.loads(_json.dumps(job))
+    one = json.loads(json.dumps(job))
     one["reason"] = one["explanation"]["reason"] = "cheapest: best of 1 candidates"
     one["explanation"]["candidates"] = one["explanation"]["candidates"][:1]
     body["job"] = one

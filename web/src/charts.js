@@ -2,7 +2,7 @@
 // (echarts/core), and China's province outlines ship inside the bundle (scripts/china-geojson.mjs).
 import { BarChart, EffectScatterChart, LineChart, LinesChart, ScatterChart } from "echarts/charts";
 import {
-  GeoComponent, GridComponent, LegendComponent, MarkAreaComponent, MarkLineComponent, TitleComponent,
+  GeoComponent, GridComponent, LegendComponent, MarkAreaComponent, MarkLineComponent,
   TooltipComponent,
 } from "echarts/components";
 import * as echarts from "echarts/core";
@@ -11,7 +11,7 @@ import china from "./geo/china.json";
 
 echarts.use([
   BarChart, EffectScatterChart, LineChart, LinesChart, ScatterChart, GeoComponent, GridComponent, LegendComponent,
-  MarkAreaComponent, MarkLineComponent, TitleComponent, TooltipComponent, CanvasRenderer,
+  MarkAreaComponent, MarkLineComponent, TooltipComponent, CanvasRenderer,
 ]);
 echarts.registerMap("china", china);
 

@@ -73,6 +73,8 @@ async function refresh(id, past) {
   if (!el) return;
   // The clock moves even when the figures do not: the "now" line is redrawn on every poll.
   const labels = d.hours.map((h) => hourLabel(wall(h)));
+  const narrow = (document.getElementById("energy")?.clientWidth ?? 1000) < 560;
+  const every = Math.max(11, Math.round(labels.length / (narrow ? 3 : 6)) - 1);
   const nowIx = Math.min(labels.length - 1, d.slot - d.first_h);
   const nowLine = {
     symbol: "none", silent: true, lineStyle: { color: "#c92a2a", type: "solid", width: 1.5 },
@@ -101,9 +103,9 @@ async function refresh(id, past) {
   chart(el).setOption({
     animation: false,
     tooltip: { trigger: "axis", confine: true, valueFormatter: (v) => qty(v) },
-    legend: { top: 0 },
+    legend: { top: 0, type: narrow ? "scroll" : "plain" },
     grid: { left: 55, right: 55, top: 50, bottom: 30 },
-    xAxis: { type: "category", data: labels, axisLabel: { interval: Math.max(11, Math.round(labels.length / 6) - 1) } },
+    xAxis: { type: "category", data: labels, axisLabel: { interval: every } },
     yAxis: [{ type: "value", name: "kWh" }, { type: "value", name: "SoC kWh", show: !!d.battery_capacity_kwh,
                                              splitLine: { show: false } }],
     series: energy,
@@ -112,8 +114,8 @@ async function refresh(id, past) {
     animation: false,
     tooltip: { trigger: "axis", confine: true },
     legend: { top: 0 },
-    grid: { left: 55, right: 65, top: 40, bottom: 30 },
-    xAxis: { type: "category", data: labels, axisLabel: { interval: Math.max(11, Math.round(labels.length / 6) - 1) } },
+    grid: { left: 55, right: 65, top: narrow ? 55 : 40, bottom: 30 },
+    xAxis: { type: "category", data: labels, axisLabel: { interval: every } },
     yAxis: [{ type: "value", name: "¥/kWh" }, { type: "value", name: "kg CO₂e/kWh", splitLine: { show: false } }],
     series: [
       { name: t("s.tariff"), type: "line", step: "middle", symbol: "none", data: d.cny_per_kwh,
