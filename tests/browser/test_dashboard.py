@@ -560,6 +560,11 @@ def test_the_explanation_shows_each_sites_best_and_why_the_others_lost(dash, pag
     assert page.locator("#candidates tbody tr").count() == 5
     assert page.locator("#rejected tbody tr").count() == 2
     assert "latency: 60 ms > 50 ms" in page.locator("#rejected").inner_text()
+    # the other sites passed the filters but have no candidate among the five kept: named
+    not_kept = page.locator("#not-kept").inner_text()
+    for site in ("zhongwei-1", "ulanqab-1", "zhengzhou-1"):
+        assert site in not_kept, not_kept
+    assert "hami-1" not in not_kept and "qingyang-1" not in not_kept
     assert page.locator("#parts").get_attribute("role") == "img"
 
     one = json.loads(json.dumps(job))

@@ -12,7 +12,10 @@ export const title = ({ id }) => t("job.title", { id });
 let shown = "";       // the job as last drawn: a poll that brings nothing new redraws nothing
 let asking = false;   // the cancel confirmation is open: a poll leaves it alone
 
-export function mount(app, { id }) {
+let allSites = [];    // every site of the network (GET /v1/dashboard/me)
+
+export function mount(app, { id }, me) {
+  allSites = me?.sites ?? [];
   shown = "";
   asking = false;
   app.innerHTML = html`<section class="job" id="job" data-job="${id}"><p class="muted">${t("job.loading", { id })}</p></section>`;
@@ -138,6 +141,8 @@ function explanation(j) {
     if (!perSite.some((p) => p.site === c.site)) perSite.push(c);
   }
   const n = weighed(e);
+  // sites that passed the filters (not left out) yet have no candidate among those kept
+  const notKept = cands.length ? allSites.filter((s) => !(s in (e.rejected ?? {})) && !perSite.some((p) => p.site === s)) : [];
   const cell = (c) => html`<td>${siteName(c.site)}${sameAs(c, chosen) ? " ✔" : ""}</td><td>${c.gpu_type}</td>`;
   const vs = (c) => (chosen && !sameAs(c, chosen) ? `+${money(c.total - chosen.total)}` : "—");
   return html`
@@ -154,6 +159,7 @@ function explanation(j) {
       <tbody>${raw(perSite.map((c) => html`<tr class="${sameAs(c, chosen) ? "chosen" : ""}" data-site="${c.site}">${raw(cell(c))}
         <td>${when(c.start_h)}</td><td class="n">${money(c.total)}</td><td class="n">${vs(c)}</td><td class="n">${int(counts[c.site])}</td></tr>`).join(""))}
       </tbody></table></div>
+      ${raw(notKept.length ? html`<p id="not-kept" class="muted">${t("ex.notkept", { n: notKept.length, sites: notKept.map(siteName).join(", ") })}</p>` : "")}
       <h4>${t("ex.all")}</h4>
       <div class="scroll"><table class="grid" id="candidates"><thead><tr><th scope="col">${t("col.cand")}</th><th scope="col">${t("col.gpu")}</th>
         <th scope="col">${t("col.start")}</th><th scope="col">${t("col.end")}</th>
