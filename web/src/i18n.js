@@ -210,6 +210,10 @@ const S = {
   "col.reason": ["reason", "原因"],
   "ex.undecided": ["Not decided yet: the job waits for the scheduler's next tick.", "尚未决定：作业等待调度器的下一轮。"],
   "ex.by": ["by", "策略"],
+  "decision.place": ["place", "分配"],
+  "decision.defer": ["defer", "推迟"],
+  "decision.reject": ["reject", "拒绝"],
+  "decision.preempt": ["preempt", "抢占"],
   "ex.at": ["at {time}", "于 {time}"],
   "ex.chosen": ["Chosen: {where}, start {start}, score {score} for the planned run", "选定：{where}，开始于 {start}，计划运行评分 {score}"],
   "ex.weighed_one": ["The policy weighed {n} candidate (a site and GPU type at a start time).", "策略评估了 {n} 个候选（站点、GPU 型号与开始时间）。"],
@@ -355,6 +359,8 @@ const REASONS = [
   [/^outage: site is down$/, () => (lang === "zh" ? "故障：站点离线" : null)],
   [/^every site that could host it is down$/, () => (lang === "zh" ? "所有可承载它的站点均离线" : null)],
   [/^submitted$/, () => (lang === "zh" ? "已提交" : null)],
+  [/^exit code (\d+)$/, (m) => (lang === "zh" ? `退出码 ${m[1]}` : null)],
+  [/^dispatched to the agent of ([\w-]+) \(fence (\d+)\)$/, (m) => (lang === "zh" ? `已下发到 ${siteName(m[1])} 的代理（fence ${m[2]}）` : null)],
   [/^cancelled by the tenant$/, () => (lang === "zh" ? "租户已取消" : null)],
 ];
 

@@ -146,7 +146,7 @@ function explanation(j) {
   const cell = (c) => html`<td>${siteName(c.site)}${sameAs(c, chosen) ? " ✔" : ""}</td><td>${c.gpu_type}</td>`;
   const vs = (c) => (chosen && !sameAs(c, chosen) ? `+${money(c.total - chosen.total)}` : "—");
   return html`
-    <p><b>${e.decision}</b> ${t("ex.by")} <code>${e.policy ?? "?"}</code>${e.at_h !== undefined ? ` ${t("ex.at", { time: when(e.at_h) })}` : ""}:
+    <p><b>${t(`decision.${e.decision}`).replace(/^decision\./, "")}</b> ${t("ex.by")} <code>${e.policy ?? "?"}</code>${e.at_h !== undefined ? ` ${t("ex.at", { time: when(e.at_h) })}` : ""}:
        ${reasonText(e.reason) || ""} ${e.note ? `(${e.note})` : ""}</p>
     ${raw(chosen ? html`<p class="chosen">${t("ex.chosen", { where: `${siteName(chosen.site)} / ${chosen.gpu_type}`,
                                                              start: when(chosen.start_h), score: money(chosen.total) })}</p>` : "")}
