@@ -11,6 +11,7 @@ where they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -207,7 +208,7 @@ def test_a_tenant_submits_a_job_and_sees_it_placed_and_explained(dash, page):
     assert "outage: site is down" in page.locator("#rejected").inner_text()
     states = page.locator("#lifecycle tbody tr td:nth-child(4)").all_inner_texts()
     assert states == ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED"]
-    assert "CNY" in page.locator(".panels").inner_text()
+    assert "¥" in page.locator(".panels").inner_text()
     page.wait_for_selector("#parts canvas")
     shot(page, "dashboard-job.png")
 
@@ -291,9 +292,9 @@ def test_tenant_invoice_and_carbon_avoided(dash, page):
     login(page, dash, "acme", "#/tenant")
     page.wait_for_selector('.invoice[data-tenant="acme"] table.lines tbody tr td a')
     text = page.locator('.invoice[data-tenant="acme"]').inner_text()
-    assert "kg CO₂e avoided" in text and "CNY" in text
+    assert "kg CO₂e avoided" in text and "¥" in text
     ids = page.locator('.invoice[data-tenant="acme"] table.lines tbody td:first-child').all_inner_texts()
-    assert sorted(map(int, ids)) == sorted(ln["job_id"] for ln in inv["lines"])
+    assert sorted(map(int, ids)) == sorted({ln["job_id"] for ln in inv["lines"]})       # one row per job
     assert page.locator(".invoice").count() == 1               # not bolt's
     page.wait_for_selector(".invoice canvas")
     shot(page, "dashboard-invoice.png")
@@ -308,6 +309,346 @@ def _month(dash: Service) -> str:
     from datetime import timedelta
     ctl = dash.app.state.controller
     return (ctl.epoch + timedelta(hours=ctl.now_h())).strftime("%Y-%m")
+
+
+# ----------------------------------------------------------------------------- languages, phones, accessibility
+# axe-core (Deque, MPL-2.0), vendored as tests/browser/axe.min.js (web/package.json pins the same
+# version), so CI needs no npm: injected into each view, it must find no serious or critical
+# WCAG 2.1 A/AA violation. Every violation found (any impact) is also written, per view, to
+# $TMPDIR/suanli-axe-results.json.
+AXE = Path(__file__).with_name("axe.min.js")
+AXE_RESULTS: dict[str, list] = {}
+PHONE = {"width": 390, "height": 844}
+
+
+def _context(browser, lang: str = "en-US", viewport: dict | None = None):
+    ctx = browser.new_context(viewport=viewport or {"width": 1360, "height": 900}, locale=lang)
+    pg = ctx.new_page()
+    pg.set_default_timeout(TIMEOUT_MS)
+    pg.console = Console(pg)
+    return ctx, pg
+
+
+def _finish(ctx, pg) -> None:
+    errors = pg.console.unexpected()
+    ctx.close()
+    assert not errors, "console errors:\n" + "\n".join(errors)
+
+
+def axe(page, label: str) -> list[dict]:
+    """Serious and critical WCAG 2.1 A/AA violations on the page as it is now."""
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("""async () => {
+        const tags = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"];
+        const r = await axe.run(document, {runOnly: {type: "tag", values: tags}});
+        return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                                         targets: v.nodes.slice(0, 4).map((n) => n.target.join(" "))}));
+    }""")
+    AXE_RESULTS[label] = found
+    (Path(tempfile.gettempdir()) / "suanli-axe-results.json").write_text(
+        json.dumps(AXE_RESULTS, indent=1, ensure_ascii=False))
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+_JOB: dict[str, int] = {}
+
+
+def finished_job(dash: Service) -> int:
+    """A SUCCEEDED job of acme's, made once."""
+    if "id" not in _JOB:
+        acme = api(dash, "acme")
+        jid = acme.post("/v1/jobs", json=job_body(name="view-me", origin="shanghai", work_h=0.001)).json()["id"]
+        wait_for(lambda: acme.get(f"/v1/jobs/{jid}").json()["state"] == "SUCCEEDED", 60)
+        _JOB["id"] = jid
+    return _JOB["id"]
+
+
+def views(dash: Service) -> list[tuple[str, str, str]]:
+    """(name, URL fragment, a selector that says the view has drawn its data)."""
+    return [("network", "#/network", ".site-card"),
+            ("site", "#/sites/hami-1", "#energy canvas"),
+            ("site-down", "#/sites/qingyang-1", '#site-agent .pill[data-up="down"]'),
+            ("jobs", "#/jobs", "#jobs tbody tr[data-job]"),
+            ("job", f"#/jobs/{finished_job(dash)}", "#job h2 .state"),
+            ("submit", "#/submit", "#submit"),
+            ("invoice", "#/tenant", ".invoice table.lines")]
+
+
+def open_view(page, dash: Service, fragment: str, ready: str) -> None:
+    page.goto(f"{dash.url}/{fragment}")
+    page.wait_for_selector(ready)
+    page.wait_for_function("() => document.getElementById('status').textContent.length > 0")
+
+
+@pytest.mark.parametrize("lang", ["en-US", "zh-CN"])
+def test_every_view_passes_axe_in_both_languages(dash, browser, lang):
+    ctx, page = _context(browser, lang)
+    zh = lang == "zh-CN"
+    page.goto(f"{dash.url}/#/network")
+    page.wait_for_selector("#login h1")
+    assert not axe(page, f"{lang} login")
+    login(page, dash, "acme")
+    bad = {}
+    for name, fragment, ready in views(dash):
+        open_view(page, dash, fragment, ready)
+        assert page.locator("h1").count() == 1, name
+        if zh:
+            assert re.search(r"[\u4e00-\u9fff]", page.locator("h1").inner_text()), name
+            page.wait_for_timeout(300)            # the map's first frame
+            shot(page, f"dashboard-zh-{name}.png")
+        if found := axe(page, f"{lang} {name}"):
+            bad[name] = found
+    assert not bad, bad
+    _finish(ctx, page)
+
+
+@pytest.mark.parametrize("lang", ["en-US", "zh-CN"])
+def test_every_view_fits_a_390_px_phone(dash, browser, lang):
+    ctx, page = _context(browser, lang, PHONE)
+    page.goto(f"{dash.url}/#/network")
+    page.wait_for_selector("#login h1")
+    width = "() => [document.documentElement.scrollWidth, window.innerWidth]"
+    sw, iw = page.evaluate(width)
+    assert sw <= iw, ("login", sw, iw)
+    login(page, dash, "acme")
+    # Sign out is readable: not the colour of what is behind it
+    out = page.evaluate("""() => { const b = document.getElementById("logout"); const s = getComputedStyle(b);
+        return [s.color, s.backgroundColor, getComputedStyle(document.getElementById("top")).backgroundColor]; }""")
+    assert out[0] != out[1] and out[1] != "rgba(0, 0, 0, 0)", out
+    too_wide = {}
+    for name, fragment, ready in views(dash):
+        open_view(page, dash, fragment, ready)
+        sw, iw = page.evaluate(width)
+        if sw > iw:
+            too_wide[name] = sw - iw
+        if found := axe(page, f"{lang} phone {name}"):
+            too_wide[f"{name} axe"] = found
+        if lang == "zh-CN":
+            page.wait_for_timeout(300)
+            shot(page, f"dashboard-phone-{name}.png")
+    assert not too_wide, too_wide
+    _finish(ctx, page)
+
+
+def test_chinese_from_the_browser_and_the_switch_is_remembered(dash, browser):
+    ctx, page = _context(browser, "zh-CN")
+    page.goto(f"{dash.url}/#/network")
+    page.wait_for_selector("#login h1")
+    assert page.locator("#login h1").inner_text() == "登录"
+    assert page.evaluate("document.documentElement.lang") == "zh-CN"
+    login(page, dash, "acme")
+    page.wait_for_selector(".site-card")
+    assert page.locator("h1").inner_text() == "算力网络"
+    assert page.locator("#nav").inner_text().split() == ["网络", "作业", "提交作业", "用量与账单"]
+    cards = page.locator("#cards").inner_text()
+    for name in ("庆阳-1", "哈密-1", "中卫-1", "乌兰察布-1", "贵阳-1", "北京-1", "郑州-1", "离线", "在线"):
+        assert name in cards, name
+    assert "¥" in cards and "CNY" not in cards
+    assert page.locator('.site-card[data-site="qingyang-1"] .pill').inner_text() == "离线"
+    assert page.locator("#logout").inner_text() == "退出"
+    # times: Beijing time, 24-hour, in the status line and the tables
+    assert re.search(r"\d{2}:\d{2}:\d{2}$", page.locator("#status").inner_text())
+    page.goto(f"{dash.url}/#/jobs/{finished_job(dash)}")
+    page.wait_for_selector("#lifecycle tbody tr")
+    states = page.locator("#lifecycle tbody tr td:nth-child(4)").all_inner_texts()
+    assert states[-1] == "成功"
+    first = page.locator("#lifecycle tbody tr td:first-child").first.inner_text()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", first), first
+    assert "上海" in page.locator(".panels").inner_text()
+    # the switch: English, remembered over a reload (localStorage), then back
+    page.click('#lang button[data-lang="en"]')
+    page.wait_for_function(f"() => document.querySelector('h1').textContent === 'Job {finished_job(dash)}'")
+    assert page.evaluate("localStorage.getItem('suanli.lang')") == "en"
+    page.reload()
+    page.wait_for_selector("#lifecycle tbody tr")
+    assert page.locator("#lifecycle tbody tr td:nth-child(4)").all_inner_texts()[-1] == "SUCCEEDED"
+    assert page.locator('#lang button[data-lang="en"]').get_attribute("aria-pressed") == "true"
+    page.click('#lang button[data-lang="zh"]')
+    page.wait_for_function("() => document.querySelector('h1').textContent.startsWith('作业')")
+    _finish(ctx, page)
+
+
+# ----------------------------------------------------------------------------- defects seen in the browser
+def test_coming_back_to_the_network_view_draws_it_again(dash, page):
+    """The poll's 304 (nothing new since the last poll of that URL) used to leave a view that had
+    just been built anew blank."""
+    login(page, dash, "acme")
+    page.wait_for_selector(".site-card")
+    page.click('#nav a[href="#/jobs"]')
+    page.wait_for_selector("#jobs tbody tr")
+    with page.expect_response(lambda r: r.url.endswith("/v1/dashboard/network")) as got:
+        page.click('#nav a[href="#/network"]')
+    assert got.value.status == 304              # what used to blank it
+    page.wait_for_selector(".site-card", timeout=10_000)
+    assert page.locator(".site-card").count() == 7
+    page.wait_for_selector("#map canvas")
+    assert page.locator("#map").get_attribute("role") == "img"
+    assert "7 sites" in page.locator("#map + .chart-summary").inner_text()
+
+
+def test_jobs_table_keeps_focus_sorts_searches_and_shows_the_whole_reason(dash, page):
+    acme = api(dash, "acme")
+    running = acme.post("/v1/jobs", json=job_body(name="focus-runner", origin="beijing", command="sleep 40",
+                                                   work_h=0.02)).json()["id"]
+    finished = finished_job(dash)
+    login(page, dash, "acme", "#/jobs")
+    page.wait_for_selector(f'#jobs tr[data-job="{running}"]')
+    link = page.locator(f'#jobs tr[data-job="{finished}"] a')
+    link.focus()
+    for _ in range(2):                           # two polls, the running job's figures moving
+        page.wait_for_event("response", lambda r: "/v1/jobs?" in r.url, timeout=20_000)
+        page.wait_for_timeout(200)
+    assert page.evaluate("document.activeElement.dataset.focus") == f"job-{finished}"
+    # sort: by id, then descending
+    page.click('#jobs th[data-col="id"] button')
+    ids = [int(x) for x in page.locator("#jobs tbody td:first-child").all_inner_texts()]
+    assert ids == sorted(ids, reverse=True)
+    assert page.locator('#jobs th[data-col="id"]').get_attribute("aria-sort") == "descending"
+    page.click('#jobs th[data-col="cost"] button')
+    # search
+    page.fill("#job-search", "FOCUS-run")
+    page.wait_for_function("() => document.querySelectorAll('#jobs tbody tr[data-job]').length === 1")
+    assert page.locator("#jobs tbody tr[data-job]").get_attribute("data-job") == str(running)
+    assert "1 job" in page.locator("#jobs-count").inner_text()
+    # the reason: cut to one line, opened in full
+    page.fill("#job-search", "")
+    why = page.locator(f'#jobs tr[data-job="{finished}"] td.why details')
+    reason = acme.get(f"/v1/jobs/{finished}").json()["reason"]
+    why.locator("summary").click()
+    assert why.get_attribute("open") is not None
+    assert why.inner_text().strip().endswith(reason[-10:])
+    acme.delete(f"/v1/jobs/{running}")
+
+    # the operator's tenant filter: any part of the name, any case
+    page.click("#logout")
+    login(page, dash, "admin", "#/jobs")
+    page.wait_for_selector("#jobs tbody tr[data-job]")
+    page.fill("#tenant-filter", "OLT")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#jobs tbody td:nth-child(3)')].every((td) => td.textContent === 'bolt')")
+    page.fill("#tenant-filter", "cm")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#jobs tbody td:nth-child(3)')].every((td) => td.textContent === 'acme')")
+
+
+def test_the_explanation_shows_each_sites_best_and_why_the_others_lost(dash, page):
+    """A synthetic explanation (the API's answer rewritten in the browser): 7 weighed, 5 kept,
+    all of one site; then one weighed ("1 candidate", not "1 candidates")."""
+    jid = finished_job(dash)
+    real = api(dash, "acme").get(f"/v1/jobs/{jid}").json()
+    c0 = real["explanation"]["candidates"][0]
+    cand = lambda site, gpu, total: {**c0, "site": site, "gpu_type": gpu, "total": total,   # noqa: E731
+                                     "parts": {"rental": total * 0.8, "energy": total * 0.2}}
+    job = {**real, "reason": "cheapest: best of 7 candidates",
+           "explanation": {**real["explanation"], "reason": "cheapest: best of 7 candidates",
+                           "chosen": cand("hami-1", "910b", 1.0),
+                           "candidates": [cand("hami-1", "910b", 1.0), cand("hami-1", "910b", 1.2),
+                                          cand("beijing-1", "a800", 1.5), cand("beijing-1", "910b", 1.6),
+                                          cand("hami-1", "910b", 1.9)],
+                           "rejected": {"qingyang-1": "outage: site is down", "guiyang-1": "latency: 60 ms > 50 ms"}}}
+    body = {"job": job}
+    page.route(f"**/v1/jobs/{jid}", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                              body=json.dumps(body["job"])))
+    login(page, dash, "acme", f"#/jobs/{jid}")
+    page.wait_for_selector("#per-site tbody tr")
+    assert page.locator("#per-site tbody tr").all_inner_texts()[0].startswith("hami-1 ✔")
+    sites = [r.get_attribute("data-site") for r in page.locator("#per-site tbody tr").all()]
+    assert sites == ["hami-1", "beijing-1"]
+    beijing = page.locator('#per-site tr[data-site="beijing-1"]').inner_text()
+    assert "+¥0.5" in beijing                    # what it would have cost more
+    assert "weighed 7 candidates" in page.locator("#weighed").inner_text()
+    assert page.locator("#candidates tbody tr").count() == 5
+    assert page.locator("#rejected tbody tr").count() == 2
+    assert "latency: 60 ms > 50 ms" in page.locator("#rejected").inner_text()
+    # the other sites passed the filters but have no candidate among the five kept: named
+    not_kept = page.locator("#not-kept").inner_text()
+    for site in ("zhongwei-1", "ulanqab-1", "zhengzhou-1"):
+        assert site in not_kept, not_kept
+    assert "hami-1" not in not_kept and "qingyang-1" not in not_kept
+    assert page.locator("#parts").get_attribute("role") == "img"
+
+    one = json.loads(json.dumps(job))
+    one["reason"] = one["explanation"]["reason"] = "cheapest: best of 1 candidates"
+    one["explanation"]["candidates"] = one["explanation"]["candidates"][:1]
+    body["job"] = one
+    page.wait_for_function("() => document.getElementById('weighed').textContent.includes('1 candidate ')")
+    text = page.locator("#job").inner_text()
+    assert "1 candidates" not in text and "best of 1 candidate" in text
+
+
+def test_cancel_asks_first(dash, page):
+    acme = api(dash, "acme")
+    jid = acme.post("/v1/jobs", json=job_body(name="cancel-me", origin="beijing", command="sleep 40",
+                                              work_h=0.02)).json()["id"]
+    login(page, dash, "acme", f"#/jobs/{jid}")
+    page.click("#cancel")
+    page.wait_for_selector("#cancel-confirm:not([hidden])")
+    assert page.locator("#cancel").get_attribute("aria-expanded") == "true"
+    page.wait_for_event("response", lambda r: f"/v1/jobs/{jid}" in r.url, timeout=20_000)    # a poll keeps it open
+    assert page.locator("#cancel-confirm").is_visible()
+    assert acme.get(f"/v1/jobs/{jid}").json()["state"] not in ("CANCELLED",)
+    page.click("#cancel-no")
+    assert page.locator("#cancel-confirm").is_hidden()
+    page.click("#cancel")
+    page.click("#cancel-yes")
+    page.wait_for_selector("#job h2 .state-cancelled")
+    assert acme.get(f"/v1/jobs/{jid}").json()["state"] == "CANCELLED"
+
+
+def test_the_site_view_says_a_site_is_down_and_lists_its_jobs_and_window(dash, page):
+    login(page, dash, "acme", "#/sites/qingyang-1")
+    page.wait_for_selector('#site-agent .pill[data-up="down"]')
+    assert "Down" in page.locator("#site-agent").inner_text()
+    assert page.locator("#last-seen").inner_text() == "never"
+    page.goto(f"{dash.url}/#/sites/hami-1")
+    page.wait_for_selector('#site-agent .pill[data-up="up"]')
+    seen = page.locator("#last-seen").inner_text()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", seen), seen
+    acme = api(dash, "acme")
+    at_hami = [j["id"] for j in acme.get("/v1/jobs", params={"site": "hami-1"}).json()["jobs"]]
+    if at_hami:
+        page.wait_for_selector(f'#site-jobs tr[data-job="{at_hami[0]}"]')
+    # the window: 7 days back
+    page.wait_for_selector("#energy canvas")
+    with page.expect_response(lambda r: "/series?" in r.url and "past_h=168" in r.url) as got:
+        page.select_option("#site-range", "168")
+    d = got.value.json()
+    assert len(d["hours"]) == d["slot"] - d["first_h"] + 48 and d["first_h"] == max(0, d["slot"] - 168)
+    page.wait_for_selector("#energy canvas")
+    assert "past_h=168" in page.url
+    assert page.locator("#energy").get_attribute("role") == "img"
+    assert "kWh" in page.locator("#energy + .chart-summary").inner_text()
+
+
+def test_the_invoice_shows_a_job_once_with_its_run_count(dash, page):
+    acme = api(dash, "acme")
+    jid = acme.post("/v1/jobs", json=job_body(name="flaky", origin="beijing", command="exit 3",
+                                              work_h=0.001)).json()["id"]
+    wait_for(lambda: acme.get(f"/v1/jobs/{jid}").json()["state"] in ("FAILED", "SUCCEEDED"), 90)
+    month = _month(dash)
+    lines = [ln for ln in acme.get("/v1/invoices", params={"month": month}).json()[0]["lines"] if ln["job_id"] == jid]
+    login(page, dash, "acme", "#/tenant")
+    page.wait_for_selector('.invoice[data-tenant="acme"] table.lines tbody tr[data-job]')
+    rows = page.locator(f'.invoice table.lines tbody tr[data-job="{jid}"]')
+    assert len(lines) == 3                       # each try is billed: three lines in the API's invoice
+    assert rows.count() == 1
+    assert rows.get_attribute("data-runs") == "3"
+    assert rows.locator("td:nth-child(3)").inner_text() == "3"
+
+
+def test_the_built_assets_have_gzip_copies():
+    """The build writes NAME.gz beside each text asset (web/scripts/compress.mjs), byte for byte the
+    same once decompressed, for the server to send with Content-Encoding: gzip."""
+    import gzip
+    static = ROOT / "src" / "suanli" / "service" / "static"
+    assets = [p for p in (static / "assets").iterdir() if p.suffix in (".js", ".css") and p.stat().st_size > 1024]
+    assert assets
+    for p in assets:
+        gz = p.with_name(p.name + ".gz")
+        assert gz.exists(), gz
+        assert gzip.decompress(gz.read_bytes()) == p.read_bytes()
+    total = sum(p.stat().st_size for p in assets)
+    assert sum(p.with_name(p.name + ".gz").stat().st_size for p in assets) < total / 2
 
 
 # ----------------------------------------------------------------------------- simulation reports

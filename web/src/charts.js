@@ -2,7 +2,7 @@
 // (echarts/core), and China's province outlines ship inside the bundle (scripts/china-geojson.mjs).
 import { BarChart, EffectScatterChart, LineChart, LinesChart, ScatterChart } from "echarts/charts";
 import {
-  GeoComponent, GridComponent, LegendComponent, MarkAreaComponent, MarkLineComponent, TitleComponent,
+  GeoComponent, GridComponent, LegendComponent, MarkAreaComponent, MarkLineComponent,
   TooltipComponent,
 } from "echarts/components";
 import * as echarts from "echarts/core";
@@ -11,7 +11,7 @@ import china from "./geo/china.json";
 
 echarts.use([
   BarChart, EffectScatterChart, LineChart, LinesChart, ScatterChart, GeoComponent, GridComponent, LegendComponent,
-  MarkAreaComponent, MarkLineComponent, TitleComponent, TooltipComponent, CanvasRenderer,
+  MarkAreaComponent, MarkLineComponent, TooltipComponent, CanvasRenderer,
 ]);
 echarts.registerMap("china", china);
 
@@ -24,6 +24,20 @@ export function chart(el) {
   const c = echarts.init(el, null, { renderer: "canvas" });
   live.add(c);
   return c;
+}
+
+// A chart's text alternative: the chart box is an image (role=img) with a label, and a summary
+// in words follows it (`summary`: text), so a screen reader (and a test) can read what it shows.
+export function describe(el, label, summary) {
+  el.setAttribute("role", "img");
+  el.setAttribute("aria-label", label);
+  let p = el.nextElementSibling;
+  if (!p || !p.classList.contains("chart-summary")) {
+    p = document.createElement("p");
+    p.className = "chart-summary";
+    el.after(p);
+  }
+  p.textContent = summary;
 }
 
 // Charts of a view that is left: disposed, so their timers and listeners go with them.

@@ -1,4 +1,7 @@
-// Numbers, times and small DOM helpers shared by the views.
+// Numbers, times and small DOM helpers shared by the views. Times are shown in Asia/Shanghai
+// (Beijing time), 24-hour, whatever the browser's zone; numbers follow the page's language;
+// money is always ¥ (yuan).
+import { locale, stateName } from "./i18n.js";
 
 let epochMs = 0;
 
@@ -11,21 +14,45 @@ export function wall(h) {
   return new Date(epochMs + h * 3600e3);
 }
 
-const pad = (n) => String(n).padStart(2, "0");
+const TZ = "Asia/Shanghai";
+const fmts = new Map();
+
+function parts(d, withSeconds = true) {
+  const key = withSeconds ? "s" : "m";
+  let f = fmts.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-CA", { timeZone: TZ, hourCycle: "h23", year: "numeric", month: "2-digit",
+                                           day: "2-digit", hour: "2-digit", minute: "2-digit",
+                                           ...(withSeconds ? { second: "2-digit" } : {}) });
+    fmts.set(key, f);
+  }
+  return Object.fromEntries(f.formatToParts(d).map((p) => [p.type, p.value]));
+}
+
+// YYYY-MM-DD HH:MM:SS, Beijing time, 24-hour.
+export function stamp(d) {
+  const p = parts(d);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}:${p.second}`;
+}
+
+export function clock(d) {
+  const p = parts(d);
+  return `${p.hour}:${p.minute}:${p.second}`;
+}
 
 export function when(h) {
   if (h === null || h === undefined) return "—";
-  const d = wall(h);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return stamp(wall(h));
 }
 
 export function hourLabel(d) {
-  return `${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:00`;
+  const p = parts(d, false);
+  return `${p.month}-${p.day} ${p.hour}:00`;
 }
 
 export function num(x, digits = 2) {
   if (x === null || x === undefined || Number.isNaN(x)) return "—";
-  return Number(x).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  return Number(x).toLocaleString(locale(), { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
 // Small figures (a test job's few grams) keep significant digits instead of printing 0.00.
@@ -35,7 +62,17 @@ export function qty(x, digits = 3) {
   if (a === 0) return "0";
   if (a >= 100) return num(x, 0);
   if (a >= 1) return num(x, 2);
-  return Number(x).toPrecision(digits);
+  return Number(Number(x).toPrecision(digits)).toLocaleString(locale(), { maximumSignificantDigits: digits });
+}
+
+// Money: yuan, in both languages.
+export function money(x, digits) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "—";
+  return `${x < 0 ? "−" : ""}¥${digits === undefined ? qty(Math.abs(x)) : num(Math.abs(x), digits)}`;
+}
+
+export function int(x) {
+  return x === null || x === undefined ? "—" : Number(x).toLocaleString(locale());
 }
 
 export function pct(x) {
@@ -66,7 +103,7 @@ export const TERMINAL = ["SUCCEEDED", "FAILED", "CANCELLED"];
 export const STATES = ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "PREEMPTED"];
 
 export function badge(state) {
-  return raw(`<span class="state state-${esc(state).toLowerCase()}">${esc(state)}</span>`);
+  return raw(`<span class="state state-${esc(state).toLowerCase()}" data-state="${esc(state)}">${esc(stateName(state))}</span>`);
 }
 
 // Renewable share 0..1 -> a colour from grid brown to green.

@@ -3,7 +3,8 @@
 // current view every few seconds (ETags make an unchanged poll a 304 with no body).
 import { ApiError, forget, get, setToken, token } from "./api.js";
 import { disposeAll } from "./charts.js";
-import { esc, html, setEpoch } from "./format.js";
+import { clock, esc, html, raw, setEpoch } from "./format.js";
+import { getLang, LANGS, pickLang, setLang, t } from "./i18n.js";
 import "./style.css";
 import * as job from "./views/job.js";
 import * as jobs from "./views/jobs.js";
@@ -18,6 +19,8 @@ let me = null;
 let current = null;        // {key, view, handle}
 let timer = null;
 
+setLang(pickLang());
+
 function route() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
@@ -30,16 +33,41 @@ function route() {
   return { view: network, args: { params } };
 }
 
+function shell() {
+  document.title = t("app.title");
+  const brand = document.querySelector("header .brand");
+  brand.title = t("brand.tip");
+  brand.querySelector("span").textContent = t("brand.sub");
+  document.getElementById("lang").innerHTML = Object.entries(LANGS).map(([k, label]) => html`<button type="button"
+      lang="${k === "zh" ? "zh-CN" : "en"}" data-lang="${k}" aria-pressed="${k === getLang() ? "true" : "false"}">${label}</button>`).join("");
+  document.getElementById("lang").setAttribute("aria-label", t("lang.switch"));
+  for (const b of document.querySelectorAll("#lang button")) {
+    b.onclick = () => {
+      if (b.dataset.lang === getLang()) return;
+      setLang(b.dataset.lang, true);
+      shell();
+      if (me && token()) {
+        current = null;
+        render();
+      } else {
+        login(document.getElementById("login-error")?.textContent ?? "");
+      }
+    };
+  }
+}
+
 function nav(active) {
-  const links = [["#/network", "Network", network], ["#/jobs", "Jobs", jobs]];
-  if (me.role === "tenant") links.push(["#/submit", "Submit a job", submit]);
-  links.push(["#/tenant", me.role === "tenant" ? "Usage & invoice" : "Tenants & invoices", tenant]);
-  document.getElementById("nav").innerHTML = links
-    .map(([href, label, v]) => `<a href="${href}" class="${v === active ? "active" : ""}">${esc(label)}</a>`).join("");
+  const links = [["#/network", t("nav.network"), network], ["#/jobs", t("nav.jobs"), jobs]];
+  if (me.role === "tenant") links.push(["#/submit", t("nav.submit"), submit]);
+  links.push(["#/tenant", me.role === "tenant" ? t("nav.usage") : t("nav.tenants"), tenant]);
+  const el = document.getElementById("nav");
+  el.setAttribute("aria-label", t("nav.label"));
+  el.innerHTML = links
+    .map(([href, label, v]) => `<a href="${href}" class="${v === active ? "active" : ""}"${v === active ? ' aria-current="page"' : ""}>${esc(label)}</a>`).join("");
   document.getElementById("who").innerHTML = html`
-    <span class="role">${me.role === "admin" ? "operator" : `tenant ${me.tenant}`}</span>
+    <span class="role">${me.role === "admin" ? t("who.operator") : t("who.tenant", { name: me.tenant })}</span>
     <span class="net">${me.network} · ${me.policy}</span>
-    <button id="logout" type="button">Sign out</button>`;
+    <button id="logout" type="button">${t("signout")}</button>`;
   document.getElementById("logout").onclick = () => {
     setToken(null);
     location.hash = "#/network";
@@ -58,10 +86,27 @@ async function refresh() {
   const key = current.key;
   try {
     await current.handle.refresh(current.args);
-    if (current && current.key === key) setStatus(`live · updated ${new Date().toLocaleTimeString()}`);
+    scrollers();
+    if (current && current.key === key) setStatus(t("status.live", { time: clock(new Date()) }));
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) return signOut("The token is no longer valid.");
+    if (err instanceof ApiError && err.status === 401) return signOut(t("login.expired"));
     if (current && current.key === key) showError(err);
+  }
+}
+
+// A table wider than a phone scrolls inside its box, not the page; a box that scrolls takes the
+// keyboard focus (tabindex) so that it can be scrolled without a mouse.
+function scrollers() {
+  for (const el of document.querySelectorAll(".scroll")) {
+    if (el.scrollWidth > el.clientWidth + 1) {
+      el.tabIndex = 0;
+      el.setAttribute("role", "region");
+      el.setAttribute("aria-label", el.querySelector("table")?.id || el.closest(".card")?.querySelector("h2, h3")?.textContent || "table");
+    } else if (el.hasAttribute("tabindex")) {
+      el.removeAttribute("tabindex");
+      el.removeAttribute("role");
+      el.removeAttribute("aria-label");
+    }
   }
 }
 
@@ -82,10 +127,12 @@ async function render() {
   disposeAll();
   clearInterval(timer);
   nav(view);
-  document.title = `${view.title} · suanli`;
+  const heading = view.title(args, me);
+  document.title = `${heading} · suanli`;
   app.innerHTML = "";
   const handle = view.mount(app, args, me) || {};
-  app.insertAdjacentHTML("afterbegin", '<div id="view-error" class="error" hidden></div>');
+  app.insertAdjacentHTML("afterbegin", html`<h1 id="view-title">${heading}</h1>
+    <div id="view-error" class="error" role="alert" hidden></div>`);
   current = { key, view, args, handle };
   await refresh();
   timer = setInterval(refresh, POLL_MS);
@@ -106,13 +153,12 @@ function login(message = "") {
   setStatus("");
   app.innerHTML = html`
     <form id="login" class="card login">
-      <h2>Sign in</h2>
-      <p>Paste a token from <code>suanli admin create-tenant</code> (a tenant: its own jobs and bill)
-         or <code>suanli admin create-admin-token</code> (the operator: everything).
-         It stays in this tab only (sessionStorage).</p>
+      <h1>${t("login.h1")}</h1>
+      <p>${raw(t("login.text"))}</p>
+      <label for="token">${t("login.token")}</label>
       <input id="token" name="token" type="password" autocomplete="off" placeholder="sl_…" required />
-      <button type="submit">Sign in</button>
-      <p class="error" id="login-error" ${message ? "" : "hidden"}>${message}</p>
+      <button type="submit">${t("login.button")}</button>
+      <p class="error" id="login-error" role="alert" ${raw(message ? "" : "hidden")}>${message}</p>
     </form>`;
   document.getElementById("login").onsubmit = async (e) => {
     e.preventDefault();
@@ -126,13 +172,14 @@ async function start() {
   try {
     me = (await get("/v1/dashboard/me")).data;
   } catch (err) {
-    return signOut(err instanceof ApiError && err.status === 401 ? "Unknown token." : `${err.message}`);
+    return signOut(err instanceof ApiError && err.status === 401 ? t("login.unknown") : `${err.message}`);
   }
   setEpoch(me.epoch);
   current = null;
   await render();
 }
 
+shell();
 window.addEventListener("hashchange", () => {
   if (me && token()) render();
 });

@@ -1,17 +1,30 @@
-// A job: its lifecycle, placement, cost and carbon so far, and the scheduler's explanation (the
-// candidates it scored with the parts of each score, and why other sites were left out).
+// A job: its lifecycle, placement, cost and carbon so far, and the scheduler's explanation: how
+// many candidates the policy weighed, the best one of each site among those it kept (with what it
+// would have cost more than the chosen one), every kept candidate with the parts of its score,
+// and the sites left out and why. Cancelling asks first.
 import { ApiError, get, send } from "../api.js";
-import { chart, disposeAll } from "../charts.js";
-import { badge, esc, html, num, qty, raw, TERMINAL, when } from "../format.js";
+import { chart, describe, disposeAll } from "../charts.js";
+import { badge, html, int, money, num, qty, raw, TERMINAL, when } from "../format.js";
+import { cityName, reasonText, siteName, t } from "../i18n.js";
 
-export const title = "Job";
+export const title = ({ id }) => t("job.title", { id });
 
 let shown = "";       // the job as last drawn: a poll that brings nothing new redraws nothing
+let asking = false;   // the cancel confirmation is open: a poll leaves it alone
 
-export function mount(app, { id }) {
+let allSites = [];    // every site of the network (GET /v1/dashboard/me)
+
+export function mount(app, { id }, me) {
+  allSites = me?.sites ?? [];
   shown = "";
-  app.innerHTML = html`<section class="job" id="job" data-job="${id}"><p class="muted">Loading job ${id}…</p></section>`;
+  asking = false;
+  app.innerHTML = html`<section class="job" id="job" data-job="${id}"><p class="muted">${t("job.loading", { id })}</p></section>`;
   return { refresh: () => refresh(id) };
+}
+
+function part(k) {
+  const s = t(`part.${k}`);
+  return s === `part.${k}` ? k : s;
 }
 
 async function refresh(id) {
@@ -21,88 +34,146 @@ async function refresh(id) {
   } catch (err) {
     // Another tenant's job answers 404, exactly like a job that does not exist.
     if (err instanceof ApiError && err.status === 404) {
-      document.getElementById("job").innerHTML = html`<div class="card notfound"><h2>No job ${id}</h2>
-        <p>${err.message}. A tenant sees only its own jobs.</p><a href="#/jobs">All jobs</a></div>`;
+      document.getElementById("job").innerHTML = html`<div class="card notfound"><h2>${t("job.notfound", { id })}</h2>
+        <p>${err.message}. ${t("job.notfound.text")}</p><a href="#/jobs">${t("job.all")}</a></div>`;
       return;
     }
     throw err;
   }
   const el = document.getElementById("job");
   const now = JSON.stringify(j);
-  if (!el || now === shown) return;
+  if (!el || now === shown || asking) return;
   shown = now;
   disposeAll();
   const u = j.usage;
   const spec = j.spec;
   el.innerHTML = html`
-    <h2>Job ${j.id}: ${j.name} ${badge(j.state)} <small>tenant ${j.tenant}</small>
-      ${raw(TERMINAL.includes(j.state) ? "" : '<button id="cancel" type="button" class="danger">Cancel</button>')}</h2>
-    <p class="reason">${j.reason}</p>
+    <h2>${j.name} ${badge(j.state)} <small>${t("job.tenant", { name: j.tenant })}</small>
+      ${raw(TERMINAL.includes(j.state) ? "" : html`<button id="cancel" type="button" class="danger" aria-expanded="false"
+        aria-controls="cancel-confirm">${t("job.cancel")}</button>`)}</h2>
+    <div id="cancel-confirm" class="confirm" role="alertdialog" aria-labelledby="cancel-ask" hidden>
+      <p id="cancel-ask">${t("job.cancel.ask", { id: j.id })}</p>
+      <button type="button" id="cancel-yes" class="danger">${t("job.cancel.yes")}</button>
+      <button type="button" id="cancel-no" class="secondary">${t("job.cancel.no")}</button>
+    </div>
+    <p class="reason">${reasonText(j.reason)}</p>
     <div class="panels">
-      <div class="card"><h3>Placement</h3><dl>
-        <dt>site</dt><dd>${raw(j.site ? html`<a href="#/sites/${j.site}">${j.site}</a>` : "—")}</dd>
-        <dt>GPU type</dt><dd>${j.gpu_type ?? "—"} × ${j.gpus}</dd>
-        <dt>start</dt><dd>${when(j.start_h)} <small>(${num(j.start_h, 4)} h)</small></dd>
-        <dt>end</dt><dd>${when(j.end_h)} <small>(${num(j.end_h, 4)} h)</small></dd>
-        <dt>origin</dt><dd>${spec.origin}</dd>
-        <dt>work</dt><dd>${qty(spec.work_h)} h on a speed-1 GPU</dd>
-        <dt>data</dt><dd>${qty(spec.data_gb ?? 0)} GB</dd>
-        <dt>deadline</dt><dd>${spec.deadline_h ? when(spec.deadline_h) : "none"}</dd>
-        <dt>command</dt><dd><code>${j.command}</code></dd>
+      <div class="card"><h3>${t("job.placement")}</h3><dl>
+        <dt>${t("job.site")}</dt><dd>${raw(j.site ? html`<a href="#/sites/${j.site}">${siteName(j.site)}</a>` : "—")}</dd>
+        <dt>${t("job.gpu")}</dt><dd>${j.gpu_type ?? "—"} × ${int(j.gpus)}</dd>
+        <dt>${t("job.start")}</dt><dd>${when(j.start_h)} <small>(${num(j.start_h, 4)} h)</small></dd>
+        <dt>${t("job.end")}</dt><dd>${when(j.end_h)} <small>(${num(j.end_h, 4)} h)</small></dd>
+        <dt>${t("job.origin")}</dt><dd>${cityName(spec.origin)}</dd>
+        <dt>${t("job.work")}</dt><dd>${t("job.work.v", { h: qty(spec.work_h) })}</dd>
+        <dt>${t("job.data")}</dt><dd>${qty(spec.data_gb ?? 0)} GB</dd>
+        <dt>${t("job.deadline")}</dt><dd>${spec.deadline_h ? when(spec.deadline_h) : t("job.none")}</dd>
+        <dt>${t("job.command")}</dt><dd><code>${j.command}</code></dd>
       </dl></div>
-      <div class="card"><h3>Cost and carbon so far</h3><dl>
-        <dt>total</dt><dd><b>${qty(u.total_cny)} CNY</b></dd>
-        <dt>GPU rental</dt><dd>${qty(u.gpu_cny)} CNY</dd>
-        <dt>energy</dt><dd>${qty(u.energy_cny)} CNY</dd>
-        <dt>transfer</dt><dd>${qty(u.transfer_cny)} CNY</dd>
-        <dt>GPU time</dt><dd>${qty(u.gpu_seconds / 3600)} GPU-h</dd>
-        <dt>energy</dt><dd>${qty(u.energy_kwh)} kWh (grid ${qty(u.grid_kwh)}, renewable ${qty(u.renewable_kwh)})</dd>
-        <dt>carbon</dt><dd><b>${qty(u.carbon_kg)} kg CO₂e</b></dd>
+      <div class="card"><h3>${t("job.cost")}</h3><dl>
+        <dt>${t("job.total")}</dt><dd><b>${money(u.total_cny)}</b></dd>
+        <dt>${t("job.rental")}</dt><dd>${money(u.gpu_cny)}</dd>
+        <dt>${t("job.energy")}</dt><dd>${money(u.energy_cny)}</dd>
+        <dt>${t("job.transfer")}</dt><dd>${money(u.transfer_cny)}</dd>
+        <dt>${t("job.gputime")}</dt><dd>${qty(u.gpu_seconds / 3600)} GPU-h</dd>
+        <dt>${t("job.kwh")}</dt><dd>${t("job.kwh.v", { kwh: qty(u.energy_kwh), grid: qty(u.grid_kwh), ren: qty(u.renewable_kwh) })}</dd>
+        <dt>${t("job.carbon")}</dt><dd><b>${qty(u.carbon_kg)} kg CO₂e</b></dd>
       </dl></div>
     </div>
-    <div class="card explanation" id="explanation"><h3>Why here: the scheduler's explanation</h3>
+    <div class="card explanation" id="explanation"><h3>${t("job.why")}</h3>
       ${raw(explanation(j))}</div>
-    <div class="card"><h3>Lifecycle</h3>
-      <table class="grid" id="lifecycle"><thead><tr><th>at</th><th>controller h</th><th>from</th><th>to</th><th>reason</th></tr></thead>
-      <tbody>${raw(j.transitions.map((t) => html`<tr><td>${when(t.at_h)}</td><td class="n">${num(t.at_h, 4)}</td>
-        <td>${t.from_state ? badge(t.from_state) : ""}</td><td>${badge(t.to_state)}</td><td>${t.reason}</td></tr>`).join(""))}
-      </tbody></table></div>`;
+    <div class="card"><h3>${t("job.lifecycle")}</h3><div class="scroll">
+      <table class="grid" id="lifecycle"><thead><tr><th scope="col">${t("col.at")}</th><th scope="col">${t("col.ctl_h")}</th>
+        <th scope="col">${t("col.from")}</th><th scope="col">${t("col.to")}</th><th scope="col">${t("col.reason")}</th></tr></thead>
+      <tbody>${raw(j.transitions.map((x) => html`<tr><td>${when(x.at_h)}</td><td class="n">${num(x.at_h, 4)}</td>
+        <td>${x.from_state ? badge(x.from_state) : ""}</td><td>${badge(x.to_state)}</td><td>${reasonText(x.reason)}</td></tr>`).join(""))}
+      </tbody></table></div></div>`;
   drawParts(j);
   const cancel = document.getElementById("cancel");
   if (cancel) {
-    cancel.onclick = async () => {
-      cancel.disabled = true;
-      await send("DELETE", `/v1/jobs/${j.id}`);
+    const box = document.getElementById("cancel-confirm");
+    const close = () => {
+      asking = false;
+      box.hidden = true;
+      cancel.setAttribute("aria-expanded", "false");
+    };
+    cancel.onclick = () => {
+      asking = true;
+      box.hidden = false;
+      cancel.setAttribute("aria-expanded", "true");
+      document.getElementById("cancel-no").focus();
+    };
+    document.getElementById("cancel-no").onclick = () => {
+      close();
+      cancel.focus();
+    };
+    document.getElementById("cancel-yes").onclick = async () => {
+      document.getElementById("cancel-yes").disabled = true;
+      try {
+        await send("DELETE", `/v1/jobs/${j.id}`);
+      } finally {
+        close();
+      }
       await refresh(id);
     };
   }
 }
 
+const sameAs = (a, b) => a && b && a.site === b.site && a.gpu_type === b.gpu_type && Math.abs(a.start_h - b.start_h) < 1e-9;
+
+// "cheapest: best of 7 candidates" -> 7 (the reason is the only place the count is given)
+function weighed(e) {
+  const m = /best of (\d+) candidates?/.exec(e.reason ?? "");
+  return m ? Number(m[1]) : null;
+}
+
 function explanation(j) {
   const e = j.explanation;
-  if (!e) return html`<p class="muted">Not decided yet: the job waits for the scheduler's next tick.</p>`;
+  if (!e) return html`<p class="muted">${t("ex.undecided")}</p>`;
   const cands = e.candidates ?? [];
   const keys = [...new Set(cands.flatMap((c) => Object.keys(c.parts)))];
-  const same = (c) => e.chosen && c.site === e.chosen.site && c.gpu_type === e.chosen.gpu_type &&
-                      Math.abs(c.start_h - e.chosen.start_h) < 1e-9;
+  const chosen = e.chosen;
   const rejected = Object.entries(e.rejected ?? {});
+  // the best kept candidate of each site, best first (the kept list is best first already)
+  const perSite = [];
+  const counts = {};
+  for (const c of cands) {
+    counts[c.site] = (counts[c.site] ?? 0) + 1;
+    if (!perSite.some((p) => p.site === c.site)) perSite.push(c);
+  }
+  const n = weighed(e);
+  // sites that passed the filters (not left out) yet have no candidate among those kept
+  const notKept = cands.length ? allSites.filter((s) => !(s in (e.rejected ?? {})) && !perSite.some((p) => p.site === s)) : [];
+  const cell = (c) => html`<td>${siteName(c.site)}${sameAs(c, chosen) ? " ✔" : ""}</td><td>${c.gpu_type}</td>`;
+  const vs = (c) => (chosen && !sameAs(c, chosen) ? `+${money(c.total - chosen.total)}` : "—");
   return html`
-    <p><b>${e.decision}</b> by <code>${e.policy ?? "?"}</code>${e.at_h !== undefined ? ` at ${when(e.at_h)}` : ""}:
-       ${e.reason || ""} ${e.note ? `(${e.note})` : ""}</p>
-    ${raw(e.chosen ? html`<p class="chosen">Chosen: <b>${e.chosen.site} / ${e.chosen.gpu_type}</b>, start
-       ${when(e.chosen.start_h)}, score ${qty(e.chosen.total)} CNY for the planned run</p>` : "")}
+    <p><b>${t(`decision.${e.decision}`).replace(/^decision\./, "")}</b> ${t("ex.by")} <code>${e.policy ?? "?"}</code>${e.at_h !== undefined ? ` ${t("ex.at", { time: when(e.at_h) })}` : ""}:
+       ${reasonText(e.reason) || ""} ${e.note ? `(${e.note})` : ""}</p>
+    ${raw(chosen ? html`<p class="chosen">${t("ex.chosen", { where: `${siteName(chosen.site)} / ${chosen.gpu_type}`,
+                                                             start: when(chosen.start_h), score: money(chosen.total) })}</p>` : "")}
     ${raw(cands.length ? html`
-      <table class="grid" id="candidates"><thead><tr><th>candidate site</th><th>GPU</th><th>start</th><th>end</th>
-        ${raw(keys.map((k) => html`<th>${k}</th>`).join(""))}<th>score, CNY (planned run)</th></tr></thead>
-      <tbody>${raw(cands.map((c) => html`<tr class="${same(c) ? "chosen" : ""}"><td>${c.site}${same(c) ? " ✔" : ""}</td>
-        <td>${c.gpu_type}</td><td>${when(c.start_h)}</td><td>${when(c.end_h)}</td>
-        ${raw(keys.map((k) => html`<td class="n">${qty(c.parts[k] ?? 0)}</td>`).join(""))}
-        <td class="n"><b>${qty(c.total)}</b></td></tr>`).join(""))}</tbody></table>
-      <div id="parts" class="chart small"></div>` : "<p class=\"muted\">No candidate was scored.</p>")}
-    <h4>Sites left out</h4>
-    ${raw(rejected.length ? html`<table class="grid" id="rejected"><thead><tr><th>site</th><th>why</th></tr></thead>
-      <tbody>${raw(rejected.map(([s, why]) => html`<tr><td>${s}</td><td>${why}</td></tr>`).join(""))}</tbody></table>`
-      : '<p class="muted">None: every site was a candidate.</p>')}`;
+      <p id="weighed">${n !== null ? t("ex.weighed", { n }) : ""} ${t("ex.kept", { n: cands.length })}</p>
+      <h4>${t("ex.persite")}</h4>
+      <div class="scroll"><table class="grid" id="per-site"><thead><tr><th scope="col">${t("col.site")}</th><th scope="col">${t("col.gpu")}</th>
+        <th scope="col">${t("col.start")}</th><th scope="col" class="n">${t("col.score")}</th><th scope="col" class="n">${t("col.vs")}</th>
+        <th scope="col" class="n">${t("col.cands")}</th></tr></thead>
+      <tbody>${raw(perSite.map((c) => html`<tr class="${sameAs(c, chosen) ? "chosen" : ""}" data-site="${c.site}">${raw(cell(c))}
+        <td>${when(c.start_h)}</td><td class="n">${money(c.total)}</td><td class="n">${vs(c)}</td><td class="n">${int(counts[c.site])}</td></tr>`).join(""))}
+      </tbody></table></div>
+      ${raw(notKept.length ? html`<p id="not-kept" class="muted">${t("ex.notkept", { n: notKept.length, sites: notKept.map(siteName).join(", ") })}</p>` : "")}
+      <h4>${t("ex.all")}</h4>
+      <div class="scroll"><table class="grid" id="candidates"><thead><tr><th scope="col">${t("col.cand")}</th><th scope="col">${t("col.gpu")}</th>
+        <th scope="col">${t("col.start")}</th><th scope="col">${t("col.end")}</th>
+        ${raw(keys.map((k) => html`<th scope="col" class="n" data-part="${k}">${part(k)}</th>`).join(""))}<th scope="col" class="n">${t("col.score")}</th></tr></thead>
+      <tbody>${raw(cands.map((c) => html`<tr class="${sameAs(c, chosen) ? "chosen" : ""}">${raw(cell(c))}
+        <td>${when(c.start_h)}</td><td>${when(c.end_h)}</td>
+        ${raw(keys.map((k) => html`<td class="n">${money(c.parts[k] ?? 0)}</td>`).join(""))}
+        <td class="n"><b>${money(c.total)}</b></td></tr>`).join(""))}</tbody></table></div>
+      <div id="parts" class="chart small"></div>` : html`<p class="muted">${t("ex.none")}</p>`)}
+    <h4>${t("ex.leftout")}</h4>
+    ${raw(rejected.length ? html`<div class="scroll"><table class="grid" id="rejected"><thead><tr><th scope="col">${t("col.site")}</th>
+      <th scope="col">${t("col.why")}</th></tr></thead>
+      <tbody>${raw(rejected.map(([s, why]) => html`<tr data-site="${s}"><td>${siteName(s)}</td><td>${reasonText(why)}</td></tr>`).join(""))}</tbody></table></div>`
+      : html`<p class="muted">${t("ex.leftout.none")}</p>`)}`;
 }
 
 function drawParts(j) {
@@ -111,14 +182,18 @@ function drawParts(j) {
   if (!el || !e) return;
   const cands = e.candidates ?? [];
   const keys = [...new Set(cands.flatMap((c) => Object.keys(c.parts)))];
+  const narrow = el.clientWidth < 500;
   chart(el).setOption({
     animation: false,
-    tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, confine: true, valueFormatter: (v) => money(v) },
     legend: { top: 0 },
-    grid: { left: 150, right: 30, top: 30, bottom: 25 },
-    xAxis: { type: "value", name: "CNY" },
-    yAxis: { type: "category", inverse: true, data: cands.map((c) => `${c.site} / ${c.gpu_type}`) },
-    series: keys.map((k) => ({ name: k, type: "bar", stack: "score", data: cands.map((c) => c.parts[k] ?? 0) })),
+    grid: { left: narrow ? 8 : 150, right: 30, top: 30, bottom: 25, containLabel: narrow },
+    xAxis: { type: "value", name: "¥" },
+    yAxis: { type: "category", inverse: true, data: cands.map((c) => `${siteName(c.site)} / ${c.gpu_type}`) },
+    series: keys.map((k) => ({ name: part(k), type: "bar", stack: "score", data: cands.map((c) => c.parts[k] ?? 0) })),
   }, true);
-  el.setAttribute("aria-label", esc(`score parts of ${cands.length} candidates`));
+  describe(el, t("ex.all"), t("ex.parts", {
+    n: cands.length,
+    list: cands.map((c) => `${siteName(c.site)} / ${c.gpu_type}: ${keys.map((k) => `${part(k)} ${money(c.parts[k] ?? 0)}`).join(", ")}`).join("; "),
+  }));
 }

@@ -1,89 +1,141 @@
-// A site: 72 hours (24 past, 48 ahead) of its energy balance (load served by renewables, the
-// battery and the grid; renewables available and curtailed; battery charge), its tariff and its
-// grid carbon intensity. The past comes from metered runs, the future from placed jobs and the
-// network's forecast series (GET /v1/dashboard/sites/{id}/series).
+// A site: its agent's state (up or down, the last heartbeat: GET /v1/sites) and its jobs
+// (GET /v1/jobs?site=), then 24 past hours (or 72, or 7 days: `past_h`) and 48 ahead of its
+// energy balance (load served by renewables, the battery and the grid; renewables available and
+// curtailed; battery charge), its tariff and its grid carbon intensity. The past comes from
+// metered runs, the future from placed jobs and the network's forecast series
+// (GET /v1/dashboard/sites/{id}/series). Each chart has a label and a summary in words.
 import { get } from "../api.js";
-import { chart } from "../charts.js";
-import { hourLabel, html, num, qty, wall } from "../format.js";
+import { chart, describe } from "../charts.js";
+import { badge, hourLabel, html, money, num, qty, raw, stamp, wall, when } from "../format.js";
+import { cityName, reasonText, siteName, t } from "../i18n.js";
 
-export const title = "Site";
+export const title = ({ id }) => t("site.h1", { site: siteName(id) });
 
-export function mount(app, { id }) {
+const RANGES = [24, 72, 168];
+
+export function mount(app, { id, params }) {
+  const past = RANGES.includes(Number(params.past_h)) ? Number(params.past_h) : 24;
   app.innerHTML = html`
     <section class="site" id="site" data-site="${id}">
-      <h2>Site ${id} <small id="site-city"></small> <a class="back" href="#/network">← network</a></h2>
-      <p class="muted">Hourly slots, ${"local time"}; shaded: the forecast (planned jobs and forecast
-        renewables, tariff and carbon). The vertical line is now.</p>
-      <div class="card"><h3>Energy: load vs renewables vs battery vs grid (kWh per hour)</h3>
+      <p><small id="site-city"></small> <a class="back" href="#/network">${t("site.back")}</a></p>
+      <div class="card" id="site-agent" aria-live="polite"><h2>${t("site.status")}</h2><p class="muted">…</p></div>
+      <form class="filters" id="range-form"><label>${t("site.range")} <select name="past_h" id="site-range">
+        ${raw(RANGES.map((h) => html`<option value="${h}" ${raw(h === past ? "selected" : "")}>${t(`site.range.${h}`)}</option>`).join(""))}
+      </select></label></form>
+      <p class="muted">${t("site.note")}</p>
+      <div class="card"><h2>${t("site.energy")}</h2>
         <div id="energy" class="chart"></div></div>
-      <div class="card"><h3>Tariff and grid carbon intensity</h3><div id="prices" class="chart short"></div></div>
-      <div class="card"><h3>Totals over the window</h3><dl id="site-totals"></dl></div>
+      <div class="card"><h2>${t("site.prices")}</h2><div id="prices" class="chart short"></div></div>
+      <div class="card"><h2>${t("site.totals")}</h2><dl id="site-totals"></dl></div>
+      <div class="card"><h2>${t("site.jobs")}</h2><div class="scroll" id="site-jobs"></div></div>
     </section>`;
-  return { refresh: () => refresh(id) };
+  document.getElementById("site-range").onchange = (e) => {
+    location.hash = `#/sites/${encodeURIComponent(id)}${e.target.value === "24" ? "" : `?past_h=${e.target.value}`}`;
+  };
+  return { refresh: () => refresh(id, past) };
 }
 
-async function refresh(id) {
-  const { data: d, changed } = await get(`/v1/dashboard/sites/${encodeURIComponent(id)}/series`);
+async function agent(id) {
+  const [{ data: sites }, { data: jobs }] = await Promise.all([get("/v1/sites"), get("/v1/jobs", { site: id, limit: 100 })]);
+  const s = sites.find((x) => x.id === id);
+  const box = document.getElementById("site-agent");
+  if (!box || !s) return;
+  const state = s.up ? (s.drained ? "drained" : "up") : "down";
+  const text = s.up ? (s.drained ? t("site.is_drained") : t("site.is_up")) : t("site.is_down");
+  const out = html`<h2>${t("site.status")} <span class="pill ${s.up ? "up" : "down"}" data-up="${state}">${t(`site.${state}`)}</span></h2>
+    <p class="${s.up ? "" : "down-note"}">${text}</p>
+    <dl><dt>${t("site.last_seen")}</dt><dd id="last-seen">${s.last_seen_at ? stamp(new Date(s.last_seen_at)) : t("site.never")}</dd></dl>`;
+  if (box.dataset.html !== out) {
+    box.dataset.html = out;
+    box.innerHTML = out;
+    box.className = `card ${s.up ? "" : "site-down"}`;
+  }
+  const list = document.getElementById("site-jobs");
+  const rows = jobs.jobs.slice().sort((a, b) => b.id - a.id);
+  const table = rows.length ? html`<table class="grid"><thead><tr><th scope="col">${t("col.id")}</th><th scope="col">${t("col.name")}</th>
+      <th scope="col">${t("col.tenant")}</th><th scope="col">${t("col.state")}</th><th scope="col">${t("col.submitted")}</th>
+      <th scope="col" class="n">${t("col.cost")}</th><th scope="col">${t("col.why")}</th></tr></thead><tbody>
+      ${raw(rows.map((j) => html`<tr data-job="${j.id}"><td><a href="#/jobs/${j.id}">${j.id}</a></td><td>${j.name}</td><td>${j.tenant}</td>
+        <td>${badge(j.state)}</td><td>${when(j.submit_h)}</td><td class="n">${money(j.usage.total_cny)}</td>
+        <td>${reasonText(j.reason)}</td></tr>`).join(""))}</tbody></table>`
+    : html`<p class="muted">${t("jobs.none")}</p>`;
+  if (list && list.dataset.html !== table) {
+    list.dataset.html = table;
+    list.innerHTML = table;
+  }
+}
+
+async function refresh(id, past) {
+  await agent(id);
+  const { data: d, changed } = await get(`/v1/dashboard/sites/${encodeURIComponent(id)}/series`,
+                                         past === 24 ? {} : { past_h: past, future_h: 48 });
   const el = document.getElementById("energy");
   if (!el) return;
   // The clock moves even when the figures do not: the "now" line is redrawn on every poll.
   const labels = d.hours.map((h) => hourLabel(wall(h)));
+  const narrow = (document.getElementById("energy")?.clientWidth ?? 1000) < 560;
+  const every = Math.max(11, Math.round(labels.length / (narrow ? 3 : 6)) - 1);
   const nowIx = Math.min(labels.length - 1, d.slot - d.first_h);
   const nowLine = {
     symbol: "none", silent: true, lineStyle: { color: "#c92a2a", type: "solid", width: 1.5 },
-    label: { formatter: "now", color: "#c92a2a" }, data: [{ xAxis: labels[nowIx] }],
+    label: { formatter: t("s.now"), color: "#c92a2a" }, data: [{ xAxis: labels[nowIx] }],
   };
   const future = { silent: true, itemStyle: { color: "rgba(120,140,160,0.08)" },
-                   data: [[{ xAxis: labels[nowIx], name: "forecast" }, { xAxis: labels[labels.length - 1] }]] };
+                   data: [[{ xAxis: labels[nowIx], name: t("s.forecast") }, { xAxis: labels[labels.length - 1] }]] };
   if (!changed && el.dataset.drawn) return;
   el.dataset.drawn = "1";
-  document.getElementById("site-city").textContent = `${d.city} · PUE ${num(d.pue, 2)} · full load ${qty(d.full_load_kw)} kW`;
+  document.getElementById("site-city").textContent = t("site.city_line", { city: cityName(d.city), pue: num(d.pue, 2), kw: qty(d.full_load_kw) });
   const energy = [
-    { name: "renewables used", type: "bar", stack: "supply", data: d.renewable_used_kwh, itemStyle: { color: "#2f9e44" } },
-    { name: "battery discharge", type: "bar", stack: "supply", data: d.battery_discharge_kwh, itemStyle: { color: "#7048e8" } },
-    { name: "grid", type: "bar", stack: "supply", data: d.grid_kwh, itemStyle: { color: "#868e96" } },
-    { name: "battery charge", type: "bar", stack: "surplus", data: d.battery_charge_kwh, itemStyle: { color: "#b197fc" } },
-    { name: "curtailed", type: "bar", stack: "surplus", data: d.curtailed_kwh, itemStyle: { color: "#d8f5a2" } },
-    { name: "load", type: "line", step: "middle", symbol: "none", data: d.load_kwh,
+    { name: t("s.renewables used"), type: "bar", stack: "supply", data: d.renewable_used_kwh, itemStyle: { color: "#2f9e44" } },
+    { name: t("s.battery discharge"), type: "bar", stack: "supply", data: d.battery_discharge_kwh, itemStyle: { color: "#7048e8" } },
+    { name: t("s.grid"), type: "bar", stack: "supply", data: d.grid_kwh, itemStyle: { color: "#868e96" } },
+    { name: t("s.battery charge"), type: "bar", stack: "surplus", data: d.battery_charge_kwh, itemStyle: { color: "#b197fc" } },
+    { name: t("s.curtailed"), type: "bar", stack: "surplus", data: d.curtailed_kwh, itemStyle: { color: "#d8f5a2" } },
+    { name: t("s.load"), type: "line", step: "middle", symbol: "none", data: d.load_kwh,
       lineStyle: { color: "#e8590c", width: 2 }, itemStyle: { color: "#e8590c" }, markLine: nowLine, markArea: future },
-    { name: "renewables available", type: "line", step: "middle", symbol: "none", data: d.renewable_kw,
+    { name: t("s.renewables available"), type: "line", step: "middle", symbol: "none", data: d.renewable_kw,
       lineStyle: { color: "#37b24d", type: "dashed" }, itemStyle: { color: "#37b24d" } },
   ];
   if (d.battery_capacity_kwh) {
-    energy.push({ name: "battery state of charge", type: "line", yAxisIndex: 1, symbol: "none", data: d.battery_soc_kwh,
+    energy.push({ name: t("s.soc"), type: "line", yAxisIndex: 1, symbol: "none", data: d.battery_soc_kwh,
                   lineStyle: { color: "#5f3dc4", type: "dotted" }, itemStyle: { color: "#5f3dc4" } });
   }
   chart(el).setOption({
     animation: false,
-    tooltip: { trigger: "axis", valueFormatter: (v) => qty(v) },
-    legend: { top: 0 },
+    tooltip: { trigger: "axis", confine: true, valueFormatter: (v) => qty(v) },
+    legend: { top: 0, type: narrow ? "scroll" : "plain" },
     grid: { left: 55, right: 55, top: 50, bottom: 30 },
-    xAxis: { type: "category", data: labels, axisLabel: { interval: 11 } },
+    xAxis: { type: "category", data: labels, axisLabel: { interval: every } },
     yAxis: [{ type: "value", name: "kWh" }, { type: "value", name: "SoC kWh", show: !!d.battery_capacity_kwh,
                                              splitLine: { show: false } }],
     series: energy,
   }, true);
   chart(document.getElementById("prices")).setOption({
     animation: false,
-    tooltip: { trigger: "axis" },
+    tooltip: { trigger: "axis", confine: true },
     legend: { top: 0 },
-    grid: { left: 55, right: 65, top: 40, bottom: 30 },
-    xAxis: { type: "category", data: labels, axisLabel: { interval: 11 } },
-    yAxis: [{ type: "value", name: "CNY/kWh" }, { type: "value", name: "kg CO₂e/kWh", splitLine: { show: false } }],
+    grid: { left: 55, right: 65, top: narrow ? 55 : 40, bottom: 30 },
+    xAxis: { type: "category", data: labels, axisLabel: { interval: every } },
+    yAxis: [{ type: "value", name: "¥/kWh" }, { type: "value", name: "kg CO₂e/kWh", splitLine: { show: false } }],
     series: [
-      { name: "tariff", type: "line", step: "middle", symbol: "none", data: d.cny_per_kwh,
+      { name: t("s.tariff"), type: "line", step: "middle", symbol: "none", data: d.cny_per_kwh,
         itemStyle: { color: "#1971c2" }, markLine: nowLine, markArea: future },
-      { name: "grid carbon", type: "line", step: "middle", symbol: "none", yAxisIndex: 1, data: d.carbon_kg_per_kwh,
+      { name: t("s.grid carbon"), type: "line", step: "middle", symbol: "none", yAxisIndex: 1, data: d.carbon_kg_per_kwh,
         itemStyle: { color: "#495057" } },
     ],
   }, true);
   const sum = (a) => a.reduce((x, y) => x + y, 0);
   const load = sum(d.load_kwh);
+  const ren = sum(d.renewable_used_kwh) + sum(d.battery_discharge_kwh);
+  describe(el, t("site.energy"), t("chart.energy.summary", { n: labels.length, load: qty(load), ren: qty(ren),
+                                                           grid: qty(sum(d.grid_kwh)), cur: qty(sum(d.curtailed_kwh)) }));
+  describe(document.getElementById("prices"), t("site.prices"), t("chart.prices.summary", {
+    tmin: money(Math.min(...d.cny_per_kwh), 3), tmax: money(Math.max(...d.cny_per_kwh), 3),
+    cmin: num(Math.min(...d.carbon_kg_per_kwh), 3), cmax: num(Math.max(...d.carbon_kg_per_kwh), 3) }));
   document.getElementById("site-totals").innerHTML = html`
-    <dt>load</dt><dd>${qty(load)} kWh</dd>
-    <dt>from renewables</dt><dd>${qty(sum(d.renewable_used_kwh) + sum(d.battery_discharge_kwh))} kWh
-      ${load > 0 ? `(${Math.round((100 * (sum(d.renewable_used_kwh) + sum(d.battery_discharge_kwh))) / load)}%)` : ""}</dd>
-    <dt>from the grid</dt><dd>${qty(sum(d.grid_kwh))} kWh</dd>
-    <dt>curtailed</dt><dd>${qty(sum(d.curtailed_kwh))} kWh</dd>
-    <dt>grid carbon</dt><dd>${qty(d.grid_kwh.reduce((a, g, i) => a + g * d.carbon_kg_per_kwh[i], 0))} kg CO₂e</dd>`;
+    <dt>${t("t.load")}</dt><dd>${qty(load)} kWh</dd>
+    <dt>${t("t.renewables")}</dt><dd>${qty(ren)} kWh ${load > 0 ? `(${Math.round((100 * ren) / load)}%)` : ""}</dd>
+    <dt>${t("t.grid")}</dt><dd>${qty(sum(d.grid_kwh))} kWh</dd>
+    <dt>${t("t.curtailed")}</dt><dd>${qty(sum(d.curtailed_kwh))} kWh</dd>
+    <dt>${t("t.carbon")}</dt><dd>${qty(d.grid_kwh.reduce((a, g, i) => a + g * d.carbon_kg_per_kwh[i], 0))} kg CO₂e</dd>`;
 }

@@ -2,34 +2,34 @@
 // Idempotency-Key per form so that a double click submits one job.
 import { ApiError, send } from "../api.js";
 import { html, raw } from "../format.js";
+import { cityName, t } from "../i18n.js";
 
-export const title = "Submit";
+export const title = () => t("submit.h1");
 
 export function mount(app, _args, me) {
   if (me.role !== "tenant") {
-    app.innerHTML = html`<div class="card"><p>Jobs are submitted with a tenant token; this is the operator's.</p></div>`;
+    app.innerHTML = html`<div class="card"><p>${t("submit.operator")}</p></div>`;
     return {};
   }
   const key = crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
   app.innerHTML = html`
     <form id="submit" class="card form">
-      <h2>Submit a job</h2>
-      <label>name <input name="name" required value="finetune-demo" /></label>
-      <label>command <input name="command" required value="echo &quot;job $SUANLI_JOB_ID&quot;; sleep 2" /></label>
-      <label>GPUs <input name="gpus" type="number" min="1" step="1" value="1" required /></label>
-      <label>work (hours on a speed-1 GPU) <input name="work_h" type="number" min="0" step="any" value="0.001" required /></label>
-      <label>origin city <select name="origin">${raw(me.cities.map((c) => html`<option>${c}</option>`).join(""))}</select></label>
-      <fieldset><legend>GPU types (none ticked: any)</legend>
+            <label>${t("submit.name")} <input name="name" required value="finetune-demo" /></label>
+      <label>${t("submit.command")} <input name="command" required value="echo &quot;job $SUANLI_JOB_ID&quot;; sleep 2" /></label>
+      <label>${t("submit.gpus")} <input name="gpus" type="number" min="1" step="1" value="1" required /></label>
+      <label>${t("submit.work")} <input name="work_h" type="number" min="0" step="any" value="0.001" required /></label>
+      <label>${t("submit.origin")} <select name="origin">${raw(me.cities.map((c) => html`<option value="${c}">${cityName(c)}</option>`).join(""))}</select></label>
+      <fieldset><legend>${t("submit.types")}</legend>
         ${raw(me.gpu_types.map((g) => html`<label class="inline"><input type="checkbox" name="gpu_types" value="${g}" /> ${g}</label>`).join(""))}
       </fieldset>
-      ${raw(me.job_classes.length ? html`<label>class <select name="class"><option value="">none</option>
+      ${raw(me.job_classes.length ? html`<label>${t("submit.class")} <select name="class"><option value="">${t("job.none")}</option>
         ${raw(me.job_classes.map((c) => html`<option>${c}</option>`).join(""))}</select></label>` : "")}
-      <label>deadline (hours after submission, optional) <input name="deadline_h" type="number" min="0" step="any" /></label>
-      <label>data to move (GB) <input name="data_gb" type="number" min="0" step="any" value="0" /></label>
-      <label>max round trip (ms, optional) <input name="max_rtt_ms" type="number" min="0" step="any" /></label>
-      <label>checkpoint every (h, optional) <input name="checkpoint_h" type="number" min="0" step="any" /></label>
-      <button type="submit" id="submit-button">Submit</button>
-      <p class="error" id="submit-error" hidden></p>
+      <label>${t("submit.deadline")} <input name="deadline_h" type="number" min="0" step="any" /></label>
+      <label>${t("submit.data")} <input name="data_gb" type="number" min="0" step="any" value="0" /></label>
+      <label>${t("submit.rtt")} <input name="max_rtt_ms" type="number" min="0" step="any" /></label>
+      <label>${t("submit.ckpt")} <input name="checkpoint_h" type="number" min="0" step="any" /></label>
+      <button type="submit" id="submit-button">${t("submit.button")}</button>
+      <p class="error" id="submit-error" role="alert" hidden></p>
     </form>`;
   const form = document.getElementById("submit");
   form.onsubmit = async (e) => {

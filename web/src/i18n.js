@@ -1,0 +1,374 @@
+// The dashboard's languages: English and Simplified Chinese (zh-CN). The language comes from
+// localStorage ("suanli.lang", set by the header's 中文 / English switch), else from the
+// browser's navigator.languages (the first zh* or en* entry), else English. Strings are looked up
+// by key; {name} placeholders are filled in; a key with `_one`/`_other` forms follows the
+// language's plural rules (Intl.PluralRules). Place names come from a table keyed by the network
+// file's city id, falling back to the id itself.
+
+const KEY = "suanli.lang";
+export const LANGS = { en: "English", zh: "中文" };
+
+export function pickLang() {
+  const stored = localStorage.getItem(KEY);
+  if (stored && LANGS[stored]) return stored;
+  for (const l of navigator.languages ?? [navigator.language ?? "en"]) {
+    const p = String(l).toLowerCase();
+    if (p.startsWith("zh")) return "zh";
+    if (p.startsWith("en")) return "en";
+  }
+  return "en";
+}
+
+let lang = "en";
+
+export function setLang(l, remember = false) {
+  lang = LANGS[l] ? l : "en";
+  if (remember) localStorage.setItem(KEY, lang);
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+}
+
+export function getLang() {
+  return lang;
+}
+
+// The BCP 47 tag for Intl.
+export function locale() {
+  return lang === "zh" ? "zh-CN" : "en-US";
+}
+
+// [English, 中文]
+const S = {
+  // shell
+  "app.title": ["suanli 算力 dashboard", "suanli 算力 控制台"],
+  "brand.sub": ["dashboard", "控制台"],
+  "brand.tip": ["suanli (算力): compute power", "suanli（算力）"],
+  "nav.label": ["Views", "视图"],
+  "nav.network": ["Network", "网络"],
+  "nav.jobs": ["Jobs", "作业"],
+  "nav.submit": ["Submit a job", "提交作业"],
+  "nav.usage": ["Usage & invoice", "用量与账单"],
+  "nav.tenants": ["Tenants & invoices", "租户与账单"],
+  "who.operator": ["operator", "运营方"],
+  "who.tenant": ["tenant {name}", "租户 {name}"],
+  "signout": ["Sign out", "退出"],
+  "lang.switch": ["Language", "语言"],
+  "status.live": ["live · updated {time}", "实时 · 更新于 {time}"],
+  "times.note": ["Times are Beijing time (UTC+8), 24-hour.", "时间均为北京时间（UTC+8），24 小时制。"],
+  // login
+  "login.h1": ["Sign in", "登录"],
+  "login.text": [
+    "Paste a token from <code>suanli admin create-tenant</code> (a tenant: its own jobs and bill) or <code>suanli admin create-admin-token</code> (the operator: everything). It stays in this tab only (sessionStorage).",
+    "粘贴由 <code>suanli admin create-tenant</code>（租户：只看自己的作业和账单）或 <code>suanli admin create-admin-token</code>（运营方：全部）生成的令牌。令牌只保存在本标签页（sessionStorage）。"],
+  "login.token": ["Token", "令牌"],
+  "login.button": ["Sign in", "登录"],
+  "login.unknown": ["Unknown token.", "无效的令牌。"],
+  "login.expired": ["The token is no longer valid.", "令牌已失效。"],
+  // network
+  "network.h1": ["Network", "算力网络"],
+  "network.map": ["Map of the network", "网络地图"],
+  "network.legend.share": ["renewable now", "当前可再生能源占比"],
+  "network.legend.consumer": ["consumer city", "用户城市"],
+  "network.legend.flow": ["job data flow", "作业数据流"],
+  "network.legend.link": ["link", "链路"],
+  "network.sites": ["Sites", "站点"],
+  "network.summary_one": ["{n} site, {up} up; {gpus} GPUs, {used} in use; {flows} active data flow.",
+                          "{n} 个站点，{up} 个在线；共 {gpus} 块 GPU，{used} 块在用；{flows} 条活跃数据流。"],
+  "network.summary_other": ["{n} sites, {up} up; {gpus} GPUs, {used} in use; {flows} active data flows.",
+                            "{n} 个站点，{up} 个在线；共 {gpus} 块 GPU，{used} 块在用；{flows} 条活跃数据流。"],
+  "network.table": ["The map as a table", "地图数据表"],
+  "site.up": ["up", "在线"],
+  "site.down": ["down", "离线"],
+  "site.drained": ["drained", "已排空"],
+  "card.free": ["{free} free / {count}", "空闲 {free} / {count}"],
+  "card.per_gpu_h": ["{price}/GPU-h", "{price}/GPU·时"],
+  "card.pue": ["PUE", "PUE"],
+  "card.load": ["load this hour", "本小时负载"],
+  "card.renewables": ["renewables now", "当前可再生能源"],
+  "card.of": ["of {basis}", "（占{basis}）"],
+  "card.battery": ["battery", "储能电池"],
+  "card.carbon": ["grid carbon now", "当前电网碳强度"],
+  "card.price": ["grid price now", "当前电价"],
+  "basis.this hour's load": ["this hour's load", "本小时负载"],
+  "basis.full load": ["full load", "满载"],
+  "tip.link": ["{a} ↔ {b}: {gbps} Gbit/s, {ms} ms, {price}/GB", "{a} ↔ {b}：{gbps} Gbit/s，{ms} 毫秒，{price}/GB"],
+  "tip.link.jobs": ["; {n} active job(s), {gb} GB", "；{n} 个活跃作业，{gb} GB"],
+  "tip.flow": ["{a} → {b}: {n} active job(s), {gb} GB of data", "{a} → {b}：{n} 个活跃作业，{gb} GB 数据"],
+  "tip.city": ["{city}: consumer city", "{city}：用户城市"],
+  "tip.city.jobs": [", {n} active job(s) from here", "，{n} 个活跃作业来自此地"],
+  "tip.gpus": ["GPUs {used} used / {count}", "GPU 已用 {used} / {count}"],
+  "col.site": ["site", "站点"],
+  "col.city": ["city", "城市"],
+  "col.state": ["state", "状态"],
+  "col.gpus_used": ["GPUs used / total", "GPU 已用 / 总数"],
+  "col.share": ["renewable share now", "当前可再生能源占比"],
+  // site
+  "site.h1": ["Site {site}", "站点 {site}"],
+  "site.back": ["← network", "← 返回网络"],
+  "site.range": ["Window", "时间范围"],
+  "site.range.past": ["past {h} h and next 48 h", "过去 {h} 小时与未来 48 小时"],
+  "site.range.24": ["24 h past · 48 h ahead", "过去 24 小时 · 未来 48 小时"],
+  "site.range.72": ["72 h past · 48 h ahead", "过去 72 小时 · 未来 48 小时"],
+  "site.range.168": ["7 d past · 48 h ahead", "过去 7 天 · 未来 48 小时"],
+  "site.note": ["Hourly slots, Beijing time; shaded: the forecast (planned jobs and forecast renewables, tariff and carbon). The vertical line is now.",
+                "按小时统计，北京时间；阴影部分为预测（计划中的作业及预测的可再生能源、电价与碳强度）。竖线表示现在。"],
+  "site.energy": ["Energy: load vs renewables vs battery vs grid (kWh per hour)", "能源：负载、可再生能源、储能与电网（每小时 kWh）"],
+  "site.prices": ["Tariff and grid carbon intensity", "电价与电网碳强度"],
+  "site.totals": ["Totals over the window", "时间范围内合计"],
+  "site.status": ["Agent", "代理"],
+  "site.is_up": ["Up: its agent reports in.", "在线：代理正常上报。"],
+  "site.is_down": ["Down: no heartbeat from its agent. The scheduler places nothing here until it is back.",
+                   "离线：代理没有心跳。恢复之前调度器不会向此站点分配作业。"],
+  "site.is_drained": ["Drained: it takes no new jobs.", "已排空：不再接收新作业。"],
+  "site.last_seen": ["last heartbeat", "最近心跳"],
+  "site.never": ["never", "从未"],
+  "site.jobs": ["Jobs at this site", "此站点的作业"],
+  "site.city_line": ["{city} · PUE {pue} · full load {kw} kW", "{city} · PUE {pue} · 满载 {kw} kW"],
+  "s.renewables used": ["renewables used", "已用可再生能源"],
+  "s.battery discharge": ["battery discharge", "储能放电"],
+  "s.grid": ["grid", "电网"],
+  "s.battery charge": ["battery charge", "储能充电"],
+  "s.curtailed": ["curtailed", "弃电"],
+  "s.load": ["load", "负载"],
+  "s.renewables available": ["renewables available", "可用可再生能源"],
+  "s.soc": ["battery state of charge", "储能电量"],
+  "s.tariff": ["tariff", "电价"],
+  "s.grid carbon": ["grid carbon", "电网碳强度"],
+  "s.now": ["now", "现在"],
+  "s.forecast": ["forecast", "预测"],
+  "t.load": ["load", "负载"],
+  "t.renewables": ["from renewables", "来自可再生能源"],
+  "t.grid": ["from the grid", "来自电网"],
+  "t.curtailed": ["curtailed", "弃电"],
+  "t.carbon": ["grid carbon", "电网碳排放"],
+  "chart.energy.summary": ["Energy over {n} hours: load {load} kWh, {ren} kWh from renewables and battery, {grid} kWh from the grid, {cur} kWh curtailed.",
+                           "{n} 小时内能源：负载 {load} kWh，可再生能源与储能 {ren} kWh，电网 {grid} kWh，弃电 {cur} kWh。"],
+  "chart.prices.summary": ["Tariff from {tmin} to {tmax} per kWh; grid carbon from {cmin} to {cmax} kg CO₂e/kWh.",
+                           "电价每 kWh {tmin} 至 {tmax}；电网碳强度 {cmin} 至 {cmax} kg CO₂e/kWh。"],
+  "chart.data": ["Chart data", "图表数据"],
+  "col.hour": ["hour", "时段"],
+  // jobs
+  "jobs.h1": ["Jobs", "作业"],
+  "jobs.state": ["state", "状态"],
+  "jobs.site": ["site", "站点"],
+  "jobs.tenant": ["tenant (part of the name)", "租户（名称的一部分）"],
+  "jobs.search": ["search", "搜索"],
+  "jobs.search.ph": ["id, name, reason…", "编号、名称、原因…"],
+  "jobs.any": ["any", "全部"],
+  "jobs.filter": ["Filter", "筛选"],
+  "jobs.more": ["Showing the first 500 jobs that match.", "仅显示前 500 个匹配的作业。"],
+  "jobs.none": ["No jobs match.", "没有匹配的作业。"],
+  "jobs.count_one": ["{n} job", "{n} 个作业"],
+  "jobs.count_other": ["{n} jobs", "{n} 个作业"],
+  "jobs.sort": ["sort by {col}", "按{col}排序"],
+  "col.id": ["id", "编号"],
+  "col.name": ["name", "名称"],
+  "col.tenant": ["tenant", "租户"],
+  "col.site_gpu": ["site / GPU", "站点 / GPU"],
+  "col.gpus": ["GPUs", "GPU 数"],
+  "col.submitted": ["submitted", "提交时间"],
+  "col.cost": ["cost so far", "累计费用"],
+  "col.carbon": ["carbon, kg", "碳排放，kg"],
+  "col.why": ["why", "原因"],
+  // job
+  "job.title": ["Job {id}", "作业 {id}"],
+  "job.loading": ["Loading job {id}…", "正在加载作业 {id}…"],
+  "job.notfound": ["No job {id}", "没有作业 {id}"],
+  "job.notfound.text": ["A tenant sees only its own jobs.", "租户只能看到自己的作业。"],
+  "job.all": ["All jobs", "全部作业"],
+  "job.tenant": ["tenant {name}", "租户 {name}"],
+  "job.cancel": ["Cancel", "取消作业"],
+  "job.cancel.ask": ["Cancel job {id}? Its run stops and cannot be resumed.", "确定取消作业 {id}？运行会停止且无法恢复。"],
+  "job.cancel.yes": ["Yes, cancel it", "确定取消"],
+  "job.cancel.no": ["Keep it", "保留"],
+  "job.placement": ["Placement", "分配"],
+  "job.site": ["site", "站点"],
+  "job.gpu": ["GPU type", "GPU 型号"],
+  "job.start": ["start", "开始"],
+  "job.end": ["end", "结束"],
+  "job.origin": ["origin", "来源城市"],
+  "job.work": ["work", "工作量"],
+  "job.work.v": ["{h} h on a speed-1 GPU", "{h} 小时（速度为 1 的 GPU）"],
+  "job.data": ["data", "数据"],
+  "job.deadline": ["deadline", "截止时间"],
+  "job.none": ["none", "无"],
+  "job.command": ["command", "命令"],
+  "job.cost": ["Cost and carbon so far", "累计费用与碳排放"],
+  "job.total": ["total", "合计"],
+  "job.rental": ["GPU rental", "GPU 租金"],
+  "job.energy": ["energy", "电费"],
+  "job.transfer": ["transfer", "传输"],
+  "job.gputime": ["GPU time", "GPU 时长"],
+  "job.kwh": ["energy use", "用电量"],
+  "job.kwh.v": ["{kwh} kWh (grid {grid}, renewable {ren})", "{kwh} kWh（电网 {grid}，可再生 {ren}）"],
+  "job.carbon": ["carbon", "碳排放"],
+  "job.why": ["Why here: the scheduler's explanation", "为何在此：调度器的解释"],
+  "job.lifecycle": ["Lifecycle", "生命周期"],
+  "col.at": ["at", "时间"],
+  "col.ctl_h": ["controller h", "控制器小时"],
+  "col.from": ["from", "从"],
+  "col.to": ["to", "到"],
+  "col.reason": ["reason", "原因"],
+  "ex.undecided": ["Not decided yet: the job waits for the scheduler's next tick.", "尚未决定：作业等待调度器的下一轮。"],
+  "ex.by": ["by", "策略"],
+  "decision.place": ["place", "分配"],
+  "decision.defer": ["defer", "推迟"],
+  "decision.reject": ["reject", "拒绝"],
+  "decision.preempt": ["preempt", "抢占"],
+  "ex.at": ["at {time}", "于 {time}"],
+  "ex.chosen": ["Chosen: {where}, start {start}, score {score} for the planned run", "选定：{where}，开始于 {start}，计划运行评分 {score}"],
+  "ex.weighed_one": ["The policy weighed {n} candidate (a site and GPU type at a start time).", "策略评估了 {n} 个候选（站点、GPU 型号与开始时间）。"],
+  "ex.weighed_other": ["The policy weighed {n} candidates (a site and GPU type at a start time).", "策略评估了 {n} 个候选（站点、GPU 型号与开始时间）。"],
+  "ex.kept_one": ["It kept the best {n} for this explanation.", "本解释保留了最优的 {n} 个。"],
+  "ex.kept_other": ["It kept the best {n} for this explanation.", "本解释保留了最优的 {n} 个。"],
+  "ex.persite": ["Best candidate per site", "各站点最优候选"],
+  "ex.all": ["Every candidate kept, best first", "保留的全部候选（由优到劣）"],
+  "ex.notkept_one": ["Scored, but no candidate among the best kept: {sites}.", "已评估但未进入保留的最优候选：{sites}。"],
+  "ex.notkept_other": ["Scored, but no candidate among the best kept: {sites}.", "已评估但未进入保留的最优候选：{sites}。"],
+  "ex.vs": ["+{d} vs the chosen", "比选定高 {d}"],
+  "ex.none": ["No candidate was scored.", "没有候选被评估。"],
+  "ex.leftout": ["Sites left out, and why", "被排除的站点及原因"],
+  "ex.leftout.none": ["None: every site was a candidate.", "无：所有站点都是候选。"],
+  "ex.parts_one": ["Score parts of {n} candidate, in yuan: {list}.", "{n} 个候选的评分构成（元）：{list}。"],
+  "ex.parts_other": ["Score parts of {n} candidates, in yuan: {list}.", "{n} 个候选的评分构成（元）：{list}。"],
+  "col.cand": ["candidate site", "候选站点"],
+  "col.gpu": ["GPU", "GPU"],
+  "col.start": ["start", "开始"],
+  "col.end": ["end", "结束"],
+  "col.score": ["score (planned run)", "评分（计划运行）"],
+  "col.vs": ["vs chosen", "与选定相比"],
+  "col.cands": ["candidates kept", "保留候选数"],
+  "part.rental": ["rental", "租金"],
+  "part.transfer": ["transfer", "传输"],
+  "part.energy": ["energy", "电费"],
+  "part.carbon": ["carbon", "碳"],
+  "part.delay": ["delay", "延迟"],
+  "part.lateness": ["lateness", "逾期"],
+  // submit
+  "submit.h1": ["Submit a job", "提交作业"],
+  "submit.operator": ["Jobs are submitted with a tenant token; this is the operator's.", "作业需使用租户令牌提交；当前是运营方令牌。"],
+  "submit.name": ["name", "名称"],
+  "submit.command": ["command", "命令"],
+  "submit.gpus": ["GPUs", "GPU 数"],
+  "submit.work": ["work (hours on a speed-1 GPU)", "工作量（速度为 1 的 GPU 上的小时数）"],
+  "submit.origin": ["origin city", "来源城市"],
+  "submit.types": ["GPU types (none ticked: any)", "GPU 型号（不勾选则任意）"],
+  "submit.class": ["class", "类别"],
+  "submit.deadline": ["deadline (hours after submission, optional)", "截止时间（提交后的小时数，可选）"],
+  "submit.data": ["data to move (GB)", "需传输的数据（GB）"],
+  "submit.rtt": ["max round trip (ms, optional)", "最大往返时延（毫秒，可选）"],
+  "submit.ckpt": ["checkpoint every (h, optional)", "检查点间隔（小时，可选）"],
+  "submit.button": ["Submit", "提交"],
+  // tenant
+  "tenant.h1": ["Usage and invoice", "用量与账单"],
+  "tenant.h1.admin": ["Tenants and invoices", "租户与账单"],
+  "tenant.month": ["month", "月份"],
+  "tenant.tenant": ["tenant", "租户"],
+  "tenant.all": ["all", "全部"],
+  "tenant.show": ["Show", "显示"],
+  "tenant.range": ["The invoice covers one calendar month (UTC, by the month a run ended).", "账单按自然月统计（UTC，按运行结束的月份）。"],
+  "tenant.sub": ["{month} (UTC, by the month a run ended)", "{month}（UTC，按运行结束的月份）"],
+  "tenant.csv": ["Download CSV", "下载 CSV"],
+  "tenant.csv.label": ["Download CSV: {tenant}'s invoice", "下载 CSV：{tenant} 的账单"],
+  "tenant.total": ["total", "合计"],
+  "tenant.parts": ["GPU {gpu} · energy {energy} · transfer {transfer}", "GPU {gpu} · 电费 {energy} · 传输 {transfer}"],
+  "tenant.budget": [" · budget {b}", " · 预算 {b}"],
+  "tenant.gpuh": ["GPU-h", "GPU·时"],
+  "tenant.where": ["kg CO₂e where the jobs ran", "kg CO₂e（作业运行地）"],
+  "tenant.avoided": ["kg CO₂e avoided", "kg CO₂e 减排"],
+  "tenant.vs": ["vs {kg} kg on the origins' grids", "相对来源地电网的 {kg} kg"],
+  "tenant.unknown": ["; {n} job(s) whose origin names no province left out", "；{n} 个来源未注明省份的作业未计入"],
+  "tenant.none": ["No run ended in this month.", "本月没有结束的运行。"],
+  "tenant.notenants": ["No tenants.", "没有租户。"],
+  "tenant.chart": ["carbon per job: where it ran vs on its origin's grid", "每个作业的碳排放：运行地与来源地电网对比"],
+  "tenant.chart.summary": ["Carbon per job, where it ran vs at its origin: {list}.", "每个作业的碳排放（运行地 / 来源地）：{list}。"],
+  "tenant.ran": ["where it ran", "运行地"],
+  "tenant.origin": ["at origin", "来源地"],
+  "tenant.job": ["job {id} ({origin})", "作业 {id}（{origin}）"],
+  "col.job": ["job", "作业"],
+  "col.attempts": ["runs", "运行次数"],
+  "col.gpuh": ["GPU-h", "GPU·时"],
+  "col.kwh": ["kWh", "kWh"],
+  "col.kg": ["kg CO₂e", "kg CO₂e"],
+  "col.gpu_cny": ["GPU", "GPU"],
+  "col.energy_cny": ["energy", "电费"],
+  "col.transfer_cny": ["transfer", "传输"],
+  "col.total_cny": ["total", "合计"],
+  "tenant.runs_one": ["{n} run", "{n} 次运行"],
+  "tenant.runs_other": ["{n} runs", "{n} 次运行"],
+};
+
+const STATE_ZH = { PENDING: "等待中", PLACED: "已分配", TRANSFERRING: "传输中", RUNNING: "运行中", SUCCEEDED: "成功",
+                   FAILED: "失败", CANCELLED: "已取消", PREEMPTED: "被抢占" };
+
+export function stateName(s) {
+  return lang === "zh" ? (STATE_ZH[s] ?? s) : s;
+}
+
+// t("key", {name: value}); with `n` among the values, the plural form of the language.
+export function t(key, vars = {}) {
+  let entry = S[key];
+  if (vars.n !== undefined && (S[`${key}_one`] || S[`${key}_other`])) {
+    const form = new Intl.PluralRules(locale()).select(Number(vars.n));
+    entry = S[`${key}_${form}`] ?? S[`${key}_other`];
+  }
+  if (!entry) return key;
+  const s = entry[lang === "zh" ? 1 : 0];
+  return s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined ? m : String(vars[k])));
+}
+
+// City ids of the network files -> Chinese names; an id not in the table is shown as it is.
+const CITY_ZH = {
+  beijing: "北京", shanghai: "上海", shenzhen: "深圳", guangzhou: "广州", hangzhou: "杭州", zhengzhou: "郑州",
+  qingyang: "庆阳", hami: "哈密", zhongwei: "中卫", ulanqab: "乌兰察布", guiyang: "贵阳", guian: "贵安",
+  tianjin: "天津", chongqing: "重庆", chengdu: "成都", wuhu: "芜湖", shaoguan: "韶关", hohhot: "呼和浩特",
+  lanzhou: "兰州", yinchuan: "银川", urumqi: "乌鲁木齐", wuhan: "武汉", xian: "西安", nanjing: "南京",
+  suzhou: "苏州", changsha: "长沙", kunming: "昆明", harbin: "哈尔滨", shenyang: "沈阳", jinan: "济南",
+  qingdao: "青岛", xiamen: "厦门", fuzhou: "福州", hefei: "合肥", nanning: "南宁", haikou: "海口",
+  taiyuan: "太原", shijiazhuang: "石家庄", lhasa: "拉萨", xining: "西宁", zhangjiakou: "张家口",
+  karamay: "克拉玛依", changji: "昌吉", ordos: "鄂尔多斯", dongguan: "东莞", foshan: "佛山",
+};
+const PROVINCE_ZH = {
+  Beijing: "北京", Shanghai: "上海", Tianjin: "天津", Chongqing: "重庆", Gansu: "甘肃", Xinjiang: "新疆",
+  Ningxia: "宁夏", "Inner Mongolia": "内蒙古", Guizhou: "贵州", Guangdong: "广东", Zhejiang: "浙江", Henan: "河南",
+  Jiangsu: "江苏", Anhui: "安徽", Sichuan: "四川", Hubei: "湖北", Hunan: "湖南", Hebei: "河北", Shanxi: "山西",
+  Shaanxi: "陕西", Shandong: "山东", Fujian: "福建", Jiangxi: "江西", Yunnan: "云南", Guangxi: "广西",
+  Hainan: "海南", Liaoning: "辽宁", Jilin: "吉林", Heilongjiang: "黑龙江", Qinghai: "青海", Tibet: "西藏",
+};
+
+export function cityName(id) {
+  if (lang !== "zh") return id ?? "";
+  return CITY_ZH[id] ?? CITY_ZH[String(id).toLowerCase()] ?? id ?? "";
+}
+
+export function provinceName(p) {
+  return lang === "zh" ? (PROVINCE_ZH[p] ?? p) : p;
+}
+
+// A site id "qingyang-1" -> "庆阳-1" (its city's name, then the rest of the id).
+export function siteName(id) {
+  if (lang !== "zh" || !id) return id ?? "";
+  const m = /^([a-z]+)(.*)$/i.exec(id);
+  return m && CITY_ZH[m[1].toLowerCase()] ? CITY_ZH[m[1].toLowerCase()] + m[2] : id;
+}
+
+// The scheduler's reasons are English text from the service; the common ones are translated,
+// others are shown as they are.
+const REASONS = [
+  [/^(\w[\w-]*): best of (\d+) candidates?$/, (m) => (lang === "zh" ? `${m[1]}：${m[2]} 个候选中的最优`
+    : `${m[1]}: best of ${m[2]} ${Number(m[2]) === 1 ? "candidate" : "candidates"}`)],
+  [/^outage: site is down$/, () => (lang === "zh" ? "故障：站点离线" : null)],
+  [/^every site that could host it is down$/, () => (lang === "zh" ? "所有可承载它的站点均离线" : null)],
+  [/^submitted$/, () => (lang === "zh" ? "已提交" : null)],
+  [/^exit code (\d+)$/, (m) => (lang === "zh" ? `退出码 ${m[1]}` : null)],
+  [/^dispatched to the agent of ([\w-]+) \(fence (\d+)\)$/, (m) => (lang === "zh" ? `已下发到 ${siteName(m[1])} 的代理（fence ${m[2]}）` : null)],
+  [/^cancelled by the tenant$/, () => (lang === "zh" ? "租户已取消" : null)],
+];
+
+export function reasonText(s) {
+  if (!s) return s ?? "";
+  for (const [re, f] of REASONS) {
+    const m = re.exec(s);
+    if (m) return f(m) ?? s;
+  }
+  return s;
+}
