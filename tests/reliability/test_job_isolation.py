@@ -21,6 +21,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -232,3 +233,18 @@ echo '== end'
     assert 0 < len(pids) < 10 and "/proc/1" in pids, pids           # its namespace: itself only
     assert str(w.agent.pid) not in _section(out, "ps").split(), _section(out, "ps")
     assert "suanli.agent" not in out and "sleep 300" not in out
+
+
+def test_a_cancelled_job_still_gets_sigterm_first_and_may_end_gracefully(service, tmp_path):
+    """The job's namespace and uid change nothing to stopping: SIGTERM reaches the job's own
+    processes (its last checkpoint written), then nothing of it is left."""
+    w = World(service, tmp_path)
+    jid = w.submit(w.acme, "trap 'echo bye > \"$SUANLI_CHECKPOINT_DIR/bye\"; exit 0' TERM; sleep 300 & wait",
+                   work_h=0.2)
+    wait_for(lambda: w.state(w.acme, jid) == "RUNNING", 60, dump=w.agent_log)
+    time.sleep(0.5)                                   # the trap is set
+    assert w.acme.delete(f"/v1/jobs/{jid}").status_code == 200
+    bye = w.workdir / "east-1" / "checkpoints" / str(jid) / "bye"
+    wait_for(bye.exists, 30)
+    if ROOT:
+        wait_for(lambda: not _uids().get(UID_BASE + w.ids["acme"]), 30)

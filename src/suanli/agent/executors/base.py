@@ -93,10 +93,15 @@ def searchable_by_others(path: Path) -> Path | None:
 
 def give(top: Path, uid: int, gid: int) -> None:
     """Make `top` (a directory in a directory only the agent can change) and what the agent put
-    in it (a checkpoint it unpacked: its own files) the job's, mode 0700 for `top`. Walks by
+    in it (a checkpoint it unpacked, the files of a job run before isolation: the agent's own
+    files) the job's, mode 0700 for `top`; a `top` that is already the job's is left as it is
+    (its files are the job's: walking a large home at every start would hold the loop). Walks by
     directory descriptors and never follows a link, and leaves alone what is not the agent's
     and any file with several links, so a job's links and renames cannot turn it on another file."""
     me = os.geteuid()
+    if os.stat(top, follow_symlinks=False).st_uid != me:
+        os.chmod(top, 0o700, follow_symlinks=False)     # the job's already: the agent put nothing in it since
+        return
     for _, dirs, files, dfd in os.fwalk(top, topdown=False, follow_symlinks=False):
         for name in dirs + files:
             try:

@@ -19,8 +19,9 @@ tenant's uid and gid, no supplementary groups, no capabilities and `no_new_privs
 programs gain nothing), and, where the kernel allows it, `unshare --pid --fork --mount-proc`
 puts the job in a PID namespace of its own: it sees only its own processes in `ps` and /proc
 (not the agent, not another job). The namespace's first process waits for the command, so a
-SIGTERM to the process group still reaches every process of the job; when the command is done
-(or SIGKILLed) the kernel kills whatever the job left in its namespace.
+SIGTERM to the process group still reaches every process of the job, which may end gracefully
+(write a last checkpoint) as before; when the command is done, or the group SIGKILLed, the
+kernel kills whatever the job left in its namespace.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def pid_namespaces(unshare: str | None) -> bool:
     if unshare is None or os.geteuid() != 0:
         return False
     try:
-        return subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "--kill-child", "/bin/true"],
+        return subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "/bin/true"],
                               capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
@@ -129,7 +130,7 @@ class LocalExecutor(Executor):
         """What the wrapper puts before `/bin/sh <command file>`: the job's namespace and user."""
         parts: list[str] = []
         if self.pid_ns:
-            parts += [self.unshare, "--pid", "--fork", "--mount-proc", "--kill-child"]
+            parts += [self.unshare, "--pid", "--fork", "--mount-proc"]
         ids = self.job_ids(a)
         if ids is not None:
             parts += [self.setpriv, f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups", "--no-new-privs",
