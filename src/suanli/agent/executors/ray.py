@@ -19,6 +19,7 @@ http://127.0.0.1:8265).
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import time
@@ -29,6 +30,8 @@ import httpx
 
 from suanli.agent.executors.base import Executor, JobPolicy, Run
 from suanli.errors import UserError
+
+log = logging.getLogger("suanli.agent")
 
 NAME = re.compile(r"^suanli-(\d+)-f(\d+)$")
 _NOT_GPU = re.compile(r"^(CPU|GPU|memory|object_store_memory|objectStoreMemory|node:.*|accelerator_type:.*)$")
@@ -60,6 +63,8 @@ class RayExecutor(Executor):
             raise UserError("--executor ray: give the Ray head's dashboard address with --ray-address "
                             "(e.g. http://127.0.0.1:8265)")
         super().__init__(site, workdir, checkpoint_root, policy)
+        log.warning("site %s: Ray isolates nothing between the jobs of one cluster: give each tenant (trust "
+                    "boundary) a cluster of its own (docs/SITES.md, Isolation)", site)
         self.address = address.rstrip("/")
         self.gpu_types = gpu_types
         try:

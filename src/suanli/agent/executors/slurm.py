@@ -25,6 +25,7 @@ command-line clients (found on PATH; the cluster through `SLURM_CONF` as usual).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -35,6 +36,8 @@ from datetime import datetime
 
 from suanli.agent.executors.base import Executor, JobPolicy, Run
 from suanli.errors import UserError
+
+log = logging.getLogger("suanli.agent")
 
 QUEUED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
                     "SUSPENDED", "STOPPED", "SIGNALING", "RESIZING"})
@@ -101,6 +104,8 @@ class SlurmExecutor(Executor):
             raise UserError("--executor slurm: sbatch is not on PATH (install Slurm's clients)")
         super().__init__(site, workdir, checkpoint_root, policy)
         self.partition = partition or site
+        log.warning("site %s: Slurm runs every tenant's job as the agent's user (uid %d): tenants share that uid "
+                    "on the nodes (docs/SITES.md, Isolation)", site, os.geteuid())
         self.count = self.pools()
         if not self.count:
             raise UserError(f"--executor slurm: partition {self.partition!r} has no node with gpu GRES "
