@@ -248,3 +248,26 @@ def test_a_cancelled_job_still_gets_sigterm_first_and_may_end_gracefully(service
     wait_for(bye.exists, 30)
     if ROOT:
         wait_for(lambda: not _uids().get(UID_BASE + w.ids["acme"]), 30)
+
+
+def test_an_operator_adds_variables_by_name_but_never_suanlis_own(tmp_path, monkeypatch):
+    from suanli.agent.executors.base import Executor, JobPolicy
+    from suanli.errors import UserError
+    monkeypatch.setenv("NCCL_SOCKET_IFNAME", "ib0")
+    monkeypatch.setenv("SUANLI_AGENT_TOKEN", "sl_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    ex = Executor("east-1", str(tmp_path), policy=JobPolicy(env=("NCCL_SOCKET_IFNAME", "NOT_SET")))
+    a = {"job_id": 7, "fence": 2, "tenant_id": 3}
+    env = ex.job_environment(a, tmp_path / "ckpt", tmp_path / "home", [0, 1])
+    assert env["NCCL_SOCKET_IFNAME"] == "ib0" and "NOT_SET" not in env
+    assert "SUANLI_AGENT_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert (env["SUANLI_JOB_ID"], env["SUANLI_FENCE"], env["CUDA_VISIBLE_DEVICES"]) == ("7", "2", "0,1")
+    for bad in ("SUANLI_AGENT_TOKEN", "SUANLI_TOKEN", "A-B", ""):
+        with pytest.raises(UserError):
+            JobPolicy(env=(bad,))
+    with pytest.raises(UserError):
+        JobPolicy(uid_base=0)
+    r = subprocess.run([sys.executable, "-m", "suanli.agent", "--site", "east-1", "--controller", "http://127.0.0.1:9",
+                        "--job-env", "SUANLI_AGENT_TOKEN", "--workdir", str(tmp_path / "w")],
+                       env=dict(os.environ, SUANLI_AGENT_TOKEN="sl_x"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--job-env SUANLI_AGENT_TOKEN" in r.stderr, r.stderr
