@@ -112,6 +112,14 @@ class LocalExecutor(Executor):
         if self.isolate and self.setpriv is None:
             raise UserError("the agent runs as root and runs each job under its tenant's uid with setpriv "
                             "(util-linux), which is not on PATH: install util-linux")
+        if self.isolate:
+            top = self.policy.uid_base + 65535
+            probe = subprocess.run([self.setpriv, f"--reuid={top}", f"--regid={top}", "--clear-groups", "/bin/true"],
+                                   capture_output=True, text=True, timeout=20)
+            if probe.returncode != 0:
+                raise UserError(f"--job-uid-base {self.policy.uid_base}: this machine cannot run a process as uid "
+                                f"{top} ({probe.stderr.strip()}): a user namespace that maps fewer ids? "
+                                f"(/proc/self/uid_map) choose a base within the ids it maps")
         self.pid_ns = pid_namespaces(self.unshare)
         if os.geteuid() != 0:
             log.warning("site %s: the agent is not root: jobs run as its own user (uid %d), NOT isolated from each "
