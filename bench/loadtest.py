@@ -132,11 +132,13 @@ def stack(db_url: str, workdir: Path, tenants: int, tick_s: float = 1.0, agent_i
             ids = dict(s.execute(select(Tenant.name, Tenant.id)).all())
         tenant_ids = [ids[f"load{i:02d}"] for i in range(tenants)]
         agents = []
+        workdir.chmod(0o711)        # searchable: an agent run as root runs its jobs under unprivileged uids
         for site, tok in sites.items():
             a = subprocess.Popen(
-                [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", url, "--token", tok,
+                [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", url,
                  "--executor", "local", "--workdir", str(workdir / "agents"), "--interval-s", str(agent_interval_s)],
-                stdout=(workdir / f"{site}.log").open("wb"), stderr=subprocess.STDOUT)
+                stdout=(workdir / f"{site}.log").open("wb"), stderr=subprocess.STDOUT,
+                env=dict(os.environ, SUANLI_AGENT_TOKEN=tok))       # never on the command line
             procs.append(a)
             agents.append(a)
         yield Stack(url, db_url, server, agents, tokens, tenant_ids, sessions, log, procs)

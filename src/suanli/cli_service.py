@@ -180,9 +180,41 @@ def grid_cap(site: Annotated[str, typer.Argument(help="the site id")],
 
 
 # ----------------------------------------------------------------------------- agent
+def _agent_token(token_file: str | None) -> str:
+    """The site's token: from `--token-file` (readable by its owner only) or `$SUANLI_AGENT_TOKEN`,
+    which is then removed from the environment (nothing the agent starts inherits it)."""
+    import os
+    import stat
+    env = os.environ.pop("SUANLI_AGENT_TOKEN", None)
+    if token_file is not None and env is not None:
+        raise UserError("--token-file and $SUANLI_AGENT_TOKEN both give a token: give one")
+    if token_file is None:
+        if not env or not env.strip():
+            raise UserError("no site token: give --token-file PATH (a file readable only by its owner: chmod 600) "
+                            "or set $SUANLI_AGENT_TOKEN")
+        return env.strip()
+    try:
+        with open(token_file, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise UserError(f"--token-file {token_file}: not a regular file")
+            if st.st_mode & 0o077:
+                raise UserError(f"--token-file {token_file}: other users may read it (mode "
+                                f"{stat.S_IMODE(st.st_mode):04o}): chmod 600 {token_file}")
+            token = f.read().decode("utf-8", errors="replace").strip()
+    except OSError as e:
+        raise UserError(f"--token-file {token_file}: {e.strerror}") from None
+    if not token:
+        raise UserError(f"--token-file {token_file}: empty")
+    return token
+
+
 def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
           controller: Annotated[str | None, typer.Option("--controller", help="the server URL")] = None,
-          token: Annotated[str | None, typer.Option("--token", help="the site's token")] = None,
+          token_file: Annotated[str | None, typer.Option(
+              "--token-file", help="a file holding the site's token, readable only by its owner (chmod 600); "
+                                   "or set $SUANLI_AGENT_TOKEN. Never on the command line")] = None,
+          token: Annotated[str | None, typer.Option("--token", hidden=True)] = None,
           executor: Annotated[str, typer.Option(help="how jobs run: local (subprocesses), slurm "
                                                      "(sbatch) or ray (Ray jobs); docs/SITES.md")] = "local",
           workdir: Annotated[str | None, typer.Option(help="where jobs run and checkpoint")] = None,
@@ -193,15 +225,35 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
           partition: Annotated[str | None, typer.Option(
               help="slurm: the partition that is this site (default: the site's id)")] = None,
           ray_address: Annotated[str | None, typer.Option(
-              "--ray-address", help="ray: the head's dashboard URL, e.g. http://127.0.0.1:8265")] = None) -> None:
+              "--ray-address", help="ray: the head's dashboard URL, e.g. http://127.0.0.1:8265")] = None,
+          job_env: Annotated[list[str] | None, typer.Option(
+              "--job-env", help="a variable of the agent's environment to pass to jobs too (repeatable); jobs get "
+                                "only PATH, LANG, LC_*, TZ, TERM and suanli's own otherwise")] = None,
+          job_uid_base: Annotated[int, typer.Option(
+              "--job-uid-base", help="local, agent run as root: a job runs as uid = gid = this + its tenant's id "
+                                     "(no /etc/passwd entry needed)")] = 2_000_000,
+          jobs_as_agent_user: Annotated[bool, typer.Option(
+              "--jobs-as-agent-user", help="local: run jobs as the agent's own user even when it is root: NO "
+                                           "isolation between tenants (a site with one trusted tenant)")] = False,
+          ) -> None:
     """Run a site agent: register, heartbeat, pull assignments, run them, report."""
+    import os
+
     from suanli.agent.agent import Agent
+    from suanli.agent.executors.base import JobPolicy
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
+        if token is not None:
+            raise UserError("--token: a token on a command line can be read by every process of the machine "
+                            "(/proc/PID/cmdline): put it in a file readable only by its owner (--token-file PATH, "
+                            "chmod 600) or in $SUANLI_AGENT_TOKEN")
+        site_token = _agent_token(token_file)
         if not interval_s > 0:
             raise UserError(f"--interval-s: must be > 0, got {interval_s}")
-        Agent(site, controller, token, executor, workdir, interval_s, checkpoint_dir, partition,
-              ray_address).run()
+        policy = JobPolicy(tuple(job_env or ()), job_uid_base, jobs_as_agent_user)
+        os.umask(0o077)                  # what the agent writes is its own unless it says otherwise
+        Agent(site, controller, site_token, executor, workdir, interval_s, checkpoint_dir, partition,
+              ray_address, policy=policy).run()
     except UserError as e:
         raise _fail(e) from None
 

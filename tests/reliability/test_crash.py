@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
-from svc import NETWORK, job_body, pg_schema, stop_all, wait_for  # noqa: E402
+from svc import NETWORK, agent_env, job_body, pg_schema, stop_all, wait_for  # noqa: E402
 
 from suanli.service import auth, metering  # noqa: E402
 from suanli.service.db import open_db  # noqa: E402
@@ -89,10 +89,11 @@ class Cluster:
 
     def start_agent(self, site: str) -> None:
         self.agents[site] = subprocess.Popen(
-            [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url, "--token",
-             self.site_tokens[site], "--executor", "local", "--workdir", str(self.tmp / "agents"),
+            [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url,
+             "--executor", "local", "--workdir", str(self.tmp / "agents"), "--jobs-as-agent-user",
              "--interval-s", "0.2"],
-            stdout=(self.tmp / f"{site}.log").open("ab"), stderr=subprocess.STDOUT)
+            stdout=(self.tmp / f"{site}.log").open("ab"), stderr=subprocess.STDOUT,
+            env=agent_env(self.site_tokens[site]))
 
     def kill_agent(self, site: str) -> None:
         self.agents[site].send_signal(signal.SIGKILL)

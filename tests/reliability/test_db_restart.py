@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from svc import NETWORK, ThreadServer, build, job_body, pg_schema, wait_for  # noqa: E402
+from svc import NETWORK, ThreadServer, agent_env, build, job_body, pg_schema, searchable, wait_for  # noqa: E402
 
 from suanli.service import auth  # noqa: E402
 from suanli.service.models import Job as JobRow  # noqa: E402
@@ -43,8 +43,9 @@ def test_postgresql_restart_under_load_answers_503_then_recovers(tmp_path):
                 token = auth.create_tenant(s, "acme", {}, None)
                 site = auth.create_site_token(s, "east-1")
             agent = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", "east-1", "--controller", base,
-                                      "--token", site, "--executor", "local", "--workdir", str(tmp_path / "a"),
-                                      "--interval-s", "0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "--executor", "local", "--workdir", str(searchable(tmp_path / "a")),
+                                      "--interval-s", "0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=agent_env(site))
             try:
                 statuses: Counter[int] = Counter()
                 acked: list[int] = []

@@ -30,7 +30,7 @@ from sqlalchemy import event, select
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "service"))
 import svc  # noqa: E402  (tests/service's fixtures module: real server over a real database)
-from svc import job_body, wait_for  # noqa: E402
+from svc import agent_env, job_body, wait_for  # noqa: E402
 
 from suanli.service import auth  # noqa: E402
 from suanli.service.models import Base, Token  # noqa: E402
@@ -174,11 +174,12 @@ def test_no_token_appears_in_the_logs(logged_server, tmp_path):
     # a real agent: one with a wrong token (refused), then the right one until the job ran
     work = tmp_path / "agents"
     runs = []
+    svc.searchable(work)
     for token in (near_miss, site):
         runs.append(subprocess.Popen(
-            [sys.executable, "-m", "suanli.agent", "--site", "east-1", "--controller", url, "--token", token,
+            [sys.executable, "-m", "suanli.agent", "--site", "east-1", "--controller", url,
              "--executor", "local", "--workdir", str(work), "--interval-s", "0.2"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=agent_env(token)))
     try:
         with client(tenant) as t:
             wait_for(lambda: t.get(f"/v1/jobs/{job}").json()["state"] == "SUCCEEDED", timeout=60)

@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from svc import agent_env
+
+from suanli.agent.executors.base import searchable_by_others
 
 ROOT = Path(__file__).resolve().parents[2]
 SLURM_STATE = os.environ.get("SLURM_STATE", "/tmp/suanli-slurm")
@@ -49,10 +52,20 @@ while step < n:
 '''
 
 
+def job_python() -> str:
+    """A Python the jobs' users can run: an agent run as root runs jobs under unprivileged uids,
+    which cannot reach an interpreter under a private home (pyenv in /root, say). JOB needs only
+    the standard library."""
+    exe = Path(sys.executable).resolve()
+    if os.geteuid() != 0 or (searchable_by_others(exe.parent) is None and exe.stat().st_mode & 0o001):
+        return sys.executable
+    return shutil.which("python3", path="/usr/bin:/bin:/usr/local/bin") or sys.executable
+
+
 def job_command(tmp: Path, n: int, step_s: float, hang_at: str = "") -> str:
     script = tmp / "ckpt_job.py"
     script.write_text(JOB)
-    return f"{sys.executable} {script} {n} {step_s} {hang_at}".strip()
+    return f"{job_python()} {script} {n} {step_s} {hang_at}".strip()
 
 
 def _usable() -> str | None:
@@ -111,11 +124,11 @@ def slurm_jobs() -> dict[str, dict[str, str]]:
 def start_slurm_agent(service, site: str, workdir: Path, checkpoint_dir: Path | None = None,
                       token: str | None = None) -> subprocess.Popen:
     token = token or service.site_token(site)
-    cmd = [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", service.url, "--token", token,
+    cmd = [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", service.url,
            "--executor", "slurm", "--workdir", str(workdir), "--interval-s", "0.3"]
     if checkpoint_dir is not None:
         cmd += ["--checkpoint-dir", str(checkpoint_dir)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=agent_env(token))
     service.agents.append(p)
     return p
 

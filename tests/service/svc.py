@@ -9,8 +9,10 @@ Each PostgreSQL test gets its own schema (`search_path`), so tests never see eac
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,6 +58,26 @@ def db_url(request, tmp_path) -> Iterator[str]:
         yield url
 
 
+def agent_env(token: str) -> dict[str, str]:
+    """The environment of an agent process: ours, with its site token (never on its command line)."""
+    return dict(os.environ, SUANLI_AGENT_TOKEN=token)
+
+
+def searchable(path: Path) -> Path:
+    """Make the temporary directories on the way to an agent's workdir searchable (o+x, not
+    listable) by other users: an agent run as root runs its jobs under unprivileged uids, which
+    must reach their directories (pytest makes its temporary directories 0700). Only directories
+    under the system's temporary directory are touched. Returns `path`."""
+    if os.geteuid() != 0:
+        return path
+    tmp = Path(tempfile.gettempdir()).resolve()
+    p = Path(path).resolve()
+    for d in [*reversed(p.parents), p]:
+        if d != tmp and tmp in d.parents and d.is_dir() and d.stat().st_uid == 0:
+            d.chmod(d.stat().st_mode | stat.S_IXOTH)
+    return path
+
+
 @dataclass
 class Service:
     url: str
@@ -85,9 +107,11 @@ class Service:
 
     def start_agent(self, site: str, workdir: Path, token: str | None = None) -> subprocess.Popen:
         token = token or self.site_token(site)
+        searchable(workdir)
         p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url,
-                              "--token", token, "--executor", "local", "--workdir", str(workdir),
-                              "--interval-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              "--executor", "local", "--workdir", str(workdir),
+                              "--interval-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=agent_env(token))
         self.agents.append(p)
         return p
 

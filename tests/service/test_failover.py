@@ -16,7 +16,7 @@ import svc
 import yaml
 from sites import job_command
 from sqlalchemy import select
-from svc import NETWORK, ThreadServer, build, job_body, wait_for
+from svc import NETWORK, ThreadServer, agent_env, build, job_body, searchable, wait_for
 
 from suanli.service.controller import Controller
 from suanli.service.models import Job as JobRow
@@ -130,10 +130,11 @@ def test_an_agent_restarted_gives_up_runs_it_cannot_adopt(service, tmp_path):
 
 
 def _agent(service, site: str, workdir: Path) -> subprocess.Popen:
+    searchable(workdir)
     p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", service.url,
-                          "--token", service.site_token(site), "--executor", "local", "--workdir", str(workdir),
+                          "--executor", "local", "--workdir", str(workdir),
                           "--interval-s", "0.2"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=agent_env(service.site_token(site)))
     service.agents.append(p)
     return p
 

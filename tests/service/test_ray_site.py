@@ -13,7 +13,7 @@ import sys
 import pytest
 import svc
 from sites import ROOT, job_command
-from svc import job_body, wait_for
+from svc import agent_env, job_body, wait_for
 
 service = svc.service
 REQUIRED = os.environ.get("SUANLI_TEST_RAY") == "1"
@@ -52,11 +52,11 @@ def ray_head(tmp_path_factory):
 
 def _agent(service, site, workdir, address, ckpt=None):
     cmd = [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", service.url,
-           "--token", service.site_token(site), "--executor", "ray", "--ray-address", address,
+           "--executor", "ray", "--ray-address", address,
            "--workdir", str(workdir), "--interval-s", "0.3"]
     if ckpt is not None:
         cmd += ["--checkpoint-dir", str(ckpt)]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=agent_env(service.site_token(site)))
     service.agents.append(p)
     return p
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
-from svc import NETWORK, job_body, pg_schema, stop_all, wait_for
+from svc import NETWORK, agent_env, job_body, pg_schema, stop_all, wait_for
 
 from suanli.service import auth
 from suanli.service.db import open_db
@@ -72,9 +72,9 @@ def test_two_replicas_place_each_job_once_and_hand_the_loop_over_when_the_leader
             east, west = auth.create_site_token(s, "east-1"), auth.create_site_token(s, "west-1")
         for site, tok, urls in (("east-1", east, f"{url_a},{url_b}"), ("west-1", west, f"{url_b},{url_a}")):
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", urls, "--token", tok,
+                [sys.executable, "-m", "suanli.agent", "--site", site, "--controller", urls, "--jobs-as-agent-user",
                  "--executor", "local", "--workdir", str(tmp_path / "agents"), "--interval-s", "0.2"],
-                stdout=(tmp_path / f"{site}.log").open("wb"), stderr=subprocess.STDOUT))
+                stdout=(tmp_path / f"{site}.log").open("wb"), stderr=subprocess.STDOUT, env=agent_env(tok)))
         ran = tmp_path / "ran"
         command = f"echo $SUANLI_JOB_ID $SUANLI_FENCE >> {ran}"
 

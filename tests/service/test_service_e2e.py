@@ -129,6 +129,6 @@ def test_cancelling_a_running_job_stops_its_process_and_bills_the_run(service, t
     jobdir = tmp_path / "east-1" / str(jid)
     import time
     time.sleep(3)                               # the agent's next heartbeats tell it to stop the run
-    assert not (jobdir / "survived").exists()
+    assert not (jobdir / "work" / "survived").exists()          # the job's working directory
     with service.sessions() as s:
         assert [u.job_id for u in s.scalars(select(Usage))] == [jid]

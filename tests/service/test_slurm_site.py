@@ -18,7 +18,7 @@ import sites
 import svc
 from sites import cancel_partition, job_command, slurm, slurm_jobs, start_slurm_agent
 from sqlalchemy import func, select
-from svc import job_body, stop_all, wait_for
+from svc import agent_env, job_body, stop_all, wait_for
 
 from suanli.agent.executors.slurm import SlurmExecutor, gres_gpus, parse_kv, suanli_state
 from suanli.service import auth
@@ -166,9 +166,10 @@ def test_controller_sigkilled_during_a_failover_loses_no_job_and_starts_none_twi
 
     def agent(site: str) -> subprocess.Popen:
         p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", url,
-                              "--token", tokens[site], "--executor", "slurm", "--workdir", str(tmp_path),
+                              "--executor", "slurm", "--workdir", str(tmp_path),
                               "--checkpoint-dir", str(tmp_path / f"{site}-disk"), "--interval-s", "0.3"],
-                             stdout=(tmp_path / f"{site}.log").open("wb"), stderr=subprocess.STDOUT)
+                             stdout=(tmp_path / f"{site}.log").open("wb"), stderr=subprocess.STDOUT,
+                             env=agent_env(tokens[site]))
         procs.append(p)
         return p
 

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 import tarfile
 import tempfile
 import threading
@@ -27,6 +28,7 @@ from collections import deque
 from datetime import UTC, datetime
 from pathlib import Path
 
+from suanli.agent.executors.base import JobPolicy
 from suanli.agent.executors.local import LocalExecutor
 from suanli.errors import UserError
 from suanli.service.client import Client
@@ -68,17 +70,27 @@ def newest_checkpoint(directory: str | Path) -> float | None:
 
 
 def pack(directory: str | Path, archive: Path) -> bool:
-    """The checkpoint directory as a gzipped tar; False if a file changed under us (try later).
-    Jobs should write a checkpoint to a temporary name and rename it (docs/SITES.md)."""
+    """The checkpoint directory's regular files as a gzipped tar; False if a file changed under us
+    (try later). Jobs should write a checkpoint to a temporary name and rename it (docs/SITES.md).
+    The directory is the job's (the agent may be root): it is walked by directory descriptors and
+    each file opened without following a link, so a link or a rename cannot put another file in."""
     root = Path(directory)
     try:
         with tarfile.open(archive, "w:gz") as tar:
-            for f in sorted(root.rglob("*")):
-                if f.is_file():
+            for top, _, files, dfd in os.fwalk(root, follow_symlinks=False):
+                rel = Path(top).relative_to(root)
+                for name in sorted(files):
                     try:
-                        tar.add(f, arcname=str(f.relative_to(root)), recursive=False)
-                    except FileNotFoundError:
+                        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
+                    except OSError:                        # gone, a link, or not ours to read
                         continue
+                    with os.fdopen(fd, "rb") as f:
+                        st = os.fstat(fd)
+                        if not stat.S_ISREG(st.st_mode):
+                            continue
+                        info = tarfile.TarInfo(str(rel / name))
+                        info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), stat.S_IMODE(st.st_mode)
+                        tar.addfile(info, f)
     except (OSError, tarfile.TarError) as e:
         log.info("checkpoint %s changed while packing it (%s): next time", root, e)
         return False
@@ -129,7 +141,7 @@ class Outbox:
 class Agent:
     def __init__(self, site: str, controller: str | None, token: str | None, executor: str = "local",
                  workdir: str | None = None, interval_s: float = 1.0, checkpoint_dir: str | None = None,
-                 partition: str | None = None, ray_address: str | None = None):
+                 partition: str | None = None, ray_address: str | None = None, policy: JobPolicy | None = None):
         if executor not in EXECUTORS:
             raise UserError(f"--executor: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
         self.site = site
@@ -145,12 +157,12 @@ class Agent:
         self.outbox = Outbox(Path(workdir) / site / "outbox")
         if executor == "slurm":
             from suanli.agent.executors.slurm import SlurmExecutor
-            self.executor = SlurmExecutor(site, workdir, partition, checkpoint_dir)
+            self.executor = SlurmExecutor(site, workdir, partition, checkpoint_dir, policy=policy)
         elif executor == "ray":
             from suanli.agent.executors.ray import RayExecutor
-            self.executor = RayExecutor(site, workdir, ray_address, checkpoint_dir)
+            self.executor = RayExecutor(site, workdir, ray_address, checkpoint_dir, policy=policy)
         else:
-            self.executor = LocalExecutor(site, pools, workdir, checkpoint_dir)
+            self.executor = LocalExecutor(site, pools, workdir, checkpoint_dir, policy=policy)
         if executor != "local" and self.executor.count != pools:
             log.warning("site %s: the %s cluster has GPUs %s; the controller's network says %s",
                         site, executor, self.executor.count, pools)

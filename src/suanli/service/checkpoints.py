@@ -31,6 +31,13 @@ class CheckpointStore:
     def __init__(self, root: Path):
         self.root = Path(root)
 
+    def private(self) -> None:
+        """The store's directory, created 0700 (its archives are 0600): no other user of the machine reads them."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = self.root.stat()
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            self.root.chmod(0o700)
+
     def path(self, job_id: int) -> Path:
         return self.root / f"{job_id}.tar.gz"
 
@@ -41,7 +48,7 @@ class CheckpointStore:
         """Write an uploaded archive (an async iterable of byte chunks: the request body, streamed,
         never held in memory whole) to a temporary file of the store; `commit` or `discard` it.
         More than `max_bytes`: TooLarge, and nothing is kept."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.private()
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{job_id}.", suffix=".part")
         size = 0
         try:

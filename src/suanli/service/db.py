@@ -3,7 +3,9 @@
 SQLite by default (`<data dir>/suanli.db`, WAL), PostgreSQL with a
 `postgresql+psycopg://user:password@host:port/db` URL. The data directory is
 `$SUANLI_DATA_DIR`, else `~/.local/share/suanli`; `suanli serve` and `suanli admin` use the
-same default, so they meet in the same database.
+same default, so they meet in the same database. The service creates the data directory 0700
+and the SQLite file (and its WAL files) 0600: no other user of the machine (a job on a local
+site, say) reads or writes them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,22 @@ def data_dir() -> Path:
     return Path(os.environ.get("SUANLI_DATA_DIR") or Path.home() / ".local" / "share" / "suanli")
 
 
+def private_sqlite(path: Path) -> None:
+    """The database file (tokens, jobs, invoices) and its WAL files readable and writable by the
+    service's user alone (0600), created so if new: SQLite gives its WAL files the database's mode."""
+    if str(path) in ("", ":memory:"):
+        return
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            continue
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            f.chmod(0o600)
+
+
 def default_url() -> str:
     return f"sqlite:///{data_dir() / 'suanli.db'}"
 
@@ -40,7 +58,8 @@ def make_engine(url: str | None = None) -> Engine:
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                private_sqlite(path)
             except OSError as e:
                 raise UserError(f"--db: cannot create the data directory {str(path.parent)!r}: {e.strerror}") from None
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})

@@ -191,6 +191,7 @@ class HeartbeatReply(BaseModel):
 class Assignment(BaseModel):
     job_id: int
     fence: int
+    tenant_id: int = Field(description="the job's tenant: a root agent runs the job under a uid of this tenant")
     name: str
     command: str
     gpus: int

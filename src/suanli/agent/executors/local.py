@@ -4,30 +4,61 @@
 - `CUDA_VISIBLE_DEVICES`: the GPUs of the site's simulated pool the job holds (indices into
   the pool of its GPU type: a gang gets `gpus` of them, never shared with another job).
 
-Its stdout and stderr go to `<workdir>/<site>/<job id>/fence-<n>.log`. The command runs in a
-subshell of a small wrapper that writes its exit code to `fence-<n>.exit` when it ends, and the
-run's record (job, fence, GPUs, process group) is kept in `fence-<n>.run.json` while it lasts:
-the processes are in sessions of their own and outlive an agent that is killed, and the next
-agent on this workdir adopts them as the slurm and ray executors adopt their cluster's jobs. It
-follows an adopted run by its process group and its exit file; one that died without an exit
-code (killed with the machine, say) is reported failed with code -1.
+Its stdout and stderr go to `<workdir>/<site>/<job id>/fence-<n>.log`. The command (kept in
+`fence-<n>.sh`) runs under a small wrapper that writes its exit code to `fence-<n>.exit` when it
+ends, and the run's record (job, fence, GPUs, process group) is kept in `fence-<n>.run.json`
+while it lasts: the processes are in sessions of their own and outlive an agent that is killed,
+and the next agent on this workdir adopts them as the slurm and ray executors adopt their
+cluster's jobs. It follows an adopted run by its process group and its exit file; one that died
+without an exit code (killed with the machine, say) is reported failed with code -1.
+
+Isolation (executors/base.py, docs/SITES.md): the job's environment comes from the allow-list,
+its working directory is its private `work/`, its umask 077. When the agent is root, the
+wrapper (root, in the job's process group) runs the command through `setpriv` under the
+tenant's uid and gid, no supplementary groups, no capabilities and `no_new_privs` (setuid
+programs gain nothing), and, where the kernel allows it, `unshare --pid --fork --mount-proc`
+puts the job in a PID namespace of its own: it sees only its own processes in `ps` and /proc
+(not the agent, not another job). The namespace's first process waits for the command, so a
+SIGTERM to the process group still reaches every process of the job, which may end gracefully
+(write a last checkpoint) as before; when the command is done, or the group SIGKILLed, the
+kernel kills whatever the job left in its namespace.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from suanli.agent.executors.base import Executor, Run
+from suanli.agent.executors.base import Executor, JobPolicy, Run
 from suanli.errors import UserError
 
-# the job's command in a subshell (its own `exit` ends only that), then its code, kept
-WRAPPER = '(\n{command}\n)\ncode=$?\necho $code > {exit}.tmp && mv {exit}.tmp {exit}\nexit $code\n'
+log = logging.getLogger("suanli.agent")
+
+# the job's command (a file, run by a shell of its own: its `exit` ends only that), then its code, kept
+WRAPPER = ('umask 077\n{run} /bin/sh {command}\ncode=$?\n'
+           'echo $code > {exit}.tmp && mv -f {exit}.tmp {exit}\nexit $code\n')
+# the first process of a job's PID namespace: runs the command and waits for it (a namespace's
+# init gets no signal it has no handler for, so the command is not that process)
+NS_INIT = '"$@" & wait $!'
+
+
+def pid_namespaces(unshare: str | None) -> bool:
+    """Whether this kernel lets the agent give a job a PID namespace of its own (root only)."""
+    if unshare is None or os.geteuid() != 0:
+        return False
+    try:
+        return subprocess.run([unshare, "--pid", "--fork", "--mount-proc", "/bin/true"],
+                              capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 @dataclass
@@ -69,11 +100,52 @@ def _kill_group(pgid: int, grace_s: float = 5.0) -> None:
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, site: str, pools: dict[str, int], workdir: str, checkpoint_root: str | None = None):
-        super().__init__(site, workdir, checkpoint_root)
+    runs_jobs_itself = True
+
+    def __init__(self, site: str, pools: dict[str, int], workdir: str, checkpoint_root: str | None = None,
+                 policy: JobPolicy | None = None):
+        super().__init__(site, workdir, checkpoint_root, policy)
         self.free: dict[str, list[int]] = {g: list(range(n)) for g, n in pools.items()}
         self.count = dict(pools)
+        self.setpriv = shutil.which("setpriv")
+        self.unshare = shutil.which("unshare")
+        if self.isolate and self.setpriv is None:
+            raise UserError("the agent runs as root and runs each job under its tenant's uid with setpriv "
+                            "(util-linux), which is not on PATH: install util-linux")
+        if self.isolate:
+            top = self.policy.uid_base + 65535
+            probe = subprocess.run([self.setpriv, f"--reuid={top}", f"--regid={top}", "--clear-groups", "/bin/true"],
+                                   capture_output=True, text=True, timeout=20)
+            if probe.returncode != 0:
+                raise UserError(f"--job-uid-base {self.policy.uid_base}: this machine cannot run a process as uid "
+                                f"{top} ({probe.stderr.strip()}): a user namespace that maps fewer ids? "
+                                f"(/proc/self/uid_map) choose a base within the ids it maps")
+        self.pid_ns = pid_namespaces(self.unshare)
+        if os.geteuid() != 0:
+            log.warning("site %s: the agent is not root: jobs run as its own user (uid %d), NOT isolated from each "
+                        "other nor from the agent (its files, its processes); run it as root to give each tenant's "
+                        "jobs a uid of their own (docs/SITES.md, Isolation)", site, os.geteuid())
+        elif not self.isolate:
+            log.warning("site %s: --jobs-as-agent-user: jobs run as root, NOT isolated from each other nor from the "
+                        "agent (docs/SITES.md, Isolation)", site)
+        if os.geteuid() == 0 and not self.pid_ns:
+            log.warning("site %s: this kernel refuses PID namespaces (unshare --pid: %s): a job can list the "
+                        "machine's processes and read their command lines (docs/SITES.md, Isolation)",
+                        site, self.unshare or "not installed")
         self.adopt()
+
+    def runner(self, a: dict) -> str:
+        """What the wrapper puts before `/bin/sh <command file>`: the job's namespace and user."""
+        parts: list[str] = []
+        if self.pid_ns:
+            parts += [self.unshare, "--pid", "--fork", "--mount-proc"]
+        ids = self.job_ids(a)
+        if ids is not None:
+            parts += [self.setpriv, f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups", "--no-new-privs",
+                      "--inh-caps=-all", "--"]
+        if self.pid_ns:
+            parts += ["/bin/sh", "-c", NS_INIT, "suanli-job"]
+        return " ".join(shlex.quote(p) for p in parts)
 
     def adopt(self) -> None:
         """Take over the runs a previous agent of this site and workdir left (their records)."""
@@ -108,17 +180,34 @@ class LocalExecutor(Executor):
         if len(self.free.get(g, [])) < gpus:
             raise UserError(f"site {self.site}: {gpus} {g} GPUs asked, {len(self.free.get(g, []))} free")
         devices, self.free[g] = self.free[g][:gpus], self.free[g][gpus:]
-        jobdir, ckpt = self.prepare(a)
-        env = dict(os.environ, **self.job_env(a, ckpt), CUDA_VISIBLE_DEVICES=",".join(map(str, devices)))
+        try:
+            jobdir, ckpt = self.prepare(a)
+            ids = self.job_ids(a)
+        except BaseException:
+            self.free[g] = sorted(self.free[g] + devices)
+            raise
+        work = self.work_dir(a["job_id"])
+        env = self.job_environment(a, ckpt, work, devices)
         exit_file = jobdir / f"fence-{a['fence']}.exit"
         exit_file.unlink(missing_ok=True)
-        script = WRAPPER.format(command=a["command"], exit=exit_file.name)
-        logf = open(jobdir / f"fence-{a['fence']}.log", "wb")
+        command = jobdir / f"fence-{a['fence']}.sh"
+        command.unlink(missing_ok=True)
+        fd = os.open(command, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(a["command"] + "\n")
+        if ids is not None:                       # the job's user reads it through its group
+            os.chown(command, 0, ids[1])
+            command.chmod(0o640)
+        script = WRAPPER.format(run=self.runner(a), command=shlex.quote(str(command)),
+                                exit=shlex.quote(str(exit_file)))
+        logfd = os.open(jobdir / f"fence-{a['fence']}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                        0o600)
+        os.fchmod(logfd, 0o600)
         try:
-            proc = subprocess.Popen(script, shell=True, env=env, cwd=jobdir, stdout=logf,
+            proc = subprocess.Popen(["/bin/sh", "-c", script], env=env, cwd=work, stdout=logfd,
                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
-            logf.close()
+            os.close(logfd)
         record = jobdir / f"fence-{a['fence']}.run.json"
         tmp = record.with_suffix(".tmp")
         tmp.write_text(json.dumps({"job_id": a["job_id"], "fence": a["fence"], "gpu_type": g, "gpus": gpus,

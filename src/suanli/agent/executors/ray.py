@@ -7,7 +7,8 @@ http://127.0.0.1:8265).
   never restated. Busy: the GPUs of the runs this agent holds.
 - Start: `submit_job(entrypoint="cd JOBDIR && COMMAND", submission_id="suanli-<job id>-f<fence>",
   entrypoint_num_gpus=N, entrypoint_resources={TYPE: N})`, with `SUANLI_JOB_ID`, `SUANLI_FENCE`,
-  `SUANLI_SITE` and `SUANLI_CHECKPOINT_DIR` in `runtime_env.env_vars`; Ray holds the job
+  `SUANLI_SITE`, `SUANLI_CHECKPOINT_DIR` and the `--job-env` names in `runtime_env.env_vars`
+  (added to the environment of Ray's own worker: Ray isolates nothing, docs/SITES.md); Ray holds the job
   PENDING until its resources are free and sets `CUDA_VISIBLE_DEVICES`.
 - States: PENDING → still TRANSFERRING; RUNNING → RUNNING; SUCCEEDED → SUCCEEDED; FAILED and
   a STOPPED suanli did not ask for → FAILED (exit code from the driver, else -1). GPU-seconds:
@@ -18,6 +19,7 @@ http://127.0.0.1:8265).
 
 from __future__ import annotations
 
+import logging
 import re
 import shlex
 import time
@@ -26,8 +28,10 @@ from pathlib import Path
 
 import httpx
 
-from suanli.agent.executors.base import Executor, Run
+from suanli.agent.executors.base import Executor, JobPolicy, Run
 from suanli.errors import UserError
+
+log = logging.getLogger("suanli.agent")
 
 NAME = re.compile(r"^suanli-(\d+)-f(\d+)$")
 _NOT_GPU = re.compile(r"^(CPU|GPU|memory|object_store_memory|objectStoreMemory|node:.*|accelerator_type:.*)$")
@@ -50,7 +54,7 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, site: str, workdir: str, address: str | None, checkpoint_root: str | None = None,
-                 gpu_types: set[str] | None = None):
+                 gpu_types: set[str] | None = None, policy: JobPolicy | None = None):
         try:
             from ray.job_submission import JobSubmissionClient
         except ImportError:
@@ -58,7 +62,9 @@ class RayExecutor(Executor):
         if not address:
             raise UserError("--executor ray: give the Ray head's dashboard address with --ray-address "
                             "(e.g. http://127.0.0.1:8265)")
-        super().__init__(site, workdir, checkpoint_root)
+        super().__init__(site, workdir, checkpoint_root, policy)
+        log.warning("site %s: Ray isolates nothing between the jobs of one cluster: give each tenant (trust "
+                    "boundary) a cluster of its own (docs/SITES.md, Isolation)", site)
         self.address = address.rstrip("/")
         self.gpu_types = gpu_types
         try:
@@ -95,7 +101,7 @@ class RayExecutor(Executor):
         g, gpus, jid, fence = a["gpu_type"], a["gpus"], a["job_id"], a["fence"]
         jobdir, ckpt = self.prepare(a)
         sid = f"suanli-{jid}-f{fence}"
-        env = self.job_env(a, ckpt)
+        env = dict(self.operator_env(), **self.job_env(a, ckpt))   # added to the Ray worker's own (no isolation)
         try:
             self.client.submit_job(entrypoint=f"cd {shlex.quote(str(jobdir))} && {a['command']}", submission_id=sid,
                                    entrypoint_num_gpus=gpus, entrypoint_resources={g: gpus},

@@ -5,9 +5,10 @@ command-line clients (found on PATH; the cluster through `SLURM_CONF` as usual).
   node of the site's partition (`scontrol -o show node`), summed per type; busy GPUs from
   the nodes' `GresUsed`.
 - Start: `sbatch --parsable -p PARTITION --gres=gpu:TYPE:N -J suanli-<job id>-f<fence>` of a
-  script holding the job's command, run in `<workdir>/<site>/<job id>/` with `SUANLI_JOB_ID`,
-  `SUANLI_FENCE`, `SUANLI_SITE` and `SUANLI_CHECKPOINT_DIR` in its environment (sbatch
-  exports the submitting environment); output to `fence-<n>.log` there. Slurm queues it
+  script holding the job's command, run in `<workdir>/<site>/<job id>/` with the environment of
+  executors/base.py (the allow-list, `SUANLI_JOB_ID`, `SUANLI_FENCE`, `SUANLI_SITE`,
+  `SUANLI_CHECKPOINT_DIR`; sbatch exports its environment, which is that plus the `SLURM_*` and
+  `SBATCH_*` variables sbatch reads); output to `fence-<n>.log` there. Slurm queues it
   until its GPUs are free: the job stays TRANSFERRING in suanli until Slurm runs it.
 - Follow: `squeue` for jobs still queued or running, `scontrol show job` for their end
   (`sacct` first where accounting is on). Slurm states map to suanli's lifecycle:
@@ -24,6 +25,7 @@ command-line clients (found on PATH; the cluster through `SLURM_CONF` as usual).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -32,8 +34,10 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from suanli.agent.executors.base import Executor, Run
+from suanli.agent.executors.base import Executor, JobPolicy, Run
 from suanli.errors import UserError
+
+log = logging.getLogger("suanli.agent")
 
 QUEUED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD",
                     "SUSPENDED", "STOPPED", "SIGNALING", "RESIZING"})
@@ -94,11 +98,14 @@ class SlurmRun(Run):
 class SlurmExecutor(Executor):
     name = "slurm"
 
-    def __init__(self, site: str, workdir: str, partition: str | None = None, checkpoint_root: str | None = None):
+    def __init__(self, site: str, workdir: str, partition: str | None = None, checkpoint_root: str | None = None,
+                 policy: JobPolicy | None = None):
         if shutil.which("sbatch") is None:
             raise UserError("--executor slurm: sbatch is not on PATH (install Slurm's clients)")
-        super().__init__(site, workdir, checkpoint_root)
+        super().__init__(site, workdir, checkpoint_root, policy)
         self.partition = partition or site
+        log.warning("site %s: Slurm runs every tenant's job as the agent's user (uid %d): tenants share that uid "
+                    "on the nodes (docs/SITES.md, Isolation)", site, os.geteuid())
         self.count = self.pools()
         if not self.count:
             raise UserError(f"--executor slurm: partition {self.partition!r} has no node with gpu GRES "
@@ -150,7 +157,10 @@ class SlurmExecutor(Executor):
         jobdir, ckpt = self.prepare(a)
         script = jobdir / f"fence-{fence}.sh"
         script.write_text("#!/bin/bash\n" + a["command"] + "\n")
-        env = dict(os.environ, **self.job_env(a, ckpt))
+        # the job's environment from the allow-list (executors/base.py), and what sbatch itself reads:
+        # sbatch exports its whole environment to the job, so nothing else of the agent's is in it
+        env = dict(self.job_environment(a, ckpt, jobdir),
+                   **{k: v for k, v in os.environ.items() if k.startswith(("SLURM_", "SBATCH_"))})
         out = self._sh("sbatch", "--parsable", "-p", self.partition, f"--gres=gpu:{g}:{gpus}",
                        "-J", f"suanli-{jid}-f{fence}", "-D", str(jobdir), "-o", str(jobdir / f"fence-{fence}.log"),
                        str(script), env=env)

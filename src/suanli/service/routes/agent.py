@@ -93,7 +93,8 @@ def assignments(site: str, p: Who, s: DB, c: Ctl, limit: Annotated[int, Query(ge
                         + (f", moved in {hours * 3600:.3f} s for {cny:.6f} CNY)" if row.checkpoint_site != site
                            else ")"))
             move(s, row, "TRANSFERRING", now, why)
-            out.append(Assignment(job_id=row.id, fence=row.fence, name=row.name, command=row.command,
+            out.append(Assignment(job_id=row.id, fence=row.fence, tenant_id=row.tenant_id, name=row.name,
+                                  command=row.command,
                                   gpus=row.gpus, gpu_type=row.gpu_type, start_h=row.start_h, end_h=row.end_h,
                                   checkpoint_h=row.spec.get("checkpoint_h"),
                                   resume_bytes=row.checkpoint_bytes if resume else None,
