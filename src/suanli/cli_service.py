@@ -193,15 +193,32 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
           partition: Annotated[str | None, typer.Option(
               help="slurm: the partition that is this site (default: the site's id)")] = None,
           ray_address: Annotated[str | None, typer.Option(
-              "--ray-address", help="ray: the head's dashboard URL, e.g. http://127.0.0.1:8265")] = None) -> None:
+              "--ray-address", help="ray: the head's dashboard URL, e.g. http://127.0.0.1:8265")] = None,
+          max_checkpoint_bytes: Annotated[str, typer.Option(
+              "--max-checkpoint-bytes", help="the largest checkpoint packed (the sum of its files' sizes) or "
+                                             "fetched (downloaded, and unpacked), e.g. 16GiB")] = "16GiB",
+          checkpoint_timeout_s: Annotated[float, typer.Option(
+              "--checkpoint-timeout-s", help="the longest time to pack and upload, or fetch and unpack, one "
+                                             "checkpoint")] = 600.0,
+          log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object a line)")] = "text",
+          log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
+          ) -> None:
     """Run a site agent: register, heartbeat, pull assignments, run them, report."""
+    from suanli import logs
     from suanli.agent.agent import Agent
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    from suanli.agent.checkpoints import parse_size
     try:
+        if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise UserError(f"--log-level: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        logs.configure(log_format, log_level.upper())
+        for name in ("httpx", "httpcore"):          # a line per request: the agent logs its own decisions
+            logging.getLogger(name).setLevel(logging.WARNING)
         if not interval_s > 0:
             raise UserError(f"--interval-s: must be > 0, got {interval_s}")
+        if not checkpoint_timeout_s > 0:
+            raise UserError(f"--checkpoint-timeout-s: must be > 0, got {checkpoint_timeout_s}")
         Agent(site, controller, token, executor, workdir, interval_s, checkpoint_dir, partition,
-              ray_address).run()
+              ray_address, parse_size(max_checkpoint_bytes), checkpoint_timeout_s).run()
     except UserError as e:
         raise _fail(e) from None
 

@@ -85,9 +85,11 @@ class Service:
 
     def start_agent(self, site: str, workdir: Path, token: str | None = None) -> subprocess.Popen:
         token = token or self.site_token(site)
-        p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url,
-                              "--token", token, "--executor", "local", "--workdir", str(workdir),
-                              "--interval-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with open(workdir / f"agent-{site}.log", "ab") as log:    # its log, kept (a pipe nobody reads fills up)
+            p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url,
+                                  "--token", token, "--executor", "local", "--workdir", str(workdir),
+                                  "--interval-s", "0.2"], stdout=log, stderr=subprocess.STDOUT)
         self.agents.append(p)
         return p
 
