@@ -143,6 +143,7 @@ def pack(directory: str | Path, files: list[tuple[str, int]], archive: Path, sto
     root = Path(directory)
     try:
         with tarfile.open(archive, "w:gz", compresslevel=COMPRESSLEVEL) as tar:
+            tar.copybufsize = CHUNK
             for name, _ in files:
                 stop.check()
                 try:
@@ -198,7 +199,7 @@ def unpack(archive: Path, directory: Path, max_bytes: int, stop: Stop | None = N
                     continue
                 if not m.isreg():
                     kind = ("a symbolic link" if m.issym() else "a hard link" if m.islnk() else
-                            "a device" if m.isdev() else "a FIFO" if m.isfifo() else f"an entry of type {m.type!r}")
+                            "a FIFO" if m.isfifo() else "a device" if m.isdev() else f"an entry of type {m.type!r}")
                     raise BadArchive(f"{m.name!r} is {kind}: a checkpoint holds only files and directories")
                 total += m.size
                 if total > max_bytes:
