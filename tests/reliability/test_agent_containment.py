@@ -233,6 +233,19 @@ def test_pack_reads_regular_files_only_and_counts_a_sparse_file_whole(tmp_path):
         assert [(m.name, m.isreg()) for m in tar] == [("sub/w.bin", True)]
 
 
+def test_a_failed_runs_log_tail_is_read_only_from_a_plain_file(tmp_path):
+    """The log lies in the job's directory: a job that replaced it by a link to a file it may not
+    read, or by a FIFO (a reader would wait forever), gets no tail; control characters are escaped."""
+    from suanli.agent.agent import clean_text, log_tail
+    (tmp_path / "secret").write_text("root:x:0:0")
+    (tmp_path / "link.log").symlink_to(tmp_path / "secret")
+    os.mkfifo(tmp_path / "fifo.log")
+    (tmp_path / "plain.log").write_bytes(b"x" * 5000 + b"end\x00\x1b[2J")
+    assert log_tail(tmp_path / "link.log") == "" and log_tail(tmp_path / "fifo.log") == ""
+    tail = log_tail(tmp_path / "plain.log")
+    assert len(tail) == 2000 and clean_text(tail, 2000, tail=True).endswith("end\\x00\\x1b[2J")
+
+
 # ----------------------------------------------------------------------------- 3. heartbeats
 def _heartbeat_gaps(service, site: str, until, timeout: float) -> list[float]:
     """The gaps between the site's heartbeats (as the server saw them) until `until()`."""

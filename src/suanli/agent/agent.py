@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import signal
+import stat
 import tempfile
 import threading
 import time
@@ -77,13 +78,21 @@ def clean_text(text: str, limit: int = 4000, tail: bool = False) -> str:
 
 
 def log_tail(path: Path, limit: int = 2000) -> str:
-    """The last `limit` bytes of a run's log, as text ("" if there is none)."""
+    """The last `limit` bytes of a run's log, as text ("" if there is none). The log lies in the
+    job's own directory: one the job replaced by a link (to a file the job may not read) or by a
+    FIFO (whose reader would wait forever) is not read."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - limit))
-            return f.read().decode("utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return ""
+        try:
+            f.seek(max(0, f.seek(0, 2) - limit))
+            return f.read(limit).decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
 
 def _j(job_id, fence) -> dict:
