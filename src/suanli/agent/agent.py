@@ -610,3 +610,5 @@ class Agent:
             finally:
                 ck.clean(self.tmpdir)         # what an abandoned worker was writing
                 self.client.close()
+                if getattr(self, "_uclient", None) is not None:
+                    self._uclient.close()
