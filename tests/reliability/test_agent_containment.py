@@ -346,11 +346,17 @@ def test_archives_stay_in_the_agents_directory_and_leftovers_are_removed(service
 def test_an_agent_stopped_while_packing_stops_its_jobs_at_once(service, tmp_path):
     c = service.client(service.tenant("acme"))
     pid_file = tmp_path / "pid"
-    east, log = start_agent(service, "east-1", tmp_path / "w")      # its cap: 16 GiB
+    systmp = tmp_path / "systmp"
+    systmp.mkdir()
+    east, log = start_agent(service, "east-1", tmp_path / "w", env={"TMPDIR": str(systmp)})    # its cap: 16 GiB
     c.post("/v1/jobs", json=job_body(command=f'truncate -s 4G "$SUANLI_CHECKPOINT_DIR/state.bin"; '
                                              f'sleep 300 & echo $! > {pid_file}; wait', gpu_types=["h100"],
                                      work_h=0.1))
-    wait_for(lambda: "packing its checkpoint" in log.read_text(), 60, dump=lambda: log.read_text()[-2000:])
+    packing = [tmp_path / "w" / "east-1" / "tmp", systmp]            # where an archive is written
+
+    def under_way() -> bool:             # an archive with bytes in it: packing has begun
+        return any(a.stat().st_size > 0 for p in packing if p.is_dir() for a in p.glob("suanli-ckpt-*"))
+    wait_for(lambda: pid_file.exists() and under_way(), 60, dump=lambda: log.read_text()[-2000:])
     pid = int(pid_file.read_text())
     t0 = time.monotonic()
     east.send_signal(signal.SIGTERM)
