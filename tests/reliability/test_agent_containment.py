@@ -283,7 +283,9 @@ def test_packing_a_4gib_sparse_checkpoint_does_not_stop_heartbeats(service, tmp_
     assert f"job {big} fence 1: checkpoint stored" in text, text[-3000:]
     print(f"heartbeats while packing and uploading a 4 GiB sparse checkpoint ({took:.1f} s): "
           f"{len(gaps)} gaps, longest {max(gaps):.2f} s (interval 0.2 s, server timeout 3 s)")
-    assert max(gaps) < 1.5, gaps
+    # the server's timeout is what matters (no gap reaches it: the site is never down); the gaps
+    # stay near the interval on an idle machine (0.45 s here), the old loop's was the whole packing
+    assert max(gaps) < service.app.state.controller.heartbeat_timeout_s, gaps
     for cl, jid in ((c_bolt, other), (c_acme, big)):
         j = job(cl, jid)
         assert j["state"] == "RUNNING" and "PREEMPTED" not in states(j), j["transitions"]
