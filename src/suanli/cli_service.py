@@ -235,14 +235,28 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
           jobs_as_agent_user: Annotated[bool, typer.Option(
               "--jobs-as-agent-user", help="local: run jobs as the agent's own user even when it is root: NO "
                                            "isolation between tenants (a site with one trusted tenant)")] = False,
+          max_checkpoint_bytes: Annotated[str, typer.Option(
+              "--max-checkpoint-bytes", help="the largest checkpoint packed (the sum of its files' sizes) or "
+                                             "fetched (downloaded, and unpacked), e.g. 16GiB")] = "16GiB",
+          checkpoint_timeout_s: Annotated[float, typer.Option(
+              "--checkpoint-timeout-s", help="the longest time to pack and upload, or fetch and unpack, one "
+                                             "checkpoint")] = 600.0,
+          log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object a line)")] = "text",
+          log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
           ) -> None:
     """Run a site agent: register, heartbeat, pull assignments, run them, report."""
     import os
 
+    from suanli import logs
     from suanli.agent.agent import Agent
+    from suanli.agent.checkpoints import parse_size
     from suanli.agent.executors.base import JobPolicy
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     try:
+        if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise UserError(f"--log-level: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
+        logs.configure(log_format, log_level.upper())
+        for name in ("httpx", "httpcore"):          # a line per request: the agent logs its own decisions
+            logging.getLogger(name).setLevel(logging.WARNING)
         if token is not None:
             raise UserError("--token: a token on a command line can be read by every process of the machine "
                             "(/proc/PID/cmdline): put it in a file readable only by its owner (--token-file PATH, "
@@ -250,10 +264,12 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
         site_token = _agent_token(token_file)
         if not interval_s > 0:
             raise UserError(f"--interval-s: must be > 0, got {interval_s}")
+        if not checkpoint_timeout_s > 0:
+            raise UserError(f"--checkpoint-timeout-s: must be > 0, got {checkpoint_timeout_s}")
         policy = JobPolicy(tuple(job_env or ()), job_uid_base, jobs_as_agent_user)
         os.umask(0o077)                  # what the agent writes is its own unless it says otherwise
         Agent(site, controller, site_token, executor, workdir, interval_s, checkpoint_dir, partition,
-              ray_address, policy=policy).run()
+              ray_address, parse_size(max_checkpoint_bytes), checkpoint_timeout_s, policy=policy).run()
     except UserError as e:
         raise _fail(e) from None
 

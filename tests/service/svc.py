@@ -107,11 +107,12 @@ class Service:
 
     def start_agent(self, site: str, workdir: Path, token: str | None = None) -> subprocess.Popen:
         token = token or self.site_token(site)
+        workdir.mkdir(parents=True, exist_ok=True)
         searchable(workdir)
-        p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url,
-                              "--executor", "local", "--workdir", str(workdir),
-                              "--interval-s", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env=agent_env(token))
+        with open(workdir / f"agent-{site}.log", "ab") as log:    # its log, kept (a pipe nobody reads fills up)
+            p = subprocess.Popen([sys.executable, "-m", "suanli.agent", "--site", site, "--controller", self.url,
+                                  "--executor", "local", "--workdir", str(workdir),
+                                  "--interval-s", "0.2"], stdout=log, stderr=subprocess.STDOUT, env=agent_env(token))
         self.agents.append(p)
         return p
 

@@ -7,27 +7,38 @@ refuses a stale one, and the agent then drops that run.
 Each heartbeat carries the agent's `instance` (new at every start): after a restart the
 controller re-places the dispatched jobs the new agent does not hold (the slurm and ray
 executors adopt their cluster's jobs; the local executor kills what its predecessor left).
-Checkpoints: a running job's newest checkpoint is uploaded to the controller's store after each
-heartbeat that finds one; a re-placed job's stored checkpoint is downloaded into its checkpoint
-directory before it starts (service/checkpoints.py)."""
+Checkpoints: a running job's newest checkpoint is uploaded to the controller's store when it
+has a newer one; a re-placed job's stored checkpoint is downloaded into its checkpoint
+directory before it starts (service/checkpoints.py, agent/checkpoints.py).
+
+Containment: nothing one job or one archive holds stops the agent. Whatever goes wrong while
+preparing, fetching, starting or stopping one job fails that job alone (a FAILED report with
+the reason, through the outbox) and the loop goes on; packing, uploading and fetching
+checkpoints run in worker threads beside the loop, bounded in size and time, so heartbeats
+keep their interval; an upload the controller refuses (413, 507, 5xx) is tried again later,
+backing off per job, while the agent goes on claiming and running work. A dispatch that
+reaches the agent twice starts one run (the same fence: ignored; a newer one: the old run is
+stopped first).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
+import re
 import signal
 import stat
-import tarfile
 import tempfile
 import threading
 import time
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from suanli.agent import checkpoints as ck
 from suanli.agent.executors.base import JobPolicy
 from suanli.agent.executors.local import LocalExecutor
 from suanli.errors import UserError
@@ -35,75 +46,58 @@ from suanli.service.client import Client
 
 log = logging.getLogger("suanli.agent")
 EXECUTORS = ("local", "slurm", "ray")
+MAX_CHECKPOINT_BYTES = 16 * 2**30         # the sum of a checkpoint directory's file sizes, and what unpacks
+CHECKPOINT_TIMEOUT_S = 600.0              # to pack and upload one checkpoint, or to fetch and unpack one
+BACKOFF_MAX_S = 300.0                     # the longest wait between two tries of a refused upload
 
 
 def transient(e: UserError) -> bool:
     """A failure the agent waits out: the controller unreachable, or answering 5xx (its database
-    restarting: 503); its journaled reports and its runs are kept meanwhile."""
+    restarting: 503) or 429/408; its journaled reports and its runs are kept meanwhile."""
     msg = str(e)
-    return msg.startswith("cannot reach") or (len(msg) > 3 and msg[0] == "5" and msg[1:3].isdigit() and msg[3] == ":")
+    return msg.startswith("cannot reach") or status(e) in (408, 429) or 500 <= (status(e) or 0) <= 599
+
+
+def status(e: UserError) -> int | None:
+    """The HTTP status of a refusal ("409: ..."), or None."""
+    m = re.match(r"(\d{3}):", str(e))
+    return int(m.group(1)) if m else None
+
+
+def fatal(e: UserError) -> bool:
+    """The controller does not accept this agent (its token refused): stop, and say why."""
+    return status(e) in (401, 403)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def clean_text(text: str, limit: int = 4000, tail: bool = False) -> str:
+    """A report's text with control characters (a NUL byte among them) made visible, cut to `limit`."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text[-limit:] if tail else text[:limit]
 
 
 def log_tail(path: Path, limit: int = 2000) -> str:
-    """The last `limit` bytes of a run's log, as text ("" if there is none)."""
+    """The last `limit` bytes of a run's log, as text ("" if there is none). The log lies in the
+    job's own directory: one the job replaced by a link (to a file the job may not read) or by a
+    FIFO (whose reader would wait forever) is not read."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, 2) - limit))
-            return f.read().decode("utf-8", errors="replace")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return ""
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            return ""
+        try:
+            f.seek(max(0, f.seek(0, 2) - limit))
+            return f.read(limit).decode("utf-8", errors="replace")
+        except OSError:
+            return ""
 
 
-def newest_checkpoint(directory: str | Path) -> float | None:
-    """The modification time of the newest file under a job's checkpoint directory, or None."""
-    root = Path(directory)
-    newest = None
-    if root.is_dir():
-        for f in root.rglob("*"):
-            try:
-                if f.is_file():
-                    m = f.stat().st_mtime
-                    newest = m if newest is None else max(newest, m)
-            except OSError:          # gone while we looked (a job replacing its checkpoint)
-                continue
-    return newest
-
-
-def pack(directory: str | Path, archive: Path) -> bool:
-    """The checkpoint directory's regular files as a gzipped tar; False if a file changed under us
-    (try later). Jobs should write a checkpoint to a temporary name and rename it (docs/SITES.md).
-    The directory is the job's (the agent may be root): it is walked by directory descriptors and
-    each file opened without following a link, so a link or a rename cannot put another file in."""
-    root = Path(directory)
-    try:
-        with tarfile.open(archive, "w:gz") as tar:
-            for top, _, files, dfd in os.fwalk(root, follow_symlinks=False):
-                rel = Path(top).relative_to(root)
-                for name in sorted(files):
-                    try:
-                        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dfd)
-                    except OSError:                        # gone, a link, or not ours to read
-                        continue
-                    with os.fdopen(fd, "rb") as f:
-                        st = os.fstat(fd)
-                        if not stat.S_ISREG(st.st_mode):
-                            continue
-                        info = tarfile.TarInfo(str(rel / name))
-                        info.size, info.mtime, info.mode = st.st_size, int(st.st_mtime), stat.S_IMODE(st.st_mode)
-                        tar.addfile(info, f)
-    except (OSError, tarfile.TarError) as e:
-        log.info("checkpoint %s changed while packing it (%s): next time", root, e)
-        return False
-    return True
-
-
-def unpack(archive: Path, directory: Path) -> None:
-    """Replace the checkpoint directory's content by the archive's (no path leaves it: tar filter "data")."""
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
-    with tarfile.open(archive, "r:gz") as tar:
-        tar.extractall(directory, filter="data")
+def _j(job_id, fence) -> dict:
+    return {"extra": {"job_id": job_id, "fence": fence}}
 
 
 class Outbox:
@@ -138,22 +132,44 @@ class Outbox:
         path.unlink(missing_ok=True)
 
 
+@dataclass
+class Track:
+    """A running job's checkpoint uploads (per job and fence)."""
+    uploaded: float = 0.0             # the newest file's mtime in the checkpoint last stored
+    next_try: float = 0.0             # monotonic
+    delay: float = 0.0                # the current back-off (0: none)
+    said: str = ""                    # the last failure logged (a new one is logged, a repeat is not)
+
+
 class Agent:
     def __init__(self, site: str, controller: str | None, token: str | None, executor: str = "local",
                  workdir: str | None = None, interval_s: float = 1.0, checkpoint_dir: str | None = None,
-                 partition: str | None = None, ray_address: str | None = None, policy: JobPolicy | None = None):
+                 partition: str | None = None, ray_address: str | None = None,
+                 max_checkpoint_bytes: int = MAX_CHECKPOINT_BYTES, checkpoint_timeout_s: float = CHECKPOINT_TIMEOUT_S,
+                 connect_wait_s: float = 60.0, policy: JobPolicy | None = None):
         if executor not in EXECUTORS:
             raise UserError(f"--executor: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
         self.site = site
         self.instance = uuid.uuid4().hex            # new at every start: the controller sees a restart
-        self.uploaded: dict[tuple[int, int], float] = {}   # (job, fence) -> mtime of the checkpoint sent
         self.client = Client(controller, token)
+        self._client_args = (controller, token)
         self.interval_s = interval_s
-        sites = {s["id"]: s for s in self._first_contact()}
+        self.max_checkpoint_bytes = max_checkpoint_bytes
+        self.checkpoint_timeout_s = checkpoint_timeout_s
+        self.stopping = threading.Event()
+        self.outage: tuple[float, str] | None = None         # (since, what) while the controller is away
+        self._said: dict[str, str] = {}                       # the last error logged, per place
+        workdir = workdir or tempfile.mkdtemp(prefix=f"suanli-agent-{site}-")
+        log.info("agent %s of site %s, executor %s, workdir %s: controller %s", self.instance[:8], site, executor,
+                 workdir, ", ".join(self.client.urls))
+        sites = {s["id"]: s for s in self._first_contact(connect_wait_s)}
         if site not in sites:
             raise UserError(f"--site: the controller's network has no site {site!r} (sites: {', '.join(sites)})")
         pools = {p["gpu_type"]: p["count"] for p in sites[site]["pools"]}
-        workdir = workdir or tempfile.mkdtemp(prefix=f"suanli-agent-{site}-")
+        self.tmpdir = Path(workdir) / site / "tmp"            # archives being packed or fetched
+        removed = ck.clean(self.tmpdir)
+        if removed:
+            log.info("removed %d archive(s) a previous agent left in %s", removed, self.tmpdir)
         self.outbox = Outbox(Path(workdir) / site / "outbox")
         if executor == "slurm":
             from suanli.agent.executors.slurm import SlurmExecutor
@@ -166,38 +182,84 @@ class Agent:
         if executor != "local" and self.executor.count != pools:
             log.warning("site %s: the %s cluster has GPUs %s; the controller's network says %s",
                         site, executor, self.executor.count, pools)
-        self.waiting: deque[dict] = deque()       # claimed, waiting for GPUs of the simulated pool
-        self.stopping = threading.Event()
+        self.waiting: deque[dict] = deque()       # claimed: fetching a checkpoint, or waiting for GPUs
+        self.tracks: dict[tuple[int, int], Track] = {}          # checkpoint uploads of the runs
+        self.upload: tuple[tuple[int, int], ck.Task] | None = None
+        self.fetches: dict[tuple[int, int], ck.Task] = {}
+        self.fetch_retry: dict[tuple[int, int], float] = {}
+        self.resumed: set[tuple[int, int]] = set()              # checkpoint in place (or refused): may start
+        self.notes: dict[tuple[int, int], str] = {}             # said in the run's RUNNING report
+        log.info("site %s: pools %s, %d run(s) adopted; polling every %g s", site, pools,
+                 len(self.executor.runs), interval_s)
 
-    def _first_contact(self, wait_s: float = 60.0) -> list[dict]:
+    # ------------------------------------------------------------------ the controller
+    def _first_contact(self, wait_s: float) -> list[dict]:
         """The network's sites; waits up to `wait_s` for a controller that is still starting."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                return self.client.call("GET", "/v1/sites")
+                sites = self.client.call("GET", "/v1/sites")
+                self._reached()
+                return sites
             except UserError as e:
                 if not transient(e) or time.monotonic() > deadline:
                     raise
-                time.sleep(1.0)
+                self._away(e, f"waiting up to {wait_s:g} s for it to start")
+                if self.stopping.wait(1.0):
+                    raise UserError(f"stopped before reaching the controller ({e})") from None
+
+    def _away(self, e: UserError, doing: str) -> None:
+        """The controller is unreachable or answers 5xx: said once per outage."""
+        if self.outage is None:
+            self.outage = (time.monotonic(), str(e))
+            what = str(e) if str(e).startswith("cannot reach") else f"the controller at {self.client.url} answers {e}"
+            log.warning("%s: %s", what, doing)
+
+    def _reached(self) -> None:
+        if self.outage is not None:
+            log.warning("the controller at %s answers again, after %.1f s away", self.client.url,
+                        time.monotonic() - self.outage[0])
+            self.outage = None
+
+    def _once(self, where: str, level: int, msg: str, *args, exc_info=None, **kw) -> None:
+        """Log a failure at `where` unless it is the one logged there last."""
+        text = msg % args if args else msg
+        if self._said.get(where) != text:
+            self._said[where] = text
+            log.log(level, text, exc_info=exc_info, **kw)
 
     def send_reports(self) -> None:
         """Send the journaled reports in order; each leaves the outbox once the controller answered
-        (a 409/404 too: the job was cancelled or re-dispatched, and a run still going is stopped)."""
+        (a 409/404 too: the job was cancelled or re-dispatched, and a run still going is stopped; any
+        other refusal is logged and the report dropped: a report it will never take must not hold
+        up the others)."""
         for path, job_id, body in self.outbox.pending():
             try:
                 self.client.call("POST", f"/v1/agent/{self.site}/jobs/{job_id}/report", json=body)
+                log.info("job %s fence %s: reported %s", job_id, body.get("fence"), body.get("state"),
+                         **_j(job_id, body.get("fence")))
             except UserError as e:
-                if not str(e).startswith(("409", "404")):
+                if transient(e) or fatal(e):
                     raise                              # the controller is away: the rest waits too
-                log.info("job %s: %s", job_id, e)
-                run = self.executor.runs.get(job_id)
-                if run is not None and run.fence == body["fence"]:
-                    self.executor.stop(job_id)
+                if status(e) in (409, 404):
+                    log.info("job %s fence %s: the %s report is stale: %s", job_id, body.get("fence"),
+                             body.get("state"), e, **_j(job_id, body.get("fence")))
+                    run = self.executor.runs.get(job_id)
+                    if run is not None and run.fence == body.get("fence"):
+                        self._stop(job_id, run.fence, "its dispatch is over")
+                else:
+                    log.error("job %s fence %s: the controller refused the %s report (%s): dropped", job_id,
+                              body.get("fence"), body.get("state"), e, **_j(job_id, body.get("fence")))
             self.outbox.done(path)
 
+    # ------------------------------------------------------------------ the loop
     def step(self) -> None:
         ex = self.executor
-        ex.refresh()
+        try:
+            ex.refresh()
+        except Exception as e:                 # the cluster manager did not answer: the runs as last seen
+            self._once("refresh", logging.ERROR, "site %s: cannot read the %s cluster's state: %s", self.site,
+                       ex.name, e)
         running = [{"job_id": r.job_id, "fence": r.fence} for r in ex.runs.values()]
         running += [{"job_id": a["job_id"], "fence": a["fence"]} for a in self.waiting]
         held = {(r["job_id"], r["fence"]) for r in running}
@@ -206,89 +268,314 @@ class Agent:
         reply = self.client.call("POST", f"/v1/agent/{self.site}/heartbeat", json={
             "executor": ex.name, "instance": self.instance, "running": running,
             "pools": [{"gpu_type": g, "count": n, "busy": ex.busy()[g]} for g, n in ex.count.items()]})
+        self._reached()
         for ref in reply["cancel"]:
-            ex.stop(ref["job_id"])
-            self.waiting = deque(a for a in self.waiting if a["job_id"] != ref["job_id"])
-        for run, why in ex.started():            # before `finished`: a short job may have done both
-            self.outbox.add(run.job_id, {"fence": run.fence, "state": "RUNNING", "reason": why})
-        for run, code, wall_s in ex.finished():
-            body = {"fence": run.fence, "state": "SUCCEEDED" if code == 0 else "FAILED", "exit_code": code,
-                    "gpu_seconds": wall_s * run.gpus}
-            if code != 0:
-                body["log_tail"] = log_tail(ex.log_path(run))        # the log itself stays on the site
-            self.outbox.add(run.job_id, body)
+            jid, fence = ref["job_id"], ref["fence"]
+            run = ex.runs.get(jid)
+            if run is not None and run.fence == fence:
+                self._stop(jid, fence, "cancelled or dispatched elsewhere")
+            if any(a["job_id"] == jid and a["fence"] == fence for a in self.waiting):
+                log.info("job %s fence %s: dropped before it started (cancelled or dispatched elsewhere)", jid,
+                         fence, **_j(jid, fence))
+                self.waiting = deque(a for a in self.waiting if not (a["job_id"] == jid and a["fence"] == fence))
+        self._announce()
+        self._collect()
         self.send_reports()
-        self.upload_checkpoints()
-        self.waiting.extend(self.client.call("POST", f"/v1/agent/{self.site}/assignments"))
+        self.checkpoints()
+        self.accept(self.client.call("POST", f"/v1/agent/{self.site}/assignments"))
+        self.start_waiting()
+        self._announce()                 # the local executor's runs start at once
+        self.send_reports()
+
+    def _announce(self) -> None:
+        try:
+            started = self.executor.started()
+        except Exception as e:
+            self._once("started", logging.ERROR, "site %s: cannot list the runs started: %s", self.site, e)
+            return
+        for run, why in started:
+            note = self.notes.pop((run.job_id, run.fence), "")
+            reason = f"{why}; {note}" if note else why
+            log.info("job %s fence %s: running (%s)", run.job_id, run.fence, reason, **_j(run.job_id, run.fence))
+            self.outbox.add(run.job_id, {"fence": run.fence, "state": "RUNNING", "reason": clean_text(reason)})
+
+    def _collect(self) -> None:
+        ex = self.executor
+        try:
+            finished = ex.finished()
+        except Exception as e:
+            self._once("finished", logging.ERROR, "site %s: cannot list the runs ended: %s", self.site, e)
+            return
+        for run, code, wall_s in finished:
+            body = {"fence": run.fence, "state": "SUCCEEDED" if code == 0 else "FAILED", "exit_code": code,
+                    "gpu_seconds": max(0.0, wall_s) * run.gpus}
+            if code != 0:
+                body["log_tail"] = clean_text(log_tail(ex.log_path(run)), 2000, tail=True)  # the log stays here
+            log.info("job %s fence %s: ended, exit code %s after %.1f s", run.job_id, run.fence, code, wall_s,
+                     **_j(run.job_id, run.fence))
+            self.outbox.add(run.job_id, body)
+
+    def _stop(self, job_id: int, fence: int, why: str) -> None:
+        """Stop one run; a failure to stop it is logged (the next heartbeat asks again)."""
+        log.info("job %s fence %s: stopping it: %s", job_id, fence, why, **_j(job_id, fence))
+        try:
+            self.executor.stop(job_id)
+        except Exception as e:
+            log.error("job %s fence %s: cannot stop it: %s: %s", job_id, fence, type(e).__name__, e,
+                      **_j(job_id, fence))
+
+    def _fail(self, a: dict, reason: str) -> None:
+        """Fail one assignment (a FAILED report, through the outbox): the other jobs go on."""
+        log.error("job %s fence %s: failed: %s", a["job_id"], a["fence"], reason, **_j(a["job_id"], a["fence"]))
+        self.outbox.add(a["job_id"], {"fence": a["fence"], "state": "FAILED", "reason": clean_text(reason),
+                                      "gpu_seconds": 0.0})
+
+    def accept(self, assignments) -> None:
+        """Take claimed assignments; one the agent already runs or waits for (the same job) is a
+        dispatch that reached it twice: the same fence (or an older one) is ignored, a newer one
+        supersedes the old run, which is stopped first."""
+        ex = self.executor
+        for a in assignments if isinstance(assignments, list) else []:
+            try:
+                jid, fence = int(a["job_id"]), int(a["fence"])
+            except (KeyError, TypeError, ValueError):
+                log.error("an assignment without a job id and fence: ignored (%.200r)", a)
+                continue
+            log.info("job %s fence %s: claimed (%s x %s GPUs%s)", jid, fence, a.get("gpus"), a.get("gpu_type"),
+                     f", resumes from a checkpoint of {a['resume_bytes']:,} bytes" if a.get("resume_bytes") else "",
+                     **_j(jid, fence))
+            run = ex.runs.get(jid)
+            if run is not None:
+                if fence <= run.fence:
+                    log.info("job %s fence %s: already running under fence %s: the repeated dispatch is ignored",
+                             jid, fence, run.fence, **_j(jid, fence))
+                    continue
+                self._stop(jid, run.fence, f"superseded by fence {fence}")
+            queued = [w["fence"] for w in self.waiting if w["job_id"] == jid]
+            if queued:
+                if fence <= max(queued):
+                    log.info("job %s fence %s: already waiting under fence %s: the repeated dispatch is ignored",
+                             jid, fence, max(queued), **_j(jid, fence))
+                    continue
+                log.info("job %s fence %s: supersedes the waiting fence %s", jid, fence, max(queued), **_j(jid, fence))
+                self.waiting = deque(w for w in self.waiting if w["job_id"] != jid)
+            self.waiting.append(a)
+
+    def start_waiting(self) -> None:
+        ex = self.executor
+        keys = {(a["job_id"], a["fence"]) for a in self.waiting}
+        for key in [k for k in self.fetches if k not in keys]:      # dropped while fetching
+            self.fetches.pop(key).abandon()
+        self.resumed &= keys
+        self.fetch_retry = {k: v for k, v in self.fetch_retry.items() if k in keys}
         for _ in range(len(self.waiting)):
             a = self.waiting.popleft()
-            if not ex.can_start(a):
-                self.waiting.append(a)
-                continue
             try:
-                if not self.fetch_checkpoint(a):
+                ready = self._resume_ready(a)
+                if ready is None:
                     continue                      # re-dispatched meanwhile: drop it
-            except UserError:
-                self.waiting.append(a)            # the controller is away: start it later
-                raise
-            ex.start(a)
-        for run, why in ex.started():            # the local executor's runs start at once
-            self.outbox.add(run.job_id, {"fence": run.fence, "state": "RUNNING", "reason": why})
-        self.send_reports()
-
-    # ------------------------------------------------------------------ checkpoints (service/checkpoints.py)
-    def upload_checkpoints(self) -> None:
-        """Send each running job's checkpoint to the controller's store when it has a newer one."""
-        for run in list(self.executor.runs.values()):
-            if not run.announced or not run.checkpoint_dir:
-                continue
-            mtime = newest_checkpoint(run.checkpoint_dir)
-            key = (run.job_id, run.fence)
-            if mtime is None or mtime <= self.uploaded.get(key, 0.0):
-                continue
-            fd, name = tempfile.mkstemp(prefix=f"suanli-ckpt-{run.job_id}-", suffix=".tar.gz")
-            archive = Path(name)
-            try:
-                os.close(fd)
-                if not pack(run.checkpoint_dir, archive):
+                if not ready or not ex.can_start(a):
+                    self.waiting.append(a)
                     continue
-                at = datetime.fromtimestamp(mtime, UTC).isoformat()
-                self.client.upload(f"/v1/agent/{self.site}/jobs/{run.job_id}/checkpoint", archive,
-                                   {"fence": run.fence, "at": at})
-                self.uploaded[key] = mtime
-            except UserError as e:
-                if not str(e).startswith(("409", "404")):
-                    raise
-                log.info("job %s: checkpoint not stored: %s", run.job_id, e)
-            finally:
-                archive.unlink(missing_ok=True)
-        live = {(r.job_id, r.fence) for r in self.executor.runs.values()}
-        self.uploaded = {k: v for k, v in self.uploaded.items() if k in live}
+            except Exception as e:
+                self._fail(a, f"the agent could not prepare it: {type(e).__name__}: {e}")
+                continue
+            self._start(a)
+        live = {(r.job_id, r.fence) for r in ex.runs.values()} | {(a["job_id"], a["fence"]) for a in self.waiting}
+        self.notes = {k: v for k, v in self.notes.items() if k in live}
 
-    def fetch_checkpoint(self, a: dict) -> bool:
-        """Before a re-placed job starts: put its stored checkpoint in its checkpoint directory
-        (unless it was made on this site, whose own copy is at least as new). False: the
-        controller no longer dispatches it here."""
-        if not a.get("resume_bytes"):
+    def _start(self, a: dict) -> None:
+        ex = self.executor
+        free = getattr(ex, "free", None)
+        saved = {g: list(d) for g, d in free.items()} if isinstance(free, dict) else None
+        try:
+            ex.start(a)
+        except Exception as e:
+            run = ex.runs.get(a["job_id"])
+            if run is None or run.fence != a["fence"]:
+                if saved is not None:
+                    ex.free = saved               # the GPUs it took are free again
+            self._fail(a, f"the agent could not start it: {type(e).__name__}: {e}")
+
+    # ------------------------------------------------------------------ checkpoints (agent/checkpoints.py)
+    def _resume_ready(self, a: dict) -> bool | None:
+        """Whether the assignment's checkpoint is in place: True (or none to fetch), False (a fetch
+        under way), None (the controller no longer dispatches it here). A fetch that fails for the
+        archive's sake (too big, not a safe archive, too slow) is refused: the job starts afresh, the
+        reason in its RUNNING report."""
+        key = (a["job_id"], a["fence"])
+        if not a.get("resume_bytes") or key in self.resumed:
             return True
         ckpt = self.executor.checkpoint_dir(a["job_id"])
         if a.get("resume_from") == self.site and ckpt.is_dir() and any(ckpt.iterdir()):
+            self.resumed.add(key)
             return True
-        ckpt.parent.mkdir(parents=True, exist_ok=True)
-        archive = ckpt.parent / f".{a['job_id']}-f{a['fence']}.tar.gz"
-        try:
-            self.client.download(f"/v1/agent/{self.site}/jobs/{a['job_id']}/checkpoint", archive,
-                                 {"fence": a["fence"]})
-            unpack(archive, ckpt)
-        except UserError as e:
-            if str(e).startswith(("409", "404")):
-                log.info("job %s: %s", a["job_id"], e)
+        task = self.fetches.get(key)
+        if task is None:
+            if time.monotonic() < self.fetch_retry.get(key, 0.0):
                 return False
-            raise
-        finally:
-            archive.unlink(missing_ok=True)
+            if int(a["resume_bytes"]) > self.max_checkpoint_bytes:
+                self._afresh(a, ckpt, f"{int(a['resume_bytes']):,} bytes, over the agent's cap of "
+                                      f"{ck.human(self.max_checkpoint_bytes)}")
+                return True
+            log.info("job %s fence %s: fetching its checkpoint (%s bytes, made on %s)", *key, a["resume_bytes"],
+                     a.get("resume_from"), **_j(*key))
+            self.fetches[key] = ck.Task(f"fetch-{key[0]}", lambda stop: self._fetch(a, ckpt, stop),
+                                        self.checkpoint_timeout_s)
+            return False
+        if not task.done():
+            if not task.overdue():
+                return False
+            task.abandon()
+            task.error = ck.Cancelled(f"stuck past {self.checkpoint_timeout_s:g} s")
+        del self.fetches[key]
+        e = task.error
+        if e is None:
+            log.info("job %s fence %s: checkpoint fetched (%s bytes unpacked)", *key, f"{task.result:,}", **_j(*key))
+            self.notes[key] = "resumes from its stored checkpoint"
+            self.resumed.add(key)
+            return True
+        if isinstance(e, UserError) and status(e) in (409, 404):
+            log.info("job %s fence %s: not dispatched here any more (%s): dropped", *key, e, **_j(*key))
+            return None
+        if isinstance(e, UserError) and (transient(e) or fatal(e)):
+            self.fetch_retry[key] = time.monotonic() + max(2.0, 2 * self.interval_s)
+            self._once(f"fetch-{key}", logging.WARNING, "job %s fence %s: cannot fetch its checkpoint yet (%s): "
+                       "it waits", *key, e, **_j(*key))
+            return False
+        self._afresh(a, ckpt, f"{type(e).__name__}: {e}" if not isinstance(e, ck.BadArchive | UserError) else str(e))
         return True
 
+    def _afresh(self, a: dict, ckpt: Path, why: str) -> None:
+        key = (a["job_id"], a["fence"])
+        log.warning("job %s fence %s: its stored checkpoint is refused (%s): it starts afresh", *key, why, **_j(*key))
+        ck._empty(ckpt)
+        self.notes[key] = f"its stored checkpoint was refused ({why}): started afresh"
+        self.resumed.add(key)
+
+    def _fetch(self, a: dict, ckpt: Path, stop: ck.Stop) -> int:
+        """In a worker thread: download the job's stored checkpoint and unpack it, both bounded."""
+        client = Client(*self._client_args)
+        archive = self.tmpdir / f"fetch-{a['job_id']}-f{a['fence']}.tar.gz"
+        try:
+            ck.download(client, f"/v1/agent/{self.site}/jobs/{a['job_id']}/checkpoint", archive,
+                        {"fence": a["fence"]}, self.max_checkpoint_bytes, stop)
+            return ck.unpack(archive, ckpt, self.max_checkpoint_bytes, stop)
+        finally:
+            archive.unlink(missing_ok=True)
+            client.close()
+
+    def checkpoints(self) -> None:
+        """Poll the upload worker; when idle, give it the next running job whose turn it is: it
+        scans the checkpoint directory and, when there is a newer checkpoint under the cap, packs
+        and uploads it. Never raises: uploads never hold up the loop."""
+        try:
+            self._checkpoints()
+        except Exception as e:
+            self._once("checkpoints", logging.ERROR, "checkpoint uploads: %s: %s", type(e).__name__, e, exc_info=True)
+
+    def _checkpoints(self) -> None:
+        now = time.monotonic()
+        if self.upload is not None:
+            key, task = self.upload
+            if not task.done():
+                if not task.overdue():
+                    return
+                task.abandon()
+                task.error = ck.Cancelled(f"stuck past {self.checkpoint_timeout_s:g} s: abandoned")
+            self.upload = None
+            self._uploaded(key, task)
+        live = {(r.job_id, r.fence): r for r in self.executor.runs.values() if r.announced and r.checkpoint_dir}
+        self.tracks = {k: t for k, t in self.tracks.items() if k in live}
+        due = [k for k in live if self.tracks.setdefault(k, Track()).next_try <= now]
+        if not due:
+            return
+        key = min(due, key=lambda k: (self.tracks[k].next_try, k))
+        tr, run = self.tracks[key], live[key]
+        self.upload = (key, ck.Task(f"upload-{key[0]}", lambda stop: self._pack_upload(
+            key, run.checkpoint_dir, tr.uploaded, stop), self.checkpoint_timeout_s))
+
+    def _pack_upload(self, key: tuple[int, int], directory: str, uploaded: float, stop: ck.Stop) -> tuple:
+        """In a worker thread: ("empty"|"unchanged"|"too big"|"changed"|"stored", ...)."""
+        jid, fence = key
+        s = ck.scan(directory)
+        if s.newest is None:
+            return ("empty",)
+        if s.newest <= uploaded:
+            return ("unchanged",)
+        sig = (s.newest, s.total)
+        if s.total > self.max_checkpoint_bytes:
+            return ("too big", sig, s.total, len(s.files))
+        archive = self.tmpdir / f"suanli-ckpt-{jid}-f{fence}.tar.gz"
+        t0 = time.monotonic()
+        try:
+            log.info("job %s fence %s: packing its checkpoint (%d files, %s)", jid, fence, len(s.files),
+                     ck.human(s.total), **_j(jid, fence))
+            try:
+                ck.pack(directory, s.files, archive, stop)
+            except ck.Changed as e:
+                return ("changed", str(e))
+            size = archive.stat().st_size
+            at = datetime.fromtimestamp(s.newest, UTC).isoformat()
+            ck.upload(self._upload_client(), f"/v1/agent/{self.site}/jobs/{jid}/checkpoint", archive,
+                      {"fence": fence, "at": at}, stop)
+            return ("stored", s.newest, s.total, size, time.monotonic() - t0)
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def _upload_client(self) -> Client:
+        if getattr(self, "_uclient", None) is None:
+            self._uclient = Client(*self._client_args)       # the worker's own: never shared with the loop
+        return self._uclient
+
+    def _uploaded(self, key: tuple[int, int], task: ck.Task) -> None:
+        """The loop takes a finished upload's outcome: record it, log a decision, back off on a refusal."""
+        tr = self.tracks.get(key)
+        if tr is None:
+            return                             # the run is over
+        jid, fence = key
+        now = time.monotonic()
+        e = task.error
+        if e is None:
+            kind = task.result[0]
+            if kind == "stored":
+                _, newest, total, size, took = task.result
+                if tr.said:
+                    log.info("job %s fence %s: checkpoint uploads work again", jid, fence, **_j(jid, fence))
+                tr.uploaded, tr.delay, tr.said = newest, 0.0, ""
+                tr.next_try = now + self.interval_s
+                log.info("job %s fence %s: checkpoint stored (%s in files, %s packed, %.1f s)", jid, fence,
+                         ck.human(total), ck.human(size), took, **_j(jid, fence))
+                return
+            if kind in ("empty", "unchanged", "changed"):
+                tr.next_try = now + self.interval_s
+                return
+            if kind == "too big":
+                _, _, total, n = task.result
+                why = (f"its checkpoint directory holds {ck.human(total)} in {n} files, over the agent's cap of "
+                       f"{ck.human(self.max_checkpoint_bytes)} (--max-checkpoint-bytes): not uploaded")
+                self._backoff(key, tr, why, logging.WARNING)
+                return
+        if isinstance(e, UserError) and status(e) in (409, 404):
+            log.info("job %s fence %s: checkpoint not stored (%s): no more uploads for this dispatch", jid, fence,
+                     e, **_j(jid, fence))
+            tr.next_try = float("inf")
+            return
+        if isinstance(e, ck.Cancelled) and self.stopping.is_set():
+            return
+        what = (f"the controller refused its checkpoint ({e})" if isinstance(e, UserError)
+                else f"packing or uploading its checkpoint failed ({type(e).__name__}: {e})")
+        self._backoff(key, tr, what, logging.WARNING if isinstance(e, UserError | ck.Cancelled) else logging.ERROR)
+
+    def _backoff(self, key: tuple[int, int], tr: Track, why: str, level: int) -> None:
+        tr.delay = max(2.0, 2 * self.interval_s) if tr.delay == 0 else min(2 * tr.delay, BACKOFF_MAX_S)
+        tr.next_try = time.monotonic() + tr.delay
+        if why != tr.said:                    # once per change, not at every try
+            tr.said = why
+            log.log(level, "job %s fence %s: %s; trying again in %.0f s, backing off up to %.0f s", *key, why,
+                    tr.delay, BACKOFF_MAX_S, **_j(*key))
+
+    # ------------------------------------------------------------------ run
     def run(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -299,11 +586,30 @@ class Agent:
             while not self.stopping.is_set():
                 try:
                     self.step()
+                    self._said.pop("step", None)
                 except UserError as e:
-                    if not transient(e):
+                    if fatal(e):
                         raise
-                    log.warning("%s", e)          # the controller or its database is away: try again
+                    if transient(e):
+                        self._away(e, f"the runs go on, their reports wait in the outbox; trying every "
+                                      f"{self.interval_s:g} s")
+                    else:
+                        self._once("step", logging.ERROR, "the controller refused a call: %s", e)
+                except Exception as e:         # a bug, a full disk: said, and the loop goes on
+                    self._once("step", logging.ERROR, "the agent's step failed: %s: %s", type(e).__name__, e,
+                               exc_info=True)
                 self.stopping.wait(self.interval_s)
         finally:
-            self.executor.stop_all()
-            self.client.close()
+            log.info("agent %s of site %s stops: stopping its %d run(s)", self.instance[:8], self.site,
+                     len(self.executor.runs))
+            if self.upload is not None:
+                self.upload[1].abandon()      # a daemon thread: cancelled at its next read, never waited for
+            for task in self.fetches.values():
+                task.abandon()
+            try:
+                self.executor.stop_all()
+            finally:
+                ck.clean(self.tmpdir)         # what an abandoned worker was writing
+                self.client.close()
+                if getattr(self, "_uclient", None) is not None:
+                    self._uclient.close()
