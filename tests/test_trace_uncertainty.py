@@ -96,3 +96,25 @@ def test_generator_options_add_truth_windows_and_forecasts(tmp_path):
                        check=True, env=env)
         got = subprocess.run([sys.executable, str(CHECKER), str(out), str(res)], capture_output=True, text=True)
         assert "valid=yes metrics=match" in got.stdout, got.stdout + got.stderr
+
+
+def test_import_writes_the_truth_and_windows_into_the_jobs_file(tmp_path):
+    from suanli.traces.importer import ImportOptions, import_trace
+    from suanli.traces.synthesis import SynthOptions
+    from test_trace_synthesis import jobs, philly
+
+    trace = philly(tmp_path / "t.csv", n=60)
+    out = tmp_path / "j.csv"
+    import_trace(trace, str(out), ImportOptions(kind="philly", synth=SynthOptions(work_noise=0.5), max_wait="gaia"))
+    rows = jobs(out)
+    truth = {t["id"]: t["true_work_h"] for t in jobs(tmp_path / "j.truth.csv")}
+    assert all(r["actual_work_h"] == truth[r["id"]] for r in rows)
+    assert all(float(r["max_wait_h"]) == (6.0 if float(r["work_h"]) < 2 else 24.0) for r in rows)
+    plain = tmp_path / "p.csv"
+    import_trace(trace, str(plain), ImportOptions(kind="philly"))
+    assert "actual_work_h" not in plain.read_text().splitlines()[0]
+    from suanli.model.schema import Job
+    loaded = [Job.model_validate({k: v for k, v in r.items() if v != ""}) for r in rows]   # as the loader reads them
+    assert all(j.actual_work_h is not None and j.max_wait_h in (6.0, 24.0) for j in loaded)
+    with pytest.raises(ValueError):
+        ImportOptions(kind="philly", max_wait="never")

@@ -34,6 +34,7 @@ from suanli.traces.reader import Tally, TraceReader, file_size, iter_records, it
 from suanli.traces.records import BadRow, Clock, Skip, TraceRecord
 from suanli.traces.synthesis import Synthesiser, SynthOptions
 from suanli.traces.timespec import describe, parse_duration, parse_instant
+from suanli.traces.uncertainty import RULES, max_wait_h, parse_start
 
 KINDS = ("philly", "alibaba-openb", "alibaba-dlrm", "csv")
 BATCH = 4096                           # jobs synthesised and written together
@@ -94,6 +95,23 @@ class ImportOptions(BaseModel):
     time_unit: str = "s"                           # csv: unit of numeric times
     duration_unit: str = "s"                       # csv: unit of durations
     synth: SynthOptions = Field(default_factory=SynthOptions)
+    # max_wait_h for every job by a rule of `traces.uncertainty` (gaia, next-workday, mon-thu),
+    # the calendar rules reading hour 0 as `scenario_start` (the scenario's `start`)
+    max_wait: str | None = None
+    scenario_start: str = "2026-06-01T00:00:00+08:00"
+
+    @field_validator("max_wait")
+    @classmethod
+    def _max_wait(cls, v: str | None) -> str | None:
+        if v is not None and v not in RULES:
+            raise ValueError(f"unknown rule {v!r}; rules are {', '.join(RULES)}")
+        return v
+
+    @field_validator("scenario_start")
+    @classmethod
+    def _start(cls, v: str) -> str:
+        parse_start(v)
+        return v
 
     @field_validator("rate")
     @classmethod
@@ -264,6 +282,15 @@ class _Writer:
         rows = job_rows(self.written + 1, self.opts.id_prefix, tenants, submit, gpus, d.work_h,
                         [batch.types[i] for i in idx], d.klass, d.deadline_h, d.origin, d.data_gb,
                         d.max_rtt_ms, d.checkpoint_h)
+        extra = []
+        if self.opts.synth.work_noise > 0:          # the truth beside the estimate (MODEL.md §1)
+            extra.append(fmt_all(work))
+        if self.opts.max_wait is not None:
+            start = parse_start(self.opts.scenario_start)
+            extra.append(fmt_all(np.asarray([max_wait_h(self.opts.max_wait, float(s), float(e), start)
+                                             for s, e in zip(np.round(submit, 6), d.work_h, strict=True)]), 4))
+        if extra:
+            rows = [r + tuple(x) for r, *x in zip(rows, *extra, strict=True)]
         self.jobs.writerows(rows)
         if self.truth is not None:
             self.truth.writelines(f"{r[0]},{w}\n" for r, w in zip(rows, fmt_all(work), strict=True))
@@ -301,7 +328,9 @@ def import_trace(path: str, out: str, opts: ImportOptions, progress: Progress | 
             report.truth_file = _stem(out) + ".truth.csv"
             truth = files.open(report.truth_file)
             truth.write("id,true_work_h\n")
-        writer = _Writer(opts, Synthesiser(opts.synth, reader.services), jobs_writer(files.open(out)), truth,
+        extra = (("actual_work_h",) if opts.synth.work_noise > 0 else ()) + (
+            ("max_wait_h",) if opts.max_wait is not None else ())
+        writer = _Writer(opts, Synthesiser(opts.synth, reader.services), jobs_writer(files.open(out), extra), truth,
                          report, select.dropped)
         for rec in iter_records(path, reader, tally, strict=opts.strict,
                                 progress=(lambda n: progress(size + n, total)) if progress else None):
