@@ -214,3 +214,19 @@ def test_checker_agrees_on_suanli_with_the_new_fields(tmp_path):
     got = subprocess.run([sys.executable, str(CHECKER), str(scn), str(out)], capture_output=True, text=True)
     assert "valid=yes metrics=match" in got.stdout, got.stdout + got.stderr
     assert json.loads((out / "metrics.json").read_text())["wait_excess_gpu_h"] == 0.0
+
+
+# ----------------------------------------------------------------------------- price of information
+def test_information_variants_and_the_table():
+    from suanli.bench import INFORMATION, information_variants, price_of_information
+    from suanli.model.load import load_scenario
+    path = str(ROOT / "tests" / "data" / "tiny-uncertain.yaml")
+    v = information_variants(load_scenario(path))
+    assert list(v) == list(INFORMATION)
+    work = {name: {j.id: (j.work_h, j.actual_work_h) for j in s.jobs} for name, s in v.items()}
+    assert work["perfect information"]["j1"] == (3.0, None) == work["forecasts only"]["j1"]
+    assert work["estimates only"]["j1"] == (2.0, 3.0) == work["forecasts and estimates"]["j1"]
+    assert [s.forecast is not None for s in v.values()] == [False, True, False, True]
+    table = price_of_information([path], ["fifo"])
+    # fifo: 189.10 with estimates (j4 waits behind j1's overrun: 4 GPU-h of wait-excess)
+    assert "| fifo |" in table and "189 (4.0)" in table
