@@ -118,3 +118,19 @@ def test_import_writes_the_truth_and_windows_into_the_jobs_file(tmp_path):
     assert all(j.actual_work_h is not None and j.max_wait_h in (6.0, 24.0) for j in loaded)
     with pytest.raises(ValueError):
         ImportOptions(kind="philly", max_wait="never")
+
+
+def test_a_csv_trace_with_the_users_estimates_writes_them_as_work_h_and_the_run_as_the_truth(tmp_path):
+    from suanli.traces.importer import ImportOptions, import_trace
+    from test_trace_synthesis import jobs
+
+    trace = tmp_path / "t.csv"
+    # runtime and the user's time limit, in hours; the third row has no estimate
+    trace.write_text("submit,runtime,limit,n\n0,1.5,2,1\n0.5,3,2,2\n1,0.25,,1\n")
+    out = tmp_path / "j.csv"
+    import_trace(str(trace), str(out), ImportOptions(
+        kind="csv", column_map="submit=submit,duration=runtime,gpus=n,estimate=limit", time_unit="h",
+        duration_unit="h", max_wait="gaia"))
+    rows = jobs(out)
+    assert [(r["work_h"], r["actual_work_h"], r["max_wait_h"]) for r in rows] == [
+        ("2", "1.5", "24"), ("2", "3", "24"), ("0.25", "0.25", "6")]

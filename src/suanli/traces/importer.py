@@ -238,8 +238,10 @@ class _Batch:
     types: list[tuple[str, ...] | None] = field(default_factory=list)
     rtt: list[float | None] = field(default_factory=list)
     notes: list[tuple[str, ...]] = field(default_factory=list)
+    estimate_h: list[float] = field(default_factory=list)    # the trace's estimate; NaN: none
 
     def add(self, rec: TraceRecord, submit_h: float, work_h: float, gpus: int, notes: tuple[str, ...]) -> int:
+        self.estimate_h.append(math.nan if rec.estimate_s is None else rec.estimate_s / 3600.0)
         self.submit_h.append(submit_h)
         self.work_h.append(work_h)
         self.gpus.append(gpus)
@@ -259,6 +261,9 @@ class _Writer:
             opts, synth, jobs, truth, report, dropped
         self.written = 0
         self.span = [math.inf, -math.inf]
+        # the trace has the users' estimates (csv: --map estimate=...): work_h is the estimate
+        self.estimates = "estimate" in parse_column_map(opts.column_map) if opts.kind == "csv" else False
+        self.truthful = opts.synth.work_noise > 0 or self.estimates   # write actual_work_h
 
     def flush(self, batch: _Batch) -> None:
         n = len(batch.work_h)
@@ -278,12 +283,13 @@ class _Writer:
         work = np.asarray(batch.work_h)[idx]
         gpus = np.asarray(batch.gpus, dtype=np.int64)[idx]
         tenants = [batch.tenant[i] for i in idx]
-        d = self.synth.draw(submit, work, gpus, tenants, [batch.rtt[i] for i in idx])
+        estimate = np.asarray(batch.estimate_h)[idx] if self.estimates else None
+        d = self.synth.draw(submit, work, gpus, tenants, [batch.rtt[i] for i in idx], estimate)
         rows = job_rows(self.written + 1, self.opts.id_prefix, tenants, submit, gpus, d.work_h,
                         [batch.types[i] for i in idx], d.klass, d.deadline_h, d.origin, d.data_gb,
                         d.max_rtt_ms, d.checkpoint_h)
         extra = []
-        if self.opts.synth.work_noise > 0:          # the truth beside the estimate (MODEL.md §1)
+        if self.truthful:                           # the truth beside the estimate (MODEL.md §1)
             extra.append(fmt_all(work))
         if self.opts.max_wait is not None:
             start = parse_start(self.opts.scenario_start)
@@ -328,10 +334,10 @@ def import_trace(path: str, out: str, opts: ImportOptions, progress: Progress | 
             report.truth_file = _stem(out) + ".truth.csv"
             truth = files.open(report.truth_file)
             truth.write("id,true_work_h\n")
-        extra = (("actual_work_h",) if opts.synth.work_noise > 0 else ()) + (
-            ("max_wait_h",) if opts.max_wait is not None else ())
-        writer = _Writer(opts, Synthesiser(opts.synth, reader.services), jobs_writer(files.open(out), extra), truth,
-                         report, select.dropped)
+        jobs_fh = files.open(out)
+        writer = _Writer(opts, Synthesiser(opts.synth, reader.services), None, truth, report, select.dropped)
+        writer.jobs = jobs_writer(jobs_fh, (("actual_work_h",) if writer.truthful else ()) + (
+            ("max_wait_h",) if opts.max_wait is not None else ()))
         for rec in iter_records(path, reader, tally, strict=opts.strict,
                                 progress=(lambda n: progress(size + n, total)) if progress else None):
             chosen = select(rec)
