@@ -19,7 +19,15 @@ specs), shaped like the public example scenarios:
   subset and class, deadlines for ~70 %, consumer-city origins, data 0-2000 GB, checkpoints for
   ~70 %, and latency bounds (10-40 ms) on some inference jobs, always satisfiable;
 * ``--outages K`` outage events (2-8 h) and ``--grid-caps K`` grid_cap events (integer hours,
-  notice 2-24 h).
+  notice 2-24 h);
+* decisions under uncertainty (MODEL.md §7; `suanli.traces.uncertainty`), all off by default so
+  that a scenario is the same as before without them: ``--work-noise S`` (and
+  ``--estimate-bias M``) make each job's drawn work its ``actual_work_h`` and its ``work_h`` the
+  user's estimate, true x exp(M + S Z); ``--max-wait RULE`` gives every job a ``max_wait_h`` by
+  GAIA's rule (``gaia``: under 2 h estimated, 6 h, else 24 h) or LWA's (``next-workday``,
+  ``mon-thu``: started by 09:00 of the next workday / Monday or Thursday less the estimate);
+  ``--forecast-error R,C`` adds a ``forecast:`` block (relative 24-hour errors of renewables
+  and carbon). These draw from their own seeded stream.
 
 Every job is placeable: some pool of an allowed type with count >= gpus sits at a site whose
 rtt to the origin (2 x least-latency path) is within ``max_rtt_ms``. The output is a pure
@@ -42,6 +50,8 @@ import time
 
 import numpy as np
 import yaml
+
+from suanli.traces.uncertainty import RULES, make_uncertain, parse_start
 
 # --------------------------------------------------------------------------- fixed tables
 # name: (lat, lon, region, carbon_kg_per_kwh base)
@@ -548,12 +558,13 @@ def write(scen: dict, jobs: list[dict], out: str, jobs_csv: bool) -> list[str]:
         stem = os.path.splitext(os.path.basename(out))[0]
         csv_name = f"{stem}.jobs.csv"
         csv_path = os.path.join(os.path.dirname(os.path.abspath(out)), csv_name)
+        columns = CSV_COLUMNS + [c for c in ("max_wait_h", "actual_work_h") if any(c in j for j in jobs)]
         with open(csv_path, "w", newline="") as f:
             w = csv.writer(f, lineterminator="\n")
-            w.writerow(CSV_COLUMNS)
+            w.writerow(columns)
             for j in jobs:
                 row = []
-                for c in CSV_COLUMNS:
+                for c in columns:
                     v = j.get(c)
                     if v is None:
                         row.append("")
@@ -577,6 +588,21 @@ def write(scen: dict, jobs: list[dict], out: str, jobs_csv: bool) -> list[str]:
     return written
 
 
+def uncertain(scen: dict, jobs: list[dict], args) -> tuple[dict, list[dict]]:
+    """Estimates, windows and forecasts as the options ask (none: the same scenario)."""
+    if args.work_noise > 0 or args.estimate_bias != 0 or args.max_wait:
+        jobs = make_uncertain(jobs, sigma=args.work_noise, bias=args.estimate_bias, rule=args.max_wait,
+                              start=parse_start(args.start), seed=args.seed + 1_000_003)
+    if args.forecast_error:
+        r, c = (float(x) for x in args.forecast_error.split(","))
+        scen = dict(scen)
+        tail = {k: scen.pop(k) for k in ("objective", "events") if k in scen}
+        scen["forecast"] = {"renewables": {"error": r, "seed": args.seed},
+                            "carbon": {"error": c, "seed": args.seed + 1}}
+        scen.update(tail)
+    return scen, jobs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -598,6 +624,12 @@ def main(argv=None) -> int:
                     help="write jobs to NAME.jobs.csv next to the YAML (jobs_file)")
     ap.add_argument("--name", default=None, help="scenario name (default gen-sSEED-NxMxH)")
     ap.add_argument("--start", default="2026-06-01T00:00:00+08:00")
+    ap.add_argument("--work-noise", type=float, default=0.0,
+                    help="sigma of ln(estimate / true work): work_h becomes the estimate, actual_work_h the truth")
+    ap.add_argument("--estimate-bias", type=float, default=0.0, help="mean of ln(estimate / true work)")
+    ap.add_argument("--max-wait", choices=RULES, default=None, help="give every job a max_wait_h by this rule")
+    ap.add_argument("--forecast-error", default=None, metavar="R,C",
+                    help="add a forecast: block, relative 24-hour errors of renewables and carbon")
     ap.add_argument("--out", required=True, help="output YAML path")
     args = ap.parse_args(argv)
     if args.sites < 1 or args.jobs < 0 or args.hours < 4:
@@ -606,6 +638,7 @@ def main(argv=None) -> int:
         ap.error("event counts must be >= 0")
     t0 = time.perf_counter()
     scen, jobs = generate(args)
+    scen, jobs = uncertain(scen, jobs, args)
     files = write(scen, jobs, args.out, args.jobs_csv)
     print(f"wrote {', '.join(files)} ({args.sites} sites, {len(jobs)} jobs, {args.hours:g} h) "
           f"in {time.perf_counter() - t0:.2f} s", file=sys.stderr)

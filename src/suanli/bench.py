@@ -100,6 +100,52 @@ def run_bench(paths: Sequence[str], policies: Sequence[str], *, bound: bool = Tr
     return results
 
 
+INFORMATION = ("perfect information", "forecasts only", "estimates only", "forecasts and estimates")
+ONLINE_POLICIES = (*BASELINES, "suanli")
+
+
+def information_variants(scn):
+    """The scenario as each level of information sees it (MODEL.md §7): `perfect information`
+    (every job's true work as its `work_h`, no forecast: `Scenario.with_true_work`), `forecasts
+    only` (true work, the scenario's forecast), `estimates only` (the users' estimates, exact
+    series) and `forecasts and estimates` (the scenario itself). The accounting is the same in
+    all four: the truth."""
+    from dataclasses import replace
+
+    truth = scn.with_true_work()
+    return dict(zip(INFORMATION, (truth, replace(truth, forecast=scn.forecast), replace(scn, forecast=None), scn),
+                    strict=True))
+
+
+def price_of_information(paths: Sequence[str], policies: Sequence[str] = ONLINE_POLICIES,
+                         progress: Callable[[str], None] | None = None) -> str:
+    """A markdown table per scenario: each policy's objective (and wait-excess, overruns' voided
+    placements) at each level of information, and what losing it costs (both ÷ perfect)."""
+    out = []
+    for path in paths:
+        scn = load_scenario(path)
+        variants = information_variants(scn)
+        rows = [f"**{scn.name}** (`{_shown(path)}`, {len(scn.jobs)} jobs): objective CNY "
+                "(wait-excess GPU-h)", "",
+                "| policy | " + " | ".join(INFORMATION) + " | both ÷ perfect |",
+                "|---|" + "---:|" * (len(INFORMATION) + 1)]
+        for policy in policies:
+            cells, values = [], []
+            for name, v in variants.items():
+                if progress:
+                    progress(f"{scn.name}: {policy}, {name}")
+                r = run(v, policy)
+                if r.violations:
+                    raise RuntimeError(f"{policy} on {path} ({name}): invalid schedule: {r.violations[0]}")
+                m = r.accounts.metrics
+                values.append(m["objective_cny"])
+                cells.append(f"{m['objective_cny']:,.0f} ({m.get('wait_excess_gpu_h', 0.0):,.1f})")
+            ratio = values[-1] / values[0] if values[0] else math.nan
+            rows.append(f"| {policy} | " + " | ".join(cells) + f" | {ratio:.3f} |")
+        out.append("\n".join(rows))
+    return "\n\n".join(out) + "\n"
+
+
 def _shown(path: str) -> str:
     """A path as a reader of the docs can follow it: relative to here when it is below here."""
     rel = os.path.relpath(path)

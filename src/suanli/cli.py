@@ -317,13 +317,31 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
           no_bound: bool = typer.Option(False, "--no-bound", help="Skip the LP lower bound."),
           bound_time: float = typer.Option(120.0, "--bound-time", help="Seconds for each scenario's bound."),
           ray_address: str = typer.Option(None, "--ray-address", help="Fan the simulations out as Ray tasks on "
-                                          "this cluster (ray.init's address, e.g. 127.0.0.1:6379).")
+                                          "this cluster (ray.init's address, e.g. 127.0.0.1:6379)."),
+          information: bool = typer.Option(False, "--information", help="Instead: print the price of "
+                                           "information (each policy with perfect information, forecasts, "
+                                           "estimates, both; default scenario bench/scenarios/small-uncertain.yaml)")
           ) -> None:
     """Run policies × scenarios and write the results, ratios to the lower bound and the best
     baseline, into docs/BENCHMARKS.md, a PNG chart and a JSON file."""
     import json
     import os
     import tempfile
+
+    if information:
+        from suanli.bench import ONLINE_POLICIES, price_of_information
+        paths = scenarios or ["bench/scenarios/small-uncertain.yaml"]
+        try:
+            for p in paths:
+                if not os.path.exists(p):
+                    raise UserError(f"--scenario: no such file {p!r}")
+            for name in policy_names or ():
+                policies.make(name)
+            typer.echo(price_of_information(paths, policy_names or ONLINE_POLICIES,
+                                            progress=lambda msg: err.print(f"bench: {msg}", highlight=False)))
+        except UserError as e:
+            raise _fail(e) from None
+        return
 
     from suanli.bench import DEFAULT_POLICIES, render_chart, render_markdown, results_json, run_bench, write_reports
     from suanli.sim.outputs import write_files

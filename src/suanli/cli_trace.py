@@ -44,7 +44,8 @@ _OPTION = {"rate": "--rate", "sample": "--sample", "min_duration_s": "--min-dura
            "max_work_h": "--max-work-h", "seed": "--seed", "origins": "--origins", "home_share": "--home-share",
            "deadline_share": "--deadline-share", "slack": "--slack", "checkpoint_after_h": "--checkpoint-after",
            "checkpoint_choices_h": "--checkpoint-every", "rtt_choices_ms": "--rtt-ms", "class_names": "--class-names",
-           "gpu_speeds": "--gpu-types", "work_noise": "--work-noise", "min_deadline_h": "--min-deadline"}
+           "gpu_speeds": "--gpu-types", "work_noise": "--work-noise", "min_deadline_h": "--min-deadline",
+           "max_wait": "--max-wait", "scenario_start": "--scenario-start"}
 
 
 def _fail(e: UserError) -> typer.Exit:
@@ -122,7 +123,12 @@ def import_(
     seed: str = typer.Option("2026", "--seed", help="Seed of every random draw."),
     work_noise: str = typer.Option("0", "--work-noise",
                                    help="Sigma of ln(estimate/true): work_h becomes the estimate, the truth "
-                                        "goes to OUT.truth.csv."),
+                                        "goes to actual_work_h and OUT.truth.csv."),
+    max_wait: str = typer.Option(None, "--max-wait",
+                                 help="Give every job a max_wait_h: gaia (6 h under 2 h, else 24 h), "
+                                      "next-workday or mon-thu (by 09:00 of the next one, less the work)."),
+    scenario_start: str = typer.Option("2026-06-01T00:00:00+08:00", "--scenario-start",
+                                       help="Wall-clock time of hour 0 (the scenario's start), for --max-wait."),
     min_duration: str = typer.Option("0", "--min-duration",
                                      help="Drop jobs that ran less, e.g. 60s (a bare number is hours)."),
     max_gpus: str = typer.Option(None, "--max-gpus", help="Cap gpus (the network's largest pool)."),
@@ -168,6 +174,7 @@ def import_(
              "min_duration_s": parse_duration(min_duration, "--min-duration"), "max_gpus": max_gpus,
              "max_work_h": max_work_h, "id_prefix": id_prefix, "strict": strict,
              "gpu_map": gpu_map, "column_map": column_map, "time_unit": time_unit, "duration_unit": duration_unit,
+             "max_wait": max_wait, "scenario_start": scenario_start,
              "window": {"start": start, "end": end, "length": window, "at": at}},
             {"seed": seed, "work_noise": work_noise, "origins": _pairs(origins, "--origins"), "home_share": home_share,
              "gpu_speeds": _pairs(gpu_types, "--gpu-types"), "classes": classes,

@@ -174,6 +174,11 @@ class StateView:
     # Bookings the caller has lengthened so far, for runs still going past their estimate
     # (MODEL.md §7): when it changes, GPUs a plan held across calls counted on may be taken
     overruns: int = 0
+    # The jobs that have ended so far, in the order they ended, each as the policy saw it (its
+    # `work_h` the estimate) with the work it really needed (`actual_work_h`, or `work_h`): what
+    # a policy learns when a job ends (MODEL.md §7). The caller appends; a policy reads it to
+    # learn how estimates err (`suanli`'s run-time predictor), keeping how far it has read.
+    ended: Sequence[tuple[Job, float]] = ()
 
     @property
     def calendars(self) -> Mapping[tuple[str, str], PoolCalendar]:

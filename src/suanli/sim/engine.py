@@ -126,6 +126,7 @@ class Simulation:
         self.held: dict[str, tuple[PendingJob, tuple[str, str, float, float]]] = {}
         self._wake_due: set[str] = set()
         self.segments: list[Segment] = []
+        self.ended: list[tuple[Job, float]] = []     # jobs ended, as the policy saw them, with their true work
         self.result = SimResult(self.segments)
         self._heap: list[tuple] = []
         self._seq = 0
@@ -209,7 +210,7 @@ class Simulation:
                          down=frozenset(s for s, n in self.down.items() if n > 0),
                          grid_caps=tuple(self.known_caps), holds=True,
                          running_on=self._running_on if self.preempt else None,
-                         overruns=self.result.overruns)
+                         overruns=self.result.overruns, ended=self.ended)
         decisions = self.policy.decide(view, waiting)
         self.result.policy_calls += 1
         by_id = {pj.job.id: pj for pj in waiting}
@@ -304,8 +305,8 @@ class Simulation:
         asg = Segment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         st = self.jobs[job.id]
         st.assignment = asg
-        st.true_end = d.end_h                 # the estimate is right: it ends as planned
-        if st.true_rest != pj.remaining_work:
+        st.true_end = d.end_h                 # the booking is right: it ends as planned
+        if st.true_rest != pj.remaining_work or not self._exact(view, pj, d):
             true_end = d.start_h + st.true_rest / self.scn.speed(job, d.gpu_type)
             if abs(true_end - d.end_h) > TIME_TOL:
                 st.true_end = true_end
@@ -327,10 +328,16 @@ class Simulation:
             raise bad("unreachable or beyond max_rtt_ms")
         if d.start_h < view.now - TIME_TOL or d.start_h < view.data_ready_h(pj, d.site) - TIME_TOL:
             raise bad("starts before now or before its data arrives")
-        if not math.isclose(d.end_h - d.start_h, view.duration_h(pj, d.gpu_type), rel_tol=1e-9, abs_tol=1e-9):
-            raise bad("its length does not match the remaining work")
+        if not self._exact(view, pj, d) and not d.end_h - d.start_h > view.duration_h(pj, d.gpu_type):
+            raise bad("it is shorter than the remaining work")
         if not self.ledger.calendars[(d.site, d.gpu_type)].fits(d.start_h, d.end_h, job.gpus):
             raise bad("the pool does not have the GPUs free")
+
+    @staticmethod
+    def _exact(view: StateView, pj: PendingJob, d: Place) -> bool:
+        """Whether the run is booked for the remaining work's estimate exactly (a policy may book
+        longer, expecting an overrun; never shorter)."""
+        return math.isclose(d.end_h - d.start_h, view.duration_h(pj, d.gpu_type), rel_tol=1e-9, abs_tol=1e-9)
 
     # ------------------------------------------------------------------ state changes
     def _kept(self, st: _JobState, asg: Segment, now: float) -> float:
@@ -348,6 +355,7 @@ class Simulation:
             return False, self._overrun(st, asg, now)
         st.assignment = None
         st.done = True
+        self.ended.append((st.pending.job, self.scn.jobs[self.scn.job_index[asg.job_id]].true_work_h))
         self.by_site[asg.site].discard(asg.job_id)
         if st.true_end < asg.end_h:           # ended early: the rest of its booking is free
             self.ledger.add(asg.site, asg.gpu_type, asg.gpus, st.true_end, asg.end_h, sign=-1)

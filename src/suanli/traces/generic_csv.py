@@ -4,7 +4,9 @@
 to the file's columns. Fields: `submit` (required); `end` or `duration` (one of them);
 `start` (default: submit); `gpus` (default 1; 0 = CPU-only, skipped); `tenant`;
 `gpu_types` (`;`/`|`-separated, each a scenario type or a model of `--gpu-map`);
-`max_rtt_ms`. Times are ISO date/times or numbers in `--time-unit` from the trace start,
+`max_rtt_ms`; `estimate` (the user's estimate of the run time, such as a requested time limit,
+in `--duration-unit`: the job's `work_h` is then the estimate and its `actual_work_h` the run
+time, MODEL.md §7). Times are ISO date/times or numbers in `--time-unit` from the trace start,
 decided by the first row and then required of every row; durations are in `--duration-unit`.
 """
 
@@ -17,7 +19,7 @@ from suanli.traces.reader import TraceReader
 from suanli.traces.records import MAX_SECONDS, BadRow, Clock, Skip, TraceRecord, count, number
 from suanli.traces.timespec import parse_datetime
 
-FIELDS = ("submit", "start", "end", "duration", "gpus", "tenant", "gpu_types", "max_rtt_ms")
+FIELDS = ("submit", "start", "end", "duration", "gpus", "tenant", "gpu_types", "max_rtt_ms", "estimate")
 UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 _KIND = {Clock.OFFSET: "a number", Clock.DATETIME: "a date/time"}
 
@@ -129,4 +131,11 @@ class GenericReader(TraceReader):
         rtt = number(cells, c[m["max_rtt_ms"]], "max_rtt_ms", allow_empty=True) if "max_rtt_ms" in m else None
         if rtt is not None and rtt < 0:
             raise BadRow("max_rtt_ms", "negative", rtt)
-        return TraceRecord(line, submit, start, end, gpus, tenant, types, rtt)
+        estimate = None
+        if "estimate" in m:
+            e = number(cells, c[m["estimate"]], "estimate", allow_empty=True)
+            if e is not None:
+                if not e > 0 or abs(e * self.duration_unit_s) > MAX_SECONDS:
+                    raise BadRow("estimate", f"not in (0, {MAX_SECONDS:g} s]", cells[c[m["estimate"]]].strip())
+                estimate = e * self.duration_unit_s
+        return TraceRecord(line, submit, start, end, gpus, tenant, types, rtt, estimate_s=estimate)

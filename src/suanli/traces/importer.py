@@ -34,6 +34,7 @@ from suanli.traces.reader import Tally, TraceReader, file_size, iter_records, it
 from suanli.traces.records import BadRow, Clock, Skip, TraceRecord
 from suanli.traces.synthesis import Synthesiser, SynthOptions
 from suanli.traces.timespec import describe, parse_duration, parse_instant
+from suanli.traces.uncertainty import RULES, max_wait_h, parse_start
 
 KINDS = ("philly", "alibaba-openb", "alibaba-dlrm", "csv")
 BATCH = 4096                           # jobs synthesised and written together
@@ -94,6 +95,23 @@ class ImportOptions(BaseModel):
     time_unit: str = "s"                           # csv: unit of numeric times
     duration_unit: str = "s"                       # csv: unit of durations
     synth: SynthOptions = Field(default_factory=SynthOptions)
+    # max_wait_h for every job by a rule of `traces.uncertainty` (gaia, next-workday, mon-thu),
+    # the calendar rules reading hour 0 as `scenario_start` (the scenario's `start`)
+    max_wait: str | None = None
+    scenario_start: str = "2026-06-01T00:00:00+08:00"
+
+    @field_validator("max_wait")
+    @classmethod
+    def _max_wait(cls, v: str | None) -> str | None:
+        if v is not None and v not in RULES:
+            raise ValueError(f"unknown rule {v!r}; rules are {', '.join(RULES)}")
+        return v
+
+    @field_validator("scenario_start")
+    @classmethod
+    def _start(cls, v: str) -> str:
+        parse_start(v)
+        return v
 
     @field_validator("rate")
     @classmethod
@@ -220,8 +238,10 @@ class _Batch:
     types: list[tuple[str, ...] | None] = field(default_factory=list)
     rtt: list[float | None] = field(default_factory=list)
     notes: list[tuple[str, ...]] = field(default_factory=list)
+    estimate_h: list[float] = field(default_factory=list)    # the trace's estimate; NaN: none
 
     def add(self, rec: TraceRecord, submit_h: float, work_h: float, gpus: int, notes: tuple[str, ...]) -> int:
+        self.estimate_h.append(math.nan if rec.estimate_s is None else rec.estimate_s / 3600.0)
         self.submit_h.append(submit_h)
         self.work_h.append(work_h)
         self.gpus.append(gpus)
@@ -241,6 +261,9 @@ class _Writer:
             opts, synth, jobs, truth, report, dropped
         self.written = 0
         self.span = [math.inf, -math.inf]
+        # the trace has the users' estimates (csv: --map estimate=...): work_h is the estimate
+        self.estimates = "estimate" in parse_column_map(opts.column_map) if opts.kind == "csv" else False
+        self.truthful = opts.synth.work_noise > 0 or self.estimates   # write actual_work_h
 
     def flush(self, batch: _Batch) -> None:
         n = len(batch.work_h)
@@ -260,10 +283,20 @@ class _Writer:
         work = np.asarray(batch.work_h)[idx]
         gpus = np.asarray(batch.gpus, dtype=np.int64)[idx]
         tenants = [batch.tenant[i] for i in idx]
-        d = self.synth.draw(submit, work, gpus, tenants, [batch.rtt[i] for i in idx])
+        estimate = np.asarray(batch.estimate_h)[idx] if self.estimates else None
+        d = self.synth.draw(submit, work, gpus, tenants, [batch.rtt[i] for i in idx], estimate)
         rows = job_rows(self.written + 1, self.opts.id_prefix, tenants, submit, gpus, d.work_h,
                         [batch.types[i] for i in idx], d.klass, d.deadline_h, d.origin, d.data_gb,
                         d.max_rtt_ms, d.checkpoint_h)
+        extra = []
+        if self.truthful:                           # the truth beside the estimate (MODEL.md §1)
+            extra.append(fmt_all(work))
+        if self.opts.max_wait is not None:
+            start = parse_start(self.opts.scenario_start)
+            extra.append(fmt_all(np.asarray([max_wait_h(self.opts.max_wait, float(s), float(e), start)
+                                             for s, e in zip(np.round(submit, 6), d.work_h, strict=True)]), 4))
+        if extra:
+            rows = [r + tuple(x) for r, *x in zip(rows, *extra, strict=True)]
         self.jobs.writerows(rows)
         if self.truth is not None:
             self.truth.writelines(f"{r[0]},{w}\n" for r, w in zip(rows, fmt_all(work), strict=True))
@@ -301,8 +334,10 @@ def import_trace(path: str, out: str, opts: ImportOptions, progress: Progress | 
             report.truth_file = _stem(out) + ".truth.csv"
             truth = files.open(report.truth_file)
             truth.write("id,true_work_h\n")
-        writer = _Writer(opts, Synthesiser(opts.synth, reader.services), jobs_writer(files.open(out)), truth,
-                         report, select.dropped)
+        jobs_fh = files.open(out)
+        writer = _Writer(opts, Synthesiser(opts.synth, reader.services), None, truth, report, select.dropped)
+        writer.jobs = jobs_writer(jobs_fh, (("actual_work_h",) if writer.truthful else ()) + (
+            ("max_wait_h",) if opts.max_wait is not None else ()))
         for rec in iter_records(path, reader, tally, strict=opts.strict,
                                 progress=(lambda n: progress(size + n, total)) if progress else None):
             chosen = select(rec)

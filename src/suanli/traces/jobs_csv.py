@@ -103,7 +103,9 @@ class AtomicFiles:
         self._open = []
 
 
-def jobs_writer(fh: IO[str]):
+def jobs_writer(fh: IO[str], extra: tuple[str, ...] = ()):
+    """A CSV writer with the header written: `COLUMNS`, then `extra` ones (`max_wait_h`,
+    `actual_work_h`: MODEL.md §1 fields that only some imports write)."""
     w = csv.writer(fh, lineterminator="\n")
-    w.writerow(COLUMNS)
+    w.writerow(COLUMNS + tuple(extra))
     return w

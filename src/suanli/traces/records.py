@@ -33,6 +33,7 @@ class TraceRecord(NamedTuple):
     gpu_types: tuple[str, ...] | None = None   # allowed scenario GPU types; None: any
     max_rtt_ms: float | None = None
     notes: tuple[str, ...] = ()   # adjustments made while reading, counted in the report
+    estimate_s: float | None = None   # the user's estimate of the run time (a requested time limit), s
 
 
 class BadRow(Exception):

@@ -155,7 +155,9 @@ class Synthesiser:
         return self.rng["sample"].random(n) < fraction
 
     def draw(self, submit_h: np.ndarray, work_h: np.ndarray, gpus: np.ndarray, tenants: list[str | None],
-             rtt: list[float | None]) -> Drawn:
+             rtt: list[float | None], estimate_h: np.ndarray | None = None) -> Drawn:
+        """What the trace lacks, for a batch; `estimate_h` (NaN: none) is the trace's own estimate
+        of each job's work, used instead of a drawn one."""
         o, n = self.opts, len(work_h)
         # origin: the tenant's home city, or a fresh weighted draw
         u = self.rng["origin"].random(n)
@@ -166,6 +168,8 @@ class Synthesiser:
         # the user's estimate: true work x lognormal(0, sigma)
         z = self.rng["noise"].standard_normal(n)
         est = work_h * np.exp(o.work_noise * z) if o.work_noise > 0 else work_h.copy()
+        if estimate_h is not None:
+            est = np.where(np.isnan(estimate_h), est, estimate_h)
         bucket = bucket_of(gpus * work_h)
         # dataset size, log-uniform in the bucket's range
         lo = np.array([DATA_GB[b][0] for b in BUCKETS])

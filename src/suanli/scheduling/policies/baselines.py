@@ -6,7 +6,8 @@
 - `greenest`: the site with the lowest grid carbon intensity now, started at once.
 - `wait-awhile` (the Let's-Wait-Awhile way, Wiesner et al. 2021): the nearest site, with the
   start deferred to the window of lowest average grid carbon intensity that still meets the
-  deadline (jobs without a deadline start at once).
+  deadline and, for a job with `max_wait_h` not started yet, starts by submit_h + max_wait_h
+  (the paper's flexibility window); jobs with neither start at once.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def wait_awhile() -> Pipeline:
                 continue
             first = earliest_start(scratch, pj, o)
             latest = (pj.job.deadline_h - o.duration_h) if pj.job.deadline_h is not None else -math.inf
+            if pj.job.max_wait_h is not None and not pj.segments_done:     # the user's window, as LWA's
+                window = pj.job.submit_h + pj.job.max_wait_h
+                latest = min(latest, window) if pj.job.deadline_h is not None else window
             starts = window_starts(scratch, pj, o, latest, first)
             if not starts:
                 continue

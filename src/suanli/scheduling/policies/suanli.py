@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -42,6 +43,7 @@ from suanli.scheduling.pipeline import (
     window_starts,
 )
 from suanli.scheduling.policies import register
+from suanli.scheduling.predictor import RuntimePredictor
 from suanli.scheduling.state import (
     Decision,
     Defer,
@@ -54,7 +56,9 @@ from suanli.scheduling.state import (
     StateView,
 )
 
-LOOKAHEAD_H = 72.0          # how far ahead a start may be planned
+MAX_LOOKAHEAD_H = 168.0    # how far ahead a start may be planned (as far as a job's slack reaches, up to this)
+LOOKAHEAD_H = 72.0          # ... in a scenario without uncertainty fields (`uncertain`), as before them
+WINDOW_STARTS = 72          # whole-hour starts weighed per pool, at most: a longer window is walked in steps
 NO_DEADLINE_SHIFT_H = 6.0   # how long a job without a deadline may wait for cheaper energy
 REFINE_POOLS = 3            # pools priced at every hour of their window
 COMMIT_WITHIN_H = 0.0       # commit runs that start at once, hold the rest and re-plan (None: commit every plan)
@@ -71,16 +75,27 @@ ROOM_CNY_PER_GPU_H = 5.0    # the price of taking the room a larger gang needs, 
 
 
 class Suanli(Pipeline):
-    def __init__(self, lookahead_h: float = LOOKAHEAD_H, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
+    def __init__(self, max_lookahead_h: float = MAX_LOOKAHEAD_H, window_ends: bool = True,
+                 uncertain: bool | None = None, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
                  refine: int = REFINE_POOLS, backup_margin: float = BACKUP_MARGIN,
                  delay_cny_per_gpu_h: float = DELAY_CNY_PER_GPU_H, delay_power: float = 2.0,
                  commit_within_h: float | None = COMMIT_WITHIN_H, replan_budget: int = REPLAN_BUDGET,
                  replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True, refine_bound: bool = True,
                  room_cny_per_gpu_h: float = ROOM_CNY_PER_GPU_H, room_power: float = 1.0,
-                 preempt: bool = True, preempt_max_segments: int = PREEMPT_MAX_SEGMENTS):
+                 preempt: bool = True, preempt_max_segments: int = PREEMPT_MAX_SEGMENTS,
+                 predictor: RuntimePredictor | None = None, predict: bool = True):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
-        self.lookahead_h = lookahead_h
+        self.max_lookahead_h = max_lookahead_h
+        self.window_ends = window_ends    # also weigh the latest start and starts whose runs end on the hour
+        # Plan as far as a job's slack reaches (up to `max_lookahead_h`) and weigh window-end
+        # starts: True, False, or None for scenarios written with uncertainty in mind (a
+        # `forecast:` block or a job with `max_wait_h`), so that older scenarios keep their
+        # schedules exactly (`LOOKAHEAD_H`, whole hours only)
+        self.uncertain = uncertain
+        # bookings as long as the estimate corrected by the jobs ended so far (None: the estimate)
+        self.predictor = predictor if predictor is not None else RuntimePredictor() if predict else None
+        self._uncertain = bool(uncertain)
         self.no_deadline_shift_h = no_deadline_shift_h
         self.refine = refine
         self.backup_margin = backup_margin
@@ -119,6 +134,7 @@ class Suanli(Pipeline):
         `view.holds`) and the queue re-planned, most urgent first, at each arrival, while the
         re-planning budget lasts; then every plan is committed, as without `commit_within_h`."""
         self._see(view, jobs)
+        jobs = self._predicted(view, jobs)
         if self.commit_within_h is None:
             return super().decide(view, jobs)
         if not view.holds:                            # the caller would not keep a hold: commit
@@ -139,12 +155,35 @@ class Suanli(Pipeline):
         self._held = {d.job_id: d for d in out if isinstance(d, Defer) and d.hold is not None}
         return out
 
+    def _predicted(self, view: StateView, jobs: Sequence[PendingJob]) -> Sequence[PendingJob]:
+        """`jobs` with the work of those not started yet as the run-time predictor has it (the
+        estimate times what the jobs ended so far taught, `predictor.RuntimePredictor`): their
+        runs are booked that long (a job that needs less ends early and frees its GPUs then)."""
+        if self.predictor is None:
+            return jobs
+        self.predictor.learn(view.ended)
+        out = None
+        for i, pj in enumerate(jobs):
+            if pj.segments_done:
+                continue
+            f = self.predictor.factor(pj.job)
+            if f != 1.0:
+                if out is None:
+                    out = list(jobs)
+                out[i] = replace(pj, remaining_work=pj.remaining_work * f)
+        return jobs if out is None else out
+
     def _see(self, view: StateView, jobs: Sequence[PendingJob]) -> None:
         """Note the run (a new one starts afresh: re-planning budget, held plans, gang sizes) and
         the gang sizes of `jobs`."""
         if view.scenario is not self._scenario:
             self._scenario, self._held, self._world = view.scenario, {}, None
             self._offered = self._replanned = self._replan_cells = 0
+            if self.predictor is not None:
+                self.predictor.reset()
+            scn = view.scenario
+            self._uncertain = (self.uncertain if self.uncertain is not None else
+                               scn.forecast is not None or any(j.max_wait_h is not None for j in scn.jobs))
             self._counts = {(k, g): p.count for k, site in view.scenario.sites.items() for g, p in site.gpus.items()}
             self._seen, self._cover, self._shares, self._by_shape, self._room_of = set(), {}, {}, {}, {}
         new = {pj.job.gpus for pj in jobs} - self._seen
@@ -332,11 +371,46 @@ class Suanli(Pipeline):
         return (0, job.deadline_h - pj.remaining_work / fastest)
 
     def _latest(self, view, pj, o, first: float) -> float:
-        if pj.job.deadline_h is not None:
-            latest = pj.job.deadline_h - o.duration_h
+        """The latest start weighed on pool `o`: the latest that meets the deadline, or, without one,
+        `no_deadline_shift_h` after the first possible start; for a job with a `max_wait_h` window,
+        no later than the window's end (past it the wait is priced, and a deadline's slack is no
+        reason to wait); never more than `max_lookahead_h` ahead."""
+        job = pj.job
+        if job.deadline_h is not None:
+            latest = job.deadline_h - o.duration_h
         else:
             latest = first + self.no_deadline_shift_h
-        return min(latest, view.now + self.lookahead_h)
+        window = self._window_end(pj)
+        if window is not None:
+            latest = min(latest, window) if job.deadline_h is not None else window
+        return min(latest, view.now + (self.max_lookahead_h if self._uncertain else LOOKAHEAD_H))
+
+    def _window_starts(self, scratch: Scratch, pj: PendingJob, o, first: float, latest: float) -> list[float]:
+        """The later starts weighed on pool `o` after its first `first`: every whole hour up to
+        `latest` (at most `WINDOW_STARTS` of them: a longer window is walked in steps of whole
+        hours), and, with `window_ends`, `latest` itself (the last start that meets the deadline or
+        the window) and the starts whose runs end on a whole hour (a run that ends as a cheap or
+        clean slot does), each where the pool has the GPUs free."""
+        span = latest - first
+        step = 1.0 if span <= WINDOW_STARTS else float(math.ceil(span / WINDOW_STARTS))
+        starts = window_starts(scratch, pj, o, latest, first, step_h=step)[1:]
+        if not (self.window_ends and self._uncertain) or not latest > first + 1e-9:
+            return starts
+        d = o.duration_h
+        extra = [latest]
+        if d - math.floor(d) > 1e-9:                   # runs ending on whole hours start off the hour
+            lo, hi = math.floor(first + d) + 1, math.floor(latest + d + 1e-9)
+            hi = min(hi, lo + int(WINDOW_STARTS * step))
+            extra.extend((np.arange(lo, hi + 1, step) - d).tolist())
+        cand = np.unique(np.asarray([t for t in extra if first + 1e-9 < t <= latest + 1e-9], dtype=float))
+        if not len(cand):
+            return starts
+        cand = scratch.calendar(o.site, o.gpu_type).free_starts(cand, d, pj.job.gpus)
+        merged = np.unique(np.concatenate((np.asarray(starts, dtype=float), cand)))
+        if not len(merged):
+            return []
+        keep = np.concatenate(([True], np.diff(merged) > 1e-9))     # one of starts that differ by rounding only
+        return merged[keep].tolist()
 
     def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> tuple[list[Scored], int]:
         cands = self._candidates(view, scratch, pj, opts)
@@ -370,13 +444,19 @@ class Suanli(Pipeline):
         energy_floor = kw * opts.duration_h * energy.floors(opts)
         floor = bill + late_at_ready + delay * gpus * (opts.ready_h - soonest) + energy_floor
         deadline = job.deadline_h
+        # wait-excess (MODEL.md §3): a job not started yet, with `max_wait_h`, pays the wait price
+        # per GPU-hour its first start comes past submit_h + max_wait_h, as lateness is priced
+        window = self._window_end(pj)
+        wait_price = view.scenario.objective.wait_cny_per_gpu_h * gpus if window is not None else 0.0
+        if window is not None:
+            floor = floor + wait_price * np.maximum(0.0, opts.ready_h - window)
 
         # Price each pool's earliest start, cheapest floor first; stop once no pool left can beat
         # the best (with the backup's margin, so a backup within it is still seen).
         margin = 1.0 - self.backup_margin if backup is not None else 1.0
-        terms = (late_price, deadline, delay * gpus, soonest)
+        terms = (late_price, deadline, delay * gpus, soonest, wait_price, window)
         found = self._first_starts(scratch, pj, opts, floor, margin, energy, kw, bill, terms)
-        pool_c, start_c, energy_c, late_c, wait_c, total_c = found
+        pool_c, start_c, energy_c, late_c, wait_c, total_c, excess_c = found
 
         # The few cheapest are priced again at every whole hour of their window, unless no later
         # start there can beat the best found: lateness and delay only grow with the start, and
@@ -394,14 +474,16 @@ class Suanli(Pipeline):
             o = opts[i]
             first = float(start_c[j])
             latest = self._latest(view, pj, o, first)
-            s0 = math.floor(first) + 1.0               # the earliest of the later starts
+            # the earliest of the later starts (window-end starts may come before the next hour)
+            s0 = first if self.window_ends and self._uncertain else math.floor(first) + 1.0
             bound = (float(bill[i]) + float(energy_floor[i]) + delay * gpus * (s0 - soonest)
-                     + (late_price * max(0.0, s0 + o.duration_h - deadline) if deadline is not None else 0.0))
+                     + (late_price * max(0.0, s0 + o.duration_h - deadline) if deadline is not None else 0.0)
+                     + (wait_price * max(0.0, s0 - window) if window is not None else 0.0))
             if (self.refine_bound and bound * (1.0 if factor_c is None else float(factor_c[j]))
                     > best_key * (1.0 + 1e-9) + 1e-9
                     and self.prices.covers(o.site, math.ceil(latest + o.duration_h) + 1)):
                 continue
-            starts = window_starts(scratch, pj, o, latest, first)[1:]
+            starts = self._window_starts(scratch, pj, o, first, latest)
             if starts:
                 refined.append((int(pool_c[j]), o, starts))
         if refined:
@@ -410,16 +492,18 @@ class Suanli(Pipeline):
                           [window_end(starts, o.duration_h) for _, o, starts in refined])
             p = np.asarray([i for i, _, _ in refined]).repeat([len(starts) for _, _, starts in refined])
             st = np.asarray([t for _, _, starts in refined for t in starts], dtype=float)
-            e, late, wait, total, _ = energy.price_each(opts.site_pos[p], kw[p], st, opts.duration_h[p], bill[p],
-                                                        *terms)
-            pool_c, start_c, energy_c, late_c, wait_c, total_c = (
-                np.concatenate(pair) for pair in zip(found, (p, st, e, late, wait, total), strict=True))
+            e, late, wait, total, _, excess = self._price(energy, opts.site_pos[p], kw[p], st, opts.duration_h[p],
+                                                          bill[p], terms)
+            pool_c, start_c, energy_c, late_c, wait_c, total_c, excess_c = (
+                np.concatenate(pair) for pair in zip(found, (p, st, e, late, wait, total, excess), strict=True))
 
         if self._pricing_held:                        # the re-planning budget counts its work
             self._replan_cells += int(np.add.reduce(opts.duration_h[pool_c])) + len(pool_c)
         backup_c = on_backup(pool_c) if backup is not None else None
         parts = {"rental": rental[pool_c], "transfer": opts.transfer_cny[pool_c], "energy": energy_c,
                  "late": late_c, "delay": wait_c}
+        if window is not None:
+            parts["wait"] = excess_c
         if room is not None:
             parts["room"] = room[pool_c]
         latency_c, rank_c = opts.latency_ms[pool_c], opts.rank[pool_c]
@@ -434,13 +518,13 @@ class Suanli(Pipeline):
 
     def _first_starts(self, scratch: Scratch, pj: PendingJob, opts: Options, floor: np.ndarray, margin: float,
                       energy: EnergyPricer, kw: np.ndarray, bill: np.ndarray,
-                      terms: tuple[float, float | None, float, float]) -> tuple[np.ndarray, ...]:
+                      terms: tuple) -> tuple[np.ndarray, ...]:
         """The earliest start of each pool priced, in the order priced: pools by their floor
         (then rank) until the floor of the next, times `margin`, is no less than the best total
         so far. Pools are priced a batch at a time (the first sized from the jobs before, the
         next to hold every pool whose floor is still below the best), and where the one-by-one
         rule stops is then found in the batch. Returns (pool, start, energy, late,
-        wait, total) arrays."""
+        delay, total, wait) arrays."""
         order = floor.argsort(kind="stable")         # `opts` is in rank order: ties go by rank
         floor_sorted = (floor[order] * margin).tolist()
         duration, ready = opts.duration_h.tolist(), opts.ready_h.tolist()
@@ -460,8 +544,8 @@ class Suanli(Pipeline):
                 p, st = pools[np.asarray(fits)], np.asarray([s for s in starts if s is not None], dtype=float)
             else:
                 fits, p, st = [True] * len(starts), pools, np.asarray(starts, dtype=float)
-            e, late, wait, total, last = energy.price_each(opts.site_pos[p], kw[p], st, opts.duration_h[p], bill[p],
-                                                           *terms)
+            e, late, wait, total, last, excess = self._price(energy, opts.site_pos[p], kw[p], st, opts.duration_h[p],
+                                                             bill[p], terms)
             # where pricing one by one would have stopped in this batch
             keep, totals = 0, iter(total.tolist())
             for cut, fit in zip(floor_sorted[at:at + batch], fits, strict=False):
@@ -476,14 +560,37 @@ class Suanli(Pipeline):
             # cannot win, and the best only falls)
             batch = max(1, bisect_left(floor_sorted, best, at) - at)
             if keep < len(p):
-                p, st, e, late, wait, total = p[:keep], st[:keep], e[:keep], late[:keep], wait[:keep], total[:keep]
+                p, st, e, late, wait, total, excess = (p[:keep], st[:keep], e[:keep], late[:keep], wait[:keep],
+                                                       total[:keep], excess[:keep])
             if keep:
                 energy.priced([opts.site[i] for i in p.tolist()], last[:keep].tolist())
-            out.append((p, st, e, late, wait, total))
+            out.append((p, st, e, late, wait, total, excess))
         found = (out[0] if len(out) == 1 else tuple(np.concatenate(c) for c in zip(*out, strict=True)) if out else
-                 (np.zeros(0, dtype=np.int64), *(np.zeros(0) for _ in range(5))))
+                 (np.zeros(0, dtype=np.int64), *(np.zeros(0) for _ in range(6))))
         self._priced_per_job = 0.8 * self._priced_per_job + 0.2 * len(found[0])
         return found
+
+    @staticmethod
+    def _window_end(pj: PendingJob) -> float | None:
+        """submit_h + max_wait_h for a job that has not started yet and has a `max_wait_h`
+        (its first start is then priced past it); None otherwise."""
+        job = pj.job
+        if job.max_wait_h is None or pj.segments_done:
+            return None
+        return job.submit_h + job.max_wait_h
+
+    @staticmethod
+    def _price(energy: EnergyPricer, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
+               durations: np.ndarray, bill: np.ndarray, terms: tuple) -> tuple[np.ndarray, ...]:
+        """`EnergyPricer.price_each` with the wait-excess price (`terms`' last two: CNY per hour,
+        for the job's gang, and the end of its window; None: no window) added to each total:
+        (energy, late, delay, total, one past each run's last slot, wait)."""
+        *priced, wait_price, window = terms
+        e, late, delay, total, last = energy.price_each(site_pos, kw, starts, durations, bill, *priced)
+        if window is None:
+            return e, late, delay, total, last, np.zeros(len(starts))
+        excess = wait_price * np.maximum(0.0, starts - window)
+        return e, late, delay, total + excess, last, excess
 
     def _key(self, c):
         factor = 1.0 - self.backup_margin if c.info.get("backup") else 1.0
