@@ -58,6 +58,28 @@ def start_agent(service, site: str, workdir: Path, *extra: str,
     return p, logpath
 
 
+def writable(tmp_path: Path) -> Path:
+    """A directory every job may write its findings to (jobs run under their tenant's uid when
+    the agent is root, and cannot write the test's own directories)."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    out.chmod(0o1777)
+    svc.searchable(out)
+    return out
+
+
+def sleeping(arg: str) -> bool:
+    """Whether a `sleep ARG` process runs on this machine (not a zombie)."""
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            if (d / "cmdline").read_bytes() == b"sleep\x00" + arg.encode() + b"\x00" and \
+                    (d / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def alive(pid: int = 0, group: int = 0) -> bool:
     """Whether process `pid` (or any process of group `group`) runs: not gone, not a zombie
     (an orphan waits for a reaper that a container may lack)."""
@@ -116,7 +138,7 @@ def store_checkpoint(service, jid: int, archive: bytes, made_on: str = "west-1")
 def test_a_job_whose_command_holds_a_nul_byte_fails_alone_and_no_agent_dies(service, tmp_path):
     """The API refuses a NUL byte at its door; one that got into the database anyway (written
     before that check, or by hand) reaches the agents: each fails the job with the reason
-    (Popen's "embedded null byte") and goes on; after its attempts the job is FAILED, and both
+    ("the command holds a NUL byte") and goes on; after its attempts the job is FAILED, and both
     sites run the next job."""
     c = service.client(service.tenant("acme"))
     jid = c.post("/v1/jobs", json=job_body(command="echo placeholder")).json()["id"]
@@ -126,7 +148,7 @@ def test_a_job_whose_command_holds_a_nul_byte_fails_alone_and_no_agent_dies(serv
     west, _ = start_agent(service, "west-1", tmp_path)
     done = wait_for(lambda: (j := job(c, jid))["state"] in ("FAILED", "SUCCEEDED") and j, 90,
                     dump=lambda: (east.poll(), west.poll(), east_log.read_text()[-2000:]))
-    assert done["state"] == "FAILED" and "embedded null byte" in done["reason"], done["reason"]
+    assert done["state"] == "FAILED" and "NUL byte" in done["reason"], done["reason"]
     assert states(done).count("TRANSFERRING") == service.app.state.controller.max_attempts
     assert east.poll() is None and west.poll() is None                    # no agent died
     for gpu_type, site in (("h100", "east-1"), ("a800", "west-1")):       # and each still runs jobs
@@ -134,15 +156,15 @@ def test_a_job_whose_command_holds_a_nul_byte_fails_alone_and_no_agent_dies(serv
         ok = wait_for(lambda: (j := job(c, nxt))["state"] == "SUCCEEDED" and j, 60)   # noqa: B023
         assert ok["site"] == site
     text = east_log.read_text() + (tmp_path / "agent-west-1.log").read_text()
-    failed = re.findall(rf"job {jid} fence \d+: failed: the agent could not start it: ValueError: embedded null byte",
-                        text)
+    failed = re.findall(rf"job {jid} fence \d+: failed: the agent could not start it: "
+                        r"ValueError: the command holds a NUL byte", text)
     assert len(failed) == service.app.state.controller.max_attempts, text
 
 
 # ----------------------------------------------------------------------------- 2. bad archives
 def test_a_checkpoint_holding_an_absolute_link_is_refused_and_the_job_starts_afresh(service, tmp_path):
     c = service.client(service.tenant("acme"))
-    seen = tmp_path / "seen"
+    seen = writable(tmp_path) / "seen"
     jid = c.post("/v1/jobs", json=job_body(command=f'ls -A "$SUANLI_CHECKPOINT_DIR" > {seen}',
                                            gpu_types=["h100"])).json()["id"]
     store_checkpoint(service, jid, _tar([(_member("state.bin"), b"x" * 100),
@@ -162,7 +184,7 @@ def test_a_checkpoint_bigger_than_the_agents_cap_is_not_downloaded_whole(service
     """A gzip bomb (64 MiB of zeros, 64 KiB packed) past `--max-checkpoint-bytes 1MiB`: refused
     while it unpacks, the job starts afresh."""
     c = service.client(service.tenant("acme"))
-    seen = tmp_path / "seen"
+    seen = writable(tmp_path) / "seen"
     jid = c.post("/v1/jobs", json=job_body(command=f'du -sb "$SUANLI_CHECKPOINT_DIR" | cut -f1 > {seen}',
                                            gpu_types=["h100"])).json()["id"]
     store_checkpoint(service, jid, _tar([(_member("zeros"), bytes(64 * 2**20))]))
@@ -266,7 +288,7 @@ def test_packing_a_4gib_sparse_checkpoint_does_not_stop_heartbeats(service, tmp_
     its default cap, 16 GiB) beside its loop: heartbeats keep their interval, east-1 is never down, bolt's job
     is not preempted and runs once."""
     c_acme, c_bolt = service.client(service.tenant("acme")), service.client(service.tenant("bolt"))
-    ran = tmp_path / "ran"
+    ran = writable(tmp_path) / "ran"
     east, log = start_agent(service, "east-1", tmp_path / "w")      # its cap: 16 GiB
     wait_for(lambda: up(c_acme, "east-1"), 30)
     other = c_bolt.post("/v1/jobs", json=job_body(command=f"echo $SUANLI_JOB_ID >> {ran}; sleep 60",
@@ -348,19 +370,20 @@ def test_archives_stay_in_the_agents_directory_and_leftovers_are_removed(service
 
 def test_an_agent_stopped_while_packing_stops_its_jobs_at_once(service, tmp_path):
     c = service.client(service.tenant("acme"))
-    pid_file = tmp_path / "pid"
+    pid_file = writable(tmp_path) / "pid"
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     east, log = start_agent(service, "east-1", tmp_path / "w", env={"TMPDIR": str(systmp)})    # its cap: 16 GiB
     c.post("/v1/jobs", json=job_body(command=f'truncate -s 4G "$SUANLI_CHECKPOINT_DIR/state.bin"; '
-                                             f'sleep 300 & echo $! > {pid_file}; wait', gpu_types=["h100"],
+                                             f'sleep 301 & echo started > {pid_file}; wait', gpu_types=["h100"],
                                      work_h=0.1))
     packing = [tmp_path / "w" / "east-1" / "tmp", systmp]            # where an archive is written
 
     def under_way() -> bool:             # an archive with bytes in it: packing has begun
         return any(a.stat().st_size > 0 for p in packing if p.is_dir() for a in p.glob("suanli-ckpt-*"))
     wait_for(lambda: pid_file.exists() and under_way(), 60, dump=lambda: log.read_text()[-2000:])
-    pid = int(pid_file.read_text())
+    # the job's own pids are those of its PID namespace: find its sleep by its command line
+    assert sleeping("301")
     t0 = time.monotonic()
     east.send_signal(signal.SIGTERM)
     try:
@@ -370,7 +393,7 @@ def test_an_agent_stopped_while_packing_stops_its_jobs_at_once(service, tmp_path
     took = time.monotonic() - t0
     print(f"stopped while packing 4 GiB: exited {took:.2f} s after SIGTERM")
     assert took < 5, took
-    wait_for(lambda: not alive(pid), 5)                   # its job is stopped (SIGTERM, at once)
+    wait_for(lambda: not sleeping("301"), 5)              # its job is stopped (SIGTERM, at once)
     assert list((tmp_path / "w" / "east-1" / "tmp").iterdir()) == []
 
 
@@ -381,7 +404,7 @@ def test_a_dispatch_that_reaches_the_agent_twice_starts_one_run(service, tmp_pat
     one starts."""
     from suanli.agent.agent import Agent
     c = service.client(service.tenant("acme"))
-    ran = tmp_path / "ran"
+    ran = writable(tmp_path) / "ran"
     ag = Agent("east-1", service.url, service.site_token("east-1"), workdir=str(tmp_path / "w"), interval_s=0.2)
     real = ag.client.call
     second_claim = []
@@ -392,7 +415,8 @@ def test_a_dispatch_that_reaches_the_agent_twice_starts_one_run(service, tmp_pat
             with service.sessions.begin() as s:          # the controller dispatches it again
                 row = s.get(JobRow, jid)
                 row.fence += 1
-                return [{"job_id": jid, "fence": row.fence, "name": row.name, "command": row.command, "gpus": 1,
+                return [{"job_id": jid, "fence": row.fence, "tenant_id": row.tenant_id, "name": row.name,
+                         "command": row.command, "gpus": 1,
                          "gpu_type": "h100", "start_h": row.start_h, "end_h": row.end_h, "checkpoint_h": None}]
         out = real(method, path, **kw)
         return out + out if path.endswith("/assignments") else out      # every claim answered twice

@@ -195,6 +195,10 @@ class Executor:
     def prepare(self, a: dict) -> tuple[Path, Path]:
         """The job's directory (with its private `work/`) and its checkpoint directory, created
         with their owners and modes (module docstring)."""
+        if "\x00" in a["command"]:
+            # no shell, sbatch script or Ray entrypoint can carry it; the API refuses it at its door,
+            # and one that got into the database anyway fails this job alone (agent.py contains it)
+            raise ValueError("the command holds a NUL byte, which no executor can run")
         job_id = a["job_id"]
         jobdir, work, ckpt = self.job_dir(job_id), self.work_dir(job_id), self.checkpoint_dir(job_id)
         ids = self.job_ids(a)
