@@ -133,12 +133,13 @@ def new_row(s: Session, tenant: Tenant, body: JobIn, types: list[str] | None, no
     return row
 
 
-def new_out(c: Controller, s: Session, row: JobRow, tr: Transition) -> JobOut:
-    """A job just created: no usage, one transition (no query for either)."""
-    out = job_out(c, s, row, transitions=False, usage=UsageOut())
-    out.transitions = [TransitionOut(from_state=None, to_state="PENDING", at=tr.at, at_h=tr.at_h,
-                                     reason=tr.reason)]
-    return out
+def new_out(row: JobRow, tr: Transition, tenant_name: str) -> JobOut:
+    """A job just created: no usage, one transition, its tenant's name known (no query at all)."""
+    return JobOut(id=row.id, name=row.name, tenant=tenant_name, state=row.state, reason=row.reason,
+                  command=row.command, gpus=row.gpus, spec=row.spec, submit_h=row.submit_h, site=None,
+                  gpu_type=None, start_h=None, end_h=None, explanation=None, usage=UsageOut(),
+                  transitions=[TransitionOut(from_state=None, to_state="PENDING", at=tr.at, at_h=tr.at_h,
+                                             reason=tr.reason)], created_at=row.created_at)
 
 
 def writer(c: Controller):
@@ -165,11 +166,7 @@ def submit(body: JobIn, p: Who, s: DB, c: Ctl,
     check_refs(c, body)
     digest = body_digest(body)
     with writer(c):
-        if idempotency_key is not None:
-            old = _by_key(s, p.tenant_id, [idempotency_key]).get(idempotency_key)
-            if old is not None:
-                replay(old, digest)
-                return JSONResponse(status_code=200, content=done(s, job_out(c, s, old)).model_dump(mode="json"))
+        # no look-up of the key first: the unique (tenant, key) constraint finds a replay
         tenant = s.get(Tenant, p.tenant_id)
         now = c.now_h()
         [types] = admit(c, s, tenant, [body], now)
@@ -179,14 +176,14 @@ def submit(body: JobIn, p: Who, s: DB, c: Ctl,
             tr = Transition(job_id=row.id, from_state=None, to_state="PENDING", at_h=now, reason="submitted")
             s.add(tr)
             s.commit()
-        except IntegrityError:              # the same key, submitted at the same moment by a retry
+        except IntegrityError:              # the key is taken: a retry, or one at the same moment
             s.rollback()
             old = _by_key(s, p.tenant_id, [idempotency_key]).get(idempotency_key) if idempotency_key else None
             if old is None:
                 raise
             replay(old, digest)
             return JSONResponse(status_code=200, content=done(s, job_out(c, s, old)).model_dump(mode="json"))
-        return done(s, new_out(c, s, row, tr))
+        return done(s, new_out(row, tr, tenant.name))
 
 
 @router.post("/v1/jobs/batch", status_code=201, response_model=BatchOut)
@@ -234,7 +231,7 @@ def submit_batch(body: BatchIn, p: Who, s: DB, c: Ctl) -> Any:
             s.rollback()
             raise HTTPException(409, "jobs: a key of this batch was used by a submit at the same moment; "
                                      "send the batch again") from None
-        outs = [new_out(c, s, rows[i], trs[i]) if i in rows else job_out(c, s, olds[body.jobs[i].key])
+        outs = [new_out(rows[i], trs[i], tenant.name) if i in rows else job_out(c, s, olds[body.jobs[i].key])
                 for i in range(len(body.jobs))]
         out = done(s, BatchOut(jobs=outs, created=len(rows)))
     return out if rows else JSONResponse(status_code=200, content=out.model_dump(mode="json"))
