@@ -186,7 +186,7 @@ def test_a_big_body_of_any_type_is_refused_before_it_is_read(served):
                  ("/v1/jobs", "application/json", tenant, "POST", {413}),
                  ("/v1/jobs", "text/plain", tenant, "POST", {415}),
                  ("/v1/agent/east-1/jobs/1/checkpoint?fence=1&at=2026-01-01T00:00:00Z", "application/gzip",
-                  tenant, "PUT", {415}),                                        # an upload type: site tokens only
+                  tenant, "PUT", {403}),                                        # an upload: site tokens only
                  ("/v1/agent/east-1/heartbeat", "application/octet-stream", site, "POST", {415})]
         for path, ctype, token, method, want in cases:
             got = _stream(url, path, big, ctype, token, method)

@@ -382,8 +382,10 @@ class RequestLimits:
                               {"WWW-Authenticate": "Bearer"})
                 return
             if ctype in UPLOAD_TYPES:
-                upload = method == "PUT" and UPLOAD_ROUTE.match(path) is not None and (
-                    principal is None or principal.role == "site")
+                upload = method == "PUT" and UPLOAD_ROUTE.match(path) is not None
+                if upload and principal is not None and principal.role != "site":
+                    await _answer(send, 403, f"this call is for a site agent token, not a {principal.role} token")
+                    return
                 if not upload:
                     await _answer(send, 415, f"Content-Type: {ctype} is taken only by the checkpoint upload "
                                              "(PUT /v1/agent/{site}/jobs/{id}/checkpoint, a site token); "
