@@ -148,7 +148,7 @@ def submit_batch(w: World) -> None:
     with w.c("rival") as b:
         # acme's key in a batch: rival gets a job of its own, never acme's
         r = b.post("/v1/jobs/batch", json={"jobs": [dict(svc.job_body(name="mine"), key=f"{SECRET}-done")]})
-        assert r.status_code == 201 and r.json()["jobs"][0]["tenant"] == "rival", r.text
+        assert r.status_code in (200, 201) and r.json()["jobs"][0]["tenant"] == "rival", r.text
         assert r.json()["jobs"][0]["id"] != w.done
         _clean(r)
         _refused(b.post("/v1/jobs/batch", json={"jobs": [svc.job_body(tenant="acme")]}), 422)
