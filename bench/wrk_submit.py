@@ -109,6 +109,15 @@ def _wait_up(p: subprocess.Popen, url: str, log: Path, timeout: float = 60.0) ->
     raise RuntimeError(f"suanli serve did not answer /v1/health in {timeout} s")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc); 0.0 where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def run_once(connections: int, duration_s: float, tenants: int, threads: int, serve_args: list[str]) -> dict:
     from sqlalchemy import func, select
 
@@ -133,6 +142,7 @@ def run_once(connections: int, duration_s: float, tenants: int, threads: int, se
             _wait_up(server, url, log)
             script = work / "submit.lua"
             script.write_text(LUA % {"tokens": ", ".join(json.dumps(t) for t in tokens)})
+            cpu0 = _cpu_s(server.pid)
             out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{int(duration_s)}s",
                                   "--timeout", "10s", "--latency", "-s", str(script), url],
                                  capture_output=True, text=True, timeout=duration_s + 120)
@@ -140,6 +150,7 @@ def run_once(connections: int, duration_s: float, tenants: int, threads: int, se
             if m is None:
                 raise RuntimeError(f"wrk said: {out.stdout[-2000:]} {out.stderr[-2000:]}")
             res = json.loads(m.group(1))
+            cpu = _cpu_s(server.pid) - cpu0
             time.sleep(0.5)
             with sessions() as s:
                 in_db = s.scalar(select(func.count()).select_from(Job))
@@ -161,6 +172,10 @@ def run_once(connections: int, duration_s: float, tenants: int, threads: int, se
                 "errors": errs, "statuses": dict(sorted(res["statuses"].items())),
                 "jobs_in_db": in_db, "lost": max(0, acc - in_db), "extra": max(0, in_db - acc),
                 "keys_distinct": keys == in_db, "cpus": os.cpu_count(),
+                # the server's CPU per answer and per 201: what a busy machine does not change much
+                "server_cpu_s": round(cpu, 1),
+                "server_cpu_ms_per_answer": round(1000 * cpu / max(res["requests"], 1), 2),
+                "server_cpu_ms_per_201": round(1000 * cpu / max(acc, 1), 2), "load_avg": os.getloadavg()[0],
                 "server_log_tail": log.read_text()[-600:] if server.returncode not in (0, -15) else ""}
 
 
@@ -181,7 +196,8 @@ def main() -> None:
     best = max(results, key=lambda r: r["accepted_per_s"])
     print(f"best of {len(results)}: {best['accepted_per_s']} accepted/s, p50 {best['p50_ms']} ms, "
           f"p99 {best['p99_ms']} ms, socket errors {best['socket_errors']}, statuses {best['statuses']}, "
-          f"lost {best['lost']}, extra {best['extra']}")
+          f"lost {best['lost']}, extra {best['extra']}; server CPU {best['server_cpu_ms_per_201']} ms per 201, "
+          f"{best['server_cpu_ms_per_answer']} ms per answer; load average {best['load_avg']:.1f}")
 
 
 if __name__ == "__main__":

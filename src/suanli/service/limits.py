@@ -503,8 +503,13 @@ def install(app: Any, limits: Limits | None = None) -> Limits:
     app.state.auth_failures = FailedAuth(lim.max_auth_failures, lim.auth_failures_per_s)
     app.state.admission = Admission(lim.max_in_flight, lim.max_in_flight_per_caller, lim.max_queue, lim.queue_s)
     app.state.token_cache = TokenCache(lim.token_ttl_s)
-    app.add_middleware(RequestLimits, limits=lim, limiter=limiter, state=app.state)
-    app.add_middleware(RequestLog)
+    # outermost, outside Starlette's own middleware (errors, exceptions, ...): a request refused
+    # here (a 503 of an overload, a 401, a 429) costs no pass through the framework's layers
+    inner_stack = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return RequestLog(RequestLimits(inner_stack(), limits=lim, limiter=limiter, state=app.state))
+    app.build_middleware_stack = build_middleware_stack
     app.state.limits, app.state.rate_limiter = lim, limiter
     return lim
 
