@@ -221,18 +221,30 @@ def _read_job(path: str) -> dict:
         raise UserError(str(e)) from None
 
 
-def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, command, gpus, work_h, origin...)")],
+def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, command, gpus, work_h, origin...); "
+                                                   "or a mapping `jobs: [...]` of many, sent as batches")],
            key: Annotated[str | None, typer.Option("--key", help="idempotency key: a retry with the same key "
-                                                               "never creates a second job")] = None,
+                                                               "never creates a second job (a list: KEY-0, KEY-1, "
+                                                               "... unless a job has its own `key`)")] = None,
            url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Submit a job; prints its id."""
+    """Submit a job, or a list of jobs (POST /v1/jobs/batch, 1,000 at a time); prints each id."""
     try:
         body = _read_job(file)
-        headers = {"Idempotency-Key": key} if key else {}
-        job = _client(url, token).call("POST", "/v1/jobs", json=body, headers=headers)
+        c = _client(url, token)
+        many = body.get("jobs") if set(body) == {"jobs"} else None
+        if isinstance(many, list):
+            items = [dict(j, key=j.get("key", f"{key}-{i}")) if key and isinstance(j, dict) else j
+                     for i, j in enumerate(many)]
+            done_jobs = []
+            for start in range(0, len(items), 1000):
+                done_jobs += c.call("POST", "/v1/jobs/batch", json={"jobs": items[start:start + 1000]})["jobs"]
+        else:
+            headers = {"Idempotency-Key": key} if key else {}
+            done_jobs = [c.call("POST", "/v1/jobs", json=body, headers=headers)]
     except UserError as e:
         raise _fail(e) from None
-    out.print(f"{job['id']}\t{job['state']}", markup=False, highlight=False)
+    for job in done_jobs:
+        out.print(f"{job['id']}\t{job['state']}", markup=False, highlight=False)
 
 
 def jobs(state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -434,3 +435,20 @@ def test_the_request_id_is_in_the_context_while_a_request_is_served(service):
         lg.setLevel(old)
     assert "ctx-7" in seen
 
+
+
+def test_suanli_submit_sends_a_file_of_many_jobs_as_a_batch(service, tmp_path):
+    import json as _json
+    env = {**os.environ, "SUANLI_URL": service.url, "SUANLI_TOKEN": service.tenant("acme"),
+           "SUANLI_CONFIG": str(tmp_path / "no")}
+    jobs = [job_body(name=f"many-{i}") for i in range(3)]
+    (tmp_path / "jobs.json").write_text(_json.dumps({"jobs": jobs}))
+
+    def cli():
+        return subprocess.run([sys.executable, "-m", "suanli.cli_service", "submit", str(tmp_path / "jobs.json"),
+                               "--key", "nightly"], capture_output=True, text=True, env=env, timeout=60)
+    r = cli()
+    assert r.returncode == 0, r.stderr
+    ids = [line.split()[0] for line in r.stdout.splitlines()]
+    assert len(ids) == 3 and all(line.split()[1] == "PENDING" for line in r.stdout.splitlines())
+    assert [line.split()[0] for line in cli().stdout.splitlines()] == ids      # KEY-0.. : sent again, same jobs
