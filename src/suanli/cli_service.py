@@ -49,6 +49,8 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                                          "beside the SQLite file, else $SUANLI_DATA_DIR/checkpoints)")] = None,
           rate_limit: Annotated[str, typer.Option("--rate-limit", help="requests per token (tenant, agent, admin): "
                                                   "20/s, 600/min or off; over it: 429 with Retry-After")] = "100/s",
+          max_in_flight: Annotated[int, typer.Option("--max-in-flight", help="requests in the handlers at once "
+                                                     "(half of them one caller's); more: 503 with Retry-After")] = 16,
           max_attempts: Annotated[int, typer.Option("--max-attempts", help="a job whose runs fail (non-zero exit) "
                                                      "this many times is FAILED; before that it runs again")] = 3,
           preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="let the policy stop a running job "
@@ -59,6 +61,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
     from suanli.service.server import serve as run_server
     try:
         limits.DEFAULT.rate_per_s = limits.parse_rate(rate_limit)    # read when the app is built
+        limits.set_in_flight(limits.DEFAULT, max_in_flight)
         if not tick_s > 0:
             raise UserError(f"--tick-s: must be > 0, got {tick_s}")
         if not heartbeat_s > 0:

@@ -256,6 +256,16 @@ class Admission:
 
 
 
+def set_in_flight(lim: Limits, n: int) -> None:
+    """`suanli serve --max-in-flight N`: N requests at once, N/2 of one caller's, and a database
+    pool larger than N (db.POOL_SIZE, read when the engine is made)."""
+    from suanli.service import db
+    if not 1 <= n <= 1000:
+        raise UserError(f"--max-in-flight: a number of requests from 1 to 1000 (got {n})")
+    lim.max_in_flight, lim.max_in_flight_per_caller = n, max(1, n // 2)
+    db.POOL_SIZE = max(db.POOL_SIZE, n + 4)
+
+
 def json_problem(body: bytes, limits: Limits) -> str | None:
     """Why a JSON body is refused before parsing (too deep, a number too long), or None."""
     bare = _STRING.sub(b'""', body)          # brackets and digits inside strings do not count
