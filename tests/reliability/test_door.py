@@ -295,6 +295,9 @@ def test_admission_sheds_over_the_caller_share_at_once_and_queues_briefly_over_t
         t0 = time.monotonic()
         assert await a.enter("v") == "the server is busy"       # waited queue_s, then shed
         assert 0.15 < time.monotonic() - t0 < 1.0
+        assert await a.enter("agent", own_share_only=True) is None     # a site agent: past the full total
+        assert "this caller" in await a.enter("agent", own_share_only=True)
+        a.leave("agent", own_share_only=True)
         a.leave("y")
         a.leave("z")
         assert a.in_flight == 0 and not a.by_caller
@@ -328,7 +331,23 @@ def test_a_burst_of_submissions_is_shed_not_collapsed_and_every_201_is_stored_on
             await asyncio.gather(*(worker(i) for i in range(conns)))
         return out
 
-    out = asyncio.run(burst())
+    site = service.site_token("east-1")
+    beats: list[int] = []
+    stop = threading.Event()
+
+    def heartbeats() -> None:              # a site agent meanwhile: never shed (its site would look down)
+        with service.client(site) as agent:
+            while not stop.is_set():
+                beats.append(agent.post("/v1/agent/east-1/heartbeat", json={}).status_code)
+                time.sleep(0.2)
+    hb = threading.Thread(target=heartbeats)
+    hb.start()
+    try:
+        out = asyncio.run(burst())
+    finally:
+        stop.set()
+        hb.join()
+    assert beats and set(beats) == {200}, beats
     codes = Counter(x[0] for x in out)
     assert set(codes) <= {201, 503}, codes                      # no 500, no transport error
     for status, headers, _, _ in out:

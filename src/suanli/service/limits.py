@@ -40,7 +40,9 @@
   at most `max_in_flight_per_caller` of them one caller's; a request over its caller's share
   answers 503 with Retry-After at once, one over the total waits at most `queue_s` in a bounded
   queue (`max_queue`), then 503 with Retry-After. The excess of an overload is answered fast, and
-  what is admitted is served at the speed of an unloaded server (goodput near the knee).
+  what is admitted is served at the speed of an unloaded server (goodput near the knee). A site
+  agent's calls are bounded by their own share only: its heartbeats keep its site up, and a
+  tenants' flood must not make the sites look down.
 
 `RequestLog`, in front of it: each request gets an id (a sane `X-Request-Id` from the client,
 else a new one; echoed in the response), set in `suanli.logs.REQUEST_ID` while it is served, and
@@ -207,11 +209,17 @@ class Admission:
         self.per_caller = per_caller if per_caller is not None else 1 << 30
         self.max_queue, self.queue_s = max_queue, queue_s
 
-    async def enter(self, key: str) -> str | None:
+    async def enter(self, key: str, own_share_only: bool = False) -> str | None:
+        """`own_share_only`: a site agent's call (heartbeats keep its site up: shed under a tenants'
+        flood, they would make the site look down); bounded by its caller's share only, and not
+        counted in the total (call `leave(key, True)` after)."""
         mine = self.by_caller.get(key, 0)
         if mine >= self.per_caller:
             self.shed += 1
             return f"more than {self.per_caller} requests of this caller at once"
+        if own_share_only:
+            self.by_caller[key] = mine + 1
+            return None
         if self.in_flight >= self.max_in_flight or self._queue:
             if len(self._queue) >= self.max_queue:
                 self.shed += 1
@@ -246,13 +254,14 @@ class Admission:
                 return
         self.in_flight -= 1
 
-    def leave(self, key: str) -> None:
+    def leave(self, key: str, own_share_only: bool = False) -> None:
         n = self.by_caller.get(key, 1) - 1
         if n > 0:
             self.by_caller[key] = n
         else:
             self.by_caller.pop(key, None)
-        self._hand_over()
+        if not own_share_only:
+            self._hand_over()
 
 
 
@@ -410,14 +419,15 @@ class RequestLimits:
             return
         admission: Admission | None = getattr(self.state, "admission", None)
         if admission is not None and not upload and path not in UNLIMITED:
-            why = await admission.enter(key)
+            agent = principal is not None and principal.role == "site"
+            why = await admission.enter(key, agent)
             if why is not None:
                 await _answer(send, 503, f"overloaded: {why}; retry after 1 s", {"Retry-After": "1"})
                 return
             try:
                 await self._pass(scope, receive, send, upload, cap, ctype, method)
             finally:
-                admission.leave(key)
+                admission.leave(key, agent)
             return
         await self._pass(scope, receive, send, upload, cap, ctype, method)
 
