@@ -207,6 +207,16 @@ def test_a_big_body_of_any_type_is_refused_before_it_is_read(served):
     assert peak[0] - base < 64, f"server RSS grew from {base:.0f} MB to {peak[0]:.0f} MB"
 
 
+def test_a_content_length_of_thousands_of_digits_is_413_not_500(service):
+    import socket as _socket
+    host, port = service.url.removeprefix("http://").split(":")
+    with _socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + service.tenant("acme").encode()
+                     + b"\r\nContent-Type: application/json\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n")
+        head = sock.recv(4096).split(b"\r\n")[0]
+    assert head.split()[1] in (b"400", b"413"), head
+
+
 # ----------------------------------------------------------------------------- 4. the pool
 def test_one_tenant_cannot_starve_the_pool_and_another_is_served(service):
     greedy, other = service.tenant("greedy"), service.tenant("other")

@@ -391,8 +391,9 @@ class RequestLimits:
         if declared is not None and not declared.strip().isdigit():
             await _answer(send, 400, f"Content-Length: not a number of bytes (got {declared[:32]!r})")
             return
-        has_body = (declared is not None and int(declared) > 0) or (
-            declared is None and _header(scope, b"transfer-encoding") is not None)
+        size = None if declared is None else int(declared) if len(declared.strip()) <= 18 else 1 << 62
+        has_body = (size is not None and size > 0) or (
+            size is None and _header(scope, b"transfer-encoding") is not None)
         ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
         upload = False
         if has_body and method in BODY_METHODS:
@@ -406,7 +407,7 @@ class RequestLimits:
                     await _answer(send, 403, f"this call is for a site agent token, not a {principal.role} token")
                     return
                 if not upload:
-                    await _answer(send, 415, f"Content-Type: {ctype} is taken only by the checkpoint upload "
+                    await _answer(send, 415, f"Content-Type: {ctype[:64]} is taken only by the checkpoint upload "
                                              "(PUT /v1/agent/{site}/jobs/{id}/checkpoint, a site token); "
                                              "this route takes application/json")
                     return
@@ -414,8 +415,9 @@ class RequestLimits:
                 await _answer(send, 415, f"Content-Type: {ctype[:64]!r} is not supported; send application/json")
                 return
         cap = lim.max_upload_bytes if upload else lim.max_body_bytes
-        if declared is not None and int(declared) > cap:
-            await _answer(send, 413, f"body: {int(declared):,} bytes is more than the limit of {cap:,}")
+        if size is not None and size > cap:
+            shown = f"{size:,}" if len(declared.strip()) <= 18 else declared.strip()[:24] + "..."
+            await _answer(send, 413, f"body: {shown} bytes is more than the limit of {cap:,}")
             return
         admission: Admission | None = getattr(self.state, "admission", None)
         if admission is not None and not upload and path not in UNLIMITED:
