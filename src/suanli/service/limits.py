@@ -105,7 +105,7 @@ class Limits:
     max_in_flight: int = 16                # requests in the handlers at once (db pool: 20, db.py)
     max_in_flight_per_caller: int = 8      # ... of them one caller's (a token, or an address)
     max_queue: int = 512                   # requests waiting for one of the max_in_flight
-    queue_s: float = 0.5                   # the longest a request waits there before 503
+    queue_s: float = 0.3                   # the longest a request waits there before 503
     token_ttl_s: float = 5.0               # a token's principal is cached this long (bearer.TokenCache)
 
 
