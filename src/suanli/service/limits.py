@@ -203,7 +203,7 @@ class Admission:
         self.shed = 0                      # 503s so far
 
     def configure(self, max_in_flight: int | None, per_caller: int | None = None, max_queue: int = 512,
-                  queue_s: float = 0.5) -> None:
+                  queue_s: float = 0.3) -> None:
         """None: no limit (tests that flood on purpose)."""
         self.max_in_flight = max_in_flight if max_in_flight is not None else 1 << 30
         self.per_caller = per_caller if per_caller is not None else 1 << 30
