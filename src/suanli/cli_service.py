@@ -49,6 +49,8 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                                          "beside the SQLite file, else $SUANLI_DATA_DIR/checkpoints)")] = None,
           rate_limit: Annotated[str, typer.Option("--rate-limit", help="requests per token (tenant, agent, admin): "
                                                   "20/s, 600/min or off; over it: 429 with Retry-After")] = "100/s",
+          max_in_flight: Annotated[int, typer.Option("--max-in-flight", help="requests in the handlers at once "
+                                                     "(half of them one caller's); more: 503 with Retry-After")] = 16,
           max_attempts: Annotated[int, typer.Option("--max-attempts", help="a job whose runs fail (non-zero exit) "
                                                      "this many times is FAILED; before that it runs again")] = 3,
           preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="let the policy stop a running job "
@@ -59,6 +61,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
     from suanli.service.server import serve as run_server
     try:
         limits.DEFAULT.rate_per_s = limits.parse_rate(rate_limit)    # read when the app is built
+        limits.set_in_flight(limits.DEFAULT, max_in_flight)
         if not tick_s > 0:
             raise UserError(f"--tick-s: must be > 0, got {tick_s}")
         if not heartbeat_s > 0:
@@ -289,18 +292,30 @@ def _read_job(path: str) -> dict:
         raise UserError(str(e)) from None
 
 
-def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, command, gpus, work_h, origin...)")],
+def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, command, gpus, work_h, origin...); "
+                                                   "or a mapping `jobs: [...]` of many, sent as batches")],
            key: Annotated[str | None, typer.Option("--key", help="idempotency key: a retry with the same key "
-                                                               "never creates a second job")] = None,
+                                                               "never creates a second job (a list: KEY-0, KEY-1, "
+                                                               "... unless a job has its own `key`)")] = None,
            url: UrlOpt = None, token: TokenOpt = None) -> None:
-    """Submit a job; prints its id."""
+    """Submit a job, or a list of jobs (POST /v1/jobs/batch, 1,000 at a time); prints each id."""
     try:
         body = _read_job(file)
-        headers = {"Idempotency-Key": key} if key else {}
-        job = _client(url, token).call("POST", "/v1/jobs", json=body, headers=headers)
+        c = _client(url, token)
+        many = body.get("jobs") if set(body) == {"jobs"} else None
+        if isinstance(many, list):
+            items = [dict(j, key=j.get("key", f"{key}-{i}")) if key and isinstance(j, dict) else j
+                     for i, j in enumerate(many)]
+            done_jobs = []
+            for start in range(0, len(items), 1000):
+                done_jobs += c.call("POST", "/v1/jobs/batch", json={"jobs": items[start:start + 1000]})["jobs"]
+        else:
+            headers = {"Idempotency-Key": key} if key else {}
+            done_jobs = [c.call("POST", "/v1/jobs", json=body, headers=headers)]
     except UserError as e:
         raise _fail(e) from None
-    out.print(f"{job['id']}\t{job['state']}", markup=False, highlight=False)
+    for job in done_jobs:
+        out.print(f"{job['id']}\t{job['state']}", markup=False, highlight=False)
 
 
 def jobs(state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,

@@ -144,6 +144,18 @@ def submit_job(w: World) -> None:
         _refused(s.post("/v1/jobs", json=svc.job_body()), 403)
 
 
+def submit_batch(w: World) -> None:
+    with w.c("rival") as b:
+        # acme's key in a batch: rival gets a job of its own, never acme's
+        r = b.post("/v1/jobs/batch", json={"jobs": [dict(svc.job_body(name="mine"), key=f"{SECRET}-done")]})
+        assert r.status_code in (200, 201) and r.json()["jobs"][0]["tenant"] == "rival", r.text
+        assert r.json()["jobs"][0]["id"] != w.done
+        _clean(r)
+        _refused(b.post("/v1/jobs/batch", json={"jobs": [svc.job_body(tenant="acme")]}), 422)
+    with w.c("west") as s:
+        _refused(s.post("/v1/jobs/batch", json={"jobs": [svc.job_body()]}), 403)
+
+
 def list_jobs(w: World) -> None:
     with w.c("rival") as b:
         for params in ({}, {"name": f"{SECRET}-done"}, {"site": "east-1"}, {"state": "RUNNING"},
@@ -339,6 +351,7 @@ def dashboard_page(w: World) -> None:
 
 ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/jobs"): submit_job,
+    ("POST", "/v1/jobs/batch"): submit_batch,
     ("GET", "/v1/jobs"): list_jobs,
     ("GET", "/v1/jobs/{job_id}"): get_job,
     ("DELETE", "/v1/jobs/{job_id}"): cancel_job,

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from suanli.errors import UserError, short_repr
 from suanli.service import dashboard, etags, limits
@@ -69,6 +70,14 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
             raise exc
         log.warning("database unavailable: %s", (str(exc.orig or exc).splitlines() or [""])[0])
         return JSONResponse(status_code=503, content={"detail": "the database is unavailable; retry shortly"},
+                            headers={"Retry-After": "1"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_full(_req: Request, exc: PoolTimeout):
+        # every connection of the pool busy for db.POOL_TIMEOUT_S (admission keeps requests below
+        # the pool's size, so this is the controller and the uploads too): busy, not broken
+        log.warning("database pool exhausted: %s", str(exc).splitlines()[0])
+        return JSONResponse(status_code=503, content={"detail": "the server is busy; retry shortly"},
                             headers={"Retry-After": "1"})
 
     @app.exception_handler(UserError)

@@ -25,6 +25,11 @@ from suanli.service.models import Meta
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 READ_ONLY = "suanli_read_only"      # execution option of the sessions that only read (`readers`)
+# Connections per process. The API admits fewer requests at once than this (limits.Limits:
+# max_in_flight 16), leaving some to the controller loop and the agents' upload routes, so a
+# request never waits for a connection; if one does, it waits at most POOL_TIMEOUT_S (503).
+POOL_SIZE = 20
+POOL_TIMEOUT_S = 5.0
 
 
 def data_dir() -> Path:
@@ -62,13 +67,18 @@ def make_engine(url: str | None = None) -> Engine:
                 private_sqlite(path)
             except OSError as e:
                 raise UserError(f"--db: cannot create the data directory {str(path.parent)!r}: {e.strerror}") from None
-            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                   pool_size=POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT_S)
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn, _record):     # WAL: readers never wait for the writer
                 dbapi_conn.isolation_level = None      # SQLAlchemy's "begin" event below opens transactions
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a commit is durable against a crash of the process, and against a
+                # power loss all but the last commits are; no fsync per commit (the submit path's
+                # largest cost under load, bench/wrk_submit.py)
+                cur.execute("PRAGMA synchronous=NORMAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
@@ -80,7 +90,8 @@ def make_engine(url: str | None = None) -> Engine:
                 conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
             return engine
         if url.startswith("postgresql"):
-            return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=10,
+                                 pool_timeout=POOL_TIMEOUT_S)
     except (ArgumentError, NoSuchModuleError) as e:
         raise UserError(f"--db: not a database URL {url!r} ({e})") from None
     raise UserError(f"--db: unsupported database URL {url!r} (use sqlite:///PATH or postgresql+psycopg://...)")

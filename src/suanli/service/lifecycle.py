@@ -36,5 +36,6 @@ def move(s, row: JobRow, to: str, at_h: float, reason: str = "") -> None:
 def model_job(row: JobRow, tenant: str | None = None) -> Job:
     """The MODEL.md §1 job a policy and the accounting see (ids are the database ids as text)."""
     spec = dict(row.spec)
+    spec.pop("body_sha256", None)           # the submitted body's digest (idempotency), not a job field
     return Job.model_validate({**spec, "id": str(row.id), "tenant": tenant, "submit_h": row.submit_h,
                                "gpus": row.gpus})

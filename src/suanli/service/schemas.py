@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 STATES = ("PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "PREEMPTED")
 ACTIVE = ("PLACED", "TRANSFERRING", "RUNNING")
@@ -38,23 +39,80 @@ JobIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="a job id")]
 CursorQuery = Annotated[int | None, Query(ge=0, le=INT32_MAX, description="the `next_cursor` of the last page")]
 
 
+MIN_CHECKPOINT_H = 1 / 60      # a checkpoint at most once a minute: 5e-324 h stalled the controller
+MAX_NAME = 256                 # a job's name, class, origin, a GPU type: short text, no control characters
+MAX_COMMAND = 65536            # a shell command line (a script belongs in the job's files)
+MAX_BATCH = 1000               # jobs in one POST /v1/jobs/batch
+IDEMPOTENCY_KEY = r"^[\x20-\x7e]{1,256}$"     # printable ASCII: a header value, logged as it is
+
+
+def control_chars(text: str, allowed: str = "") -> str | None:
+    """The first control character (Unicode category Cc, NUL included) in `text` that is not in
+    `allowed`, as its repr; None if there is none."""
+    for ch in text:
+        if (ch < " " or "\x7f" <= ch <= "\x9f") and ch not in allowed:
+            return repr(ch)
+    return None
+
+
+def _plain(text: str, allowed: str = "") -> str:
+    bad = control_chars(text, allowed)
+    if bad is not None:
+        raise PydanticCustomError("control_character", "a control character {char} is not allowed here",
+                                  {"char": bad})
+    return text
+
+
+PlainText = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_plain)]
+
+
 class JobIn(BaseModel):
     """A job as submitted: MODEL.md §1's fields but `id`, `submit_h` and `tenant` (the server
-    gives the id, the clock the submit time, the token the tenant), plus `name` and `command`."""
+    gives the id, the clock the submit time, the token the tenant), plus `name` and `command`.
+
+    Checked here with the scenario loader's rules (model/schema.py: finite numbers, ranges) and
+    what a real job needs: bounded sizes, no control characters in a name, class, origin or GPU
+    type (a command may hold a newline or a tab, never a NUL), a checkpoint interval of at least
+    a minute."""
 
     model_config = _STRICT
-    name: str = Field(min_length=1, max_length=256)
-    command: str = Field(min_length=1, max_length=65536, description="a shell command line the site's executor runs")
+    name: PlainText
+    command: str = Field(min_length=1, max_length=MAX_COMMAND,
+                         description="a shell command line the site's executor runs")
     gpus: int = Field(ge=1, le=MAX_GPUS, description="a gang: one site, one type, at once")
     work_h: float = Field(gt=0, le=MAX_HOURS, description="hours on a speed-1.0 GPU")
-    gpu_types: list[str] | None = Field(default=None, min_length=1, max_length=256,
-                                        description="allowed GPU types; default all")
-    class_: str | None = Field(default=None, alias="class", max_length=256)
+    gpu_types: list[PlainText] | None = Field(default=None, min_length=1, max_length=256,
+                                              description="allowed GPU types; default all")
+    class_: PlainText | None = Field(default=None, alias="class")
     deadline_h: float | None = Field(default=None, gt=0, le=MAX_HOURS, description="hours after submission")
-    origin: str = Field(max_length=256, description="the city of the job's data and users")
+    origin: PlainText = Field(description="the city of the job's data and users")
     data_gb: float = Field(default=0.0, ge=0, le=1e9)
     max_rtt_ms: float | None = Field(default=None, ge=0, le=1e6)
-    checkpoint_h: float | None = Field(default=None, gt=0, le=MAX_HOURS)
+    checkpoint_h: float | None = Field(default=None, ge=MIN_CHECKPOINT_H, le=MAX_HOURS,
+                                       description="hours between checkpoints; at least one minute")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, v: str) -> str:
+        return _plain(v, allowed="\t\n\r")
+
+    @field_validator("gpus", "work_h", "deadline_h", "data_gb", "max_rtt_ms", "checkpoint_h", mode="before")
+    @classmethod
+    def _no_booleans(cls, v: Any) -> Any:
+        # as in the scenario loader: `gpus: true` is a typo, not 1
+        if isinstance(v, bool):
+            raise PydanticCustomError("bool_number", "expected a number, not a boolean")
+        return v
+
+
+class BatchItem(JobIn):
+    """A job of a batch, with its own idempotency key (the `Idempotency-Key` header of a single submit)."""
+    key: str | None = Field(default=None, pattern=IDEMPOTENCY_KEY, description="idempotency key of this job")
+
+
+class BatchIn(BaseModel):
+    model_config = _STRICT
+    jobs: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class Transition(BaseModel):
@@ -97,6 +155,11 @@ class JobOut(BaseModel):
     checkpoint_bytes: int | None = Field(default=None, description="the checkpoint directory's size then")
     transitions: list[Transition] = []
     created_at: UtcTime
+
+
+class BatchOut(BaseModel):
+    jobs: list[JobOut] = Field(description="in the order submitted")
+    created: int = Field(description="how many of them are new (the others: an earlier submit with the same key)")
 
 
 class JobList(BaseModel):
@@ -226,8 +289,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": what} for code, what in (
         (400, "bad input"), (401, "missing or unknown token"), (403, "not allowed for this token"),
         (404, "not found (or another tenant's)"), (409, "conflict with the job's state"),
-        (413, "request body too large"), (422, "invalid field (one line naming it and the value)"),
-        (429, "rate limit: retry after the Retry-After header's seconds"))}
+        (413, "request body too large"), (415, "unsupported Content-Type"),
+        (422, "invalid field (one line naming it and the value)"),
+        (429, "rate limit: retry after the Retry-After header's seconds"),
+        (503, "overloaded or the database is away: retry after the Retry-After header's seconds"))}
 
 
 # ----------------------------------------------------------------------------- demand response

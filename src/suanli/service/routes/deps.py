@@ -33,9 +33,13 @@ def db(request: Request):
         yield s
 
 
-def principal(cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+def principal(request: Request, cred: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
               s: Annotated[Session, Depends(db)]) -> Principal:
-    return principal_of(s, cred)
+    """The caller: as the door (limits.py) authenticated it, else looked up (through the token cache)."""
+    p = request.scope.get("state", {}).get("principal")
+    if p is not None:
+        return p
+    return principal_of(s, cred, getattr(request.app.state, "token_cache", None))
 
 
 Ctl = Annotated[Controller, Depends(controller_of)]
