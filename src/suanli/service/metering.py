@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli import accounting
@@ -139,4 +139,5 @@ def invoice_csv(inv: Invoice) -> str:
 
 
 def spent(s: Session, tenant_id: int, month: str) -> float:
-    return float(sum(s.scalars(select(Usage.total_cny).where(Usage.tenant_id == tenant_id, Usage.month == month))))
+    return float(s.scalar(select(func.coalesce(func.sum(Usage.total_cny), 0.0))
+                          .where(Usage.tenant_id == tenant_id, Usage.month == month)) or 0.0)
