@@ -24,17 +24,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "service"))
 import svc  # noqa: E402
-from svc import db_url, job_body, wait_for  # noqa: E402, F401  (fixtures)
+from svc import job_body, wait_for  # noqa: E402
 
 from suanli.service import checkpoints  # noqa: E402
 from suanli.service.checkpoints import CheckpointStore, OverQuota, StoreFull  # noqa: E402
 from suanli.service.server import ThreadServer, build  # noqa: E402
 
 GZ = {"Content-Type": "application/gzip"}
+db_url = svc.db_url     # the fixture, used in this module
 
 
 @pytest.fixture
-def make_service(db_url, tmp_path):  # noqa: F811
+def make_service(db_url, tmp_path):
     made = []
 
     def make(**bounds) -> svc.Service:

@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "service"))
-from svc import db_url, job_body, service, wait_for  # noqa: E402, F401  (fixtures)
+import svc  # noqa: E402
+from svc import job_body, wait_for  # noqa: E402
+
+db_url, service = svc.db_url, svc.service     # the fixtures, used in this module
 
 GZ = {"Content-Type": "application/gzip"}
 
