@@ -3,7 +3,8 @@ static files (built from web/ into suanli/service/static/ and served at `/`).
 
 The static files need no token: they hold no data. Every JSON call needs one, as the rest of
 the API does (`suanli.service.auth`): a tenant sees the network (as GET /v1/sites already shows
-it to everyone) and only its own bill; an admin sees every tenant's.
+it to everyone: sites, pools in use, energy), its own jobs' data flows with the network's total
+of them, and only its own bill; an admin sees every tenant's flows and bills.
 
 Figures come from the code that makes them elsewhere, never recomputed another way:
 - a site's energy balance (load, renewables, battery, grid) is `accounting.account` on the
@@ -134,7 +135,8 @@ def router(controller: Controller) -> APIRouter:
     # ------------------------------------------------------------------ the network view
     @api.get("/network")
     def network(request: Request, p: Who, s: DB) -> Response:
-        """Cities, sites (GPUs, energy now) and links with the data flows of active jobs."""
+        """Cities, sites (GPUs, energy now) and links with the data flows of active jobs: a tenant's own
+        (links and cities count those only) and the network's total (`flows_total`); an admin's: all."""
         now = controller.now_h()
         slot = max(0, math.floor(now))
         up = controller.up_sites(s)
@@ -174,8 +176,12 @@ def router(controller: Controller) -> APIRouter:
             key = tuple(sorted((a, b)))
             links[key] = {"a": key[0], "b": key[1], "gbps": d["gbps"], "latency_ms": d["latency_ms"],
                           "cny_per_gb": d["cny_per_gb"], "jobs": 0, "data_gb": 0.0}
+        # the data flows: a tenant sees its own and the network's total only, never another tenant's
+        # (whose origins, sites and volumes are its business); an operator sees every one
+        total = {"jobs": len(rows), "data_gb": sum(float(r.spec.get("data_gb") or 0.0) for r in rows)}
+        shown = rows if p.role == "admin" else [r for r in rows if r.tenant_id == p.tenant_id]
         origins: dict[str, int] = {}
-        for r in rows:
+        for r in shown:
             origin = r.spec.get("origin")
             city = net.sites[r.site].city
             origins[origin] = origins.get(origin, 0) + 1
@@ -196,7 +202,8 @@ def router(controller: Controller) -> APIRouter:
                    "consumer": c not in hosts or c in origins, "active_jobs_from": origins.get(c, 0)}
                   for c, (lat, lon) in net.cities.items()]
         return _etagged(request, {"network": net.name, "now_h": now, "slot": slot, "sites": sites,
-                                  "cities": cities, "links": list(links.values()), "flows": list(flows.values())})
+                                  "cities": cities, "links": list(links.values()), "flows": list(flows.values()),
+                                  "flows_scope": "all" if p.role == "admin" else "own", "flows_total": total})
 
     # ------------------------------------------------------------------ the site view
     @api.get("/sites/{site}/series")
