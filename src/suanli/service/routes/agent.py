@@ -161,7 +161,7 @@ async def put_checkpoint(site: str, job_id: JobIdPath, request: Request, p: Who,
         """(the bytes the tenant's quota leaves for it, whether it is the stored checkpoint again)"""
         with c.sessions() as s:
             row = dispatched_here(s, site, job_id, fence)
-            return c.store.quota_left(s, row.tenant_id, job_id), plausible_at(c, s, site, row, fence, at_h)
+            return c.store.quota_left(s, row.tenant_id, job_id), plausible_at(c, s, site, row, fence, at, at_h)
     # refuse before reading a byte of a stale, implausible or over-quota upload
     quota_left, again = await run_in_threadpool(check)
     if again:
@@ -204,19 +204,19 @@ def _full(why: str) -> HTTPException:
     return HTTPException(507, why, headers={"Retry-After": "60"})
 
 
-def plausible_at(c: Controller, s: Session, site: str, row: JobRow, fence: int, at_h: float) -> bool:
+def plausible_at(c: Controller, s: Session, site: str, row: JobRow, fence: int, at: datetime, at_h: float) -> bool:
     """A checkpoint's time is between its run's dispatch and now (with CLOCK_SKEW_S either side), else
     422. True: it is the checkpoint the run resumed from, sent back (its files keep their times, to
     the second: tar), which changes nothing."""
     skew_h = CLOCK_SKEW_S / 3600.0
     if at_h > c.now_h() + skew_h:
-        raise implausible(site, row, fence, "at", c.wall(at_h).isoformat(),
+        raise implausible(site, row, fence, "at", at.isoformat(),
                           f"later than now, {datetime.now(UTC).isoformat()}")
     since = dispatch_h(s, row)
     if at_h < since - skew_h:
         if row.checkpoint_h is not None and row.checkpoint_site is not None and at_h <= row.checkpoint_h + 1 / 3600:
             return True
-        raise implausible(site, row, fence, "at", c.wall(at_h).isoformat(),
+        raise implausible(site, row, fence, "at", at.isoformat(),
                           f"earlier than the run's dispatch, {c.wall(since).isoformat()}")
     return False
 
