@@ -205,19 +205,25 @@ def _full(why: str) -> HTTPException:
 
 
 def plausible_at(c: Controller, s: Session, site: str, row: JobRow, fence: int, at: datetime, at_h: float) -> bool:
-    """A checkpoint's time is between its run's dispatch and now (with CLOCK_SKEW_S either side), else
-    422. True: it is the checkpoint the run resumed from, sent back (its files keep their times, to
-    the second: tar), which changes nothing."""
+    """A checkpoint's time is between its run's dispatch and now (with CLOCK_SKEW_S either side).
+    Later than now, or earlier than the job's submission: 422. Between the two: a checkpoint of an
+    earlier run of the job, left in its directory: True if it is the stored one (the checkpoint the
+    run resumed from, sent back: its files keep their times, to the second, through tar), which
+    changes nothing; else 409, as for any upload that is not this run's (an agent drops it)."""
     skew_h = CLOCK_SKEW_S / 3600.0
     if at_h > c.now_h() + skew_h:
+        raise implausible(site, row, fence, "at", at.isoformat(), f"later than now, {datetime.now(UTC).isoformat()}")
+    if at_h < row.submit_h - skew_h:
         raise implausible(site, row, fence, "at", at.isoformat(),
-                          f"later than now, {datetime.now(UTC).isoformat()}")
+                          f"earlier than the job's submission, {c.wall(row.submit_h).isoformat()}")
     since = dispatch_h(s, row)
     if at_h < since - skew_h:
         if row.checkpoint_h is not None and row.checkpoint_site is not None and at_h <= row.checkpoint_h + 1 / 3600:
             return True
-        raise implausible(site, row, fence, "at", at.isoformat(),
-                          f"earlier than the run's dispatch, {c.wall(since).isoformat()}")
+        log.warning("stale checkpoint refused: site %s, job %s, fence %s: at %s, before the run's dispatch at %s",
+                    site, row.id, fence, at.isoformat(), c.wall(since).isoformat())
+        raise HTTPException(409, f"at: {at.isoformat()} is earlier than this run's dispatch, "
+                                 f"{c.wall(since).isoformat()}: a checkpoint of an earlier run, not stored")
     return False
 
 
