@@ -141,7 +141,7 @@ def test_an_under_declared_run_is_stopped_at_its_budget_and_its_agent_kills_it(s
     month = datetime.now(UTC).strftime("%Y-%m")
     inv = acme.get("/v1/invoices", params={"month": month}).json()[0]
     print(f"billed {inv['total_cny']:.4f} CNY of a 1 CNY budget")
-    assert 0.99 < inv["total_cny"] <= 1.0 + 0.06, inv["total_cny"]
+    assert 0.99 < inv["total_cny"] <= 1.0 + 0.1, inv["total_cny"]        # 0.1 CNY: ~3 s of its 4 H100s
     assert job["usage"]["total_cny"] == pytest.approx(inv["total_cny"] - 0.8)
 
 

@@ -20,7 +20,18 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "service"))
 import svc  # noqa: E402
 from svc import job_body, wait_for  # noqa: E402
 
-db_url, service = svc.db_url, svc.service     # the fixtures, used in this module
+from suanli.service.server import ThreadServer, build  # noqa: E402
+
+db_url = svc.db_url     # the fixture, used in this module
+
+
+@pytest.fixture
+def service(db_url, tmp_path):
+    """A real server; this test plays the agent, slower than a real one's beat: a long heartbeat timeout."""
+    app = build(svc.NETWORK, db_url, policy="fifo", tick_s=0.1, heartbeat_timeout_s=3600.0,
+                checkpoint_store=tmp_path / "store")
+    with ThreadServer(app) as url:
+        yield svc.Service(url, app, db_url)
 
 GZ = {"Content-Type": "application/gzip"}
 
