@@ -6,6 +6,11 @@
 - another tenant's GET /v1/jobs p50, alone and while 4 callers read the big month in a loop.
 
     PYTHONPATH=src python bench/big_invoices.py --jobs 50000
+
+Measured (dev, 2 cores, load average ~17, SQLite), before -> after paging:
+  /v1/invoices              2.9 s, 9.7 MB      -> first page 0.15 s, 0.19 MB (all 50 pages: 5.6 s)
+  /v1/dashboard/tenants    11.4 s, 16.8 MB     -> first page 0.20 s, 0.33 MB (all 50 pages: 4.8 s)
+  another tenant's GET /v1/jobs p50 with 4 callers reading the big month: 399 ms -> 66 ms
 """
 
 from __future__ import annotations
