@@ -55,6 +55,17 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                                                      "this many times is FAILED; before that it runs again")] = 3,
           preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="let the policy stop a running job "
                                                 "(its checkpoints kept) for one that would be late")] = True,
+          checkpoint_quota_bytes: Annotated[int | None, typer.Option(
+              "--checkpoint-quota-bytes", help="the checkpoint store's bytes per tenant, all its jobs together; "
+                                               "an upload past it is refused (507). Default: no limit")] = None,
+          checkpoint_keep_h: Annotated[float, typer.Option(
+              "--checkpoint-keep-h", help="hours a job's stored checkpoint is kept after the job ended")] = 24.0,
+          overrun_margin: Annotated[float, typer.Option(
+              "--overrun-margin", help="a run past its planned end by this fraction of its estimate (and "
+                                       "--overrun-min-s) is re-priced against its tenant's budget: extended by "
+                                       "one estimate if it fits, else stopped")] = 0.5,
+          overrun_min_s: Annotated[float, typer.Option(
+              "--overrun-min-s", help="the least margin past a run's planned end, in seconds")] = 60.0,
           ) -> None:
     """Run the control plane: REST API under /v1 and the controller loop."""
     from suanli.service import limits
@@ -70,8 +81,18 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
             raise UserError(f"--missed-heartbeats: must be >= 1, got {missed_heartbeats}")
         if max_attempts < 1:
             raise UserError(f"--max-attempts: must be >= 1, got {max_attempts}")
+        if checkpoint_quota_bytes is not None and checkpoint_quota_bytes < 0:
+            raise UserError(f"--checkpoint-quota-bytes: must be >= 0, got {checkpoint_quota_bytes}")
+        if not checkpoint_keep_h >= 0:
+            raise UserError(f"--checkpoint-keep-h: must be >= 0, got {checkpoint_keep_h}")
+        if not 0 <= overrun_margin < float("inf"):
+            raise UserError(f"--overrun-margin: must be >= 0, got {overrun_margin}")
+        if not 0 <= overrun_min_s < float("inf"):
+            raise UserError(f"--overrun-min-s: must be >= 0, got {overrun_min_s}")
         run_server(network, db, host, port, policy, tick_s, heartbeat_s, missed_heartbeats,
-                   checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt)
+                   checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
+                   checkpoint_quota_bytes=checkpoint_quota_bytes, checkpoint_keep_h=checkpoint_keep_h,
+                   overrun_margin=overrun_margin, overrun_min_s=overrun_min_s)
     except UserError as e:
         raise _fail(e) from None
 

@@ -310,12 +310,31 @@ def dashboard_me(w: World) -> None:
         _refused(s.get("/v1/dashboard/me"), 403)
 
 
+def _flows(net: dict) -> int:
+    return sum(f["jobs"] for f in net["flows"])
+
+
 def dashboard_network(w: World) -> None:
+    """The data flows of active jobs (origin, site, jobs, GB): a tenant sees its own and the network's
+    total, never another tenant's (nor on the links or cities); an admin sees all."""
     with w.c("rival") as b:
         r = b.get("/v1/dashboard/network")
         assert r.status_code == 200
         _clean(r)
         assert "acme" not in r.text
+        own = [j for j in b.get("/v1/jobs").json()["jobs"] if j["site"] and j["state"] in
+               ("PLACED", "TRANSFERRING", "RUNNING")]
+        net = r.json()
+        assert _flows(net) == len(own), net["flows"]               # acme's running job is not among them
+        assert sum(lk["jobs"] for lk in net["links"]) <= sum(len(f["path"]) - 1 for f in net["flows"] if f["path"])
+        assert sum(c["active_jobs_from"] for c in net["cities"]) == len(own)
+    with w.c("acme") as a:
+        net = a.get("/v1/dashboard/network").json()
+        assert _flows(net) >= 1 and net["flows_scope"] == "own"
+        assert net["flows_total"]["jobs"] >= _flows(net)
+    with w.c("admin") as a:
+        net = a.get("/v1/dashboard/network").json()
+        assert _flows(net) == net["flows_total"]["jobs"] >= 1 and net["flows_scope"] == "all"
     with w.c("west") as s:
         _refused(s.get("/v1/dashboard/network"), 403)
 

@@ -66,7 +66,7 @@ from suanli.scheduling.state import (
     Scored,
     StateView,
 )
-from suanli.service import metering
+from suanli.service import metering, overrun
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage
@@ -233,6 +233,9 @@ class Controller:
             up = self.up_sites(s)
             drained = drained_sites(s)
             self._site_failures(s, now, up, drained)
+            overrun.review(self, s, now)     # runs past their estimate: extended or stopped (overrun.py)
+            if self.store is not None:       # ended jobs' checkpoints past their keep time (checkpoints.py)
+                self.store.sweep(s)
             s.flush()
             self._sync_ledger(s, now)
             self._schedule(s, now, self.placeable(up) - drained)

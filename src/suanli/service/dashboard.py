@@ -3,7 +3,8 @@ static files (built from web/ into suanli/service/static/ and served at `/`).
 
 The static files need no token: they hold no data. Every JSON call needs one, as the rest of
 the API does (`suanli.service.auth`): a tenant sees the network (as GET /v1/sites already shows
-it to everyone) and only its own bill; an admin sees every tenant's.
+it to everyone: sites, pools in use, energy), its own jobs' data flows with the network's total
+of them, and only its own bill; an admin sees every tenant's flows and bills.
 
 Figures come from the code that makes them elsewhere, never recomputed another way:
 - a site's energy balance (load, renewables, battery, grid) is `accounting.account` on the
@@ -32,7 +33,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy import select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from suanli import accounting
@@ -134,7 +135,8 @@ def router(controller: Controller) -> APIRouter:
     # ------------------------------------------------------------------ the network view
     @api.get("/network")
     def network(request: Request, p: Who, s: DB) -> Response:
-        """Cities, sites (GPUs, energy now) and links with the data flows of active jobs."""
+        """Cities, sites (GPUs, energy now) and links with the data flows of active jobs: a tenant's own
+        (links and cities count those only) and the network's total (`flows_total`); an admin's: all."""
         now = controller.now_h()
         slot = max(0, math.floor(now))
         up = controller.up_sites(s)
@@ -174,8 +176,12 @@ def router(controller: Controller) -> APIRouter:
             key = tuple(sorted((a, b)))
             links[key] = {"a": key[0], "b": key[1], "gbps": d["gbps"], "latency_ms": d["latency_ms"],
                           "cny_per_gb": d["cny_per_gb"], "jobs": 0, "data_gb": 0.0}
+        # the data flows: a tenant sees its own and the network's total only, never another tenant's
+        # (whose origins, sites and volumes are its business); an operator sees every one
+        total = {"jobs": len(rows), "data_gb": sum(float(r.spec.get("data_gb") or 0.0) for r in rows)}
+        shown = rows if p.role == "admin" else [r for r in rows if r.tenant_id == p.tenant_id]
         origins: dict[str, int] = {}
-        for r in rows:
+        for r in shown:
             origin = r.spec.get("origin")
             city = net.sites[r.site].city
             origins[origin] = origins.get(origin, 0) + 1
@@ -196,7 +202,8 @@ def router(controller: Controller) -> APIRouter:
                    "consumer": c not in hosts or c in origins, "active_jobs_from": origins.get(c, 0)}
                   for c, (lat, lon) in net.cities.items()]
         return _etagged(request, {"network": net.name, "now_h": now, "slot": slot, "sites": sites,
-                                  "cities": cities, "links": list(links.values()), "flows": list(flows.values())})
+                                  "cities": cities, "links": list(links.values()), "flows": list(flows.values()),
+                                  "flows_scope": "all" if p.role == "admin" else "own", "flows_total": total})
 
     # ------------------------------------------------------------------ the site view
     @api.get("/sites/{site}/series")
@@ -235,39 +242,61 @@ def router(controller: Controller) -> APIRouter:
     @api.get("/tenants")
     def tenants(request: Request, p: Who, s: DB,
                 month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="YYYY-MM")],
-                tenant: Annotated[str | None, Query(description="admin only; default all tenants")] = None) -> Response:
-        """Each tenant's invoice for `month` (`metering.invoice`) with the carbon its jobs avoided by not
-        running at their origin (per ledger row: energy at the origin province's factor less its carbon)."""
+                tenant: Annotated[str | None, Query(description="admin only; default all tenants")] = None,
+                limit: Annotated[int, Query(ge=1, le=metering.PAGE,
+                                            description="invoice lines per tenant")] = metering.PAGE,
+                cursor: Annotated[int | None, Query(ge=0, le=2**31 - 1,
+                                                    description="the `next_cursor` of the last page")] = None,
+                ) -> Response:
+        """Each tenant's invoice for `month` (`metering.invoice`: its totals, and a page of its lines)
+        with the carbon its jobs avoided by not running at their origin (per ledger row: energy at the
+        origin province's factor less its carbon): the month's totals, and per job for the jobs of the
+        page. Summed by the database, so a month of 50,000 jobs is not read row by row."""
         metering.check_month(month)
         rows = billed_tenants(s, p, tenant)      # the dashboard's principal is never a site agent
+        # grouped by position: the JSON path is a bound parameter, which PostgreSQL would see twice
+        origin = JobRow.spec["origin"].as_string().label("origin")
         out = []
         for t in rows:
-            inv = metering.invoice(s, t, month)
-            origin_of = dict(s.execute(select(JobRow.id, JobRow.spec).join(Usage, Usage.job_id == JobRow.id)
-                                       .where(Usage.tenant_id == t.id, Usage.month == month)).all())
+            inv = metering.invoice(s, t, month, limit, cursor)
+            mine = (Usage.tenant_id == t.id, Usage.month == month)
+            origin_kg = avoided_kg = 0.0
+            unknown = 0
+            for o, kwh, kg, jobs in s.execute(
+                    select(origin, func.sum(Usage.energy_kwh), func.sum(Usage.carbon_kg),
+                           func.count(func.distinct(Usage.job_id)))
+                    .join(JobRow, JobRow.id == Usage.job_id).where(*mine).group_by(literal_column("1"))):
+                factor = _factor(o)
+                if factor is None:
+                    unknown += int(jobs)
+                    continue
+                origin_kg += float(kwh) * factor
+                avoided_kg += float(kwh) * factor - float(kg)
+            page = sorted({ln.job_id for ln in inv.lines})
             per_job: dict[int, dict[str, Any]] = {}
-            for u in s.scalars(select(Usage).where(Usage.tenant_id == t.id, Usage.month == month).order_by(Usage.id)):
-                origin = origin_of[u.job_id].get("origin")
-                province = net.provinces.get(origin)
-                try:
-                    factor = province_factor(province) if province else None
-                except KeyError:
-                    factor = None
-                j = per_job.setdefault(u.job_id, {"job_id": u.job_id, "origin": origin, "province": province,
-                                                  "carbon_kg": 0.0, "origin_kg": 0.0 if factor is not None else None,
-                                                  "avoided_kg": 0.0 if factor is not None else None})
-                j["carbon_kg"] += u.carbon_kg
-                if factor is not None:
-                    j["origin_kg"] += u.energy_kwh * factor
-                    j["avoided_kg"] += u.energy_kwh * factor - u.carbon_kg
-            known = [j for j in per_job.values() if j["origin_kg"] is not None]
+            if page:
+                for job_id, o, kwh, kg in s.execute(
+                        select(Usage.job_id, origin, func.sum(Usage.energy_kwh), func.sum(Usage.carbon_kg))
+                        .join(JobRow, JobRow.id == Usage.job_id).where(*mine, Usage.job_id.in_(page))
+                        .group_by(Usage.job_id, literal_column("2"))):
+                    factor = _factor(o)
+                    per_job[job_id] = {
+                        "job_id": job_id, "origin": o, "province": net.provinces.get(o), "carbon_kg": float(kg),
+                        "origin_kg": float(kwh) * factor if factor is not None else None,
+                        "avoided_kg": float(kwh) * factor - float(kg) if factor is not None else None}
+            jobs = [per_job[j] for j in dict.fromkeys(ln.job_id for ln in inv.lines) if j in per_job]
             out.append({"tenant": t.name, "month": month, "invoice": inv.model_dump(mode="json"),
-                        "carbon": {"kg": inv.carbon_kg, "origin_grid_kg": sum(j["origin_kg"] for j in known),
-                                   "avoided_kg": sum(j["avoided_kg"] for j in known),
-                                   "unknown_origin_jobs": len(per_job) - len(known)},
-                        "jobs": list(per_job.values()),
-                        "quota": t.quota, "budget_cny": t.budget_cny})
+                        "carbon": {"kg": inv.carbon_kg, "origin_grid_kg": origin_kg, "avoided_kg": avoided_kg,
+                                   "unknown_origin_jobs": unknown},
+                        "jobs": jobs, "quota": t.quota, "budget_cny": t.budget_cny})
         return _etagged(request, {"month": month, "now_h": controller.now_h(), "tenants": out})
+
+    def _factor(origin: str | None) -> float | None:
+        province = net.provinces.get(origin) if origin is not None else None
+        try:
+            return province_factor(province) if province else None
+        except KeyError:
+            return None
 
     return api
 

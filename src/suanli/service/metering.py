@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from suanli import accounting
@@ -112,31 +112,85 @@ def check_month(month: str) -> str:
     return month
 
 
-def invoice(s: Session, tenant: Tenant, month: str) -> Invoice:
+TOTALS = ("gpu_h", "energy_kwh", "carbon_kg", "gpu_cny", "energy_cny", "transfer_cny", "total_cny")
+PAGE = 1000            # the most invoice lines one answer carries
+
+
+def _line(u: Usage, name: str) -> InvoiceLine:
+    return InvoiceLine(job_id=u.job_id, name=name, site=u.site, gpu_type=u.gpu_type, gpus=u.gpus,
+                       gpu_h=u.gpu_seconds / 3600.0, energy_kwh=u.energy_kwh, carbon_kg=u.carbon_kg,
+                       gpu_cny=u.gpu_cny, energy_cny=u.energy_cny, transfer_cny=u.transfer_cny,
+                       total_cny=u.total_cny)
+
+
+def _lines(s: Session, tenant: Tenant, month: str, limit: int | None, cursor: int | None) -> list:
+    q = (select(Usage, JobRow.name).join(JobRow, JobRow.id == Usage.job_id)
+         .where(Usage.tenant_id == tenant.id, Usage.month == month).order_by(Usage.id))
+    if cursor is not None:
+        q = q.where(Usage.id > cursor)
+    if limit is not None:
+        q = q.limit(limit)
+    return s.execute(q).all()
+
+
+def totals(s: Session, tenant: Tenant, month: str) -> tuple[int, dict[str, float]]:
+    """(lines, totals) of a tenant's month, summed by the database."""
+    cols = [func.coalesce(func.sum(Usage.gpu_seconds), 0.0) / 3600.0,
+            *(func.coalesce(func.sum(getattr(Usage, k)), 0.0) for k in TOTALS[1:])]
+    n, *sums = s.execute(select(func.count(Usage.id), *cols)
+                         .where(Usage.tenant_id == tenant.id, Usage.month == month)).one()
+    return int(n), dict(zip(TOTALS, (float(x) for x in sums), strict=True))
+
+
+def invoice(s: Session, tenant: Tenant, month: str, limit: int | None = None, cursor: int | None = None) -> Invoice:
+    """A tenant's invoice for `month`: the totals of all its lines, and its lines after `cursor` (a
+    usage id), at most `limit` of them (None: all, for `suanli bill`)."""
     check_month(month)
-    rows = s.execute(select(Usage, JobRow.name).join(JobRow, JobRow.id == Usage.job_id)
-                     .where(Usage.tenant_id == tenant.id, Usage.month == month).order_by(Usage.id)).all()
-    lines = [InvoiceLine(job_id=u.job_id, name=name, site=u.site, gpu_type=u.gpu_type, gpus=u.gpus,
-                         gpu_h=u.gpu_seconds / 3600.0, energy_kwh=u.energy_kwh, carbon_kg=u.carbon_kg,
-                         gpu_cny=u.gpu_cny, energy_cny=u.energy_cny, transfer_cny=u.transfer_cny,
-                         total_cny=u.total_cny) for u, name in rows]
-    keys = ("gpu_h", "energy_kwh", "carbon_kg", "gpu_cny", "energy_cny", "transfer_cny", "total_cny")
-    return Invoice(tenant=tenant.name, month=month, lines=lines,
-                   **{k: sum(getattr(ln, k) for ln in lines) for k in keys})
+    n, sums = totals(s, tenant, month)
+    rows = _lines(s, tenant, month, None if limit is None else limit + 1, cursor)
+    more = limit is not None and len(rows) > limit
+    rows = rows[:limit] if limit is not None else rows
+    return Invoice(tenant=tenant.name, month=month, lines=[_line(u, name) for u, name in rows], line_count=n,
+                   next_cursor=rows[-1][0].id if more and rows else None, **sums)
 
 
-def invoice_csv(inv: Invoice) -> str:
+def _csv_cols() -> list[str]:
+    return list(InvoiceLine.model_fields)
+
+
+def _csv_text(rows: list[list]) -> str:
     buf = io.StringIO()
-    cols = list(InvoiceLine.model_fields)
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["tenant", "month", *cols])
-    for ln in inv.lines:
-        w.writerow([inv.tenant, inv.month, *(getattr(ln, c) for c in cols)])
-    w.writerow([inv.tenant, inv.month, "total", "", "", "", "",
-                *(getattr(inv, c) for c in ("gpu_h", "energy_kwh", "carbon_kg", "gpu_cny", "energy_cny",
-                                           "transfer_cny", "total_cny"))])
+    csv.writer(buf, lineterminator="\n").writerows(rows)
     return buf.getvalue()
 
 
+def _total_row(tenant: str, month: str, sums) -> list:
+    return [tenant, month, "total", "", "", "", "", *(sums[c] for c in TOTALS)]
+
+
+def invoice_csv(inv: Invoice) -> str:
+    cols = _csv_cols()
+    return _csv_text([["tenant", "month", *cols],
+                      *([inv.tenant, inv.month, *(getattr(ln, c) for c in cols)] for ln in inv.lines),
+                      _total_row(inv.tenant, inv.month, {c: getattr(inv, c) for c in TOTALS})])
+
+
+def invoice_csv_chunks(s: Session, tenant: Tenant, month: str, header: bool = True):
+    """The CSV of `invoice_csv`, made a page of lines at a time (never the whole month in memory)."""
+    cols = _csv_cols()
+    if header:
+        yield _csv_text([["tenant", "month", *cols]])
+    cursor = None
+    while True:
+        rows = _lines(s, tenant, month, PAGE, cursor)
+        if not rows:
+            break
+        yield _csv_text([[tenant.name, month, *(getattr(ln, c) for c in cols)]
+                         for ln in (_line(u, name) for u, name in rows)])
+        cursor = rows[-1][0].id
+    yield _csv_text([_total_row(tenant.name, month, totals(s, tenant, month)[1])])
+
+
 def spent(s: Session, tenant_id: int, month: str) -> float:
-    return float(sum(s.scalars(select(Usage.total_cny).where(Usage.tenant_id == tenant_id, Usage.month == month))))
+    return float(s.scalar(select(func.coalesce(func.sum(Usage.total_cny), 0.0))
+                          .where(Usage.tenant_id == tenant_id, Usage.month == month)) or 0.0)

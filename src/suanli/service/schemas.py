@@ -202,9 +202,13 @@ class InvoiceLine(BaseModel):
 
 
 class Invoice(BaseModel):
+    """A tenant's month: the totals of all its lines, and one page of the lines (`line_count` in
+    all; `next_cursor`, when more follow, is the `cursor` of the next page)."""
     tenant: str
     month: str
     lines: list[InvoiceLine]
+    line_count: int = 0
+    next_cursor: int | None = None
     gpu_h: float
     energy_kwh: float
     carbon_kg: float

@@ -12,6 +12,7 @@ from suanli.errors import UserError
 from suanli.model.load import load_scenario
 from suanli.model.scenario import Scenario
 from suanli.scheduling import policies
+from suanli.service import overrun
 from suanli.service.app import create_app
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.controller import Controller
@@ -38,24 +39,29 @@ def default_store(db_url: str | None) -> Path:
 
 def build(network: str | Scenario, db_url: str | None = None, policy: str = "suanli", tick_s: float = 1.0,
           heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
-          checkpoint_store: str | Path | None = None, max_attempts: int = 3, preempt: bool = True):
+          checkpoint_store: str | Path | None = None, max_attempts: int = 3, preempt: bool = True,
+          checkpoint_quota_bytes: int | None = None, checkpoint_keep_h: float = 24.0,
+          overrun_margin: float = 0.5, overrun_min_s: float = 60.0):
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
     controller = Controller(sessions, scn, policy, epoch(sessions), tick_s=tick_s,
                             heartbeat_timeout_s=heartbeat_timeout_s, heartbeat_interval_s=heartbeat_interval_s,
                             missed_heartbeats=missed_heartbeats,
-                            store=CheckpointStore(Path(checkpoint_store or default_store(db_url))),
+                            store=CheckpointStore(Path(checkpoint_store or default_store(db_url)),
+                                                  quota_bytes=checkpoint_quota_bytes, keep_h=checkpoint_keep_h),
                             max_attempts=max_attempts, preempt=preempt)
+    controller.overrun = overrun.Rules(margin=overrun_margin, min_s=overrun_min_s)   # service/overrun.py
     return create_app(controller)
 
 
 def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
           heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
-          checkpoint_store: str | None = None, max_attempts: int = 3, preempt: bool = True) -> None:
+          checkpoint_store: str | None = None, max_attempts: int = 3, preempt: bool = True, **bounds) -> None:
+    """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s."""
     app = build(network, db_url, policy, tick_s, heartbeat_interval_s=heartbeat_interval_s,
                 missed_heartbeats=missed_heartbeats, checkpoint_store=checkpoint_store, max_attempts=max_attempts,
-                preempt=preempt)
+                preempt=preempt, **bounds)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 

@@ -5,6 +5,7 @@ fence answers 409, so a job runs under one dispatch at a time."""
 
 # no `from __future__ import annotations`: FastAPI reads the Annotated aliases at runtime
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -15,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from suanli.service import metering
-from suanli.service.checkpoints import TooLarge, move_price
+from suanli.service.checkpoints import OverQuota, StoreFull, TooLarge, move_price
+from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
-from suanli.service.models import SiteAgent, utcnow
+from suanli.service.models import SiteAgent, Transition, utcnow
 from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, site_only
 from suanli.service.schemas import (
     Assignment,
@@ -31,6 +33,32 @@ from suanli.service.schemas import (
 )
 
 router = APIRouter(tags=["agent"])
+log = logging.getLogger("suanli.api")
+
+# What an agent reports is bounded by what can be true (a site's token could otherwise bill any
+# GPU-hours to any job on its site, or date a checkpoint 9999-12-31 and have it credit all of a
+# job's work at its next preemption). The slack covers clocks that disagree a little.
+CLOCK_SKEW_S = 10.0          # agent and controller clocks may differ by this much
+GPU_SECONDS_SLACK = 0.01     # and a run's wall time measured on the agent by this fraction
+
+
+def dispatch_h(s: Session, row: JobRow) -> float:
+    """When the job's current dispatch was claimed (its last move to TRANSFERRING), controller hours."""
+    at = s.scalar(select(Transition.at_h).where(Transition.job_id == row.id, Transition.to_state == "TRANSFERRING")
+                  .order_by(Transition.id.desc()).limit(1))
+    return at if at is not None else (row.start_h if row.start_h is not None else row.submit_h)
+
+
+def implausible(site: str, row: JobRow, fence: int, what: str, value, bound: str) -> HTTPException:
+    """A 422 (one line), logged at WARNING with the site, job, fence and value."""
+    log.warning("implausible report refused: site %s, job %s, fence %s: %s %s (%s)", site, row.id, fence, what,
+                value, bound)
+    return HTTPException(422, f"{what}: {value} is not possible ({bound})")
+
+
+def max_gpu_seconds(row: JobRow, since_h: float, now_h: float) -> float:
+    wall_s = max(0.0, (now_h - since_h) * 3600.0)
+    return row.gpus * (wall_s * (1 + GPU_SECONDS_SLACK) + CLOCK_SKEW_S)
 
 
 @router.post("/v1/agent/{site}/heartbeat", response_model=HeartbeatReply)
@@ -128,30 +156,82 @@ async def put_checkpoint(site: str, job_id: JobIdPath, request: Request, p: Who,
     """Store the job's newest checkpoint (its SUANLI_CHECKPOINT_DIR as a gzipped tar): what a
     re-placed job resumes from, on whichever site (service/checkpoints.py)."""
     site_only(p, site)
+    at_h = c.hours(at)
 
-    def check() -> None:
+    def check() -> tuple[int | None, bool]:
+        """(the bytes the tenant's quota leaves for it, whether it is the stored checkpoint again)"""
         with c.sessions() as s:
-            dispatched_here(s, site, job_id, fence)
-    await run_in_threadpool(check)              # refuse before reading a byte of a stale upload
+            row = dispatched_here(s, site, job_id, fence)
+            return c.store.quota_left(s, row.tenant_id, job_id), plausible_at(c, s, site, row, fence, at, at_h)
+    # refuse before reading a byte of a stale, implausible or over-quota upload
+    quota_left, again = await run_in_threadpool(check)
+    if again:
+        return await run_in_threadpool(lambda: unchanged(c, site, job_id, fence))
+    if quota_left is not None and quota_left <= 0:
+        raise _full(f"checkpoint: the tenant's checkpoint quota ({c.store.quota_bytes:,} bytes) is used up; "
+                    "upload refused")
     try:
-        tmp, size = await c.store.receive(job_id, request.stream(), request.app.state.limits.max_upload_bytes)
+        tmp, size = await c.store.receive(job_id, request.stream(), request.app.state.limits.max_upload_bytes,
+                                          quota_left)
     except TooLarge as e:
         raise HTTPException(413, str(e)) from None
+    except (OverQuota, StoreFull) as e:
+        log.warning("checkpoint of job %s from site %s refused: %s", job_id, site, e.strerror
+                    if isinstance(e, StoreFull) else e)
+        raise _full(e.strerror if isinstance(e, StoreFull) else str(e)) from None
 
     def record() -> JobOut:
         with c.lock, c.sessions() as s:
             try:
                 row = dispatched_here(s, site, job_id, fence, lock=True)
+                left = c.store.quota_left(s, row.tenant_id, job_id)     # again: uploads of its other jobs
+                if left is not None and size > left:                   # may have been stored meanwhile
+                    raise _full(f"checkpoint: the tenant's checkpoint quota ({c.store.quota_bytes:,} bytes) "
+                                f"leaves {max(left, 0):,} bytes for this job; upload refused")
             except HTTPException:
                 c.store.discard(tmp)   # re-dispatched while uploading: not the job's checkpoint
                 raise
             c.store.commit(job_id, tmp)
-            row.checkpoint_h = c.hours(at)
+            row.checkpoint_h = at_h
             row.checkpoint_bytes = size
             row.checkpoint_site = site
             s.commit()
             return job_out(c, s, row)
     return await run_in_threadpool(record)
+
+
+def _full(why: str) -> HTTPException:
+    """The store cannot take it now (the tenant's quota, or the disk): 507, which an agent waits out."""
+    return HTTPException(507, why, headers={"Retry-After": "60"})
+
+
+def plausible_at(c: Controller, s: Session, site: str, row: JobRow, fence: int, at: datetime, at_h: float) -> bool:
+    """A checkpoint's time is between its run's dispatch and now (with CLOCK_SKEW_S either side).
+    Later than now, or earlier than the job's submission: 422. Between the two: a checkpoint of an
+    earlier run of the job, left in its directory: True if it is the stored one (the checkpoint the
+    run resumed from, sent back: its files keep their times, to the second, through tar), which
+    changes nothing; else 409, as for any upload that is not this run's (an agent drops it)."""
+    skew_h = CLOCK_SKEW_S / 3600.0
+    if at_h > c.now_h() + skew_h:
+        raise implausible(site, row, fence, "at", at.isoformat(), f"later than now, {datetime.now(UTC).isoformat()}")
+    if at_h < row.submit_h - skew_h:
+        raise implausible(site, row, fence, "at", at.isoformat(),
+                          f"earlier than the job's submission, {c.wall(row.submit_h).isoformat()}")
+    since = dispatch_h(s, row)
+    if at_h < since - skew_h:
+        if row.checkpoint_h is not None and row.checkpoint_site is not None and at_h <= row.checkpoint_h + 1 / 3600:
+            return True
+        log.warning("stale checkpoint refused: site %s, job %s, fence %s: at %s, before the run's dispatch at %s",
+                    site, row.id, fence, at.isoformat(), c.wall(since).isoformat())
+        raise HTTPException(409, f"at: {at.isoformat()} is earlier than this run's dispatch, "
+                                 f"{c.wall(since).isoformat()}: a checkpoint of an earlier run, not stored")
+    return False
+
+
+def unchanged(c: Controller, site: str, job_id: int, fence: int) -> JobOut:
+    with c.sessions() as s:
+        return done(s, job_out(c, s, dispatched_here(s, site, job_id, fence)))
+
 
 @router.get("/v1/agent/{site}/jobs/{job_id}/checkpoint",
          responses={200: {"content": {"application/gzip": {}}}})
@@ -183,6 +263,14 @@ def report(site: str, job_id: JobIdPath, body: Report, p: Who, s: DB, c: Ctl):
         elif body.state in ("SUCCEEDED", "FAILED"):
             if row.state not in ("TRANSFERRING", "RUNNING"):
                 raise HTTPException(409, f"job {job_id} is {row.state}, not running")
+            if body.gpu_seconds is not None:        # no more than its GPUs for as long as it was dispatched
+                since = dispatch_h(s, row)
+                bound = max_gpu_seconds(row, since, now)
+                if body.gpu_seconds > bound:
+                    s.rollback()
+                    raise implausible(site, row, body.fence, "gpu_seconds", body.gpu_seconds,
+                                      f"{row.gpus} GPUs for {(now - since) * 3600:,.1f} s since the dispatch "
+                                      f"allow at most {bound:,.1f}")
             if row.state == "RUNNING":
                 metering.meter(s, c.network, c.epoch, row, model_job(row), row.fence, row.start_h, now,
                                body.gpu_seconds)
