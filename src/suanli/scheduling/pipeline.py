@@ -872,13 +872,13 @@ class Pipeline:
                 rejected: Mapping[str, str]) -> Decision:
         """Place the best of `top`, or hold it where it starts later (`commit_within_h`)."""
         best = top[0]
-        expl = Explanation(self.name, view.now, best, tuple(top), rejected)
+        expl = Explanation(self.name, view.now, best, tuple(top), rejected, weighed=weighed)
         if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
                 and self.may_hold(view, pj, best)):
             return Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
                          hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h)
         return Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
-                     reason=f"{self.name}: best of {weighed} candidates", explain=expl)
+                     reason=f"{self.name}: best of {weighed} candidate{'' if weighed == 1 else 's'}", explain=expl)
 
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()

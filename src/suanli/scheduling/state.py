@@ -99,6 +99,7 @@ class Explanation:
     candidates: tuple[Scored, ...] = ()
     rejected: Mapping[str, str] = field(default_factory=dict)     # site -> "filter: detail"
     note: str = ""
+    weighed: int = 0            # how many candidates were priced (`candidates` keeps the best few)
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,8 @@ def explanation_json(kind: str, reason: str, e: Explanation | None) -> dict[str,
     out: dict[str, Any] = {"decision": kind, "reason": reason}
     if e is not None:
         out.update(policy=e.policy, at_h=e.now, note=e.note, chosen=_scored(e.chosen),
-                   candidates=[_scored(c) for c in e.candidates], rejected=dict(e.rejected))
+                   candidates=[_scored(c) for c in e.candidates], rejected=dict(e.rejected),
+                   weighed=e.weighed)
     return out
 
 

@@ -24,6 +24,8 @@ Responses carry an ETag (of everything but the clock): a poll with `If-None-Matc
 import hashlib
 import json
 import math
+import mimetypes
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,7 +34,6 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
@@ -51,6 +52,7 @@ from suanli.service.models import Usage
 from suanli.service.schemas import ACTIVE
 
 STATIC = Path(__file__).parent / "static"
+_ASSET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")     # a built file's name: no path, no dot first
 PAST_H = 24            # the site view: 24 h of the past, 48 h ahead
 FUTURE_H = 48
 HISTORY_H = 72         # metered runs older than this no longer move a site's balance now (a battery's memory)
@@ -301,17 +303,36 @@ def router(controller: Controller) -> APIRouter:
     return api
 
 
+def _file(request: Request, path: Path, cache: str) -> Response:
+    """`path`, or its `.gz` beside it (written by the build: web/scripts/compress.mjs) with
+    `Content-Encoding: gzip` when the client accepts gzip: the bundle is 743 kB, 270 kB gzipped."""
+    headers = {"Cache-Control": cache, "Vary": "Accept-Encoding"}
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    gz = path.with_name(path.name + ".gz")
+    accepts = request.headers.get("accept-encoding", "")
+    if "gzip" in {p.split(";")[0].strip().lower() for p in accepts.split(",")} and gz.is_file():
+        return FileResponse(gz, media_type=media, headers={**headers, "Content-Encoding": "gzip"})
+    return FileResponse(path, media_type=media, headers=headers)
+
+
 def install(app: FastAPI, controller: Controller) -> None:
-    """Add the dashboard to `app`: its API, `/` (the page) and `/assets` (hashed, so cached for good)."""
+    """Add the dashboard to `app`: its API, `/` (the page) and `/assets` (hashed names, so cached
+    for good), each sent gzipped to a client that accepts it."""
     app.include_router(router(controller))
     index = STATIC / "index.html"
+    assets = STATIC / "assets"
+    names = _ASSET_NAME
 
     @app.get("/", include_in_schema=False)
-    def page() -> Response:
+    def page(request: Request) -> Response:
         if not index.is_file():
             return PlainTextResponse("the dashboard's assets are not built: cd web && npm ci && npm run build",
                                      status_code=404)
-        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+        return _file(request, index, "no-cache")
 
-    # a mount at /assets, not at /: a catch-all mount would shadow routes that others add after it
-    app.mount("/assets", StaticFiles(directory=STATIC / "assets", check_dir=False), name="dashboard-assets")
+    @app.get("/assets/{name}", include_in_schema=False)
+    def asset(name: str, request: Request) -> Response:
+        path = assets / name
+        if not names.match(name) or name.endswith(".gz") or not path.is_file():
+            raise HTTPException(404, f"no asset {name!r}")
+        return _file(request, path, "public, max-age=31536000, immutable")

@@ -83,7 +83,7 @@ def explain_jsonl(explanations: Mapping[str, Sequence[ExplainedDecision]]) -> st
             lines.append(json.dumps({
                 "job_id": job_id, "decision": d.kind, "at_h": d.at_h, "policy": e.policy, "note": e.note,
                 "chosen": _scored(e.chosen), "candidates": [_scored(c) for c in e.candidates],
-                "rejected": dict(e.rejected)}, separators=(",", ":")))
+                "rejected": dict(e.rejected), "weighed": e.weighed}, separators=(",", ":")))
     return "\n".join(lines) + ("\n" if lines else "")
 
 

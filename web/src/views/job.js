@@ -120,8 +120,10 @@ async function refresh(id) {
 
 const sameAs = (a, b) => a && b && a.site === b.site && a.gpu_type === b.gpu_type && Math.abs(a.start_h - b.start_h) < 1e-9;
 
-// "cheapest: best of 7 candidates" -> 7 (the reason is the only place the count is given)
+// how many candidates the policy priced: the explanation's `weighed`, else (an explanation stored
+// before it had one) read from its reason, "cheapest: best of 7 candidates"
 function weighed(e) {
+  if (Number.isInteger(e.weighed) && e.weighed > 0) return e.weighed;
   const m = /best of (\d+) candidates?/.exec(e.reason ?? "");
   return m ? Number(m[1]) : null;
 }
