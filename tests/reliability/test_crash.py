@@ -5,7 +5,12 @@ workdir. Afterwards every acknowledged job exists exactly once, every job ran on
 dispatched to two runs at a time, and the usage ledger holds one row per finished run, as the
 agents reported them, which the invoices sum.
 
-`SUANLI_CRASH_JOBS` sets the burst's size (default 1,000, as the issue asks)."""
+`SUANLI_CRASH_JOBS` sets the burst's size (default 1,000, as the issue asks); `SUANLI_CRASH_SEEDS=N`
+runs each test with N seeds (default 1: CI stays within its time), each seed its own kill times
+and its own jobs: `SUANLI_CRASH_SEEDS=20 SUANLI_CRASH_JOBS=300 pytest -s tests/reliability/test_crash.py`.
+
+The server runs with the default heartbeat timeout (30 s): a site taken for dead while its
+agent lives (heartbeats arrive seconds apart on a loaded machine) runs its jobs twice."""
 
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from suanli.service.models import Job as JobRow  # noqa: E402
 from suanli.service.models import Tenant, Transition, Usage  # noqa: E402
 
 JOBS = int(os.environ.get("SUANLI_CRASH_JOBS", "1000"))
+SEEDS = range(int(os.environ.get("SUANLI_CRASH_SEEDS", "1")))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -129,7 +135,10 @@ def check_consistency(cl: Cluster, acked: dict[str, int], ran_file: Path) -> dic
         assert len(rows) == len(acked)                                # and no other
         assert {st for _, _, st in rows} == {"SUCCEEDED"}
         ran = Counter(int(ln.split()[0]) for ln in ran_file.read_text().splitlines() if ln.strip())
-        assert set(ran) == set(acked.values()) and max(ran.values()) == 1, ran.most_common(3)   # ran once each
+        twice = [j for j, n in ran.items() if n > 1]
+        assert not twice, [(j, ran[j], [(t.to_state, t.reason) for t in s.scalars(select(Transition).where(
+            Transition.job_id == j).order_by(Transition.id))]) for j in twice[:3]]   # ran once each
+        assert set(ran) == set(acked.values())
         usage = s.execute(select(Usage.job_id, func.count()).group_by(Usage.job_id)).all()
         assert dict(usage) == {i: 1 for i in acked.values()}          # one ledger row per finished run
         # billed = reported: the invoices sum the ledger rows, which carry the agents' GPU-seconds
@@ -141,10 +150,11 @@ def check_consistency(cl: Cluster, acked: dict[str, int], ran_file: Path) -> dic
         return {"jobs": len(acked), "redispatched": sum(1 for n in dispatches.values() if n > 1)}
 
 
-def test_controller_sigkilled_during_a_burst_loses_no_acknowledged_job(crash_db, tmp_path):
+@pytest.mark.parametrize("seed", [7 + k for k in SEEDS])
+def test_controller_sigkilled_during_a_burst_loses_no_acknowledged_job(crash_db, tmp_path, seed):
     cl = Cluster(crash_db, tmp_path)
     ran = tmp_path / "ran"
-    rng = random.Random(7)
+    rng = random.Random(seed)
     try:
         cl.start_server()
         cl.start_agent("east-1")
@@ -188,21 +198,23 @@ def test_controller_sigkilled_during_a_burst_loses_no_acknowledged_job(crash_db,
                                                                                 "CANCELLED")))) == 0
         wait_for(finished, 300, 0.5)
         figures = check_consistency(cl, acked, ran)
-        print(f"crash ({crash_db.split(':')[0]}): {figures['jobs']} jobs acknowledged in {burst_s:.1f} s through "
-              f"{len(kills)} SIGKILLs of the server; each exists once, ran once, billed once; "
-              f"{figures['redispatched']} re-dispatched after a lost claim")
+        print(f"crash ({crash_db.split(':')[0]}, seed {seed}): {figures['jobs']} jobs acknowledged in {burst_s:.1f} s "
+              f"through {len(kills)} SIGKILLs of the server, all finished {time.monotonic() - started:.1f} s after "
+              f"the start; each exists once, ran once, billed once; {figures['redispatched']} re-dispatched after a "
+              f"lost claim")
     finally:
         cl.stop()
 
 
-def test_agent_sigkilled_mid_report_loses_no_result(crash_db, tmp_path):
+@pytest.mark.parametrize("seed", [11 + k for k in SEEDS])
+def test_agent_sigkilled_mid_report_loses_no_result(crash_db, tmp_path, seed):
     """Agents killed at random moments and started again on their workdirs: the reports they had
     journaled (outbox) are delivered, so every run that ended is billed once; a run the kill cut
     short is re-placed and runs again (the local executor cannot follow its predecessor's
     processes), but never alongside itself."""
     cl = Cluster(crash_db, tmp_path)
     ran = tmp_path / "ran"
-    rng = random.Random(11)
+    rng = random.Random(seed)
     n = max(JOBS // 5, 50)
     try:
         cl.start_server()
@@ -238,7 +250,7 @@ def test_agent_sigkilled_mid_report_loses_no_result(crash_db, tmp_path):
             assert seq[-1] == "SUCCEEDED" and all(a != b for a, b in zip(seq, seq[1:], strict=False)), seq
         lines = Counter(int(ln) for ln in ran.read_text().split())
         assert set(lines) == set(acked.values())
-        print(f"agent crash ({crash_db.split(':')[0]}): {n} jobs, 4 agent SIGKILLs; billed once each; "
+        print(f"agent crash ({crash_db.split(':')[0]}, seed {seed}): {n} jobs, 4 agent SIGKILLs; billed once each; "
               f"{sum(v - 1 for v in lines.values())} runs cut short and run again")
     finally:
         cl.stop()

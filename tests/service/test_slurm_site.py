@@ -158,7 +158,8 @@ def test_controller_sigkilled_during_a_failover_loses_no_job_and_starts_none_twi
     def serve() -> subprocess.Popen:
         p = subprocess.Popen([sys.executable, "-m", "suanli.cli_service", "serve", "--network", svc.NETWORK,
                               "--db", db, "--port", str(port), "--policy", "fifo", "--tick-s", "0.2",
-                              "--heartbeat-s", "1", "--checkpoint-store", str(tmp_path / "store")],
+                              "--heartbeat-s", "1", "--heartbeat-timeout-s", "3",
+                              "--checkpoint-store", str(tmp_path / "store")],
                              stdout=(tmp_path / f"serve-{len(procs)}.log").open("wb"), stderr=subprocess.STDOUT)
         procs.append(p)
         wait_for(lambda: _healthy(url), 60, 0.2)

@@ -10,7 +10,7 @@ one line naming the field and the value.
 import logging
 import math
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
@@ -366,8 +366,13 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         return invs
 
     # ------------------------------------------------------------------ the site agent protocol
+    async def arrival() -> datetime:
+        """When a request reached the service: evaluated on the event loop, before it waits for a
+        thread or for the controller's lock."""
+        return utcnow()
+
     @app.post("/v1/agent/{site}/heartbeat", response_model=HeartbeatReply, tags=["agent"])
-    def heartbeat(site: str, body: Heartbeat, p: Who, s: DB):
+    def heartbeat(received: Annotated[datetime, Depends(arrival)], site: str, body: Heartbeat, p: Who, s: DB):
         """Register (first call) and heartbeat; the reply lists runs the agent must stop."""
         site_only(p, site)
         if site not in net.sites:
@@ -387,19 +392,9 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                 if (row is None or row.site != site or row.fence != ref.fence
                         or row.state not in ("TRANSFERRING", "RUNNING")):
                     cancel.append(RunningRef(job_id=ref.job_id, fence=ref.fence))
-            # A dispatched job the agent does not hold is lost: at once when the agent restarted (a
-            # new instance), else once its dispatch is older than the heartbeat timeout (a claim
-            # whose answer never reached the agent; a run whose end the agent could not report).
+            # the dispatched jobs the agent does not hold are lost (Controller.lost_runs)
             restarted = before is not None and body.instance is not None and before != body.instance
-            held = {(r.job_id, r.fence) for r in body.running}
-            old = utcnow() - timedelta(seconds=controller.heartbeat_timeout_s)
-            for row in s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state.in_(
-                    ("TRANSFERRING", "RUNNING"))).order_by(JobRow.id).with_for_update()).all():
-                since = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-                if (row.id, row.fence) in held or not (restarted or since < old):
-                    continue
-                why = "restarted and no longer runs it" if restarted else "does not hold it (a lost dispatch)"
-                controller.preempt(s, row, controller.now_h(), f"the agent of {site} {why}")
+            controller.lost_runs(s, site, {(r.job_id, r.fence) for r in body.running}, restarted, received)
             s.commit()
         return HeartbeatReply(site=site, now_h=controller.now_h(), cancel=cancel)
 
@@ -414,7 +409,11 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                  .order_by(JobRow.start_h, JobRow.id).limit(limit))
             if s.bind.dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
-            for row in s.scalars(q):
+            rows = s.scalars(q).all()
+            suspects = controller.suspects(s, [r.id for r in rows])
+            for row in rows:
+                if row.id in suspects and out:
+                    break                     # a job lost with an agent restart is claimed alone
                 row.fence += 1
                 why = f"dispatched to the agent of {site} (fence {row.fence})"
                 resume = row.checkpoint_site is not None and controller.store.has(row.id)
@@ -431,6 +430,8 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                                       checkpoint_h=row.spec.get("checkpoint_h"),
                                       resume_bytes=row.checkpoint_bytes if resume else None,
                                       resume_from=row.checkpoint_site if resume else None))
+                if row.id in suspects:
+                    break
             s.commit()
         return out
 

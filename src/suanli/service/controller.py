@@ -5,15 +5,17 @@ database was served), which stands for the network's hour 0: slot t of every ser
 network file is the hour [epoch + t h, epoch + t + 1 h).
 
 Each tick (every `tick_s` seconds):
-1. sites whose agent has not heartbeat within `heartbeat_timeout_s` (default: `missed_heartbeats`
-   × `heartbeat_interval_s`, 3 × 1 s; counted from this loop's start plus one timeout after a
-   restart) are down: their running jobs are PREEMPTED and go back to PENDING keeping their
-   checkpointed work (up to the checkpoint stored with the controller during this run, else the
-   job's `checkpoint_h` rule as in the simulator) and remembering the site (the policy prefers
-   its `backup`); placements not yet dispatched there are void (PLACED → PENDING). A drained
-   site (`suanli admin drain`) takes no new placement and loses its undispatched ones; its
-   running jobs finish. A site that was down takes new placements only after `recovery_s` up
-   again (hysteresis: `placeable`);
+1. sites whose agent has not heartbeat within `heartbeat_timeout_s` (default 30 s; counted from
+   this loop's start plus one timeout after a restart) are down. The timeout is long because a
+   site declared down while its agent lives runs its jobs twice: on a loaded machine heartbeats
+   arrive seconds apart (3 to 8 s were measured on 2 busy cores, where a 3 s timeout ran 40 of
+   300 jobs twice); Karmada waits 300 s, MultiKueue 15 min. A down site's running jobs are
+   PREEMPTED and go back to PENDING keeping their checkpointed work (up to the checkpoint stored
+   with the controller during this run, else the job's `checkpoint_h` rule as in the simulator)
+   and remembering the site (the policy prefers its `backup`); placements not yet dispatched
+   there are void (PLACED → PENDING). A drained site (`suanli admin drain`) takes no new
+   placement and loses its undispatched ones; its running jobs finish. A site that was down
+   takes new placements only after `recovery_s` up again (hysteresis: `placeable`);
 2. the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line with
    the database: active jobs hold their planned or actual run, finished runs their metered
    segment;
@@ -69,11 +71,14 @@ from suanli.scheduling.state import (
 from suanli.service import metering
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
-from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage
+from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage, utcnow
 from suanli.service.models import Job as JobRow
 from suanli.service.schemas import ACTIVE
 
 log = logging.getLogger("suanli.controller")
+HEARTBEAT_TIMEOUT_S = 30.0   # a site is down after this long without a heartbeat (`suanli serve --heartbeat-timeout-s`)
+MAX_AGENT_LOSSES = 2         # a job lost with this many agent restarts is quarantined (`--max-agent-losses`)
+LOST_WITH_RESTART = "restarted and no longer runs it"     # in the reason of each such loss (counted)
 LOCK_ID = 0x5A4E4C49          # "ZNLI": the scheduling loop's advisory lock on PostgreSQL
 TICK_LOCK_ID = LOCK_ID + 1    # held by each tick's own transaction: two ticks never overlap, even
                               # when a leader's lock connection died without it noticing yet
@@ -110,9 +115,9 @@ def explanation_json(kind: str, reason: str, e: Explanation | None) -> dict[str,
 
 class Controller:
     def __init__(self, sessions: sessionmaker[Session], network: Scenario, policy: str, epoch: datetime,
-                 tick_s: float = 1.0, heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0,
-                 missed_heartbeats: int = 3, store: CheckpointStore | None = None, max_attempts: int = 3,
-                 recovery_s: float | None = None, preempt: bool = True):
+                 tick_s: float = 1.0, heartbeat_timeout_s: float | None = None,
+                 store: CheckpointStore | None = None, max_attempts: int = 3,
+                 recovery_s: float | None = None, preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES):
         self.sessions = sessions
         self.preemption = preempt               # the policy may stop a running job (`Preempt`)
         self.store = store
@@ -123,7 +128,8 @@ class Controller:
         self.policy = policies.make(policy)
         self.epoch = epoch
         self.tick_s = tick_s
-        self.heartbeat_timeout_s = heartbeat_timeout_s or missed_heartbeats * heartbeat_interval_s
+        self.heartbeat_timeout_s = HEARTBEAT_TIMEOUT_S if heartbeat_timeout_s is None else heartbeat_timeout_s
+        self.max_agent_losses = max_agent_losses    # a job lost with this many agent restarts: FAILED
         # hysteresis: a site that was down takes new placements only once up this long again
         self.recovery_s = self.heartbeat_timeout_s if recovery_s is None else recovery_s
         self._was_up: set[str] = set()
@@ -304,6 +310,55 @@ class Controller:
         row.fence += 1
         move(s, row, "PENDING", now, "offered again after preemption")
         row.site = row.gpu_type = row.start_h = row.end_h = None
+
+    def lost_runs(self, s: Session, site: str, held: set[tuple[int, int]], restarted: bool,
+                  received: datetime) -> None:
+        """An agent's heartbeat (which reached the service at `received`) names the runs it holds
+        (`held`: (job id, fence)); a dispatched job on `site` that it does not hold is lost: at once
+        when the agent restarted (a new instance), else once its dispatch is older than the
+        heartbeat timeout (a claim whose answer never reached the agent; a run whose end the agent
+        could not report). Only a dispatch made before the heartbeat arrived can be missing from
+        it: a heartbeat that waited in the service (for a thread, for the lock) while the agent,
+        tired of waiting, claimed new work, says nothing about that work (else it would run twice).
+        A job lost with `max_agent_losses` agent restarts is quarantined: FAILED, never dispatched
+        again (a job that kills every agent that claims it would otherwise take the sites down one
+        after another); other losses preempt it (`preempt`)."""
+        received = received if received.tzinfo else received.replace(tzinfo=UTC)
+        limit = received if restarted else min(received, utcnow() - timedelta(seconds=self.heartbeat_timeout_s))
+        for row in s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state.in_(
+                ("TRANSFERRING", "RUNNING"))).order_by(JobRow.id).with_for_update()).all():
+            since = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+            if (row.id, row.fence) in held or since >= limit:
+                continue
+            now = self.now_h()
+            if not restarted:
+                self.preempt(s, row, now, f"the agent of {site} does not hold it (a lost dispatch)")
+                continue
+            before = s.scalars(select(Transition.reason).where(
+                Transition.job_id == row.id, Transition.to_state == "PREEMPTED",
+                Transition.reason.like(f"%{LOST_WITH_RESTART}%"))).all()
+            n = len(before) + 1
+            if self.max_agent_losses and n >= self.max_agent_losses:
+                sites = sorted({r.split()[3] for r in before if r.startswith("the agent of ")} | {site})
+                why = (f"quarantined: lost with {n} agent restarts (on {', '.join(sites)}); each agent that "
+                       f"claimed it died; not dispatched again")
+                move(s, row, "FAILED", now, why)
+                row.fence += 1                  # a report of the lost run is refused; an agent that holds it stops it
+                row.end_h = now
+                log.warning("job %s quarantined: %s", row.id, why,
+                            extra={"job_id": row.id, "tenant_id": row.tenant_id, "site": site, "decision": "failed"})
+                continue
+            self.preempt(s, row, now, f"the agent of {site} {LOST_WITH_RESTART} (agent loss {n} of "
+                                      f"{self.max_agent_losses or 'unlimited'})")
+
+    def suspects(self, s: Session, ids: list[int]) -> set[int]:
+        """The jobs of `ids` already lost with an agent restart: an agent claims such a job alone,
+        so that the next loss is its own and not shared with jobs claimed beside it."""
+        if not ids:
+            return set()
+        return set(s.scalars(select(Transition.job_id).where(
+            Transition.job_id.in_(ids), Transition.to_state == "PREEMPTED",
+            Transition.reason.like(f"%{LOST_WITH_RESTART}%"))))
 
     def _running(self, s: Session, now: float, names: dict) -> tuple[dict[str, JobRow], dict[tuple, list[Running]]]:
         """The RUNNING jobs a policy may stop: by id, and as `Running` per pool (each run it was
