@@ -18,12 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 import httpx  # noqa: E402
-import pytest  # noqa: E402
 import svc  # noqa: E402
+from sqlalchemy import select  # noqa: E402
 from svc import NETWORK, ThreadServer, build, job_body, wait_for  # noqa: E402
 
 from suanli.service.models import Job as JobRow  # noqa: E402
-from suanli.service.models import Transition  # noqa: E402
+from suanli.service.models import SiteAgent, Tenant, Transition  # noqa: E402
 
 db_url, service = svc.db_url, svc.service
 
@@ -48,6 +48,132 @@ def _claim(agent: httpx.Client, site: str, *jids: int, timeout: float = 30) -> d
         return set(jids) <= set(got)
     wait_for(claimed, timeout, 0.1)
     return got
+
+
+def _row(sessions, tenant: str, **over) -> int:
+    """A job row written straight into the database (what the API would refuse, or a row left by
+    an older version): PENDING unless `over` says otherwise."""
+    with sessions.begin() as s:
+        tid = s.scalar(select(Tenant.id).where(Tenant.name == tenant))
+        row = JobRow(tenant_id=tid, name="direct", command="true", gpus=1, state="PENDING", reason="submitted",
+                     submit_h=0.0, remaining_work=0.01, hosted=[], fence=0,
+                     spec={"work_h": 0.01, "origin": "beijing"})
+        for k, v in over.items():
+            setattr(row, k, v)
+        s.add(row)
+        s.flush()
+        s.add(Transition(job_id=row.id, from_state=None, to_state=row.state, at_h=0.0, reason="written directly"))
+        return row.id
+
+
+def _transitions(sessions, jid: int) -> list[tuple[str, str]]:
+    with sessions() as s:
+        return [(t.to_state, t.reason) for t in s.scalars(select(Transition).where(Transition.job_id == jid)
+                                                          .order_by(Transition.id))]
+
+
+# ----------------------------------------------------------------------------- one job stalls the loop
+def test_a_job_whose_preemption_overflows_fails_alone_and_the_loop_goes_on(service, tmp_path):
+    """`checkpoint_h = 5e-324` (> 0, so the API took it before the door was tightened): when its
+    site dies, the work it kept is floor(run / 5e-324) checkpoints, an OverflowError. That job is
+    FAILED with the reason; every other tenant's job is still placed and runs; health is ok."""
+    c = service.client(service.tenant("acme"))
+    service.tenant("mallory")
+    ctl = service.app.state.controller
+    poison = _row(service.sessions, "mallory", state="RUNNING", site="east-1", gpu_type="h100", fence=1,
+                  start_h=ctl.now_h() - 0.01, end_h=ctl.now_h() + 1.0,
+                  spec={"work_h": 1.0, "origin": "beijing", "checkpoint_h": 5e-324})
+    service.start_agent("west-1", tmp_path)             # east-1 has no agent: it is down, its job preempted
+    jid = c.post("/v1/jobs", json=job_body(gpu_types=["a800"])).json()["id"]
+    done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] in ("SUCCEEDED", "FAILED") and j, 60,
+                    dump=lambda: c.get("/v1/health").json())
+    assert done["state"] == "SUCCEEDED", done["transitions"]
+    trs = _transitions(service.sessions, poison)
+    assert trs[-1][0] == "FAILED" and "OverflowError" in trs[-1][1] and "taking it off its site" in trs[-1][1], trs
+    health = c.get("/v1/health").json()
+    assert health["ok"] and health["error"] is None and health["ticks"] > 0, health
+
+
+def _quiet_service(tmp_path, **kw):
+    """A built service whose loop does not run: the test calls `tick()` itself; both sites up."""
+    app = build(NETWORK, f"sqlite:///{tmp_path / 'db.sqlite'}", policy="fifo", tick_s=0.2, heartbeat_timeout_s=30.0,
+                checkpoint_store=tmp_path / "store", **kw)
+    ctl = app.state.controller
+    s = svc.Service("", app, "")
+    s.tenant("acme")
+    s.tenant("mallory")
+    with ctl.sessions.begin() as x:
+        for site in ("east-1", "west-1"):
+            x.add(SiteAgent(site=site, info={"instance": "i"}))
+    return ctl
+
+
+def _state(ctl, jid: int) -> tuple[str, str]:
+    with ctl.sessions() as s:
+        row = s.get(JobRow, jid)
+        return row.state, row.reason
+
+
+def test_a_row_that_is_not_a_job_fails_alone(tmp_path):
+    ctl = _quiet_service(tmp_path)
+    bad = _row(ctl.sessions, "mallory", spec={"work_h": "a lot", "origin": "beijing"})
+    good = _row(ctl.sessions, "acme")
+    ctl.tick()
+    assert _state(ctl, good)[0] == "PLACED"
+    state, why = _state(ctl, bad)
+    assert state == "FAILED" and why.startswith("controller error while reading it as a job: ValidationError"), why
+    ctl.tick()                                          # and the next tick is quiet
+    assert ctl.ticks == 2 and ctl.job_errors == 1
+
+
+def test_a_job_the_policy_raises_for_fails_alone(tmp_path):
+    """The policy raises whenever one job is among those offered: the batch is offered again one
+    job at a time, the culprit FAILED, the others decided as usual."""
+    ctl = _quiet_service(tmp_path)
+    first = _row(ctl.sessions, "acme")
+    bad = _row(ctl.sessions, "mallory")
+    last = _row(ctl.sessions, "acme")
+    inner = ctl.policy
+
+    class Fragile:
+        name = inner.name
+
+        def decide(self, view, jobs):
+            if any(p.job.id == str(bad) for p in jobs):
+                raise ZeroDivisionError("float division by zero")
+            return inner.decide(view, jobs)
+    ctl.policy = Fragile()
+    ctl.tick()
+    assert _state(ctl, first)[0] == "PLACED" and _state(ctl, last)[0] == "PLACED"
+    state, why = _state(ctl, bad)
+    assert state == "FAILED" and "policy fifo raised ZeroDivisionError" in why, why
+    nxt = _row(ctl.sessions, "acme")
+    ctl.tick()                                          # the batch works again
+    assert _state(ctl, nxt)[0] == "PLACED" and ctl.job_errors == 1
+
+
+def test_a_failed_run_whose_retry_overflows_fails_alone(service):
+    """An agent reports a failed attempt of the poisoned job: its retry (a preemption) overflows.
+    The report is answered (the job FAILED, with the reason), not a 500 the agent would resend
+    forever, blocking its later reports."""
+    c = service.client(service.tenant("acme"))
+    service.tenant("mallory")
+    east = _agent(service, "east-1")
+    _beat(east, "east-1", "a1")
+    ctl = service.app.state.controller
+    poison = _row(service.sessions, "mallory", spec={"work_h": 1.0, "origin": "beijing", "checkpoint_h": 5e-324,
+                                                     "gpu_types": ["h100"]})
+    a = _claim(east, "east-1", poison)[poison]
+    r = east.post(f"/v1/agent/east-1/jobs/{poison}/report", json={"fence": a["fence"], "state": "RUNNING"})
+    assert r.status_code == 200, r.text
+    time.sleep(0.05)
+    r = east.post(f"/v1/agent/east-1/jobs/{poison}/report", json={"fence": a["fence"], "state": "FAILED",
+                                                                   "exit_code": 1})
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "FAILED" and "OverflowError" in r.json()["reason"], r.json()
+    jid = c.post("/v1/jobs", json=job_body(gpu_types=["h100"])).json()["id"]
+    assert _claim(east, "east-1", jid)[jid]
+    assert ctl.last_error is None
 
 
 # ----------------------------------------------------------------------------- quarantine

@@ -526,8 +526,8 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                 if body.state == "FAILED":
                     row.attempts += 1
                     if row.attempts < controller.max_attempts:      # offered again, from its checkpoint
-                        controller.preempt(s, row, now, f"attempt {row.attempts} of {controller.max_attempts} "
-                                           f"failed ({why}); retrying")
+                        controller.preempt_or_fail(s, row, now, f"attempt {row.attempts} of "
+                                                   f"{controller.max_attempts} failed ({why}); retrying")
                         s.commit()
                         return done(s, job_out(s, row))
                     if controller.max_attempts > 1:
