@@ -249,3 +249,58 @@ def test_a_heartbeat_that_waited_in_the_service_does_not_lose_a_later_claim(serv
     with ctl.lock, service.sessions.begin() as s:
         ctl.lost_runs(s, "east-1", {(jid, a["fence"])}, True, utcnow())      # held: not lost
     assert c.get(f"/v1/jobs/{jid}").json()["state"] == "TRANSFERRING"
+
+
+# ----------------------------------------------------------------------------- logs
+def test_serve_logs_its_start_and_each_decision_as_json(tmp_path):
+    """`suanli serve --log-format json`: the start line says where it listens and how it runs
+    (database URL, network, policy, heartbeat timeout), and the controller logs each decision with
+    the job's id, tenant, site and reason; every line is one JSON object."""
+    import json
+    import socket
+    import subprocess
+
+    from suanli.service import auth
+    from suanli.service.db import open_db
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        port = so.getsockname()[1]
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    sessions = open_db(db)
+    with sessions.begin() as s:
+        tenant = auth.create_tenant(s, "acme", {}, None)
+        site = auth.create_site_token(s, "east-1")
+    err = tmp_path / "serve.log"
+    p = subprocess.Popen([sys.executable, "-m", "suanli.cli_service", "serve", "--network", NETWORK, "--db", db,
+                          "--port", str(port), "--policy", "fifo", "--tick-s", "0.2", "--heartbeat-timeout-s", "45",
+                          "--log-format", "json", "--log-level", "info"],
+                         stdout=subprocess.DEVNULL, stderr=err.open("wb"))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        def up():
+            assert p.poll() is None, err.read_text()
+            try:
+                return httpx.get(f"{url}/v1/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+        wait_for(up, 60, 0.1)
+        agent = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {site}"}, timeout=30)
+        assert agent.post("/v1/agent/east-1/heartbeat", json={"instance": "a1"}).status_code == 200
+        c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tenant}"}, timeout=30)
+        jid = c.post("/v1/jobs", json=job_body(gpu_types=["h100"])).json()["id"]
+
+        def lines():
+            return [json.loads(ln) for ln in err.read_text().splitlines() if ln.strip()]   # each line is JSON
+        placed = wait_for(lambda: next((r for r in lines() if r.get("job_id") == jid
+                                        and r.get("decision") == "placed"), None), 30, 0.2, dump=lambda: lines())
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    assert placed["level"] == "info" and placed["logger"] == "suanli.controller", placed
+    assert placed["tenant"] == "acme" and placed["site"] == "east-1" and placed["reason"], placed
+    assert f"job {jid} of acme placed on east-1" in placed["message"], placed
+    start = next(r for r in lines() if r["message"].startswith("suanli serve listening"))
+    assert start["host"] == "127.0.0.1" and start["port"] == port and start["database"] == db, start
+    assert start["network"] == NETWORK and start["policy"] == "fifo" and start["heartbeat_timeout_s"] == 45.0, start
+    assert f"http://127.0.0.1:{port}" in start["message"]
+    assert tenant not in err.read_text() and site not in err.read_text()          # no token in the log

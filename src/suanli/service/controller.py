@@ -51,7 +51,7 @@ from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import kept_work
@@ -141,6 +141,7 @@ class Controller:
         self._unholdable: set[str] = set()      # metered runs the ledger could not hold (logged once)
         self._ledger_stale = False              # build the ledger again at the next tick (`fail`)
         self._bad_caps: set[int] = set()        # operator grid caps that are not valid events (logged once)
+        self._tenants: dict[int, str | None] = {}   # tenant names, for the log
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -308,8 +309,9 @@ class Controller:
         why = "controller error " + why
         why = why if len(why) <= 1000 else why[:997] + "..."
         self.job_errors += 1
-        log.error("job %s failed: %s", row.id, why, exc_info=exc,
-                  extra={"job_id": row.id, "tenant_id": row.tenant_id, "site": row.site, "decision": "failed"})
+        log.error("job %s of %s failed: %s", row.id, self.tenant_name(row), why, exc_info=exc,
+                  extra={"job_id": row.id, "tenant": self.tenant_name(row), "site": row.site, "decision": "failed",
+                         "reason": why})
         now = self.now_h()
         try:
             with s.begin_nested():
@@ -334,10 +336,22 @@ class Controller:
             s.add(Transition(job_id=row.id, from_state=None, to_state="FAILED", at_h=now, reason=why))
         self._ledger_stale = True      # a step that raised may have left part of a change in the ledger
 
+    def tenant_name(self, row: JobRow) -> str | None:
+        """The name of the job's tenant, for the log (None if it cannot be read)."""
+        try:
+            name = self._tenants.get(row.tenant_id)
+            if name is None and (s := object_session(row)) is not None:
+                t = s.get(Tenant, row.tenant_id)
+                name = self._tenants[row.tenant_id] = t.name if t is not None else None
+            return name
+        except Exception:                       # noqa: BLE001 - a log line never fails the step it reports
+            return None
+
     def _decided(self, kind: str, row: JobRow, reason: str, site: str | None = None, **more) -> None:
-        log.info("job %s %s%s: %s", row.id, kind, f" on {site}" if site else "", reason,
-                 extra={"job_id": row.id, "tenant_id": row.tenant_id, "decision": kind, "site": site,
-                        "reason": reason, **more})
+        """The log line of a decision: placed, deferred, rejected, preempted or failed."""
+        tenant = self.tenant_name(row)
+        log.info("job %s of %s %s%s: %s", row.id, tenant, kind, f" on {site}" if site else "", reason,
+                 extra={"job_id": row.id, "tenant": tenant, "decision": kind, "site": site, "reason": reason, **more})
 
     # ------------------------------------------------------------------ steps
     def _site_failures(self, s: Session, now: float, up: set[str], drained: frozenset[str] | set[str] = ()) -> None:
@@ -425,8 +439,8 @@ class Controller:
             move(s, row, "FAILED", now, why)
             row.fence += 1                  # a report of the lost run is refused; an agent that holds it stops it
             row.end_h = now
-            log.warning("job %s failed: %s", row.id, why,
-                        extra={"job_id": row.id, "tenant_id": row.tenant_id, "site": site, "decision": "failed",
+            log.warning("job %s of %s failed on %s: %s", row.id, self.tenant_name(row), site, why,
+                        extra={"job_id": row.id, "tenant": self.tenant_name(row), "site": site, "decision": "failed",
                                "reason": why})
             return
         why = f"the agent of {site} {LOST_WITH_RESTART} (agent loss {n} of {self.max_agent_losses or 'unlimited'})"
