@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import svc
 import yaml
 from sites import job_command
@@ -38,6 +39,7 @@ def _net():
     return load_network(NETWORK)
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service, tmp_path):
     """The sites share no file system: east-1's agent uploads the job's checkpoints to the
     controller; east-1 dies with its disk; west-1's agent downloads the stored checkpoint and the

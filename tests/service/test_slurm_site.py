@@ -104,6 +104,7 @@ def test_cancelling_a_job_scancels_its_slurm_job(slurm, service, tmp_path):
     wait_for(lambda: slurm_jobs()[f"suanli-{jid}-f1"]["JobState"] == "CANCELLED", 30, 0.5)
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_dead_site_s_job_resumes_at_the_other_site_from_its_checkpoint(slurm, service, tmp_path):
     """east-1's agent is killed and its Slurm jobs and disk with it; the job is preempted,
     re-placed on west-1, whose agent downloads the checkpoint east-1's agent had stored with the
@@ -242,6 +243,7 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_returning_stale_agent_cancels_the_slurm_job_it_no_longer_holds(slurm, service, tmp_path):
     """east-1's agent dies but its Slurm job keeps running (hung); the job is re-placed on
     west-1. When east-1's agent comes back it adopts its Slurm job, hears that the fence is
