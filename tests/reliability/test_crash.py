@@ -136,8 +136,9 @@ def check_consistency(cl: Cluster, acked: dict[str, int], ran_file: Path) -> dic
         assert {st for _, _, st in rows} == {"SUCCEEDED"}
         ran = Counter(int(ln.split()[0]) for ln in ran_file.read_text().splitlines() if ln.strip())
         twice = [j for j, n in ran.items() if n > 1]
-        assert not twice, [(j, ran[j], [(t.to_state, t.reason) for t in s.scalars(select(Transition).where(
-            Transition.job_id == j).order_by(Transition.id))]) for j in twice[:3]]   # ran once each
+        assert not twice, (f"{len(twice)} jobs ran more than once", [(j, ran[j], [
+            (t.to_state, t.reason) for t in s.scalars(select(Transition).where(Transition.job_id == j)
+                                                      .order_by(Transition.id))]) for j in twice[:3]])  # once each
         assert set(ran) == set(acked.values())
         usage = s.execute(select(Usage.job_id, func.count()).group_by(Usage.job_id)).all()
         assert dict(usage) == {i: 1 for i in acked.values()}          # one ledger row per finished run
