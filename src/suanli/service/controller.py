@@ -287,12 +287,16 @@ class Controller:
         return out
 
     # ------------------------------------------------------------------ containment
-    def contained(self, s: Session, row: JobRow, doing: str, fn, *args) -> bool:
-        """`fn(*args)`, a step for one job, inside a savepoint: if it raises, the step is undone and
-        the job alone is FAILED with the reason (`fail`), and False is returned; the caller's work
-        for every other job goes on. A database that is away is not the job's fault: re-raised."""
+    def contained(self, s: Session, row: JobRow, doing: str, fn, *args, writes: bool = True) -> bool:
+        """`fn(*args)`, a step for one job, inside a savepoint (unless it `writes` nothing): if it
+        raises, the step is undone and the job alone is FAILED with the reason (`fail`), and False
+        is returned; the caller's work for every other job goes on. A database that is away is not
+        the job's fault: re-raised."""
         try:
-            with s.begin_nested():
+            if writes:
+                with s.begin_nested():
+                    fn(*args)
+            else:
                 fn(*args)
             return True
         except (OperationalError, InterfaceError):
@@ -475,7 +479,7 @@ class Controller:
                 by_pool.setdefault((r.site, r.gpu_type), []).append(
                     Running(pj, r.site, r.gpu_type, r.start_h, r.end_h))
                 ok[str(r.id)] = r
-            self.contained(s, r, "while reading it as a running job", one)
+            self.contained(s, r, "while reading it as a running job", one, writes=False)
         return ok, by_pool
 
     def _stop_run(self, s: Session, row: JobRow, now: float, d: Preempt) -> None:
@@ -560,7 +564,7 @@ class Controller:
                                frozenset(r.hosted), from_site=r.preempted_from)
                 pending.append(replace(p, ready_h=max(p.ready_h, now)) if p.hosted else p)
                 by_id[str(r.id)] = r
-            self.contained(s, r, "while reading it as a job", one)
+            self.contained(s, r, "while reading it as a job", one, writes=False)
         if not pending:
             return
         down = frozenset(set(self.network.sites) - up)
