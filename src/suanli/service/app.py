@@ -371,12 +371,25 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         thread or for the controller's lock."""
         return utcnow()
 
+    Arrived = Annotated[datetime, Depends(arrival)]
+
+    def alive(s: Session, site: str, received: datetime) -> None:
+        """Any authenticated call of a site's agent shows the site alive (Controller.saw); stored
+        too, for the other replicas (call under the controller's lock)."""
+        controller.saw(site, received)
+        a = s.get(SiteAgent, site)
+        if a is not None:
+            seen = a.last_seen_at if a.last_seen_at.tzinfo else a.last_seen_at.replace(tzinfo=UTC)
+            if received > seen:
+                a.last_seen_at = received
+
     @app.post("/v1/agent/{site}/heartbeat", response_model=HeartbeatReply, tags=["agent"])
-    def heartbeat(received: Annotated[datetime, Depends(arrival)], site: str, body: Heartbeat, p: Who, s: DB):
+    def heartbeat(received: Arrived, site: str, body: Heartbeat, p: Who, s: DB):
         """Register (first call) and heartbeat; the reply lists runs the agent must stop."""
         site_only(p, site)
         if site not in net.sites:
             raise HTTPException(404, f"site: no site {site!r} in the network")
+        controller.saw(site, received)
         with controller.lock:          # first: the tick takes it before the database (SQLite: one writer)
             a = s.get(SiteAgent, site)
             info = {"executor": body.executor, "instance": body.instance, "pools": [x.model_dump() for x in body.pools]}
@@ -399,11 +412,13 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         return HeartbeatReply(site=site, now_h=controller.now_h(), cancel=cancel)
 
     @app.post("/v1/agent/{site}/assignments", response_model=list[Assignment], tags=["agent"])
-    def assignments(site: str, p: Who, s: DB, limit: Annotated[int, Query(ge=1, le=100)] = 20):
+    def assignments(received: Arrived, site: str, p: Who, s: DB, limit: Annotated[int, Query(ge=1, le=100)] = 20):
         """Claim the placements on `site` that are due: each becomes TRANSFERRING under a new fence."""
         site_only(p, site)
+        controller.saw(site, received)
         out = []
         with controller.lock:
+            alive(s, site, received)
             now = controller.now_h()          # after the lock: never before the tick that placed it
             q = (select(JobRow).where(JobRow.site == site, JobRow.state == "PLACED", JobRow.start_h <= now + 1e-6)
                  .order_by(JobRow.start_h, JobRow.id).limit(limit))
@@ -461,6 +476,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         """Store the job's newest checkpoint (its SUANLI_CHECKPOINT_DIR as a gzipped tar): what a
         re-placed job resumes from, on whichever site (service/checkpoints.py)."""
         site_only(p, site)
+        controller.saw(site, utcnow())
 
         def check() -> None:
             with sessions() as s:
@@ -498,9 +514,11 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         return FileResponse(controller.store.path(job_id), media_type="application/gzip")
 
     @app.post("/v1/agent/{site}/jobs/{job_id}/report", response_model=JobOut, tags=["agent"])
-    def report(site: str, job_id: JobIdPath, body: Report, p: Who, s: DB):
+    def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who, s: DB):
         site_only(p, site)
+        controller.saw(site, received)
         with controller.lock:
+            alive(s, site, received)
             row = fenced(s, site, job_id, body.fence, lock=True)
             now = controller.now_h()
             if row.state == "CANCELLED":

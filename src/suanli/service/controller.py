@@ -142,6 +142,7 @@ class Controller:
         self._ledger_stale = False              # build the ledger again at the next tick (`fail`)
         self._bad_caps: set[int] = set()        # operator grid caps that are not valid events (logged once)
         self._tenants: dict[int, str | None] = {}   # tenant names, for the log
+        self._seen: dict[str, datetime] = {}    # site -> when its agent's newest call reached this replica
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,11 +166,20 @@ class Controller:
         return (when - self.epoch).total_seconds() / 3600.0
 
     # ------------------------------------------------------------------ sites
+    def saw(self, site: str, when: datetime) -> None:
+        """An agent's call (any: heartbeat, claim, report, checkpoint) reached the service at `when`,
+        authenticated: its site is alive. An agent busy for long between two heartbeats (reports
+        and claims one by one on a loaded machine took over 30 s) still calls, and its site is not
+        taken for dead while it works (its jobs would run twice)."""
+        if when > self._seen.get(site, when - timedelta(seconds=1)):
+            self._seen[site] = when
+
     def up_sites(self, s: Session) -> set[str]:
         limit = datetime.now(UTC) - timedelta(seconds=self.heartbeat_timeout_s)
         out = set()
         for a in s.scalars(select(SiteAgent)):
             seen = a.last_seen_at if a.last_seen_at.tzinfo else a.last_seen_at.replace(tzinfo=UTC)
+            seen = max(seen, self._seen.get(a.site, seen))      # a call this replica served since
             # silence counts from this loop's start plus one timeout: heartbeats sent while the
             # controller itself was down (a restart) could not arrive, and agents need a moment to
             # find it again; neither is a sign of a dead site (whose jobs would then run twice)
