@@ -304,3 +304,24 @@ def test_serve_logs_its_start_and_each_decision_as_json(tmp_path):
     assert start["network"] == NETWORK and start["policy"] == "fifo" and start["heartbeat_timeout_s"] == 45.0, start
     assert f"http://127.0.0.1:{port}" in start["message"]
     assert tenant not in err.read_text() and site not in err.read_text()          # no token in the log
+
+
+def test_a_site_whose_agent_calls_is_alive_without_a_recent_heartbeat(tmp_path):
+    """An agent that reports and claims one call at a time on a loaded machine can go longer than
+    the timeout between two heartbeats: its calls show it alive, and its jobs are not re-placed
+    (they would run twice)."""
+    from datetime import timedelta
+
+    from suanli.service.models import utcnow
+    ctl = _quiet_service(tmp_path)
+    old = utcnow() - timedelta(seconds=100)
+    ctl.started_at = old
+    with ctl.sessions.begin() as s:
+        for a in s.scalars(select(SiteAgent)):
+            a.last_seen_at = old
+    with ctl.sessions() as s:
+        assert ctl.up_sites(s) == set()
+        ctl.saw("east-1", utcnow() - timedelta(seconds=5))       # a claim or a report, 5 s ago
+        assert ctl.up_sites(s) == {"east-1"}
+        ctl.saw("east-1", old)                                   # an older call changes nothing
+        assert ctl.up_sites(s) == {"east-1"}
