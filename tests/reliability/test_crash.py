@@ -87,7 +87,7 @@ class Cluster:
                 return httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
-        wait_for(up, 60, 0.1)
+        wait_for(up, 300, 0.1)      # a restart takes minutes when the 2 cores are very busy
 
     def kill_server(self) -> None:
         self.server.send_signal(signal.SIGKILL)
