@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Annotated
 
 import typer
@@ -40,10 +41,20 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
           port: Annotated[int, typer.Option(help="port to listen on")] = 8080,
           policy: Annotated[str, typer.Option(help="the scheduling policy (as in `suanli sim`)")] = "suanli",
           tick_s: Annotated[float, typer.Option("--tick-s", help="seconds between controller ticks")] = 1.0,
+          heartbeat_timeout_s: Annotated[float | None, typer.Option(
+              "--heartbeat-timeout-s", help="a site is down (its running jobs re-placed) after this many seconds "
+                                            "without a heartbeat; long, as a site wrongly declared down runs its "
+                                            "jobs twice [default: 30]")] = None,
           heartbeat_s: Annotated[float, typer.Option("--heartbeat-s", help="the agents' heartbeat interval "
                                                                              "(their --interval-s)")] = 1.0,
-          missed_heartbeats: Annotated[int, typer.Option("--missed-heartbeats", help="a site is down after this "
-                                                          "many heartbeat intervals without one")] = 3,
+          missed_heartbeats: Annotated[int | None, typer.Option(
+              "--missed-heartbeats", help="older form of --heartbeat-timeout-s: down after this many "
+                                          "--heartbeat-s intervals without a heartbeat")] = None,
+          max_agent_losses: Annotated[int, typer.Option(
+              "--max-agent-losses", help="a job lost with this many agent restarts (each agent that claimed it "
+                                         "died) is quarantined: FAILED, not dispatched again; 0: never")] = 2,
+          log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object per line)")] = "text",
+          log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")] = "info",
           checkpoint_store: Annotated[str | None, typer.Option(
               "--checkpoint-store", help="directory of the jobs' stored checkpoints (replicas share it; default: "
                                          "beside the SQLite file, else $SUANLI_DATA_DIR/checkpoints)")] = None,
@@ -68,19 +79,35 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
               "--overrun-min-s", help="the least margin past a run's planned end, in seconds")] = 60.0,
           ) -> None:
     """Run the control plane: REST API under /v1 and the controller loop."""
+    from suanli.logs import configure
     from suanli.service import limits
     from suanli.service.server import serve as run_server
     try:
+        if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise UserError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
+        configure(log_format, log_level.upper())
         limits.DEFAULT.rate_per_s = limits.parse_rate(rate_limit)    # read when the app is built
         limits.set_in_flight(limits.DEFAULT, max_in_flight)
         if not tick_s > 0:
             raise UserError(f"--tick-s: must be > 0, got {tick_s}")
         if not heartbeat_s > 0:
             raise UserError(f"--heartbeat-s: must be > 0, got {heartbeat_s}")
-        if missed_heartbeats < 1:
-            raise UserError(f"--missed-heartbeats: must be >= 1, got {missed_heartbeats}")
+        if missed_heartbeats is not None:
+            if missed_heartbeats < 1:
+                raise UserError(f"--missed-heartbeats: must be >= 1, got {missed_heartbeats}")
+            if heartbeat_timeout_s is not None:
+                raise UserError("--missed-heartbeats: give it or --heartbeat-timeout-s, not both")
+            heartbeat_timeout_s = missed_heartbeats * heartbeat_s
+        if heartbeat_timeout_s is not None and not (math.isfinite(heartbeat_timeout_s) and heartbeat_timeout_s > 0):
+            raise UserError(f"--heartbeat-timeout-s: must be > 0, got {heartbeat_timeout_s}")
+        if heartbeat_timeout_s is not None and heartbeat_timeout_s < 3 * heartbeat_s:
+            logging.getLogger("suanli.serve").warning(
+                "--heartbeat-timeout-s %g is less than 3 heartbeat intervals (%g s): a site whose heartbeats are "
+                "late will be taken for dead and its jobs will run twice", heartbeat_timeout_s, heartbeat_s)
         if max_attempts < 1:
             raise UserError(f"--max-attempts: must be >= 1, got {max_attempts}")
+        if max_agent_losses < 0:
+            raise UserError(f"--max-agent-losses: must be >= 0, got {max_agent_losses}")
         if checkpoint_quota_bytes is not None and checkpoint_quota_bytes < 0:
             raise UserError(f"--checkpoint-quota-bytes: must be >= 0, got {checkpoint_quota_bytes}")
         if not checkpoint_keep_h >= 0:
@@ -89,8 +116,9 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
             raise UserError(f"--overrun-margin: must be >= 0, got {overrun_margin}")
         if not 0 <= overrun_min_s < float("inf"):
             raise UserError(f"--overrun-min-s: must be >= 0, got {overrun_min_s}")
-        run_server(network, db, host, port, policy, tick_s, heartbeat_s, missed_heartbeats,
+        run_server(network, db, host, port, policy, tick_s, heartbeat_timeout_s=heartbeat_timeout_s,
                    checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
+                   max_agent_losses=max_agent_losses,
                    checkpoint_quota_bytes=checkpoint_quota_bytes, checkpoint_keep_h=checkpoint_keep_h,
                    overrun_margin=overrun_margin, overrun_min_s=overrun_min_s)
     except UserError as e:

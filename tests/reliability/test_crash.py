@@ -5,7 +5,12 @@ workdir. Afterwards every acknowledged job exists exactly once, every job ran on
 dispatched to two runs at a time, and the usage ledger holds one row per finished run, as the
 agents reported them, which the invoices sum.
 
-`SUANLI_CRASH_JOBS` sets the burst's size (default 1,000, as the issue asks)."""
+`SUANLI_CRASH_JOBS` sets the burst's size (default 1,000, as the issue asks); `SUANLI_CRASH_SEEDS=N`
+runs each test with N seeds (default 1: CI stays within its time), each seed its own kill times
+and its own jobs: `SUANLI_CRASH_SEEDS=20 SUANLI_CRASH_JOBS=300 pytest -s tests/reliability/test_crash.py`.
+
+The server runs with the default heartbeat timeout (30 s): a site taken for dead while its
+agent lives (heartbeats arrive seconds apart on a loaded machine) runs its jobs twice."""
 
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from suanli.service.models import Job as JobRow  # noqa: E402
 from suanli.service.models import Tenant, Transition, Usage  # noqa: E402
 
 JOBS = int(os.environ.get("SUANLI_CRASH_JOBS", "1000"))
+SEEDS = range(int(os.environ.get("SUANLI_CRASH_SEEDS", "1")))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -81,7 +87,7 @@ class Cluster:
                 return httpx.get(f"{self.url}/v1/health", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
-        wait_for(up, 60, 0.1)
+        wait_for(up, 300, 0.1)      # a restart takes minutes when the 2 cores are very busy
 
     def kill_server(self) -> None:
         self.server.send_signal(signal.SIGKILL)
@@ -101,6 +107,18 @@ class Cluster:
 
     def stop(self) -> None:
         stop_all([self.server, *self.agents.values()])
+
+    def wait_agents_up(self) -> None:
+        """Until every agent has made contact (on a busy machine an agent takes seconds to start,
+        and one that cannot reach the controller for 60 s at its start gives up)."""
+        headers = {"Authorization": f"Bearer {next(iter(self.tenants.values()))}"}
+
+        def up():
+            try:
+                return all(s["up"] for s in httpx.get(f"{self.url}/v1/sites", headers=headers, timeout=10).json())
+            except httpx.HTTPError:
+                return False
+        wait_for(up, 300, 0.2)
 
 
 def submit_until_acknowledged(url: str, token: str, key: str, body: dict, deadline: float) -> int:
@@ -130,7 +148,11 @@ def check_consistency(cl: Cluster, acked: dict[str, int], ran_file: Path) -> dic
         assert len(rows) == len(acked)                                # and no other
         assert {st for _, _, st in rows} == {"SUCCEEDED"}
         ran = Counter(int(ln.split()[0]) for ln in ran_file.read_text().splitlines() if ln.strip())
-        assert set(ran) == set(acked.values()) and max(ran.values()) == 1, ran.most_common(3)   # ran once each
+        twice = [j for j, n in ran.items() if n > 1]
+        assert not twice, (f"{len(twice)} jobs ran more than once", [(j, ran[j], [
+            (t.to_state, t.reason) for t in s.scalars(select(Transition).where(Transition.job_id == j)
+                                                      .order_by(Transition.id))]) for j in twice[:3]])  # once each
+        assert set(ran) == set(acked.values())
         usage = s.execute(select(Usage.job_id, func.count()).group_by(Usage.job_id)).all()
         assert dict(usage) == {i: 1 for i in acked.values()}          # one ledger row per finished run
         # billed = reported: the invoices sum the ledger rows, which carry the agents' GPU-seconds
@@ -142,14 +164,16 @@ def check_consistency(cl: Cluster, acked: dict[str, int], ran_file: Path) -> dic
         return {"jobs": len(acked), "redispatched": sum(1 for n in dispatches.values() if n > 1)}
 
 
-def test_controller_sigkilled_during_a_burst_loses_no_acknowledged_job(crash_db, tmp_path):
+@pytest.mark.parametrize("seed", [7 + k for k in SEEDS])
+def test_controller_sigkilled_during_a_burst_loses_no_acknowledged_job(crash_db, tmp_path, seed):
     cl = Cluster(crash_db, tmp_path)
     ran = tmp_path / "ran"
-    rng = random.Random(7)
+    rng = random.Random(seed)
     try:
         cl.start_server()
         cl.start_agent("east-1")
         cl.start_agent("west-1")
+        cl.wait_agents_up()
         acked: dict[str, int] = {}
         done = threading.Event()
         kills = []
@@ -179,7 +203,7 @@ def test_controller_sigkilled_during_a_burst_loses_no_acknowledged_job(crash_db,
             for key, jid in pool.map(one, range(JOBS)):
                 acked[key] = jid
         burst_s = time.monotonic() - started
-        wait_for(lambda: len(kills) >= 3, 60, 0.2)          # at least three crashes, some mid-burst
+        wait_for(lambda: len(kills) >= 3, 600, 0.2)         # at least three crashes, some mid-burst
         done.set()
         t.join(timeout=30)
 
@@ -187,28 +211,31 @@ def test_controller_sigkilled_during_a_burst_loses_no_acknowledged_job(crash_db,
             with cl.sessions() as s:
                 return s.scalar(select(func.count()).where(JobRow.state.not_in(("SUCCEEDED", "FAILED",
                                                                                 "CANCELLED")))) == 0
-        wait_for(finished, 300, 0.5)
+        wait_for(finished, 900, 0.5)
         figures = check_consistency(cl, acked, ran)
-        print(f"crash ({crash_db.split(':')[0]}): {figures['jobs']} jobs acknowledged in {burst_s:.1f} s through "
-              f"{len(kills)} SIGKILLs of the server; each exists once, ran once, billed once; "
-              f"{figures['redispatched']} re-dispatched after a lost claim")
+        print(f"crash ({crash_db.split(':')[0]}, seed {seed}): {figures['jobs']} jobs acknowledged in {burst_s:.1f} s "
+              f"through {len(kills)} SIGKILLs of the server, all finished {time.monotonic() - started:.1f} s after "
+              f"the start; each exists once, ran once, billed once; {figures['redispatched']} re-dispatched after a "
+              f"lost claim")
     finally:
         cl.stop()
 
 
-def test_agent_sigkilled_mid_report_loses_no_result(crash_db, tmp_path):
+@pytest.mark.parametrize("seed", [11 + k for k in SEEDS])
+def test_agent_sigkilled_mid_report_loses_no_result(crash_db, tmp_path, seed):
     """Agents killed at random moments and started again on their workdirs: the reports they had
     journaled (outbox) are delivered, so every run that ended is billed once; a run the kill cut
     short is re-placed and runs again (the local executor cannot follow its predecessor's
     processes), but never alongside itself."""
     cl = Cluster(crash_db, tmp_path)
     ran = tmp_path / "ran"
-    rng = random.Random(11)
+    rng = random.Random(seed)
     n = max(JOBS // 5, 50)
     try:
         cl.start_server()
         cl.start_agent("east-1")
         cl.start_agent("west-1")
+        cl.wait_agents_up()
         c = httpx.Client(base_url=cl.url, headers={"Authorization": f"Bearer {cl.tenants['acme']}"}, timeout=30)
         acked = {}
         for i in range(n):
@@ -233,13 +260,14 @@ def test_agent_sigkilled_mid_report_loses_no_result(crash_db, tmp_path):
                 Transition.to_state == "SUCCEEDED")))
             assert set(succeeded.values()) == {1}
             runs = s.execute(select(Transition.job_id, Transition.to_state, Transition.id).where(
-                Transition.to_state.in_(("RUNNING", "PREEMPTED", "SUCCEEDED"))).order_by(Transition.id)).all()
-        for jid in acked.values():          # each run ended (preempted or succeeded) before the next began
-            seq = [st for j, st, _ in runs if j == jid]
-            assert seq[-1] == "SUCCEEDED" and all(a != b for a, b in zip(seq, seq[1:], strict=False)), seq
+                Transition.to_state.in_(("TRANSFERRING", "PREEMPTED", "SUCCEEDED"))).order_by(Transition.id)).all()
+        for jid in acked.values():          # each dispatch ended (preempted or succeeded) before the next began
+            seq = [st for j, st, _ in runs if j == jid]     # (a claim lost before it ran is a dispatch too)
+            assert seq[-1] == "SUCCEEDED" and all((a == "TRANSFERRING") != (b == "TRANSFERRING")
+                                                  for a, b in zip(seq, seq[1:], strict=False)), seq
         lines = Counter(int(ln) for ln in ran.read_text().split())
         assert set(lines) == set(acked.values())
-        print(f"agent crash ({crash_db.split(':')[0]}): {n} jobs, 4 agent SIGKILLs; billed once each; "
+        print(f"agent crash ({crash_db.split(':')[0]}, seed {seed}): {n} jobs, 4 agent SIGKILLs; billed once each; "
               f"{sum(v - 1 for v in lines.values())} runs cut short and run again")
     finally:
         cl.stop()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
+import pytest  # noqa: E402
 import svc  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 from svc import NETWORK, job_body, wait_for  # noqa: E402
@@ -39,6 +40,7 @@ def test_a_site_that_came_back_takes_no_placement_until_steady_for_recovery_s():
     assert c.placeable(both) == both                   # steady 0.6 s >= 0.5 s
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_flapping_site_does_not_make_jobs_bounce(service, tmp_path):
     """east-1's agent freezes (SIGSTOP) past the timeout: its job moves to west-1. It thaws:
     a job submitted at once still goes to west-1 although fifo prefers east-1 (the job's

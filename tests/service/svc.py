@@ -118,8 +118,12 @@ class Service:
 
 
 @pytest.fixture
-def service(db_url, tmp_path) -> Iterator[Service]:
-    app = build(NETWORK, db_url, policy="fifo", tick_s=0.2, heartbeat_timeout_s=3.0,
+def service(db_url, tmp_path, request) -> Iterator[Service]:
+    """The service with the default heartbeat timeout (30 s): on a loaded machine heartbeats come
+    seconds apart, and a shorter one takes live sites for dead. A test of failover through the
+    timeout sets a short one: `@pytest.mark.heartbeat_timeout(3.0)`."""
+    mark = request.node.get_closest_marker("heartbeat_timeout")
+    app = build(NETWORK, db_url, policy="fifo", tick_s=0.2, heartbeat_timeout_s=mark.args[0] if mark else None,
                 checkpoint_store=tmp_path / "checkpoint-store")
     with ThreadServer(app) as url:
         svc = Service(url, app, db_url)

@@ -8,6 +8,7 @@ import json
 import signal
 from collections import defaultdict
 
+import pytest
 import svc
 from sqlalchemy import select
 from svc import job_body, wait_for
@@ -97,6 +98,7 @@ def test_fifty_jobs_from_two_tenants_all_finish_with_lifecycle_ledger_and_invoic
         {"acme", "bolt"}
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_dead_agents_running_job_is_preempted_and_runs_again_elsewhere(service, tmp_path):
     c = service.client(service.tenant("acme"))
     east = service.start_agent("east-1", tmp_path)

@@ -104,6 +104,7 @@ def test_cancelling_a_job_scancels_its_slurm_job(slurm, service, tmp_path):
     wait_for(lambda: slurm_jobs()[f"suanli-{jid}-f1"]["JobState"] == "CANCELLED", 30, 0.5)
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_dead_site_s_job_resumes_at_the_other_site_from_its_checkpoint(slurm, service, tmp_path):
     """east-1's agent is killed and its Slurm jobs and disk with it; the job is preempted,
     re-placed on west-1, whose agent downloads the checkpoint east-1's agent had stored with the
@@ -158,7 +159,8 @@ def test_controller_sigkilled_during_a_failover_loses_no_job_and_starts_none_twi
     def serve() -> subprocess.Popen:
         p = subprocess.Popen([sys.executable, "-m", "suanli.cli_service", "serve", "--network", svc.NETWORK,
                               "--db", db, "--port", str(port), "--policy", "fifo", "--tick-s", "0.2",
-                              "--heartbeat-s", "1", "--checkpoint-store", str(tmp_path / "store")],
+                              "--heartbeat-s", "1", "--heartbeat-timeout-s", "3",
+                              "--checkpoint-store", str(tmp_path / "store")],
                              stdout=(tmp_path / f"serve-{len(procs)}.log").open("wb"), stderr=subprocess.STDOUT)
         procs.append(p)
         wait_for(lambda: _healthy(url), 60, 0.2)
@@ -242,6 +244,7 @@ def _healthy(url: str) -> bool:
         return False
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_returning_stale_agent_cancels_the_slurm_job_it_no_longer_holds(slurm, service, tmp_path):
     """east-1's agent dies but its Slurm job keeps running (hung); the job is re-placed on
     west-1. When east-1's agent comes back it adopts its Slurm job, hears that the fence is

@@ -5,15 +5,17 @@ database was served), which stands for the network's hour 0: slot t of every ser
 network file is the hour [epoch + t h, epoch + t + 1 h).
 
 Each tick (every `tick_s` seconds):
-1. sites whose agent has not heartbeat within `heartbeat_timeout_s` (default: `missed_heartbeats`
-   × `heartbeat_interval_s`, 3 × 1 s; counted from this loop's start plus one timeout after a
-   restart) are down: their running jobs are PREEMPTED and go back to PENDING keeping their
-   checkpointed work (up to the checkpoint stored with the controller during this run, else the
-   job's `checkpoint_h` rule as in the simulator) and remembering the site (the policy prefers
-   its `backup`); placements not yet dispatched there are void (PLACED → PENDING). A drained
-   site (`suanli admin drain`) takes no new placement and loses its undispatched ones; its
-   running jobs finish. A site that was down takes new placements only after `recovery_s` up
-   again (hysteresis: `placeable`);
+1. sites whose agent has not heartbeat within `heartbeat_timeout_s` (default 30 s; counted from
+   this loop's start plus one timeout after a restart) are down. The timeout is long because a
+   site declared down while its agent lives runs its jobs twice: on a loaded machine heartbeats
+   arrive seconds apart (3 to 8 s were measured on 2 busy cores, where a 3 s timeout ran 40 of
+   300 jobs twice); Karmada waits 300 s, MultiKueue 15 min. A down site's running jobs are
+   PREEMPTED and go back to PENDING keeping their checkpointed work (up to the checkpoint stored
+   with the controller during this run, else the job's `checkpoint_h` rule as in the simulator)
+   and remembering the site (the policy prefers its `backup`); placements not yet dispatched
+   there are void (PLACED → PENDING). A drained site (`suanli admin drain`) takes no new
+   placement and loses its undispatched ones; its running jobs finish. A site that was down
+   takes new placements only after `recovery_s` up again (hysteresis: `placeable`);
 2. the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line with
    the database: active jobs hold their planned or actual run, finished runs their metered
    segment;
@@ -47,8 +49,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import kept_work
@@ -69,11 +72,14 @@ from suanli.scheduling.state import (
 from suanli.service import metering, overrun
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
-from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage
+from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage, utcnow
 from suanli.service.models import Job as JobRow
 from suanli.service.schemas import ACTIVE
 
 log = logging.getLogger("suanli.controller")
+HEARTBEAT_TIMEOUT_S = 30.0   # a site is down after this long without a heartbeat (`suanli serve --heartbeat-timeout-s`)
+MAX_AGENT_LOSSES = 2         # a job lost with this many agent restarts is quarantined (`--max-agent-losses`)
+LOST_WITH_RESTART = "restarted and no longer runs it"     # in the reason of each such loss (counted)
 LOCK_ID = 0x5A4E4C49          # "ZNLI": the scheduling loop's advisory lock on PostgreSQL
 TICK_LOCK_ID = LOCK_ID + 1    # held by each tick's own transaction: two ticks never overlap, even
                               # when a leader's lock connection died without it noticing yet
@@ -111,9 +117,9 @@ def explanation_json(kind: str, reason: str, e: Explanation | None) -> dict[str,
 
 class Controller:
     def __init__(self, sessions: sessionmaker[Session], network: Scenario, policy: str, epoch: datetime,
-                 tick_s: float = 1.0, heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0,
-                 missed_heartbeats: int = 3, store: CheckpointStore | None = None, max_attempts: int = 3,
-                 recovery_s: float | None = None, preempt: bool = True):
+                 tick_s: float = 1.0, heartbeat_timeout_s: float | None = None,
+                 store: CheckpointStore | None = None, max_attempts: int = 3,
+                 recovery_s: float | None = None, preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES):
         self.sessions = sessions
         self.preemption = preempt               # the policy may stop a running job (`Preempt`)
         self.store = store
@@ -124,7 +130,8 @@ class Controller:
         self.policy = policies.make(policy)
         self.epoch = epoch
         self.tick_s = tick_s
-        self.heartbeat_timeout_s = heartbeat_timeout_s or missed_heartbeats * heartbeat_interval_s
+        self.heartbeat_timeout_s = HEARTBEAT_TIMEOUT_S if heartbeat_timeout_s is None else heartbeat_timeout_s
+        self.max_agent_losses = max_agent_losses    # a job lost with this many agent restarts: FAILED
         # hysteresis: a site that was down takes new placements only once up this long again
         self.recovery_s = self.heartbeat_timeout_s if recovery_s is None else recovery_s
         self._was_up: set[str] = set()
@@ -132,6 +139,11 @@ class Controller:
         self._steady_from: dict[str, float] = {}
         self.ledger = Ledger(self.public)
         self._held: dict[str, tuple[str, str, int, float, float]] = {}   # key -> what the ledger holds
+        self._unholdable: set[str] = set()      # metered runs the ledger could not hold (logged once)
+        self._ledger_stale = False              # build the ledger again at the next tick (`fail`)
+        self._bad_caps: set[int] = set()        # operator grid caps that are not valid events (logged once)
+        self._tenants: dict[int, str | None] = {}   # tenant names, for the log
+        self._seen: dict[str, datetime] = {}    # site -> when its agent's newest call reached this replica
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -140,6 +152,7 @@ class Controller:
         self.started_at = datetime.now(UTC)
         self.leading = False          # runs the scheduling loop now (shown by /v1/health)
         self.last_error: str | None = None
+        self.job_errors = 0           # jobs FAILED because the controller could not handle them (`fail`)
 
     # ------------------------------------------------------------------ clock
     def now_h(self) -> float:
@@ -154,11 +167,20 @@ class Controller:
         return (when - self.epoch).total_seconds() / 3600.0
 
     # ------------------------------------------------------------------ sites
+    def saw(self, site: str, when: datetime) -> None:
+        """An agent's call (any: heartbeat, claim, report, checkpoint) reached the service at `when`,
+        authenticated: its site is alive. An agent busy for long between two heartbeats (reports
+        and claims one by one on a loaded machine took over 30 s) still calls, and its site is not
+        taken for dead while it works (its jobs would run twice)."""
+        if when > self._seen.get(site, when - timedelta(seconds=1)):
+            self._seen[site] = when
+
     def up_sites(self, s: Session) -> set[str]:
         limit = datetime.now(UTC) - timedelta(seconds=self.heartbeat_timeout_s)
         out = set()
         for a in s.scalars(select(SiteAgent)):
             seen = a.last_seen_at if a.last_seen_at.tzinfo else a.last_seen_at.replace(tzinfo=UTC)
+            seen = max(seen, self._seen.get(a.site, seen))      # a call this replica served since
             # silence counts from this loop's start plus one timeout: heartbeats sent while the
             # controller itself was down (a restart) could not arrive, and agents need a moment to
             # find it again; neither is a sign of a dead site (whose jobs would then run twice)
@@ -269,9 +291,85 @@ class Controller:
             (e, "network", None, "") for e in self.network.events
             if e.type == "grid_cap" and e.end_h > now and e.start_h - (e.notice_h or 0.0) <= now]
         for c in s.scalars(select(GridCap).where(GridCap.end_h > now).order_by(GridCap.start_h, GridCap.id)):
-            out.append((Event(type="grid_cap", site=c.site, start_h=c.start_h, end_h=c.end_h,
-                              max_grid_kw=c.max_grid_kw, notice_h=0.0), "operator", c.id, c.reason))
+            try:
+                out.append((Event(type="grid_cap", site=c.site, start_h=c.start_h, end_h=c.end_h,
+                                  max_grid_kw=c.max_grid_kw, notice_h=0.0), "operator", c.id, c.reason))
+            except Exception as e:          # noqa: BLE001 - one bad notice must not stop the loop: left out
+                if c.id not in self._bad_caps:
+                    self._bad_caps.add(c.id)
+                    log.error("grid cap %s left out: %s: %s", c.id, type(e).__name__, e, extra={"grid_cap": c.id})
         return out
+
+    # ------------------------------------------------------------------ containment
+    def contained(self, s: Session, row: JobRow, doing: str, fn, *args, writes: bool = True) -> bool:
+        """`fn(*args)`, a step for one job, inside a savepoint (unless it `writes` nothing): if it
+        raises, the step is undone and the job alone is FAILED with the reason (`fail`), and False
+        is returned; the caller's work for every other job goes on. A database that is away is not
+        the job's fault: re-raised."""
+        try:
+            if writes:
+                with s.begin_nested():
+                    fn(*args)
+            else:
+                fn(*args)
+            return True
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception as e:                  # noqa: BLE001 - whatever it is, it is this job's
+            self.fail(s, row, f"{doing}: {type(e).__name__}: {e}", e)
+            return False
+
+    def fail(self, s: Session, row: JobRow, why: str, exc: BaseException | None = None) -> None:
+        """FAIL one job the controller cannot handle (its numbers break the arithmetic, its row is
+        not a job, the policy raises for it), with the reason, so that the loop goes on for every
+        other job instead of raising on this one at every tick. A dispatched run of it is told to
+        stop at its agent's next heartbeat (a new fence: its reports are refused)."""
+        why = "controller error " + why
+        why = why if len(why) <= 1000 else why[:997] + "..."
+        self.job_errors += 1
+        log.error("job %s of %s failed: %s", row.id, self.tenant_name(row), why, exc_info=exc,
+                  extra={"job_id": row.id, "tenant": self.tenant_name(row), "site": row.site, "decision": "failed",
+                         "reason": why})
+        now = self.now_h()
+        try:
+            with s.begin_nested():
+                if row.state in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                    return
+                if row.state in ("PREEMPTED", "PLACED"):     # no way to FAILED from these: PENDING first
+                    move(s, row, "PENDING", now, "offered again after preemption" if row.state == "PREEMPTED"
+                         else "its placement is void: the controller fails the job")
+                    row.site = row.gpu_type = row.start_h = row.end_h = None
+                dispatched = row.state in ("TRANSFERRING", "RUNNING")
+                move(s, row, "FAILED", now, why)
+                if dispatched:
+                    row.fence += 1
+                    row.end_h = now
+                row.explanation = explanation_json("failed", why, None)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:                           # noqa: BLE001 - the row itself is unreadable: plain SQL
+            log.exception("job %s: could not record its failure through the lifecycle; writing it directly", row.id)
+            s.execute(update(JobRow).where(JobRow.id == row.id).values(
+                state="FAILED", reason=why, fence=JobRow.fence + 1, updated_at=utcnow()))
+            s.add(Transition(job_id=row.id, from_state=None, to_state="FAILED", at_h=now, reason=why))
+        self._ledger_stale = True      # a step that raised may have left part of a change in the ledger
+
+    def tenant_name(self, row: JobRow) -> str | None:
+        """The name of the job's tenant, for the log (None if it cannot be read)."""
+        try:
+            name = self._tenants.get(row.tenant_id)
+            if name is None and (s := object_session(row)) is not None:
+                t = s.get(Tenant, row.tenant_id)
+                name = self._tenants[row.tenant_id] = t.name if t is not None else None
+            return name
+        except Exception:                       # noqa: BLE001 - a log line never fails the step it reports
+            return None
+
+    def _decided(self, kind: str, row: JobRow, reason: str, site: str | None = None, **more) -> None:
+        """The log line of a decision: placed, deferred, rejected, preempted or failed."""
+        tenant = self.tenant_name(row)
+        log.info("job %s of %s %s%s: %s", row.id, tenant, kind, f" on {site}" if site else "", reason,
+                 extra={"job_id": row.id, "tenant": tenant, "decision": kind, "site": site, "reason": reason, **more})
 
     # ------------------------------------------------------------------ steps
     def _site_failures(self, s: Session, now: float, up: set[str], drained: frozenset[str] | set[str] = ()) -> None:
@@ -280,12 +378,23 @@ class Controller:
         for row in rows:
             if row.site in up and not (row.site in drained and row.state == "PLACED"):
                 continue
-            if row.state == "PLACED":
-                why = "was drained" if row.site in up else "went down"
-                move(s, row, "PENDING", now, f"site {row.site} {why} before the job was dispatched")
-                row.site = row.gpu_type = row.start_h = row.end_h = None
-                continue
-            self.preempt(s, row, now, f"site {row.site} stopped heartbeating")
+            self.contained(s, row, "while taking it off its site", self._off_site, s, row, now, up)
+
+    def _off_site(self, s: Session, row: JobRow, now: float, up: set[str]) -> None:
+        site = row.site
+        if row.state == "PLACED":
+            why = "was drained" if site in up else "went down"
+            move(s, row, "PENDING", now, f"site {site} {why} before the job was dispatched")
+            row.site = row.gpu_type = row.start_h = row.end_h = None
+            self._decided("deferred", row, row.reason, site)
+            return
+        self.preempt(s, row, now, f"site {site} stopped heartbeating")
+        self._decided("preempted", row, f"site {site} stopped heartbeating", site)
+
+    def preempt_or_fail(self, s: Session, row: JobRow, now: float, why: str) -> None:
+        """`preempt`, contained: a job whose preemption raises is FAILED alone (`contained`)."""
+        if self.contained(s, row, "while preempting it", self.preempt, s, row, now, why):
+            self._decided("preempted", row, why)
 
     def preempt(self, s: Session, row: JobRow, now: float, why: str) -> None:
         """A dispatched job lost its run (its site died, or its agent restarted without it): PREEMPTED,
@@ -309,6 +418,62 @@ class Controller:
         move(s, row, "PENDING", now, "offered again after preemption")
         row.site = row.gpu_type = row.start_h = row.end_h = None
 
+    def lost_runs(self, s: Session, site: str, held: set[tuple[int, int]], restarted: bool,
+                  received: datetime) -> None:
+        """An agent's heartbeat (which reached the service at `received`) names the runs it holds
+        (`held`: (job id, fence)); a dispatched job on `site` that it does not hold is lost: at once
+        when the agent restarted (a new instance), else once its dispatch is older than the
+        heartbeat timeout (a claim whose answer never reached the agent; a run whose end the agent
+        could not report). Only a dispatch made before the heartbeat arrived can be missing from
+        it: a heartbeat that waited in the service (for a thread, for the lock) while the agent,
+        tired of waiting, claimed new work, says nothing about that work (else it would run twice).
+        A job lost with `max_agent_losses` agent restarts is quarantined: FAILED, never dispatched
+        again (a job that kills every agent that claims it would otherwise take the sites down one
+        after another); other losses preempt it (`preempt`)."""
+        received = received if received.tzinfo else received.replace(tzinfo=UTC)
+        limit = received if restarted else min(received, utcnow() - timedelta(seconds=self.heartbeat_timeout_s))
+        for row in s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state.in_(
+                ("TRANSFERRING", "RUNNING"))).order_by(JobRow.id).with_for_update()).all():
+            since = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+            if (row.id, row.fence) in held or since >= limit:
+                continue
+            self.contained(s, row, "while handling its lost run", self._lost, s, row, site, restarted)
+
+    def _lost(self, s: Session, row: JobRow, site: str, restarted: bool) -> None:
+        now = self.now_h()
+        if not restarted:
+            why = f"the agent of {site} does not hold it (a lost dispatch)"
+            self.preempt(s, row, now, why)
+            self._decided("preempted", row, why, site)
+            return
+        before = s.scalars(select(Transition.reason).where(
+            Transition.job_id == row.id, Transition.to_state == "PREEMPTED",
+            Transition.reason.like(f"%{LOST_WITH_RESTART}%"))).all()
+        n = len(before) + 1
+        if self.max_agent_losses and n >= self.max_agent_losses:
+            sites = sorted({r.split()[3] for r in before if r.startswith("the agent of ")} | {site})
+            why = (f"quarantined: lost with {n} agent restarts (on {', '.join(sites)}); each agent that "
+                   f"claimed it died; not dispatched again")
+            move(s, row, "FAILED", now, why)
+            row.fence += 1                  # a report of the lost run is refused; an agent that holds it stops it
+            row.end_h = now
+            log.warning("job %s of %s failed on %s: %s", row.id, self.tenant_name(row), site, why,
+                        extra={"job_id": row.id, "tenant": self.tenant_name(row), "site": site, "decision": "failed",
+                               "reason": why})
+            return
+        why = f"the agent of {site} {LOST_WITH_RESTART} (agent loss {n} of {self.max_agent_losses or 'unlimited'})"
+        self.preempt(s, row, now, why)
+        self._decided("preempted", row, why, site)
+
+    def suspects(self, s: Session, ids: list[int]) -> set[int]:
+        """The jobs of `ids` already lost with an agent restart: an agent claims such a job alone,
+        so that the next loss is its own and not shared with jobs claimed beside it."""
+        if not ids:
+            return set()
+        return set(s.scalars(select(Transition.job_id).where(
+            Transition.job_id.in_(ids), Transition.to_state == "PREEMPTED",
+            Transition.reason.like(f"%{LOST_WITH_RESTART}%"))))
+
     def _running(self, s: Session, now: float, names: dict) -> tuple[dict[str, JobRow], dict[tuple, list[Running]]]:
         """The RUNNING jobs a policy may stop: by id, and as `Running` per pool (each run it was
         preempted from before, by the policy, a dead site or a failed attempt, counts as a
@@ -320,23 +485,32 @@ class Controller:
             Transition.job_id.in_([r.id for r in rows]), Transition.to_state == "PREEMPTED")
             .group_by(Transition.job_id)).all()) if rows else {}
         by_pool: dict[tuple, list[Running]] = {}
+        ok: dict[str, JobRow] = {}
         for r in rows:
-            pj = PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
-                            frozenset(r.hosted), segments_done=done.get(r.id, 0))
-            by_pool.setdefault((r.site, r.gpu_type), []).append(Running(pj, r.site, r.gpu_type, r.start_h, r.end_h))
-        return {str(r.id): r for r in rows}, by_pool
+            def one(r=r):
+                pj = PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
+                                frozenset(r.hosted), segments_done=done.get(r.id, 0))
+                by_pool.setdefault((r.site, r.gpu_type), []).append(
+                    Running(pj, r.site, r.gpu_type, r.start_h, r.end_h))
+                ok[str(r.id)] = r
+            self.contained(s, r, "while reading it as a running job", one, writes=False)
+        return ok, by_pool
 
     def _stop_run(self, s: Session, row: JobRow, now: float, d: Preempt) -> None:
         """The policy stops a running job: its run so far is metered, its GPUs are free in the
         ledger at once, and it is PENDING again (`preempt`) for the same answer to place."""
+        site = row.site
         metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
-        self._unhold(f"j{row.id}")
         self.preempt(s, row, now, f"stopped by {self.policy_name}: {d.reason}")
+        self._unhold(f"j{row.id}")
         row.preempted_from = None               # not an outage: no reason to prefer the site's backup
         row.explanation = explanation_json("preempt", d.reason, d.explain)
+        self._decided("preempted", row, f"stopped by {self.policy_name}: {d.reason}", site)
 
-    def _want(self, s: Session, now: float) -> dict[str, tuple[str, str, int, float, float]]:
-        want: dict[str, tuple[str, str, int, float, float]] = {}
+    def _want(self, s: Session, now: float) -> dict[str, tuple[tuple[str, str, int, float, float], JobRow | None]]:
+        """What the ledger must hold: each active job's planned or actual run, each metered run of
+        the last 48 h (site load); by key, with the job's row."""
+        want: dict[str, tuple[tuple[str, str, int, float, float], JobRow | None]] = {}
         for row in s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE))):
             if row.site is None or row.start_h is None or row.end_h is None:
                 continue
@@ -345,9 +519,9 @@ class Controller:
                 end, start = now + (end - start), now
             elif row.state != "PLACED":
                 end = max(end, now + self.tick_s / 3600.0)      # overrunning its plan: still holds the GPUs
-            want[f"j{row.id}"] = (row.site, row.gpu_type, row.gpus, start, end)
+            want[f"j{row.id}"] = ((row.site, row.gpu_type, row.gpus, start, end), row)
         for u in s.scalars(select(Usage).where(Usage.end_h > now - 48.0)):   # the metered past (site load)
-            want[f"u{u.id}"] = (u.site, u.gpu_type, u.gpus, u.start_h, u.end_h)
+            want[f"u{u.id}"] = ((u.site, u.gpu_type, u.gpus, u.start_h, u.end_h), None)
         return want
 
     def _unhold(self, key: str) -> None:
@@ -358,14 +532,35 @@ class Controller:
             self.ledger.add(site, g, gpus, a, b, sign=-1)
 
     def _sync_ledger(self, s: Session, now: float) -> None:
+        if self._ledger_stale:          # after a job's step failed: from scratch
+            self.ledger, self._held, self._ledger_stale = Ledger(self.public), {}, False
         want = self._want(s, now)
         for key in list(self._held):
-            if want.get(key) != self._held[key]:
+            if key not in want or want[key][0] != self._held[key]:
                 self._unhold(key)
-        for key, v in want.items():
-            if key not in self._held:
-                site, g, gpus, a, b = v
-                self.ledger.add(site, g, gpus, a, b)
+        bad: dict[str, Exception] = {}
+        for key, (v, _) in want.items():
+            if key not in self._held and key not in self._unholdable:
+                try:
+                    self.ledger.add(*v)
+                except Exception as e:          # noqa: BLE001 - one run the ledger cannot hold (its numbers)
+                    bad[key] = e
+                    continue
+                self._held[key] = v
+        if not bad:
+            return
+        # a failed `add` may have changed part of the ledger: build it again without the culprits
+        self.ledger, self._held = Ledger(self.public), {}
+        for key, e in bad.items():
+            row = want[key][1]
+            if row is not None:
+                self.fail(s, row, f"while booking its run in the ledger: {type(e).__name__}: {e}", e)
+            else:
+                self._unholdable.add(key)
+                log.error("metered run %s left out of the site load: %s: %s", key[1:], type(e).__name__, e)
+        for key, (v, _) in want.items():
+            if key not in bad and key not in self._unholdable:
+                self.ledger.add(*v)
                 self._held[key] = v
 
     def _schedule(self, s: Session, now: float, up: set[str]) -> None:
@@ -375,41 +570,82 @@ class Controller:
             return
         now = max(now, self.now_h())     # after reading them: every job offered was submitted before `now`
         names = dict(s.execute(select(Tenant.id, Tenant.name)).all())
-        by_id = {str(r.id): r for r in rows}
-        pending = [PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
-                              frozenset(r.hosted), from_site=r.preempted_from) for r in rows]
-        pending = [replace(p, ready_h=max(p.ready_h, now)) if p.hosted else p for p in pending]
+        by_id: dict[str, JobRow] = {}
+        pending: list[PendingJob] = []
+        for r in rows:
+            def one(r=r):
+                p = PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
+                               frozenset(r.hosted), from_site=r.preempted_from)
+                pending.append(replace(p, ready_h=max(p.ready_h, now)) if p.hosted else p)
+                by_id[str(r.id)] = r
+            self.contained(s, r, "while reading it as a job", one, writes=False)
+        if not pending:
+            return
         down = frozenset(set(self.network.sites) - up)
         caps = tuple(e for e, *_ in self.grid_caps(s, now))
         running = self._running(s, now, names) if self.preemption else None
         view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps,
                          running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None)
-        for d in self.policy.decide(view, pending):
+        try:
+            decisions = self.policy.decide(view, pending)
+        except Exception as e:              # noqa: BLE001 - find the job it raised for: offer them one by one
+            log.warning("policy %s raised on %d jobs (%s: %s); offering them one at a time", self.policy_name,
+                        len(pending), type(e).__name__, e)
+            for p in pending:
+                try:
+                    one = self.policy.decide(view, [p])
+                except Exception as e1:     # noqa: BLE001 - this job's
+                    self.fail(s, by_id[p.job.id], f"while deciding for it: policy {self.policy_name} raised "
+                                                  f"{type(e1).__name__}: {e1}", e1)
+                    continue
+                self._apply(s, now, one, by_id, running, down)
+            return
+        self._apply(s, now, decisions, by_id, running, down)
+
+    def _apply(self, s: Session, now: float, decisions, by_id: dict[str, JobRow],
+               running: tuple[dict[str, JobRow], dict] | None, down: frozenset[str]) -> None:
+        """Carry out the policy's decisions, each for its job alone (`contained`)."""
+        for d in decisions:
             if isinstance(d, Preempt):          # comes before the answers that use the GPUs it frees
                 row = running[0].get(d.job_id) if running is not None else None
                 if row is None or d.job_id in by_id:
-                    raise RuntimeError(f"{self.policy_name}: preempted job {d.job_id!r}, which is not running")
-                self._stop_run(s, row, now, d)
-                by_id[d.job_id] = row
+                    log.error("policy %s preempted job %s, which is not running; ignored", self.policy_name, d.job_id,
+                              extra={"job_id": d.job_id})
+                    continue
+                if self.contained(s, row, f"while stopping it for {self.policy_name}", self._stop_run, s, row, now, d):
+                    by_id[d.job_id] = row
                 continue
             row = by_id.get(d.job_id)
-            if row is None:
-                raise RuntimeError(f"{self.policy_name}: decision for job {d.job_id!r} that was not offered")
-            if isinstance(d, Place):
-                cal = self.ledger.calendars.get((d.site, d.gpu_type))
-                if d.site in down or cal is None or not cal.fits(d.start_h, d.end_h, row.gpus):
-                    row.reason = f"placement on {d.site}/{d.gpu_type} no longer fits; offered again"
-                    continue
-                self.ledger.add(d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
-                self._held[f"j{row.id}"] = (d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
-                row.site, row.gpu_type, row.start_h, row.end_h = d.site, d.gpu_type, d.start_h, d.end_h
-                row.preempted_from = None
-                row.explanation = explanation_json("place", d.reason, d.explain)
-                move(s, row, "PLACED", now, d.reason or f"{self.policy_name}: {d.site}/{d.gpu_type} at "
-                     f"{d.start_h:.4f} h")
-            elif isinstance(d, Defer):
-                row.reason = d.reason
-                row.explanation = explanation_json("defer", d.reason, d.explain)
-            elif isinstance(d, Reject):
-                row.explanation = explanation_json("reject", d.reason, d.explain)
-                move(s, row, "FAILED", now, f"rejected: {d.reason}")
+            if row is None or row.state != "PENDING":
+                log.error("policy %s decided for job %s, which was not offered; ignored", self.policy_name, d.job_id,
+                          extra={"job_id": d.job_id})
+                continue
+            self.contained(s, row, f"while carrying out {self.policy_name}'s decision", self._carry_out, s, now, d,
+                           row, down)
+
+    def _carry_out(self, s: Session, now: float, d, row: JobRow, down: frozenset[str]) -> None:
+        if isinstance(d, Place):
+            cal = self.ledger.calendars.get((d.site, d.gpu_type))
+            if d.site in down or cal is None or not cal.fits(d.start_h, d.end_h, row.gpus):
+                row.reason = f"placement on {d.site}/{d.gpu_type} no longer fits; offered again"
+                self._decided("deferred", row, row.reason, d.site)
+                return
+            row.site, row.gpu_type, row.start_h, row.end_h = d.site, d.gpu_type, d.start_h, d.end_h
+            row.preempted_from = None
+            row.explanation = explanation_json("place", d.reason, d.explain)
+            move(s, row, "PLACED", now, d.reason or f"{self.policy_name}: {d.site}/{d.gpu_type} at "
+                 f"{d.start_h:.4f} h")
+            self.ledger.add(d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)       # last: nothing after it raises
+            self._held[f"j{row.id}"] = (d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
+            self._decided("placed", row, row.reason, d.site, gpu_type=d.gpu_type, start_h=d.start_h)
+        elif isinstance(d, Defer):
+            if row.reason != d.reason:          # a job deferred for the same reason at every tick: logged once
+                self._decided("deferred", row, d.reason)
+            row.reason = d.reason
+            row.explanation = explanation_json("defer", d.reason, d.explain)
+        elif isinstance(d, Reject):
+            row.explanation = explanation_json("reject", d.reason, d.explain)
+            move(s, row, "FAILED", now, f"rejected: {d.reason}")
+            self._decided("rejected", row, d.reason)
+        else:
+            raise TypeError(f"policy {self.policy_name} answered {type(d).__name__}, not a decision")

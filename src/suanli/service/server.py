@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -15,8 +16,10 @@ from suanli.scheduling import policies
 from suanli.service import overrun
 from suanli.service.app import create_app
 from suanli.service.checkpoints import CheckpointStore
-from suanli.service.controller import Controller
+from suanli.service.controller import MAX_AGENT_LOSSES, Controller
 from suanli.service.db import data_dir, default_url, epoch, open_db
+
+log = logging.getLogger("suanli.serve")
 
 
 def load_network(path: str) -> Scenario:
@@ -38,31 +41,39 @@ def default_store(db_url: str | None) -> Path:
 
 
 def build(network: str | Scenario, db_url: str | None = None, policy: str = "suanli", tick_s: float = 1.0,
-          heartbeat_timeout_s: float | None = None, heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
-          checkpoint_store: str | Path | None = None, max_attempts: int = 3, preempt: bool = True,
+          heartbeat_timeout_s: float | None = None, checkpoint_store: str | Path | None = None,
+          max_attempts: int = 3, preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES,
           checkpoint_quota_bytes: int | None = None, checkpoint_keep_h: float = 24.0,
           overrun_margin: float = 0.5, overrun_min_s: float = 60.0):
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
     controller = Controller(sessions, scn, policy, epoch(sessions), tick_s=tick_s,
-                            heartbeat_timeout_s=heartbeat_timeout_s, heartbeat_interval_s=heartbeat_interval_s,
-                            missed_heartbeats=missed_heartbeats,
+                            heartbeat_timeout_s=heartbeat_timeout_s,
                             store=CheckpointStore(Path(checkpoint_store or default_store(db_url)),
                                                   quota_bytes=checkpoint_quota_bytes, keep_h=checkpoint_keep_h),
-                            max_attempts=max_attempts, preempt=preempt)
+                            max_attempts=max_attempts, preempt=preempt, max_agent_losses=max_agent_losses)
     controller.overrun = overrun.Rules(margin=overrun_margin, min_s=overrun_min_s)   # service/overrun.py
     return create_app(controller)
 
 
 def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
-          heartbeat_interval_s: float = 1.0, missed_heartbeats: int = 3,
-          checkpoint_store: str | None = None, max_attempts: int = 3, preempt: bool = True, **bounds) -> None:
+          heartbeat_timeout_s: float | None = None, checkpoint_store: str | None = None, max_attempts: int = 3,
+          preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES, **bounds) -> None:
     """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s."""
-    app = build(network, db_url, policy, tick_s, heartbeat_interval_s=heartbeat_interval_s,
-                missed_heartbeats=missed_heartbeats, checkpoint_store=checkpoint_store, max_attempts=max_attempts,
-                preempt=preempt, **bounds)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    app = build(network, db_url, policy, tick_s, heartbeat_timeout_s=heartbeat_timeout_s,
+                checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
+                max_agent_losses=max_agent_losses, **bounds)
+    c: Controller = app.state.controller
+    engine = c.sessions.kw["bind"]
+    log.info("suanli serve listening on http://%s:%s (database %s, network %s, policy %s, heartbeat timeout %g s, "
+             "tick %g s, max agent losses %s)", host, port, engine.url.render_as_string(hide_password=True),
+             network, policy, c.heartbeat_timeout_s, tick_s, c.max_agent_losses or "off",
+             extra={"host": host, "port": port, "database": engine.url.render_as_string(hide_password=True),
+                    "network": network, "policy": policy, "heartbeat_timeout_s": c.heartbeat_timeout_s,
+                    "tick_s": tick_s, "max_agent_losses": c.max_agent_losses})
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                log_level=logging.getLogger().getEffectiveLevel())
 
 
 class ThreadServer:

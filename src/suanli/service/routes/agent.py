@@ -6,10 +6,10 @@ fence answers 409, so a job runs under one dispatch at a time."""
 # no `from __future__ import annotations`: FastAPI reads the Annotated aliases at runtime
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import select
@@ -61,12 +61,33 @@ def max_gpu_seconds(row: JobRow, since_h: float, now_h: float) -> float:
     return row.gpus * (wall_s * (1 + GPU_SECONDS_SLACK) + CLOCK_SKEW_S)
 
 
+async def arrival() -> datetime:
+    """When a request reached the service: evaluated on the event loop, before it waits for a
+    thread or for the controller's lock."""
+    return utcnow()
+
+
+Arrived = Annotated[datetime, Depends(arrival)]
+
+
+def alive(c: Controller, s: Session, site: str, received: datetime) -> None:
+    """Any authenticated call of a site's agent shows the site alive (Controller.saw); stored
+    too, for the other replicas (call under the controller's lock)."""
+    c.saw(site, received)
+    a = s.get(SiteAgent, site)
+    if a is not None:
+        seen = a.last_seen_at if a.last_seen_at.tzinfo else a.last_seen_at.replace(tzinfo=UTC)
+        if received > seen:
+            a.last_seen_at = received
+
+
 @router.post("/v1/agent/{site}/heartbeat", response_model=HeartbeatReply)
-def heartbeat(site: str, body: Heartbeat, p: Who, s: DB, c: Ctl):
+def heartbeat(received: Arrived, site: str, body: Heartbeat, p: Who, s: DB, c: Ctl):
     """Register (first call) and heartbeat; the reply lists runs the agent must stop."""
     site_only(p, site)
     if site not in c.network.sites:
         raise HTTPException(404, f"site: no site {site!r} in the network")
+    c.saw(site, received)
     with c.lock:          # first: the tick takes it before the database (SQLite: one writer)
         a = s.get(SiteAgent, site)
         info = {"executor": body.executor, "instance": body.instance, "pools": [x.model_dump() for x in body.pools]}
@@ -82,34 +103,32 @@ def heartbeat(site: str, body: Heartbeat, p: Who, s: DB, c: Ctl):
             if (row is None or row.site != site or row.fence != ref.fence
                     or row.state not in ("TRANSFERRING", "RUNNING")):
                 cancel.append(RunningRef(job_id=ref.job_id, fence=ref.fence))
-        # A dispatched job the agent does not hold is lost: at once when the agent restarted (a
-        # new instance), else once its dispatch is older than the heartbeat timeout (a claim
-        # whose answer never reached the agent; a run whose end the agent could not report).
+        # the dispatched jobs the agent does not hold are lost (Controller.lost_runs)
         restarted = before is not None and body.instance is not None and before != body.instance
-        held = {(r.job_id, r.fence) for r in body.running}
-        old = utcnow() - timedelta(seconds=c.heartbeat_timeout_s)
-        for row in s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state.in_(
-                ("TRANSFERRING", "RUNNING"))).order_by(JobRow.id).with_for_update()).all():
-            since = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-            if (row.id, row.fence) in held or not (restarted or since < old):
-                continue
-            why = "restarted and no longer runs it" if restarted else "does not hold it (a lost dispatch)"
-            c.preempt(s, row, c.now_h(), f"the agent of {site} {why}")
+        c.lost_runs(s, site, {(r.job_id, r.fence) for r in body.running}, restarted, received)
         s.commit()
     return HeartbeatReply(site=site, now_h=c.now_h(), cancel=cancel)
 
+
 @router.post("/v1/agent/{site}/assignments", response_model=list[Assignment])
-def assignments(site: str, p: Who, s: DB, c: Ctl, limit: Annotated[int, Query(ge=1, le=100)] = 20):
+def assignments(received: Arrived, site: str, p: Who, s: DB, c: Ctl,
+                limit: Annotated[int, Query(ge=1, le=100)] = 20):
     """Claim the placements on `site` that are due: each becomes TRANSFERRING under a new fence."""
     site_only(p, site)
+    c.saw(site, received)
     out = []
     with c.lock:
+        alive(c, s, site, received)
         now = c.now_h()          # after the lock: never before the tick that placed it
         q = (select(JobRow).where(JobRow.site == site, JobRow.state == "PLACED", JobRow.start_h <= now + 1e-6)
              .order_by(JobRow.start_h, JobRow.id).limit(limit))
         if s.bind.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        for row in s.scalars(q):
+        rows = s.scalars(q).all()
+        suspects = c.suspects(s, [r.id for r in rows])
+        for row in rows:
+            if row.id in suspects and out:
+                break                     # a job lost with an agent restart is claimed alone
             row.fence += 1
             why = f"dispatched to the agent of {site} (fence {row.fence})"
             resume = row.checkpoint_site is not None and c.store.has(row.id)
@@ -127,8 +146,11 @@ def assignments(site: str, p: Who, s: DB, c: Ctl, limit: Annotated[int, Query(ge
                                   checkpoint_h=row.spec.get("checkpoint_h"),
                                   resume_bytes=row.checkpoint_bytes if resume else None,
                                   resume_from=row.checkpoint_site if resume else None))
+            if row.id in suspects:
+                break
         s.commit()
     return out
+
 
 def fenced(s: Session, site: str, job_id: int, fence: int, lock: bool = False) -> JobRow:
     """The job of an agent's call: on `site` (else 404) under dispatch `fence` (else 409: stale)."""
@@ -156,6 +178,7 @@ async def put_checkpoint(site: str, job_id: JobIdPath, request: Request, p: Who,
     """Store the job's newest checkpoint (its SUANLI_CHECKPOINT_DIR as a gzipped tar): what a
     re-placed job resumes from, on whichever site (service/checkpoints.py)."""
     site_only(p, site)
+    c.saw(site, utcnow())
     at_h = c.hours(at)
 
     def check() -> tuple[int | None, bool]:
@@ -245,9 +268,11 @@ def get_checkpoint(site: str, job_id: JobIdPath, p: Who, s: DB, c: Ctl,
     return FileResponse(c.store.path(job_id), media_type="application/gzip")
 
 @router.post("/v1/agent/{site}/jobs/{job_id}/report", response_model=JobOut)
-def report(site: str, job_id: JobIdPath, body: Report, p: Who, s: DB, c: Ctl):
+def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who, s: DB, c: Ctl):
     site_only(p, site)
+    c.saw(site, received)
     with c.lock:
+        alive(c, s, site, received)
         row = fenced(s, site, job_id, body.fence, lock=True)
         now = c.now_h()
         if row.state == "CANCELLED":
@@ -281,8 +306,8 @@ def report(site: str, job_id: JobIdPath, body: Report, p: Who, s: DB, c: Ctl):
             if body.state == "FAILED":
                 row.attempts += 1
                 if row.attempts < c.max_attempts:      # offered again, from its checkpoint
-                    c.preempt(s, row, now, f"attempt {row.attempts} of {c.max_attempts} "
-                                       f"failed ({why}); retrying")
+                    c.preempt_or_fail(s, row, now, f"attempt {row.attempts} of {c.max_attempts} "
+                                              f"failed ({why}); retrying")
                     s.commit()
                     return done(s, job_out(c, s, row))
                 if c.max_attempts > 1:
