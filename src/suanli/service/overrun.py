@@ -112,6 +112,29 @@ def _quota_ok(s: Session, tenant: Tenant, row: JobRow) -> bool:
     return int(held or 0) <= int(tenant.quota.get(row.gpu_type, 0))
 
 
+def _review_one(c, s: Session, row: JobRow, now: float, rules: Rules, month: str,
+                out: list[tuple[int, Decision]]) -> None:
+    tenant = s.get(Tenant, row.tenant_id)
+    job = model_job(row)
+    estimate_h = max(row.remaining_work / c.network.speed(job, row.gpu_type), 1e-9)
+    d = decide(rules, now, row.start_h, row.end_h, estimate_h, cny_per_h(c, row, now), tenant.budget_cny,
+               metering.spent(s, tenant.id, month) if tenant.budget_cny is not None else 0.0,
+               _quota_ok(s, tenant, row), month)
+    if d.action == "extend":
+        row.end_h = d.end_h
+        row.reason = d.reason
+        s.add(Transition(job_id=row.id, from_state="RUNNING", to_state="RUNNING", at_h=now, reason=d.reason))
+        log.info("job %s on %s: %s", row.id, row.site, d.reason)
+    elif d.action == "stop":
+        metering.meter(s, c.network, c.epoch, row, job, row.fence, row.start_h, now)
+        row.end_h = now
+        move(s, row, "FAILED", now, d.reason)     # no longer dispatched: its agent kills it at its heartbeat
+        log.warning("job %s of tenant %s on %s: %s", row.id, tenant.name, row.site, d.reason)
+    else:
+        return
+    out.append((row.id, d))
+
+
 def review(c, s: Session, now: float) -> list[tuple[int, Decision]]:
     """Extend or stop each RUNNING run past its planned end (`decide`); called from the controller's
     tick, in its transaction. Returns what it did."""
@@ -119,28 +142,12 @@ def review(c, s: Session, now: float) -> list[tuple[int, Decision]]:
     rows = s.scalars(select(JobRow).where(JobRow.state == "RUNNING", JobRow.site.is_not(None),
                                           JobRow.start_h.is_not(None), JobRow.end_h < now)
                      .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
-    out = []
+    out: list[tuple[int, Decision]] = []
     month = c.wall(now).strftime("%Y-%m")
     for row in rows:
         if row.site not in c.network.sites or row.gpu_type is None:
             continue
-        tenant = s.get(Tenant, row.tenant_id)
-        job = model_job(row)
-        estimate_h = max(row.remaining_work / c.network.speed(job, row.gpu_type), 1e-9)
-        d = decide(rules, now, row.start_h, row.end_h, estimate_h, cny_per_h(c, row, now), tenant.budget_cny,
-                   metering.spent(s, tenant.id, month) if tenant.budget_cny is not None else 0.0,
-                   _quota_ok(s, tenant, row), month)
-        if d.action == "extend":
-            row.end_h = d.end_h
-            row.reason = d.reason
-            s.add(Transition(job_id=row.id, from_state="RUNNING", to_state="RUNNING", at_h=now, reason=d.reason))
-            log.info("job %s on %s: %s", row.id, row.site, d.reason)
-        elif d.action == "stop":
-            metering.meter(s, c.network, c.epoch, row, job, row.fence, row.start_h, now)
-            row.end_h = now
-            move(s, row, "FAILED", now, d.reason)     # no longer dispatched: its agent kills it at its heartbeat
-            log.warning("job %s of tenant %s on %s: %s", row.id, tenant.name, row.site, d.reason)
-        else:
-            continue
-        out.append((row.id, d))
+        # one job's numbers must not stop the tick for everyone: a step that raises fails that job
+        c.contained(s, row, "while re-pricing its run past its estimate", _review_one, c, s, row, now, rules, month,
+                    out)
     return out
