@@ -533,14 +533,15 @@ def test_jobs_table_keeps_focus_sorts_searches_and_shows_the_whole_reason(dash, 
 
 def test_the_explanation_shows_each_sites_best_and_why_the_others_lost(dash, page):
     """A synthetic explanation (the API's answer rewritten in the browser): 7 weighed, 5 kept,
-    all of one site; then one weighed ("1 candidate", not "1 candidates")."""
+    all of one site; then one weighed ("1 candidate", not "1 candidates"). An explanation stored
+    before it carried `weighed` gives the count in its reason only: that is read too."""
     jid = finished_job(dash)
     real = api(dash, "acme").get(f"/v1/jobs/{jid}").json()
     c0 = real["explanation"]["candidates"][0]
     cand = lambda site, gpu, total: {**c0, "site": site, "gpu_type": gpu, "total": total,   # noqa: E731
                                      "parts": {"rental": total * 0.8, "energy": total * 0.2}}
     job = {**real, "reason": "cheapest: best of 7 candidates",
-           "explanation": {**real["explanation"], "reason": "cheapest: best of 7 candidates",
+           "explanation": {**real["explanation"], "reason": "cheapest: best of 7 candidates", "weighed": 7,
                            "chosen": cand("hami-1", "910b", 1.0),
                            "candidates": [cand("hami-1", "910b", 1.0), cand("hami-1", "910b", 1.2),
                                           cand("beijing-1", "a800", 1.5), cand("beijing-1", "910b", 1.6),
@@ -568,12 +569,18 @@ def test_the_explanation_shows_each_sites_best_and_why_the_others_lost(dash, pag
     assert page.locator("#parts").get_attribute("role") == "img"
 
     one = json.loads(json.dumps(job))
-    one["reason"] = one["explanation"]["reason"] = "cheapest: best of 1 candidates"
+    one["reason"] = one["explanation"]["reason"] = "cheapest: best of 1 candidate"
+    one["explanation"]["weighed"] = 1
     one["explanation"]["candidates"] = one["explanation"]["candidates"][:1]
     body["job"] = one
     page.wait_for_function("() => document.getElementById('weighed').textContent.includes('1 candidate ')")
     text = page.locator("#job").inner_text()
     assert "1 candidates" not in text and "best of 1 candidate" in text
+    old = json.loads(json.dumps(job))
+    del old["explanation"]["weighed"]
+    old["explanation"]["reason"] = "cheapest: best of 3 candidates"
+    body["job"] = old
+    page.wait_for_function("() => document.getElementById('weighed').textContent.includes('weighed 3 candidates')")
 
 
 def test_cancel_asks_first(dash, page):

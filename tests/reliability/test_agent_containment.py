@@ -58,16 +58,6 @@ def start_agent(service, site: str, workdir: Path, *extra: str,
     return p, logpath
 
 
-def writable(tmp_path: Path) -> Path:
-    """A directory every job may write its findings to (jobs run under their tenant's uid when
-    the agent is root, and cannot write the test's own directories)."""
-    out = tmp_path / "out"
-    out.mkdir(exist_ok=True)
-    out.chmod(0o1777)
-    svc.searchable(out)
-    return out
-
-
 def sleeping(arg: str) -> bool:
     """Whether a `sleep ARG` process runs on this machine (not a zombie)."""
     for d in Path("/proc").glob("[0-9]*"):
@@ -164,7 +154,7 @@ def test_a_job_whose_command_holds_a_nul_byte_fails_alone_and_no_agent_dies(serv
 # ----------------------------------------------------------------------------- 2. bad archives
 def test_a_checkpoint_holding_an_absolute_link_is_refused_and_the_job_starts_afresh(service, tmp_path):
     c = service.client(service.tenant("acme"))
-    seen = writable(tmp_path) / "seen"
+    seen = svc.writable(tmp_path) / "seen"
     jid = c.post("/v1/jobs", json=job_body(command=f'ls -A "$SUANLI_CHECKPOINT_DIR" > {seen}',
                                            gpu_types=["h100"])).json()["id"]
     store_checkpoint(service, jid, _tar([(_member("state.bin"), b"x" * 100),
@@ -184,7 +174,7 @@ def test_a_checkpoint_bigger_than_the_agents_cap_is_not_downloaded_whole(service
     """A gzip bomb (64 MiB of zeros, 64 KiB packed) past `--max-checkpoint-bytes 1MiB`: refused
     while it unpacks, the job starts afresh."""
     c = service.client(service.tenant("acme"))
-    seen = writable(tmp_path) / "seen"
+    seen = svc.writable(tmp_path) / "seen"
     jid = c.post("/v1/jobs", json=job_body(command=f'du -sb "$SUANLI_CHECKPOINT_DIR" | cut -f1 > {seen}',
                                            gpu_types=["h100"])).json()["id"]
     store_checkpoint(service, jid, _tar([(_member("zeros"), bytes(64 * 2**20))]))
@@ -288,7 +278,7 @@ def test_packing_a_4gib_sparse_checkpoint_does_not_stop_heartbeats(service, tmp_
     its default cap, 16 GiB) beside its loop: heartbeats keep their interval, east-1 is never down, bolt's job
     is not preempted and runs once."""
     c_acme, c_bolt = service.client(service.tenant("acme")), service.client(service.tenant("bolt"))
-    ran = writable(tmp_path) / "ran"
+    ran = svc.writable(tmp_path) / "ran"
     east, log = start_agent(service, "east-1", tmp_path / "w")      # its cap: 16 GiB
     wait_for(lambda: up(c_acme, "east-1"), 30)
     other = c_bolt.post("/v1/jobs", json=job_body(command=f"echo $SUANLI_JOB_ID >> {ran}; sleep 60",
@@ -326,7 +316,7 @@ def test_refused_uploads_back_off_and_the_agent_goes_on_claiming(service, tmp_pa
     once, and meanwhile claims and runs another job."""
     tries: list[float] = []
 
-    async def refuse(job_id, stream, max_bytes=None):
+    async def refuse(job_id, stream, max_bytes=None, **_):
         tries.append(time.monotonic())
         raise HTTPException(refusal, {413: "too large", 507: "storage full", 503: "try later"}[refusal])
     service.app.state.controller.store.receive = refuse
@@ -370,7 +360,7 @@ def test_archives_stay_in_the_agents_directory_and_leftovers_are_removed(service
 
 def test_an_agent_stopped_while_packing_stops_its_jobs_at_once(service, tmp_path):
     c = service.client(service.tenant("acme"))
-    pid_file = writable(tmp_path) / "pid"
+    pid_file = svc.writable(tmp_path) / "pid"
     systmp = tmp_path / "systmp"
     systmp.mkdir()
     east, log = start_agent(service, "east-1", tmp_path / "w", env={"TMPDIR": str(systmp)})    # its cap: 16 GiB
@@ -404,7 +394,7 @@ def test_a_dispatch_that_reaches_the_agent_twice_starts_one_run(service, tmp_pat
     one starts."""
     from suanli.agent.agent import Agent
     c = service.client(service.tenant("acme"))
-    ran = writable(tmp_path) / "ran"
+    ran = svc.writable(tmp_path) / "ran"
     ag = Agent("east-1", service.url, service.site_token("east-1"), workdir=str(tmp_path / "w"), interval_s=0.2)
     real = ag.client.call
     second_claim = []

@@ -12,6 +12,7 @@ enumerates `app.routes`, so a new endpoint without a check here fails the suite.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -368,6 +369,19 @@ def dashboard_page(w: World) -> None:
         _clean(r)
 
 
+def dashboard_asset(w: World) -> None:
+    """The built files hold no data: every one the page links to is served without a token, and
+    nothing else (a path out of the assets, the SQLite file, a name outside the build) is."""
+    with w.c(None) as c:
+        page = c.get("/")
+        for name in re.findall(r'/assets/([A-Za-z0-9._-]+)"', page.text if page.status_code == 200 else ""):
+            r = c.get(f"/assets/{name}")
+            assert r.status_code == 200, name
+            _clean(r)
+        for name in ("..%2F..%2Fservice%2Fdb.py", "%2Fetc%2Fpasswd", "suanli.db", ".hidden"):
+            assert c.get(f"/assets/{name}").status_code == 404, name
+
+
 ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/jobs"): submit_job,
     ("POST", "/v1/jobs/batch"): submit_batch,
@@ -389,6 +403,7 @@ ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v1/dashboard/sites/{site}/series"): dashboard_series,
     ("GET", "/v1/dashboard/tenants"): dashboard_tenants,
     ("GET", "/"): dashboard_page,
+    ("GET", "/assets/{name}"): dashboard_asset,
 }
 
 

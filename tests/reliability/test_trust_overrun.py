@@ -119,7 +119,7 @@ def test_an_under_declared_run_is_stopped_at_its_budget_and_its_agent_kills_it(s
     _spent_before(service, "acme", 0.8)    # 0.2 CNY left: ~6 s of 4 H100s (120 CNY/h and energy)
     service.start_agent("east-1", tmp_path / "east")
     acme = service.client(tok)
-    beat = tmp_path / "beat"
+    beat = svc.writable(tmp_path) / "beat"
     r = acme.post("/v1/jobs", json=job_body(gpus=4, work_h=0.0001, gpu_types=["h100"],
                                             command=f"while true; do date +%s.%N >> {beat}; sleep 0.1; done"))
     assert r.status_code == 201, r.text              # 4 x 30 CNY/h x 0.0001 h / speed 2: admitted

@@ -63,6 +63,15 @@ def agent_env(token: str) -> dict[str, str]:
     return dict(os.environ, SUANLI_AGENT_TOKEN=token)
 
 
+def writable(tmp_path: Path) -> Path:
+    """A directory every job may write its findings to (`<tmp_path>/out`, sticky and world-writable):
+    jobs run under their tenant's uid when the agent is root, and cannot write the test's own."""
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    out.chmod(0o1777)
+    return searchable(out)
+
+
 def searchable(path: Path) -> Path:
     """Make the temporary directories on the way to an agent's workdir searchable (o+x, not
     listable) by other users: an agent run as root runs its jobs under unprivileged uids, which
