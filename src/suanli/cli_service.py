@@ -147,6 +147,9 @@ def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]
                   quota: Annotated[str | None, typer.Option(help="GPUs per type, e.g. h100=64,a800=16 "
                                                                 "(default: no limit)")] = None,
                   budget_cny: Annotated[float | None, typer.Option("--budget-cny", help="CNY per month")] = None,
+                  max_wait_h: Annotated[float | None, typer.Option(
+                      "--max-wait-h", help="Hours a job of the tenant that gives no max_wait_h may wait for a "
+                                           "cheaper start (default: 0, start as soon as it can).")] = None,
                   db: DbOpt = None) -> None:
     """Create a tenant; prints its token."""
     from suanli.service.auth import create_tenant as make
@@ -155,7 +158,7 @@ def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]
         q = parse_quota(quota)
     except UserError as e:
         raise _fail(e) from None
-    _admin(db, lambda s: make(s, name, q, budget_cny))
+    _admin(db, lambda s: make(s, name, q, budget_cny, max_wait_h))
 
 
 @admin_app.command("create-site-token")
@@ -346,11 +349,19 @@ def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, 
            key: Annotated[str | None, typer.Option("--key", help="idempotency key: a retry with the same key "
                                                                "never creates a second job (a list: KEY-0, KEY-1, "
                                                                "... unless a job has its own `key`)")] = None,
+           quote: Annotated[bool, typer.Option("--quote", help="Print what the job would cost and when it would "
+                                                "start, now and if it may wait (POST /v1/quotes), instead of "
+                                                "submitting it.")] = False,
            url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Submit a job, or a list of jobs (POST /v1/jobs/batch, 1,000 at a time); prints each id."""
     try:
         body = _read_job(file)
         c = _client(url, token)
+        if quote:
+            if set(body) == {"jobs"}:
+                raise UserError("--quote: one job at a time, not a list of jobs")
+            _print_quote(c.call("POST", "/v1/quotes", json={k: v for k, v in body.items() if k != "key"}))
+            return
         many = body.get("jobs") if set(body) == {"jobs"} else None
         if isinstance(many, list):
             items = [dict(j, key=j.get("key", f"{key}-{i}")) if key and isinstance(j, dict) else j
@@ -365,6 +376,24 @@ def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, 
         raise _fail(e) from None
     for job in done_jobs:
         out.print(f"{job['id']}\t{job['state']}", markup=False, highlight=False)
+
+
+def _print_quote(q: dict) -> None:
+    if q.get("refused"):
+        err.print(f"warning: a submit of this job would be refused now: {q['refused']}", markup=False,
+                  highlight=False, soft_wrap=True)
+    t = Table(title=f"quote ({q['policy']}, at {q['now_h']:.4f} h)", title_justify="left")
+    for col in ("may wait", "site", "GPU type", "start (UTC)", "in", "end h", "cost CNY", "kg CO2e", "note"):
+        t.add_column(col, justify="right" if col in ("may wait", "in", "end h", "cost CNY", "kg CO2e") else "left")
+    for o in q["options"]:
+        wait = "now" if o["max_wait_h"] == 0 else f"{o['max_wait_h']:g} h"
+        if not o["placed"]:
+            t.add_row(wait, "-", "-", "-", "-", "-", "-", "-", o["reason"])
+            continue
+        t.add_row(wait, o["site"], o["gpu_type"], o["start"][:19], f"{max(o['start_h'] - q['now_h'], 0.0):,.2f} h",
+                  f"{o['end_h']:.4f}", f"{o['cost_cny']:,.4f}", f"{o['carbon_kg']:,.4f}",
+                  o["reason"] if "(as with" in o["reason"] else "")
+    out.print(t)
 
 
 def jobs(state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
