@@ -29,6 +29,24 @@ UrlOpt = Annotated[str | None, typer.Option("--url", help="server URL (default: 
 TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (default: $SUANLI_TOKEN or the config file)")]
 
 
+def _no_flag_metavar() -> None:
+    """Typer's help shows a type column (`<int>`, `<str>`) beside each option; for a flag
+    (`--json`, `--preempt/--no-preempt`) that takes no value it showed `<bool>`, which reads as if
+    a value were wanted. Flags show none (every command of `suanli`: it imports this module)."""
+    from typer.core import TyperOption
+    if getattr(TyperOption.display_type_rich, "_suanli", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+    display_type_rich._suanli = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_flag_metavar()
+
+
 def _fail(e: UserError) -> typer.Exit:
     err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(2)
@@ -44,7 +62,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
           heartbeat_timeout_s: Annotated[float | None, typer.Option(
               "--heartbeat-timeout-s", help="a site is down (its running jobs re-placed) after this many seconds "
                                             "without a heartbeat; long, as a site wrongly declared down runs its "
-                                            "jobs twice [default: 30]")] = None,
+                                            "jobs twice (default: 30)")] = None,
           heartbeat_s: Annotated[float, typer.Option("--heartbeat-s", help="the agents' heartbeat interval "
                                                                              "(their --interval-s)")] = 1.0,
           missed_heartbeats: Annotated[int | None, typer.Option(
@@ -81,6 +99,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
     """Run the control plane: REST API under /v1 and the controller loop."""
     from suanli.logs import configure
     from suanli.service import limits
+    from suanli.service.server import BindError
     from suanli.service.server import serve as run_server
     try:
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -88,6 +107,8 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
         configure(log_format, log_level.upper())
         limits.DEFAULT.rate_per_s = limits.parse_rate(rate_limit)    # read when the app is built
         limits.set_in_flight(limits.DEFAULT, max_in_flight)
+        if not 0 <= port <= 65535:
+            raise UserError(f"--port: must be between 0 and 65535, got {port}")
         if not tick_s > 0:
             raise UserError(f"--tick-s: must be > 0, got {tick_s}")
         if not heartbeat_s > 0:
@@ -121,6 +142,9 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                    max_agent_losses=max_agent_losses,
                    checkpoint_quota_bytes=checkpoint_quota_bytes, checkpoint_keep_h=checkpoint_keep_h,
                    overrun_margin=overrun_margin, overrun_min_s=overrun_min_s)
+    except BindError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(3) from None
     except UserError as e:
         raise _fail(e) from None
 
@@ -163,16 +187,28 @@ def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]
 
 @admin_app.command("create-site-token")
 def create_site_token(site: Annotated[str, typer.Argument(help="the site id (as in the network file)")],
-                      network: Annotated[str | None, typer.Option(help="check SITE against this network file")] = None,
+                      network: Annotated[str | None, typer.Option(
+                          help="Check SITE against this network file (default: against the sites the database "
+                               "knows: the served network's, registered agents', other site tokens').")] = None,
                       db: DbOpt = None) -> None:
     """A token for the agent of one site; prints it."""
     from suanli.service.auth import create_site_token as make
-    from suanli.service.server import load_network
+    from suanli.service.server import known_sites, load_network
     try:
         net = load_network(network) if network else None
     except UserError as e:
         raise _fail(e) from None
-    _admin(db, lambda s: make(s, site, net))
+
+    def checked(s):
+        if net is None:                 # the sites the database knows (the served network's, agents', tokens')
+            known = known_sites(s)
+            if not known:
+                raise UserError(f"SITE: the database knows no sites yet to check {site!r} against (`suanli serve` "
+                                "records its network's when it starts): give --network FILE")
+            if site not in known:
+                raise UserError(f"SITE: unknown site {site!r} (sites: {', '.join(known)})")
+        return make(s, site, net)
+    _admin(db, checked)
 
 
 @admin_app.command("create-admin-token")
@@ -477,7 +513,7 @@ def cancel(job_id: Annotated[int, typer.Argument(help="the job's id")],
 
 
 def bill(tenant: Annotated[str, typer.Argument(help="the tenant's name")],
-         month: Annotated[str, typer.Option("--month", help="YYYY-MM (UTC)")],
+         month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (UTC); default: this month")] = None,
          fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
          db: DbOpt = None) -> None:
     """A tenant's invoice for a month, from the usage ledger (priced by suanli.accounting)."""
@@ -489,6 +525,9 @@ def bill(tenant: Annotated[str, typer.Argument(help="the tenant's name")],
     try:
         if fmt not in ("table", "json", "csv"):
             raise UserError(f"--format: choose table, json or csv (got {fmt!r})")
+        if month is None:
+            from datetime import UTC, datetime
+            month = datetime.now(UTC).strftime("%Y-%m")
         metering.check_month(month)
         sessions = open_db(db)
         with sessions() as s:
