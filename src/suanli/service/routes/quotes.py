@@ -14,7 +14,7 @@ import copy
 import logging
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 
 from suanli.model.schedule import Segment
 from suanli.model.schema import Job
@@ -23,7 +23,7 @@ from suanli.scheduling.state import Defer, PendingJob, Place, Reject, StateView
 from suanli.service import metering
 from suanli.service.controller import Controller, drained_sites
 from suanli.service.models import Tenant
-from suanli.service.routes.deps import DB, Ctl, Who, tenant_only
+from suanli.service.routes.deps import Ctl, Who, tenant_only
 from suanli.service.routes.jobs import admit, check_refs
 from suanli.service.schemas import DEFAULT_WINDOWS, QuoteIn, QuoteOption, QuoteOut
 
@@ -62,7 +62,7 @@ def _option(c: Controller, job: Job, window: float, d) -> QuoteOption:
 def quote(c: Controller, s, tenant: Tenant, body: QuoteIn) -> QuoteOut:
     windows = sorted(set(body.windows if body.windows is not None else
                          (*DEFAULT_WINDOWS, *(() if body.max_wait_h is None else (body.max_wait_h,)))))
-    refused = None
+    refused, tenant_name = None, tenant.name
     spec = body.model_dump(by_alias=True, exclude={"name", "command", "gpus", "key", "windows", "max_wait_h"})
     try:
         [spec["gpu_types"]] = admit(c, s, tenant, [body], c.now_h())    # the types a submit would allow
@@ -77,9 +77,10 @@ def quote(c: Controller, s, tenant: Tenant, body: QuoteIn) -> QuoteOut:
         placeable = c.up_sites(s) - c._flapped - drained_sites(s)
         down = frozenset(set(c.network.sites) - placeable)
         caps = tuple(e for e, *_ in c.grid_caps(s, now))
+        s.rollback()                        # what it read is in hand: no transaction while the policy works
         view = StateView(now=now, scenario=c.public, ledger=c.ledger, down=down, grid_caps=caps)
         for w in windows:
-            job = Job.model_validate({**spec, "id": "quote", "tenant": tenant.name, "submit_h": now,
+            job = Job.model_validate({**spec, "id": "quote", "tenant": tenant_name, "submit_h": now,
                                       "gpus": body.gpus, "max_wait_h": w})
             pj = PendingJob(job, body.work_h, now)
             try:
@@ -90,7 +91,6 @@ def quote(c: Controller, s, tenant: Tenant, body: QuoteIn) -> QuoteOut:
                 continue
             options.append(_option(c, job, w, decided[0]) if decided else
                            QuoteOption(max_wait_h=w, placed=False, reason="the policy gave no answer"))
-    s.rollback()
     # A job that may wait may still start as a shorter window's option does: a longer window is
     # never quoted dearer (the policy weighs delay and room as well as the bill, and may choose a
     # later start whose bill is higher; the quote then says so and offers the cheaper one).
@@ -107,12 +107,13 @@ def quote(c: Controller, s, tenant: Tenant, body: QuoteIn) -> QuoteOut:
 
 
 @router.post("/v1/quotes", response_model=QuoteOut)
-def post_quote(body: QuoteIn, p: Who, s: DB, c: Ctl) -> Any:
+def post_quote(body: QuoteIn, p: Who, c: Ctl, request: Request) -> Any:
     """What a job would cost and when it would start if submitted now, for a few `max_wait_h`
     windows (`windows`, at most 4; default 0, 6 and 24 h): one option per window, from the policy
     the controller runs, over the current ledger. Nothing is booked. `refused`: why a submit of
     it would be refused now (quota, budget), else null."""
     tenant_only(p)
     check_refs(c, body)
-    tenant = s.get(Tenant, p.tenant_id)
-    return quote(c, s, tenant, body)
+    with request.app.state.readers() as s:      # it only reads: on SQLite, no write lock while the policy works
+        tenant = s.get(Tenant, p.tenant_id)
+        return quote(c, s, tenant, body)
