@@ -12,6 +12,7 @@ submit checks them: `refused` says why a submit would be refused."""
 
 import copy
 import logging
+import math
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -43,16 +44,21 @@ def _policy(c: Controller):
         return policies.make(c.policy_name)
 
 
+def _finite(x: float) -> float | None:
+    """A number JSON can carry: an infinite price (a lateness past any bound) is None."""
+    return float(x) if math.isfinite(x) else None
+
+
 def _option(c: Controller, job: Job, window: float, d) -> QuoteOption:
     if isinstance(d, Place):
         seg = Segment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         billed = metering.price_segment(c.network, job, seg, [], data_moves=True)
         chosen = d.explain.chosen if d.explain is not None else None
-        parts = {k: float(v) for k, v in chosen.parts.items()} if chosen is not None else {}
+        parts = {k: float(v) for k, v in chosen.parts.items() if math.isfinite(v)} if chosen is not None else {}
         return QuoteOption(max_wait_h=window, placed=True, reason=d.reason, site=d.site, gpu_type=d.gpu_type,
                            start=c.wall(d.start_h), start_h=d.start_h, end_h=d.end_h,
-                           cost_cny=billed["total_cny"], carbon_kg=billed["carbon_kg"],
-                           policy_cny=float(chosen.total) if chosen is not None else None, parts=parts)
+                           cost_cny=_finite(billed["total_cny"]), carbon_kg=_finite(billed["carbon_kg"]),
+                           policy_cny=_finite(chosen.total) if chosen is not None else None, parts=parts)
     if isinstance(d, (Defer, Reject)):
         return QuoteOption(max_wait_h=window, placed=False,
                            reason=("rejected: " if isinstance(d, Reject) else "not now: ") + d.reason)
@@ -85,17 +91,19 @@ def quote(c: Controller, s, tenant: Tenant, body: QuoteIn) -> QuoteOut:
             pj = PendingJob(job, body.work_h, now)
             try:
                 decided = [d for d in _policy(c).decide(view, [pj]) if getattr(d, "job_id", None) == "quote"]
-            except Exception as e:          # noqa: BLE001 - the policy raised for this job: said, not a 500
+                options.append(_option(c, job, w, decided[0]) if decided else
+                               QuoteOption(max_wait_h=w, placed=False, reason="the policy gave no answer"))
+            except Exception as e:          # noqa: BLE001 - the policy or pricing raised for this job: said, not a 500
+                log.warning("quote: %s raised for a job (%s: %s)", c.policy_name, type(e).__name__, e)
                 options.append(QuoteOption(max_wait_h=w, placed=False,
                                            reason=f"policy {c.policy_name} raised {type(e).__name__}: {e}"))
-                continue
-            options.append(_option(c, job, w, decided[0]) if decided else
-                           QuoteOption(max_wait_h=w, placed=False, reason="the policy gave no answer"))
     # A job that may wait may still start as a shorter window's option does: a longer window is
     # never quoted dearer (the policy weighs delay and room as well as the bill, and may choose a
     # later start whose bill is higher; the quote then says so and offers the cheaper one).
     best: QuoteOption | None = None
     for i, o in enumerate(options):
+        if o.placed and o.cost_cny is None:
+            continue
         if best is not None and o.placed and o.cost_cny > best.cost_cny + 1e-9:
             options[i] = best.model_copy(update={
                 "max_wait_h": o.max_wait_h,
