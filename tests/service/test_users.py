@@ -23,7 +23,12 @@ SECONDS_4 = 4 / 3600          # a 4-second job
 def suanli_service(db_url, tmp_path) -> Iterator[Service]:
     app = build(NETWORK, db_url, policy="suanli", tick_s=0.2, checkpoint_store=tmp_path / "checkpoint-store")
     with ThreadServer(app) as url:
-        yield Service(url, app, db_url)
+        s = Service(url, app, db_url)
+        for site in ("east-1", "west-1"):       # both sites up (registered; no agent claims: jobs stay PLACED)
+            beat = {"executor": "local", "pools": [], "running": []}
+            assert s.client(s.site_token(site)).post(f"/v1/agent/{site}/heartbeat", json=beat).status_code == 200
+        wait_for(lambda: all(x["up"] for x in s.client(s.tenant("watcher")).get("/v1/sites").json()), 30)
+        yield s
 
 
 def _placed(c, jid: int) -> dict:
