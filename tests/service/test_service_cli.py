@@ -137,6 +137,9 @@ def test_site_tokens_are_for_sites_the_database_knows(tmp_path):
 def test_submit_quote_prints_the_options_and_submits_nothing(service, tmp_path):
     env = {"SUANLI_URL": service.url, "SUANLI_TOKEN": service.tenant("acme"), "SUANLI_CONFIG": str(tmp_path / "no"),
            "COLUMNS": "200"}
+    beat = {"executor": "local", "pools": [], "running": []}
+    for site in ("east-1", "west-1"):           # the sites up (a quote weighs only those, as a tick does)
+        assert service.client(service.site_token(site)).post(f"/v1/agent/{site}/heartbeat", json=beat).is_success
     (tmp_path / "job.yaml").write_text("name: hello\ncommand: sleep 30\ngpus: 2\nwork_h: 0.01\norigin: hami\n")
     r = _cli("submit", str(tmp_path / "job.yaml"), "--quote", env=env)
     assert r.returncode == 0, r.stderr
