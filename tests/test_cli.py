@@ -111,3 +111,45 @@ def test_bench_links_each_scenario_s_side_by_side_report(tmp_path):
     page = (docs / "reports" / "tiny-outage.html").read_text()
     assert '<script charset="utf-8" src="plotly.min.js"></script>' in page and "policies side by side" in page
     assert (docs / "reports" / "plotly.min.js").stat().st_size > 1_000_000     # Plotly itself, beside the pages
+
+
+def test_validate_warns_of_jobs_no_site_can_ever_host(tmp_path):
+    text = (DATA / "tiny.yaml").read_text()
+    text = text.replace("{id: j1, tenant: a, submit_h: 0, gpus: 2,", "{id: j1, tenant: a, submit_h: 0, gpus: 9,", 1)
+    text = text.replace("gpu_types: [a800], origin: shanghai,",
+                        "gpu_types: [a800], origin: shanghai, max_rtt_ms: 5,", 1)
+    bad = tmp_path / "homeless.yaml"
+    bad.write_text(text)
+    r = suanli("validate", str(bad))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ok: ")
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith("warning: job j1: no site can ever host it: no reachable pool has 9 GPUs")
+    assert lines[1].startswith("warning: job j2: no site can ever host it: no reachable pool has 4 GPUs "
+                               "of an allowed type (a800")
+    ok = suanli("validate", str(DATA / "tiny.yaml"))
+    assert ok.returncode == 0 and "warning" not in ok.stderr
+
+
+def test_sim_lists_every_file_it_wrote(tmp_path):
+    page = tmp_path / "report.html"
+    r = suanli("sim", str(DATA / "tiny.yaml"), "--out", str(tmp_path / "run"), "--report", str(page))
+    assert r.returncode == 0, r.stderr
+    wrote = " ".join(ln for ln in r.stdout.splitlines() if ln.startswith("wrote") or "/run/" in ln)
+    for name in ("schedule.csv", "metrics.json", "series.csv", "explain.jsonl", "report.html"):
+        assert name in wrote, r.stdout
+        assert (tmp_path / "run" / name).exists() or name == "report.html"
+    assert page.exists()
+
+
+def test_help_shows_no_value_for_flags_and_whole_help_texts():
+    r = subprocess.run([sys.executable, "-m", "suanli", "serve", "--help"], capture_output=True, text=True,
+                       env=os.environ | {"COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert "<bool>" not in r.stdout
+    assert "<int>" in r.stdout                      # options that take a value still say what
+    assert "twice (default: 30)" in r.stdout        # not eaten as Rich markup
+    r = subprocess.run([sys.executable, "-m", "suanli", "jobs", "--help"], capture_output=True, text=True,
+                       env=os.environ | {"COLUMNS": "200"})
+    assert r.returncode == 0 and "--json" in r.stdout and "<bool>" not in r.stdout

@@ -6,6 +6,7 @@ exit code 2; a bug keeps its traceback.
 
 from __future__ import annotations
 
+import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -70,7 +71,7 @@ def _money(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def _summary(r: Run, outdir: str | None) -> None:
+def _summary(r: Run, outdir: str | None, wrote: list[str] | None = None) -> None:
     m = r.accounts.metrics
     scn = r.scenario
     share = m["renewable_used_kwh"] / m["energy_kwh"] if m["energy_kwh"] > 0 else 0.0
@@ -117,7 +118,9 @@ def _summary(r: Run, outdir: str | None) -> None:
         s.add_row(sid, site.city, str(sum(p.count for p in site.gpus.values())), f"{sm['gpu_utilization']:.1%}",
                   f"{sm['energy_kwh']:,.0f}", f"{ren:.0%}", f"{sm['carbon_kg']:,.0f}", _money(sm["energy_cost_cny"]))
     out.print(s)
-    if outdir:
+    if wrote:
+        out.print("wrote " + ", ".join(wrote), markup=False, highlight=False, soft_wrap=True)
+    elif outdir:
         out.print(f"wrote {outdir}/schedule.csv, metrics.json, series.csv")
 
 
@@ -132,13 +135,14 @@ def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."
     try:
         r = _simulate(scenario, policy, quiet)
         _check_own(r)
-        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
+        wrote = write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
         if report:
             _write_report(report, r)
+            wrote.append(report)
     except UserError as e:
         raise _fail(e) from None
     if not quiet:
-        _summary(r, outdir)
+        _summary(r, outdir, wrote)
 
 
 @app.command()
@@ -153,6 +157,30 @@ def validate(scenario: str = typer.Argument(..., help="Scenario file (YAML or JS
     out.print(f"ok: {scenario}: '{scn.name}', {len(scn.cities)} cities, {len(scn.sites)} sites, {pools} pools "
               f"({gpus} GPUs), {len(scn.jobs)} jobs, {len(scn.events)} events, horizon {scn.horizon_h:g} h",
               markup=False, highlight=False, soft_wrap=True)
+    homeless = [(job.id, why) for job in scn.jobs if (why := _unhostable(scn, job)) is not None]
+    for job_id, why in homeless[:20]:
+        err.print(f"warning: job {job_id}: no site can ever host it: {why}", markup=False, highlight=False,
+                  soft_wrap=True)
+    if len(homeless) > 20:
+        err.print(f"warning: {len(homeless) - 20} more jobs no site can ever host", highlight=False)
+
+
+def _unhostable(scn, job) -> str | None:
+    """Why no site of `scn` can ever host `job` (none within its max_rtt_ms of its origin, or no
+    pool with its gang of an allowed type), or None if one can."""
+    reach = [k for k in scn.sites if math.isfinite(scn.rtt_ms(job, k)) and scn.latency_ok(job, k)]
+    if not reach:
+        rtts = [(scn.rtt_ms(job, k), k) for k in scn.sites if math.isfinite(scn.rtt_ms(job, k))]
+        if not rtts:
+            return f"no site is reachable from its origin {job.origin!r}"
+        ms, k = min(rtts)
+        return f"no site within its max_rtt_ms {job.max_rtt_ms:g} ms of {job.origin!r} (nearest: {k}, {ms:g} ms)"
+    types = [g for g in scn.allowed_types(job) if scn.speed(job, g) > 0]
+    if any(p.count >= job.gpus for k in reach for g, p in scn.sites[k].gpus.items() if g in types):
+        return None
+    largest = max((p.count for k in reach for g, p in scn.sites[k].gpus.items() if g in types), default=0)
+    return (f"no reachable pool has {job.gpus} GPUs of an allowed type ({', '.join(types) or 'none'}; "
+            f"the largest has {largest})")
 
 
 @app.command()
@@ -399,12 +427,12 @@ def demo(outdir: str = typer.Option("demo-out", "--out", "-o", help="Folder for 
     try:
         r = _simulate(str(path), policy, quiet=False)
         _check_own(r)
-        write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
+        wrote = write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
     except UserError as e:
         raise _fail(e) from None
     out.print("East Data, West Computing (东数西算) demo: jobs from the eastern cities, hubs in the west "
               f"({path.name}).", highlight=False)
-    _summary(r, outdir)
+    _summary(r, outdir, wrote)
 
 
 register_service_commands(app)      # serve, agent, submit, jobs, job, cancel, bill: after the simulator's

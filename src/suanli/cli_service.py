@@ -29,6 +29,24 @@ UrlOpt = Annotated[str | None, typer.Option("--url", help="server URL (default: 
 TokenOpt = Annotated[str | None, typer.Option("--token", help="API token (default: $SUANLI_TOKEN or the config file)")]
 
 
+def _no_flag_metavar() -> None:
+    """Typer's help shows a type column (`<int>`, `<str>`) beside each option; for a flag
+    (`--json`, `--preempt/--no-preempt`) that takes no value it showed `<bool>`, which reads as if
+    a value were wanted. Flags show none (every command of `suanli`: it imports this module)."""
+    from typer.core import TyperOption
+    if getattr(TyperOption.display_type_rich, "_suanli", False):
+        return
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+    display_type_rich._suanli = True
+    TyperOption.display_type_rich = display_type_rich
+
+
+_no_flag_metavar()
+
+
 def _fail(e: UserError) -> typer.Exit:
     err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(2)
@@ -44,7 +62,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
           heartbeat_timeout_s: Annotated[float | None, typer.Option(
               "--heartbeat-timeout-s", help="a site is down (its running jobs re-placed) after this many seconds "
                                             "without a heartbeat; long, as a site wrongly declared down runs its "
-                                            "jobs twice [default: 30]")] = None,
+                                            "jobs twice (default: 30)")] = None,
           heartbeat_s: Annotated[float, typer.Option("--heartbeat-s", help="the agents' heartbeat interval "
                                                                              "(their --interval-s)")] = 1.0,
           missed_heartbeats: Annotated[int | None, typer.Option(
@@ -81,6 +99,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
     """Run the control plane: REST API under /v1 and the controller loop."""
     from suanli.logs import configure
     from suanli.service import limits
+    from suanli.service.server import BindError
     from suanli.service.server import serve as run_server
     try:
         if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
@@ -88,6 +107,8 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
         configure(log_format, log_level.upper())
         limits.DEFAULT.rate_per_s = limits.parse_rate(rate_limit)    # read when the app is built
         limits.set_in_flight(limits.DEFAULT, max_in_flight)
+        if not 0 <= port <= 65535:
+            raise UserError(f"--port: must be between 0 and 65535, got {port}")
         if not tick_s > 0:
             raise UserError(f"--tick-s: must be > 0, got {tick_s}")
         if not heartbeat_s > 0:
@@ -121,6 +142,9 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                    max_agent_losses=max_agent_losses,
                    checkpoint_quota_bytes=checkpoint_quota_bytes, checkpoint_keep_h=checkpoint_keep_h,
                    overrun_margin=overrun_margin, overrun_min_s=overrun_min_s)
+    except BindError as e:
+        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(3) from None
     except UserError as e:
         raise _fail(e) from None
 
@@ -147,6 +171,9 @@ def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]
                   quota: Annotated[str | None, typer.Option(help="GPUs per type, e.g. h100=64,a800=16 "
                                                                 "(default: no limit)")] = None,
                   budget_cny: Annotated[float | None, typer.Option("--budget-cny", help="CNY per month")] = None,
+                  max_wait_h: Annotated[float | None, typer.Option(
+                      "--max-wait-h", help="Hours a job of the tenant that gives no max_wait_h may wait for a "
+                                           "cheaper start (default: 0, start as soon as it can).")] = None,
                   db: DbOpt = None) -> None:
     """Create a tenant; prints its token."""
     from suanli.service.auth import create_tenant as make
@@ -155,21 +182,33 @@ def create_tenant(name: Annotated[str, typer.Argument(help="the tenant's name")]
         q = parse_quota(quota)
     except UserError as e:
         raise _fail(e) from None
-    _admin(db, lambda s: make(s, name, q, budget_cny))
+    _admin(db, lambda s: make(s, name, q, budget_cny, max_wait_h))
 
 
 @admin_app.command("create-site-token")
 def create_site_token(site: Annotated[str, typer.Argument(help="the site id (as in the network file)")],
-                      network: Annotated[str | None, typer.Option(help="check SITE against this network file")] = None,
+                      network: Annotated[str | None, typer.Option(
+                          help="Check SITE against this network file (default: against the sites the database "
+                               "knows: the served network's, registered agents', other site tokens').")] = None,
                       db: DbOpt = None) -> None:
     """A token for the agent of one site; prints it."""
     from suanli.service.auth import create_site_token as make
-    from suanli.service.server import load_network
+    from suanli.service.server import known_sites, load_network
     try:
         net = load_network(network) if network else None
     except UserError as e:
         raise _fail(e) from None
-    _admin(db, lambda s: make(s, site, net))
+
+    def checked(s):
+        if net is None:                 # the sites the database knows (the served network's, agents', tokens')
+            known = known_sites(s)
+            if not known:
+                raise UserError(f"SITE: the database knows no sites yet to check {site!r} against (`suanli serve` "
+                                "records its network's when it starts): give --network FILE")
+            if site not in known:
+                raise UserError(f"SITE: unknown site {site!r} (sites: {', '.join(known)})")
+        return make(s, site, net)
+    _admin(db, checked)
 
 
 @admin_app.command("create-admin-token")
@@ -346,11 +385,19 @@ def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, 
            key: Annotated[str | None, typer.Option("--key", help="idempotency key: a retry with the same key "
                                                                "never creates a second job (a list: KEY-0, KEY-1, "
                                                                "... unless a job has its own `key`)")] = None,
+           quote: Annotated[bool, typer.Option("--quote", help="Print what the job would cost and when it would "
+                                                "start, now and if it may wait (POST /v1/quotes), instead of "
+                                                "submitting it.")] = False,
            url: UrlOpt = None, token: TokenOpt = None) -> None:
     """Submit a job, or a list of jobs (POST /v1/jobs/batch, 1,000 at a time); prints each id."""
     try:
         body = _read_job(file)
         c = _client(url, token)
+        if quote:
+            if set(body) == {"jobs"}:
+                raise UserError("--quote: one job at a time, not a list of jobs")
+            _print_quote(c.call("POST", "/v1/quotes", json={k: v for k, v in body.items() if k != "key"}))
+            return
         many = body.get("jobs") if set(body) == {"jobs"} else None
         if isinstance(many, list):
             items = [dict(j, key=j.get("key", f"{key}-{i}")) if key and isinstance(j, dict) else j
@@ -365,6 +412,24 @@ def submit(file: Annotated[str, typer.Argument(help="a job: YAML or JSON (name, 
         raise _fail(e) from None
     for job in done_jobs:
         out.print(f"{job['id']}\t{job['state']}", markup=False, highlight=False)
+
+
+def _print_quote(q: dict) -> None:
+    if q.get("refused"):
+        err.print(f"warning: a submit of this job would be refused now: {q['refused']}", markup=False,
+                  highlight=False, soft_wrap=True)
+    t = Table(title=f"quote ({q['policy']}, at {q['now_h']:.4f} h)", title_justify="left")
+    for col in ("may wait", "site", "GPU type", "start (UTC)", "in", "end h", "cost CNY", "kg CO2e", "note"):
+        t.add_column(col, justify="right" if col in ("may wait", "in", "end h", "cost CNY", "kg CO2e") else "left")
+    for o in q["options"]:
+        wait = "now" if o["max_wait_h"] == 0 else f"{o['max_wait_h']:g} h"
+        if not o["placed"]:
+            t.add_row(wait, "-", "-", "-", "-", "-", "-", "-", o["reason"])
+            continue
+        t.add_row(wait, o["site"], o["gpu_type"], o["start"][:19], f"{max(o['start_h'] - q['now_h'], 0.0):,.2f} h",
+                  f"{o['end_h']:.4f}", f"{o['cost_cny']:,.4f}", f"{o['carbon_kg']:,.4f}",
+                  o["reason"] if "(as with" in o["reason"] else "")
+    out.print(t)
 
 
 def jobs(state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
@@ -448,7 +513,7 @@ def cancel(job_id: Annotated[int, typer.Argument(help="the job's id")],
 
 
 def bill(tenant: Annotated[str, typer.Argument(help="the tenant's name")],
-         month: Annotated[str, typer.Option("--month", help="YYYY-MM (UTC)")],
+         month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (UTC); default: this month")] = None,
          fmt: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
          db: DbOpt = None) -> None:
     """A tenant's invoice for a month, from the usage ledger (priced by suanli.accounting)."""
@@ -460,6 +525,9 @@ def bill(tenant: Annotated[str, typer.Argument(help="the tenant's name")],
     try:
         if fmt not in ("table", "json", "csv"):
             raise UserError(f"--format: choose table, json or csv (got {fmt!r})")
+        if month is None:
+            from datetime import UTC, datetime
+            month = datetime.now(UTC).strftime("%Y-%m")
         metering.check_month(month)
         sessions = open_db(db)
         with sessions() as s:

@@ -92,3 +92,59 @@ def test_serve_refuses_a_network_with_jobs_in_one_line(tmp_path):
     r = _cli("serve", "--network", str(scenario), "--db", f"sqlite:///{tmp_path / 'a.db'}")
     assert r.returncode == 2 and "jobs: a network file has no jobs (got 300)" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_refuses_a_bad_port_in_one_line(tmp_path):
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    r = _cli("serve", "--network", NETWORK, "--db", db, "--port", "-5")
+    assert (r.returncode, r.stderr.strip()) == (2, "error: --port: must be between 0 and 65535, got -5")
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _cli("serve", "--network", NETWORK, "--db", db, "--port", str(port))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 3 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: --port: cannot listen on 127.0.0.1:{port}: [Errno ")
+    assert "in use" in lines[0].lower()
+
+
+def test_bill_is_for_this_month_by_default(tmp_path):
+    from datetime import UTC, datetime
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    assert _cli("admin", "create-tenant", "acme", "--db", db).returncode == 0
+    r = _cli("bill", "acme", "--format", "json", "--db", db)
+    assert r.returncode == 0, r.stderr
+    assert f'"month": "{datetime.now(UTC):%Y-%m}"' in r.stdout
+
+
+def test_site_tokens_are_for_sites_the_database_knows(tmp_path):
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    r = _cli("admin", "create-site-token", "east-1", "--db", db)          # a new database: no network yet
+    assert r.returncode == 2 and r.stderr.startswith("error: SITE: the database knows no sites yet"), r.stderr
+    assert "--network" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    from suanli.service.db import open_db
+    from suanli.service.server import load_network, record_sites
+    record_sites(open_db(db), load_network(NETWORK))                      # as `suanli serve` does at start
+    r = _cli("admin", "create-site-token", "mars-1", "--db", db)
+    assert (r.returncode, r.stdout, r.stderr.strip()) == (2, "", "error: SITE: unknown site 'mars-1' "
+                                                                 "(sites: east-1, west-1)")
+    r = _cli("admin", "create-site-token", "east-1", "--db", db)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 1
+
+
+def test_submit_quote_prints_the_options_and_submits_nothing(service, tmp_path):
+    env = {"SUANLI_URL": service.url, "SUANLI_TOKEN": service.tenant("acme"), "SUANLI_CONFIG": str(tmp_path / "no"),
+           "COLUMNS": "200"}
+    beat = {"executor": "local", "pools": [], "running": []}
+    for site in ("east-1", "west-1"):           # the sites up (a quote weighs only those, as a tick does)
+        assert service.client(service.site_token(site)).post(f"/v1/agent/{site}/heartbeat", json=beat).is_success
+    (tmp_path / "job.yaml").write_text("name: hello\ncommand: sleep 30\ngpus: 2\nwork_h: 0.01\norigin: hami\n")
+    r = _cli("submit", str(tmp_path / "job.yaml"), "--quote", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "quote (fifo" in r.stdout and "cost CNY" in r.stdout
+    rows = [ln for ln in r.stdout.splitlines() if "west-1" in ln or "east-1" in ln]
+    assert len(rows) == 3 and "now" in rows[0] and "6 h" in rows[1] and "24 h" in rows[2], r.stdout
+    r = _cli("jobs", "--json", env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "[]"

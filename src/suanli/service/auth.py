@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from suanli.errors import UserError
 from suanli.model.scenario import Scenario
-from suanli.service.models import Tenant, Token
+from suanli.service.models import Meta, Tenant, Token
+from suanli.service.schemas import MAX_HOURS
 
 ROLES = ("admin", "tenant", "site")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -79,7 +80,21 @@ def parse_quota(text: str | None, gpu_types: list[str] | None = None) -> dict[st
     return out
 
 
-def create_tenant(s: Session, name: str, quota: dict[str, int], budget_cny: float | None) -> str:
+def _wait_key(tenant_id: int) -> str:
+    return f"tenant.{tenant_id}.max_wait_h"
+
+
+def default_max_wait_h(s: Session, tenant_id: int) -> float:
+    """The tenant's default `max_wait_h` for a job that gives none (`create-tenant --max-wait-h`,
+    kept in the `meta` table: no schema change); 0, start as soon as it can, if it has none."""
+    row = s.get(Meta, _wait_key(tenant_id))
+    return float(row.value) if row is not None else 0.0
+
+
+def create_tenant(s: Session, name: str, quota: dict[str, int], budget_cny: float | None,
+                  max_wait_h: float | None = None) -> str:
+    if max_wait_h is not None and not 0 <= max_wait_h <= MAX_HOURS:
+        raise UserError(f"--max-wait-h: must be between 0 and {MAX_HOURS:g} hours, got {max_wait_h}")
     if not _NAME.match(name):
         raise UserError(f"NAME: a tenant name is letters, digits, '_', '.', '-' (got {name!r})")
     if budget_cny is not None and budget_cny < 0:
@@ -89,6 +104,8 @@ def create_tenant(s: Session, name: str, quota: dict[str, int], budget_cny: floa
     t = Tenant(name=name, quota=quota, budget_cny=budget_cny)
     s.add(t)
     s.flush()
+    if max_wait_h:
+        s.add(Meta(key=_wait_key(t.id), value=repr(float(max_wait_h))))
     return new_token(s, "tenant", tenant_id=t.id)
 
 

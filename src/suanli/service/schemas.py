@@ -90,19 +90,61 @@ class JobIn(BaseModel):
     max_rtt_ms: float | None = Field(default=None, ge=0, le=1e6)
     checkpoint_h: float | None = Field(default=None, ge=MIN_CHECKPOINT_H, le=MAX_HOURS,
                                        description="hours between checkpoints; at least one minute")
+    max_wait_h: float | None = Field(default=None, ge=0, le=MAX_HOURS,
+                                     description="hours the job may wait for a cheaper or cleaner start after "
+                                                 "submission (MODEL.md §3; waiting past it is priced at the "
+                                                 "network's wait_cny_per_gpu_h); default: the tenant's default, "
+                                                 "else 0: start as soon as it can")
 
     @field_validator("command")
     @classmethod
     def _command(cls, v: str) -> str:
         return _plain(v, allowed="\t\n\r")
 
-    @field_validator("gpus", "work_h", "deadline_h", "data_gb", "max_rtt_ms", "checkpoint_h", mode="before")
+    @field_validator("gpus", "work_h", "deadline_h", "data_gb", "max_rtt_ms", "checkpoint_h", "max_wait_h",
+                     mode="before")
     @classmethod
     def _no_booleans(cls, v: Any) -> Any:
         # as in the scenario loader: `gpus: true` is a typo, not 1
         if isinstance(v, bool):
             raise PydanticCustomError("bool_number", "expected a number, not a boolean")
         return v
+
+
+MAX_QUOTES = 4                 # windows in one quote: each is a run of the policy over the ledger
+DEFAULT_WINDOWS = (0.0, 6.0, 24.0)
+
+
+class QuoteIn(JobIn):
+    """A job to price, not to submit: a `JobIn` whose `name` and `command` may be left out, and
+    the `windows` (values of `max_wait_h`, hours) to price it under; default 0, 6 and 24 h. The
+    job's own `max_wait_h`, if given, is one of them."""
+    name: PlainText = "quote"
+    command: str = Field(default="true", min_length=1, max_length=MAX_COMMAND)
+    windows: list[Annotated[float, Field(ge=0, le=MAX_HOURS)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_QUOTES, description="max_wait_h values to price, hours")
+
+
+class QuoteOption(BaseModel):
+    max_wait_h: float
+    placed: bool                     # False: the policy would not place it now (see `reason`)
+    reason: str = ""
+    site: str | None = None
+    gpu_type: str | None = None
+    start: UtcTime | None = None
+    start_h: float | None = None
+    end_h: float | None = None
+    cost_cny: float | None = None    # what the run would be billed (GPU, energy, transfer), alone on its site
+    carbon_kg: float | None = None   # its grid carbon, alone on its site
+    policy_cny: float | None = None  # the policy's price of the run: the sum of `parts` (delay, room... included)
+    parts: dict[str, float] = Field(default_factory=dict)
+
+
+class QuoteOut(BaseModel):
+    now_h: float
+    policy: str
+    refused: str | None = None       # why a submit of this job would be refused now (quota, budget)
+    options: list[QuoteOption]
 
 
 class BatchItem(JobIn):

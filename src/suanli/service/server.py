@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -32,6 +33,47 @@ def load_network(path: str) -> Scenario:
     return scn
 
 
+SITES_KEY = "network.sites"         # Meta: the site ids of the network last served (JSON list)
+
+
+def record_sites(sessions, scn: Scenario) -> None:
+    """Note the network's site ids in the database, for the commands that check a site's name
+    without the network file (`admin create-site-token`)."""
+    import json
+
+    from sqlalchemy.exc import IntegrityError
+
+    from suanli.service.models import Meta
+    value = json.dumps(list(scn.sites))
+    with sessions() as s:
+        row = s.get(Meta, SITES_KEY)
+        if row is not None and row.value == value:
+            return
+        if row is None:
+            s.add(Meta(key=SITES_KEY, value=value))
+        else:
+            row.value = value
+        try:
+            s.commit()
+        except IntegrityError:          # another replica wrote it first
+            s.rollback()
+
+
+def known_sites(s) -> list[str]:
+    """The sites the database knows: those of the network last served, of registered agents and
+    of site tokens."""
+    import json
+
+    from sqlalchemy import select
+
+    from suanli.service.models import Meta, SiteAgent, Token
+    row = s.get(Meta, SITES_KEY)
+    out = dict.fromkeys(json.loads(row.value) if row is not None else [])
+    out.update(dict.fromkeys(s.scalars(select(SiteAgent.site))))
+    out.update(dict.fromkeys(x for x in s.scalars(select(Token.site).where(Token.site.is_not(None)))))
+    return list(out)
+
+
 def default_store(db_url: str | None) -> Path:
     """The checkpoint store beside a SQLite file, else in the data directory."""
     url = db_url or default_url()
@@ -48,6 +90,7 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
+    record_sites(sessions, scn)
     controller = Controller(sessions, scn, policy, epoch(sessions), tick_s=tick_s,
                             heartbeat_timeout_s=heartbeat_timeout_s,
                             store=CheckpointStore(Path(checkpoint_store or default_store(db_url)),
@@ -60,20 +103,48 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
 def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
           heartbeat_timeout_s: float | None = None, checkpoint_store: str | None = None, max_attempts: int = 3,
           preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES, **bounds) -> None:
-    """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s."""
-    app = build(network, db_url, policy, tick_s, heartbeat_timeout_s=heartbeat_timeout_s,
-                checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
-                max_agent_losses=max_agent_losses, **bounds)
-    c: Controller = app.state.controller
-    engine = c.sessions.kw["bind"]
-    log.info("suanli serve listening on http://%s:%s (database %s, network %s, policy %s, heartbeat timeout %g s, "
-             "tick %g s, max agent losses %s)", host, port, engine.url.render_as_string(hide_password=True),
-             network, policy, c.heartbeat_timeout_s, tick_s, c.max_agent_losses or "off",
-             extra={"host": host, "port": port, "database": engine.url.render_as_string(hide_password=True),
-                    "network": network, "policy": policy, "heartbeat_timeout_s": c.heartbeat_timeout_s,
-                    "tick_s": tick_s, "max_agent_losses": c.max_agent_losses})
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                log_level=logging.getLogger().getEffectiveLevel())
+    """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s.
+    The address is taken first: one in use is a `BindError`, before the database is opened."""
+    sock = bind(host, port)
+    try:
+        app = build(network, db_url, policy, tick_s, heartbeat_timeout_s=heartbeat_timeout_s,
+                    checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
+                    max_agent_losses=max_agent_losses, **bounds)
+        c: Controller = app.state.controller
+        engine = c.sessions.kw["bind"]
+        log.info("suanli serve listening on http://%s:%s (database %s, network %s, policy %s, heartbeat timeout %g s, "
+                 "tick %g s, max agent losses %s)", host, port, engine.url.render_as_string(hide_password=True),
+                 network, policy, c.heartbeat_timeout_s, tick_s, c.max_agent_losses or "off",
+                 extra={"host": host, "port": port, "database": engine.url.render_as_string(hide_password=True),
+                        "network": network, "policy": policy, "heartbeat_timeout_s": c.heartbeat_timeout_s,
+                        "tick_s": tick_s, "max_agent_losses": c.max_agent_losses})
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                log_level=logging.getLogger().getEffectiveLevel())
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+class BindError(Exception):
+    """The server cannot listen on its address (in use, not this machine's, not allowed)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn binds one (SO_REUSEADDR), not yet listening."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError) as e:
+        raise BindError(f"--host: cannot listen on {host!r}: {getattr(e, 'strerror', None) or e}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise BindError(f"--port: cannot listen on {host}:{port}: [Errno {e.errno}] {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 class ThreadServer:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from suanli.errors import short_repr
 from suanli.service import metering
+from suanli.service.auth import default_max_wait_h
 from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
@@ -126,6 +127,8 @@ def new_row(s: Session, tenant: Tenant, body: JobIn, types: list[str] | None, no
     if body.deadline_h is not None:
         spec["deadline_h"] = now + body.deadline_h
     spec["body_sha256"] = digest
+    if body.max_wait_h is None:         # none asked: the tenant's default, else 0 (start as soon as it can)
+        spec["max_wait_h"] = default_max_wait_h(s, tenant.id)
     row = JobRow(tenant_id=tenant.id, name=body.name, command=body.command, spec=spec, gpus=body.gpus,
                  state="PENDING", reason="submitted", submit_h=now, remaining_work=body.work_h, hosted=[],
                  fence=0, idempotency_key=key)
