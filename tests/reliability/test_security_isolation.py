@@ -145,6 +145,17 @@ def submit_job(w: World) -> None:
         _refused(s.post("/v1/jobs", json=svc.job_body()), 403)
 
 
+def quote(w: World) -> None:
+    with w.c("rival") as b:
+        # a quote prices the body it is given on the shared ledger: nothing of acme's jobs in it
+        r = b.post("/v1/quotes", json=svc.job_body(name="mine"))
+        assert r.status_code == 200 and r.json()["options"], r.text
+        _clean(r)
+        _refused(b.post("/v1/quotes", json=svc.job_body(tenant="acme")), 422)     # no field names a tenant
+    with w.c("west") as s:
+        _refused(s.post("/v1/quotes", json=svc.job_body()), 403)
+
+
 def submit_batch(w: World) -> None:
     with w.c("rival") as b:
         # acme's key in a batch: rival gets a job of its own, never acme's
@@ -385,6 +396,7 @@ def dashboard_asset(w: World) -> None:
 ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/jobs"): submit_job,
     ("POST", "/v1/jobs/batch"): submit_batch,
+    ("POST", "/v1/quotes"): quote,
     ("GET", "/v1/jobs"): list_jobs,
     ("GET", "/v1/jobs/{job_id}"): get_job,
     ("DELETE", "/v1/jobs/{job_id}"): cancel_job,
