@@ -23,14 +23,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from loadtest import _cpu_s, _port, _wait_up  # bench/: the same server helpers as the open-loop test
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK = str(ROOT / "tests" / "service" / "data" / "network.yaml")
@@ -87,35 +86,6 @@ function done(summary, latency, requests)
            ',"p99_ms":' .. latency:percentile(99) / 1000 .. ',"max_ms":' .. latency.max / 1000 .. '}\n')
 end
 """
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_up(p: subprocess.Popen, url: str, log: Path, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise RuntimeError(f"suanli serve exited {p.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"suanli serve did not answer /v1/health in {timeout} s")
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc); 0.0 where unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def run_once(connections: int, duration_s: float, tenants: int, threads: int, serve_args: list[str]) -> dict:
