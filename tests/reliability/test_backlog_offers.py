@@ -72,3 +72,28 @@ def test_the_backlog_is_offered_again_after_full_offer_s(service):
     t0 = time.monotonic()
     wait_for(lambda: sum(o == str(ids[0]) for o in offered) >= 3, 30)
     assert time.monotonic() - t0 >= 1.5          # three offers: the first, and two after a full second each
+
+
+def test_a_deferral_that_cannot_be_written_fails_its_job_alone(service):
+    """Deferrals are written together in one savepoint; a row among them that the database refuses
+    (here: an UPDATE hook raising for one job, as a value a database cannot store would) fails that
+    job alone, and the others are deferred with their reason."""
+    from sqlalchemy import event
+
+    from suanli.service.models import Job as JobRow
+
+    def refuse(mapper, connection, target):
+        if target.name == "poison" and target.state == "PENDING" and target.explanation:
+            raise ValueError("this row cannot be stored")
+    event.listen(JobRow, "before_update", refuse)
+    try:
+        acme = service.client(service.tenant("acme"))
+        ids = [acme.post("/v1/jobs", json=job_body(name=n)).json()["id"] for n in ("a", "poison", "b", "c")]
+        wait_for(lambda: acme.get(f"/v1/jobs/{ids[1]}").json()["state"] == "FAILED", 30)
+        bad = acme.get(f"/v1/jobs/{ids[1]}").json()
+        assert "this row cannot be stored" in bad["reason"]
+        for j in (ids[0], ids[2], ids[3]):
+            wait_for(lambda j=j: "down" in acme.get(f"/v1/jobs/{j}").json()["reason"], 30)
+            assert acme.get(f"/v1/jobs/{j}").json()["state"] == "PENDING"
+    finally:
+        event.remove(JobRow, "before_update", refuse)
