@@ -286,7 +286,7 @@ def _window(values: np.ndarray | None, first: int, now_h: int) -> tuple[np.ndarr
     if values is None:
         return None, first
     hi = min(first + len(values), now_h + 1)
-    lo = max(first, hi - WINDOW_H)
+    lo = max(first, now_h + 1 - WINDOW_H)
     if hi <= lo:
         return None, first
     part = values[lo - first:hi - first]
