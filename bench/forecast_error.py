@@ -1,7 +1,7 @@
 """Forecast error by lead time: the nowcast from readings against the network file's model and
 naive persistence, on a year of simulated readings (docs/ENERGY.md "Forecasts from readings").
 
-    PYTHONPATH=src python bench/forecast_error.py [--days 365] [--seed 0] [--json out.json]
+    PYTHONPATH=src python bench/forecast_error.py [--days 365] [--seed 0] [--tau-scale 1] [--json out.json]
 
 Readings come from `suanli.energy.simulated_readings` (the site's models under another draw of
 their weather, 1 % meter noise; grid carbon with a daily cycle and AR(1) deviations), for the
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=365, help="days of hourly forecasts measured (1-366)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the meter and carbon noise (>= 0)")
+    ap.add_argument("--tau-scale", type=float, default=1.0,
+                    help="multiply the nowcast's persistence times (TAU_*_H) by this, to see how much they matter")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
     if not 1 <= args.days <= 366:
@@ -114,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed < 0:
         print(f"--seed: {args.seed}: expected an integer >= 0", file=sys.stderr)
         return 2
+    if not 0.05 <= args.tau_scale <= 20:
+        print(f"--tau-scale: {args.tau_scale}: expected 0.05 to 20", file=sys.stderr)
+        return 2
+    for name in ("TAU_SOLAR_H", "TAU_WIND_H", "TAU_CARBON_H"):       # read at call time
+        setattr(nc, name, getattr(nc, name) * args.tau_scale)
     t0 = time.perf_counter()
     scn = load_scenario(str(NETWORK))
     per = {s: site_errors(scn, s, args.days, args.seed) for s in SOLAR + WIND}
@@ -123,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         "carbon (% of mean)": summarise([per[s]["carbon"] for s in SOLAR + WIND]),
     }
     print(f"forecast error by lead, {args.days} days of hourly issues, seed {args.seed}, "
-          f"sites {', '.join(SOLAR + WIND)}; MAE / RMSE / bias (forecast - reading)")
+          f"tau x {args.tau_scale:g}, sites {', '.join(SOLAR + WIND)}; MAE / RMSE / bias (forecast - reading)")
     print(table(results))
     print(f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     if args.json:
-        args.json.write_text(json.dumps({"days": args.days, "seed": args.seed, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"days": args.days, "seed": args.seed, "tau_scale": args.tau_scale,
+                                          "results": results}, indent=1))
     return 0
 
 
