@@ -17,15 +17,23 @@ and a seed. The error model (docs/MODEL.md §7 states it for users):
 
 Tariffs are published, so they are never forecast. A scenario without a `forecast:` block (or a
 series it does not name) is forecast perfectly. Units are the series' own (kW, kg CO2e/kWh).
+
+The live controller has no truth to add errors to: its forecasts come from each site's readings
+(`energy.nowcast`). `LiveForecaster` hands them to policies in the same shape: a scenario whose
+series read the forecasts of the current issue (the readings before the issue hour, the forecast
+from it), re-issued once an hour, with `Ledger.reissue` told the hour, so a policy cannot tell
+which of the two made what it sees.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import replace
 
 import numpy as np
 
+from suanli.energy.nowcast import SiteForecast
 from suanli.model.scenario import Scenario
 from suanli.model.schema import ForecastError
 from suanli.model.series import SeriesLike
@@ -124,3 +132,66 @@ class ForecastSeries:
 
     def array(self, slots: int) -> np.ndarray:
         return self.forecast.issued(self.forecaster.issue_h, slots)
+
+
+class LiveForecaster:
+    """The live controller's forecasts: one `SiteForecast` per site with readings (`energy.nowcast`),
+    issued once an hour; the network file's model for a site without one.
+
+    `issue(h, forecasts)` moves to the forecasts issued at hour h (a second issue in the same hour
+    is ignored, as the simulator's: policies key their caches on the hour, `Ledger.issue`). The
+    series in `view_scenario` read the current issue.
+    """
+
+    def __init__(self, scn: Scenario):
+        self.issue_h: int | None = None          # None: nothing issued yet, every series is the model
+        self.current: dict[str, SiteForecast] = {}
+        self.sites = set(scn.sites)
+
+    def issue(self, h: int, forecasts: Iterable[SiteForecast]) -> bool:
+        """Issue `forecasts` (issued at hour h) as the forecasts of hour h; whether they changed.
+        A site not among them falls back to its model."""
+        if h == self.issue_h:
+            return False
+        current = {}
+        for f in forecasts:
+            if f.site not in self.sites:
+                raise ValueError(f"forecast for site {f.site!r}: not a site of the network")
+            if f.now_h != h:
+                raise ValueError(f"forecast for site {f.site!r} was issued at hour {f.now_h}, not {h}")
+            current[f.site] = f
+        self.issue_h, self.current = h, current
+        return True
+
+    def view_scenario(self, scn: Scenario) -> Scenario:
+        """`scn` with every site's renewables and grid carbon read through the current issue (the
+        same objects for the whole run: policies key their caches on them)."""
+        sites = {}
+        for k, (sid, site) in enumerate(scn.sites.items()):
+            ren = NowcastSeries(self, sid, "renewables", scn.explicit(site.renewables.kw, f"sites[{k}].renewables.kw"))
+            carbon = NowcastSeries(self, sid, "carbon", site.grid.carbon_kg_per_kwh)
+            sites[sid] = site.model_copy(update={
+                "renewables": site.renewables.model_copy(update={"kw": ren}),
+                "grid": site.grid.model_copy(update={"carbon_kg_per_kwh": carbon})})
+        return replace(scn, sites=sites)
+
+
+class NowcastSeries:
+    """A series as a policy sees it live: the current issue's readings and forecast for its site
+    (`SiteForecast.series`), else the network file's model."""
+
+    def __init__(self, forecaster: LiveForecaster, site: str, kind: str, model):
+        self.forecaster, self.site, self.kind, self.model = forecaster, site, kind, model
+        self._last: tuple[tuple, np.ndarray] | None = None      # (issue, slots) -> values
+
+    def at(self, t: int) -> float:
+        return float(self.array(t + 1)[t])
+
+    def array(self, slots: int) -> np.ndarray:
+        f = self.forecaster.current.get(self.site)
+        if f is None:
+            return np.array(self.model.array(slots), dtype=float)
+        key = (self.forecaster.issue_h, id(f), slots)
+        if self._last is None or self._last[0] != key:
+            self._last = (key, f.series(self.kind, self.model, slots))
+        return self._last[1].copy()
