@@ -1,6 +1,7 @@
 """The live service preempts as the simulator does: with the suanli policy, a job that would be
 late stops a running one (real agent, local executor); the stopped run is metered, its agent
-stops it (new fence), and it runs again and finishes. `--no-preempt` turns it off."""
+stops it (new fence), and it runs again and finishes. `--no-preempt` turns it off; then the
+late job waits, and is placed earlier as soon as the run before it ends early."""
 
 from __future__ import annotations
 
@@ -52,6 +53,15 @@ def test_an_urgent_job_stops_a_lax_one_that_then_runs_again(db_url, tmp_path, pr
                 assert placed["start_h"] >= running["end_h"] - 1e-6
                 assert placed["explanation"]["chosen"]["parts"]["late"] > 0
                 assert "PREEMPTED" not in _states(running)
+                # lax ends after 6 s, not the 180 s planned: urgent is placed earlier and goes at
+                # once (issue "For the people who use it", 2), staying PLACED (no second placement)
+                done = wait_for(lambda: (j := c.get(f"/v1/jobs/{urgent}").json())["state"] == "SUCCEEDED" and j, 40,
+                                dump=lambda: c.get(f"/v1/jobs/{urgent}").json())
+                first = c.get(f"/v1/jobs/{lax}").json()
+                assert _states(done) == ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED"]
+                assert any(t["reason"].startswith("dispatched") for t in done["transitions"])
+                assert first["end_h"] - 1e-6 <= done["start_h"] < placed["start_h"] - 60 / 3600
+                assert app.state.controller.pulled_forward >= 1
                 return
             done = wait_for(lambda: (j := c.get(f"/v1/jobs/{urgent}").json())["state"] == "SUCCEEDED" and j, 60,
                             dump=lambda: (c.get(f"/v1/jobs/{urgent}").json(), c.get(f"/v1/jobs/{lax}").json()))

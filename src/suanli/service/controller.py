@@ -172,6 +172,10 @@ class Controller:
         self._answered: set[int] = set()
         self._full_at = -math.inf
         self.full_offers = 0
+        # GPUs that came free before their plan said (a run ended early, was cancelled or failed):
+        # placements not yet due are offered again at the next tick (`_pull_forward`)
+        self._freed_early = False
+        self.pulled_forward = 0
 
     # ------------------------------------------------------------------ clock
     def now_h(self) -> float:
@@ -280,6 +284,9 @@ class Controller:
                 self.store.sweep(s)
             s.flush()
             self._sync_ledger(s, now)
+            if self._freed_early:
+                self._freed_early = False
+                self._pull_forward(s, now, self.placeable(up) - drained)
             self._schedule(s, now, self.placeable(up) - drained)
             self.ticks += 1
 
@@ -554,8 +561,12 @@ class Controller:
         if self._ledger_stale:          # after a job's step failed: from scratch
             self.ledger, self._held, self._ledger_stale = Ledger(self.public), {}, False
         want = self._want(s, now)
+        soon = now + self.tick_s / 3600.0
         for key in list(self._held):
             if key not in want or want[key][0] != self._held[key]:
+                end = self._held[key][4]
+                if key.startswith("j") and end > soon and (key not in want or want[key][0][4] < end - 1e-9):
+                    self._freed_early = True    # a job's GPUs free before its plan said
                 self._unhold(key)
         bad: dict[str, Exception] = {}
         for key, (v, _) in want.items():
@@ -616,6 +627,65 @@ class Controller:
             self._answered.update(r.id for r in rows if r.state == "PENDING")
             self._world = self._world_now(s, now, up)
 
+    def _view(self, s: Session, now: float, up: set[str], names: dict) -> tuple[StateView, tuple | None]:
+        """What the policy sees now, and the running jobs it may stop (by id, and per pool)."""
+        down = frozenset(set(self.network.sites) - up)
+        caps = tuple(e for e, *_ in self.grid_caps(s, now))
+        running = self._running(s, now, names) if self.preemption else None
+        view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps,
+                         running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None)
+        return view, running
+
+    def _pull_forward(self, s: Session, now: float, up: set[str], limit: int = 200) -> None:
+        """GPUs came free before the plan said: each placement not yet due (the `limit` due
+        first) is offered to the policy again, alone, on the ledger without it; an answer that
+        starts it earlier moves it there (it stays PLACED: nothing was dispatched, so nothing can
+        run twice; the agents' claims wait for this tick's lock). Any other answer leaves it as it
+        was: a job the policy planned for later hours on purpose (it may wait) stays there."""
+        soon = now + self.tick_s / 3600.0
+        rows = s.scalars(select(JobRow).where(JobRow.state == "PLACED", JobRow.start_h > soon)
+                         .order_by(JobRow.start_h, JobRow.id).limit(limit).with_for_update(skip_locked=True)).all()
+        if not rows:
+            return
+        names = dict(s.execute(select(Tenant.id, Tenant.name)).all())
+        view, _ = self._view(s, now, up, names)
+        view = replace(view, running_on=None)        # moving a placement never stops a run
+        for row in rows:
+            self.contained(s, row, "while placing it earlier", self._earlier, s, now, view, row, names)
+
+    def _earlier(self, s: Session, now: float, view: StateView, row: JobRow, names: dict) -> None:
+        key = f"j{row.id}"
+        held = self._held.get(key)
+        if held is None:
+            return
+        pj = PendingJob(model_job(row, names.get(row.tenant_id)), row.remaining_work, max(row.submit_h, 0.0),
+                        frozenset(row.hosted), from_site=row.preempted_from)
+        pj = replace(pj, ready_h=max(pj.ready_h, now)) if pj.hosted else pj
+        self._unhold(key)
+        try:
+            [d] = [d for d in self.policy.decide(view, [pj]) if getattr(d, "job_id", None) == str(row.id)] or [None]
+        finally:
+            if key not in self._held:          # whatever happens below, it is booked again first
+                self.ledger.add(*held)
+                self._held[key] = held
+        if not isinstance(d, Place) or d.start_h > row.start_h - self.tick_s / 3600.0 or d.site in view.down:
+            return
+        cal = self.ledger.calendars.get((d.site, d.gpu_type))
+        self._unhold(key)
+        if cal is None or not cal.fits(d.start_h, d.end_h, row.gpus):
+            self.ledger.add(*held)
+            self._held[key] = held
+            return
+        was = row.start_h
+        row.site, row.gpu_type, row.start_h, row.end_h = d.site, d.gpu_type, d.start_h, d.end_h
+        row.reason = (f"placed earlier: GPUs came free before their plan; {d.site}/{d.gpu_type} at "
+                      f"{d.start_h:.4f} h instead of {was:.4f} h")
+        row.explanation = explanation_json("place", row.reason, d.explain)
+        self.ledger.add(d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
+        self._held[key] = (d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
+        self.pulled_forward += 1
+        self._decided("placed earlier", row, row.reason, d.site, gpu_type=d.gpu_type, start_h=d.start_h)
+
     def _offer(self, s: Session, now: float, up: set[str], rows: list[JobRow]) -> None:
         if not rows:
             return
@@ -632,11 +702,8 @@ class Controller:
             self.contained(s, r, "while reading it as a job", one, writes=False)
         if not pending:
             return
-        down = frozenset(set(self.network.sites) - up)
-        caps = tuple(e for e, *_ in self.grid_caps(s, now))
-        running = self._running(s, now, names) if self.preemption else None
-        view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps,
-                         running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None)
+        view, running = self._view(s, now, up, names)
+        down = view.down
         try:
             decisions = self.policy.decide(view, pending)
         except Exception as e:              # noqa: BLE001 - find the job it raised for: offer them one by one
