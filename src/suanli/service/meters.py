@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -300,34 +301,43 @@ def ingest(session: Session, site: str, readings: Sequence[Reading], *, network:
                                                     f"{name} {seen[1][FIELDS.index(name)]!r}")
         duplicates += 1
     _lock(session, site)
-    cols = [getattr(MeterReading, f) for f in FIELDS]
-    keys = sorted(new)
-    for k in range(0, len(keys), 500):             # against the stored readings: a retry, or a conflict
-        q = select(MeterReading.at_us, *cols).where(MeterReading.site == site, MeterReading.at_us.in_(keys[k:k + 500]))
-        for at_us, *stored in session.execute(q):
-            i, row = new.pop(at_us)
-            stored = tuple(stored)
-            if stored != row:
-                name = _first_difference(stored, row)
-                raise Refused(i, name, row[FIELDS.index(name)],
-                              f"the reading of {site} at {from_us(at_us).isoformat()} is stored with {name} "
-                              f"{stored[FIELDS.index(name)]!r}; a reading sent again must agree")
-            duplicates += 1
-    if new:
-        session.execute(insert(MeterReading), [dict(site=site, at_us=at_us, **dict(zip(FIELDS, row, strict=True)))
-                                               for at_us, (_, row) in sorted(new.items())])
-    hours = sum(_recompute(session, site, a, b, meter) for a, b in affected_hours(sorted(new)))
-    return Ingested(accepted=len(new), duplicates=duplicates, hours=hours)
-
-
-def _recompute(session: Session, site: str, first: int, last: int, meter: SiteMeter) -> int:
-    """Roll the hours first .. last (hour starts, µs) up again from the raw readings; the number of
-    hours recomputed."""
+    # the stored readings around the batch: once, by ranges of the primary key (an IN list of
+    # thousands of keys made PostgreSQL scan the table), for the duplicates and the roll-ups both
     gap = int(round(MAX_GAP_S * US))
-    q = (select(MeterReading.at_us, *(getattr(MeterReading, f) for f in POWERS))
-         .where(MeterReading.site == site, MeterReading.at_us >= first - gap, MeterReading.at_us < last + HOUR_US)
-         .order_by(MeterReading.at_us))
-    points = [tuple(p) for p in session.execute(q)]
+    cols = [getattr(MeterReading, f) for f in FIELDS]
+    stored: list[tuple] = []
+    for first, last in affected_hours(sorted(new)):
+        q = (select(MeterReading.at_us, *cols)
+             .where(MeterReading.site == site, MeterReading.at_us >= first - gap, MeterReading.at_us < last + HOUR_US)
+             .order_by(MeterReading.at_us))
+        stored.extend(tuple(p) for p in session.execute(q))
+    fresh = dict(new)
+    for at_us, *values in stored:                   # a retry, or a conflict
+        if at_us not in fresh:
+            continue
+        i, row = fresh.pop(at_us)
+        if tuple(values) != row:
+            name = _first_difference(tuple(values), row)
+            raise Refused(i, name, row[FIELDS.index(name)],
+                          f"the reading of {site} at {from_us(at_us).isoformat()} is stored with {name} "
+                          f"{values[FIELDS.index(name)]!r}; a reading sent again must agree")
+        duplicates += 1
+    if not fresh:
+        return Ingested(accepted=0, duplicates=duplicates, hours=0)
+    session.execute(insert(MeterReading), [dict(site=site, at_us=at_us, **dict(zip(FIELDS, row, strict=True)))
+                                           for at_us, (_, row) in sorted(fresh.items())])
+    points = sorted([p[:5] for p in stored] + [(at_us, *row[:4]) for at_us, (_, row) in fresh.items()])
+    times = [p[0] for p in points]
+    hours = 0
+    for first, last in affected_hours(sorted(fresh)):
+        lo, hi = bisect_left(times, first - gap), bisect_left(times, last + HOUR_US)
+        hours += _roll_up(session, site, points[lo:hi], first, last, meter)
+    return Ingested(accepted=len(fresh), duplicates=duplicates, hours=hours)
+
+
+def _roll_up(session: Session, site: str, points: list[tuple], first: int, last: int, meter: SiteMeter) -> int:
+    """Store the roll-ups of the hours first .. last (hour starts, µs) from `points`, every reading
+    of the site in [first − MAX_GAP_S, last + 1 h); the number of hours."""
     rows = integrate(points, carbon=meter.carbon, origin_us=meter.origin_us, hours=(first, last))
     session.execute(delete(MeterHour).where(MeterHour.site == site, MeterHour.hour_s >= first // US,
                                             MeterHour.hour_s <= last // US))
