@@ -271,3 +271,13 @@ def test_the_sweep_removes_raw_readings_past_the_retention_and_keeps_the_roll_up
         r = west.post("/v1/agent/west-1/meter", json={"readings": [_r(now - timedelta(hours=21), 1, 1, 0, 1)]})
         assert r.status_code == 202
         assert raw() == 1
+
+
+def test_serve_refuses_a_bad_retention_in_one_line(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "suanli.cli_service", "serve", "--network", NETWORK, "--db",
+                        f"sqlite:///{tmp_path / 'a.db'}", "--meter-retention-days", "0"],
+                       capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stderr.strip()) == (
+        2, "error: --meter-retention-days: a number of days from 1 to 36600, got 0")
