@@ -95,6 +95,9 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                                        "one estimate if it fits, else stopped")] = 0.5,
           overrun_min_s: Annotated[float, typer.Option(
               "--overrun-min-s", help="the least margin past a run's planned end, in seconds")] = 60.0,
+          meter_retention_days: Annotated[int, typer.Option(
+              "--meter-retention-days", help="days the sites' raw meter readings are kept (their hourly "
+                                             "roll-ups are kept for good)")] = 35,
           ) -> None:
     """Run the control plane: REST API under /v1 and the controller loop."""
     from suanli.logs import configure
@@ -137,11 +140,14 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
             raise UserError(f"--overrun-margin: must be >= 0, got {overrun_margin}")
         if not 0 <= overrun_min_s < float("inf"):
             raise UserError(f"--overrun-min-s: must be >= 0, got {overrun_min_s}")
+        if not 1 <= meter_retention_days <= 36600:
+            raise UserError(f"--meter-retention-days: a number of days from 1 to 36600, got {meter_retention_days}")
         run_server(network, db, host, port, policy, tick_s, heartbeat_timeout_s=heartbeat_timeout_s,
                    checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
                    max_agent_losses=max_agent_losses,
                    checkpoint_quota_bytes=checkpoint_quota_bytes, checkpoint_keep_h=checkpoint_keep_h,
-                   overrun_margin=overrun_margin, overrun_min_s=overrun_min_s)
+                   overrun_margin=overrun_margin, overrun_min_s=overrun_min_s,
+                   meter_retention_days=meter_retention_days)
     except BindError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(3) from None

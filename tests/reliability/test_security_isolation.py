@@ -313,6 +313,30 @@ def announce_grid_cap(w: World) -> None:
         assert all(g["max_grid_kw"] != 0 for g in a.get("/v1/grid-caps").json())        # none was made
 
 
+def post_meter(w: World) -> None:
+    """Only a site's own agent posts its meter readings: a tenant, the operator and another site's
+    agent are refused (the door answers before reading the body), and nothing is stored."""
+    at = datetime.now(UTC).isoformat()
+    body = {"readings": [{"at": at, "it_kw": 1.0, "facility_kw": 1.0, "renewable_kw": 0.0, "grid_kw": 1.0}]}
+    for who in ("rival", "acme", "admin", "west"):
+        with w.c(who) as c:
+            _refused(c.post("/v1/agent/east-1/meter", json=body), 403)
+    with w.c("admin") as a:
+        rows = a.get("/v1/sites/east-1/energy", params={"from": at, "to": datetime.now(UTC).isoformat()}).json()
+        assert all(r["measured"] is None for r in rows)
+
+
+def site_energy(w: World) -> None:
+    """A site's metered energy is the operator's: a tenant and a site agent are refused."""
+    now = datetime.now(UTC)
+    params = {"from": now.replace(minute=0, second=0, microsecond=0).isoformat(), "to": now.isoformat()}
+    for who in ("rival", "acme", "west", "east"):
+        with w.c(who) as c:
+            _refused(c.get("/v1/sites/east-1/energy", params=params), 403)
+    with w.c("admin") as a:
+        assert a.get("/v1/sites/east-1/energy", params=params).status_code == 200
+
+
 def dashboard_me(w: World) -> None:
     with w.c("rival") as b:
         r = b.get("/v1/dashboard/me")
@@ -410,6 +434,8 @@ ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("PUT", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): put_checkpoint,
     ("GET", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): get_checkpoint,
     ("GET", "/v1/health"): health,
+    ("POST", "/v1/agent/{site}/meter"): post_meter,
+    ("GET", "/v1/sites/{site}/energy"): site_energy,
     ("GET", "/v1/dashboard/me"): dashboard_me,
     ("GET", "/v1/dashboard/network"): dashboard_network,
     ("GET", "/v1/dashboard/sites/{site}/series"): dashboard_series,

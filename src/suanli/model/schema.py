@@ -90,6 +90,10 @@ class Pool(Model):
 class Grid(Model):
     carbon_kg_per_kwh: CarbonSeries = 0.0
     cny_per_kwh: TariffSeries = 0.0    # tariff for grid energy
+    # the most power the site may feed into the grid, kW; 0 (the default): it cannot export, so
+    # a meter reading of negative grid import is impossible (service/meters.py). Not a boolean
+    # (no field of a scenario is one): the export limit of the connection, which bounds it too.
+    export_kw: NonNegative = 0.0
 
 
 class Renewables(Model):

@@ -1,7 +1,7 @@
 """The REST API (FastAPI), versioned under /v1; the OpenAPI schema is at /openapi.json.
 
 This module puts it together: the limits at the door (limits.py), the error answers, one router
-per resource (routes/: jobs, agent, sites, billing), health, and the dashboard.
+per resource (routes/: jobs, agent, energy, sites, billing), health, and the dashboard.
 
 Every request carries `Authorization: Bearer TOKEN`. A tenant sees only its own jobs: another
 tenant's job answers 404, exactly like one that does not exist. Bad input answers 4xx with
@@ -25,7 +25,7 @@ from suanli.errors import UserError, short_repr
 from suanli.service import dashboard, etags, limits
 from suanli.service.controller import Controller
 from suanli.service.db import readers
-from suanli.service.routes import agent, billing, jobs, quotes, sites
+from suanli.service.routes import agent, billing, energy, jobs, quotes, sites
 from suanli.service.schemas import ERROR_RESPONSES
 
 log = logging.getLogger("suanli.api")
@@ -85,7 +85,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         return JSONResponse(status_code=400, content={"detail": str(exc)})
 
     app.state.readers = readers(controller.sessions)     # GET only reads (db.readers)
-    for r in (jobs.router, quotes.router, agent.router, sites.router, billing.router):
+    for r in (jobs.router, quotes.router, agent.router, energy.router, sites.router, billing.router):
         app.include_router(r)
 
     @app.get("/v1/health", tags=["service"])

@@ -70,7 +70,7 @@ from suanli.scheduling.state import (
     Scored,
     StateView,
 )
-from suanli.service import metering, overrun
+from suanli.service import metering, meters, overrun
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage, utcnow
@@ -176,6 +176,8 @@ class Controller:
         # placements not yet due are offered again at the next tick (`_pull_forward`)
         self._freed_early = False
         self.pulled_forward = 0
+        self.meter_retention_days: float = meters.RETENTION_DAYS    # raw meter readings kept (meters.py)
+        self._meter_sweep_due = 0.0   # monotonic time of the next sweep of raw readings (`sweep_meters`)
 
     # ------------------------------------------------------------------ clock
     def now_h(self) -> float:
@@ -263,6 +265,7 @@ class Controller:
                 self.leading = self._leader()
                 if self.leading:
                     self.tick()
+                    self.sweep_meters()
                 self.last_error = None
             except Exception as e:                    # keep serving; the error is logged and shown
                 self.last_error = f"{type(e).__name__}: {e}"
@@ -289,6 +292,20 @@ class Controller:
                 self._pull_forward(s, now, self.placeable(up) - drained)
             self._schedule(s, now, self.placeable(up) - drained)
             self.ticks += 1
+
+    def sweep_meters(self) -> None:
+        """Every meters.SWEEP_EVERY_S (the first tick too): delete the raw meter readings older than
+        the retention, in a transaction of its own, outside the tick's lock (the hourly roll-ups
+        stay; meters.py)."""
+        if time.monotonic() < self._meter_sweep_due:
+            return
+        before = datetime.now(UTC) - timedelta(days=self.meter_retention_days)
+        with self.sessions.begin() as s:
+            gone = meters.sweep(s, before)
+        self._meter_sweep_due = time.monotonic() + meters.SWEEP_EVERY_S
+        if gone:
+            log.info("swept %d raw meter readings taken before %s", gone, before.isoformat(),
+                     extra={"meter_readings_swept": gone})
 
     def placeable(self, up: set[str]) -> set[str]:
         """The up sites that may take new placements: not one that went down and has been up

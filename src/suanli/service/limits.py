@@ -4,7 +4,9 @@
 
 - a JSON (or any non-upload) body larger than `max_body_bytes` answers 413, by its declared
   `Content-Length` before a byte is read, else as soon as the streamed bytes pass the limit
-  (the body is read into memory only up to the limit); an upload (`application/gzip`,
+  (the body is read into memory only up to the limit); a batch of meter readings
+  (`POST /v1/agent/{site}/meter`, a site token only: any other answers 403 before its body is
+  read) has its own, larger limit, `max_meter_body_bytes`; an upload (`application/gzip`,
   `application/octet-stream`: checkpoints) is streamed by its handler, and only a declared
   length above `max_upload_bytes` is refused here;
 - a JSON body nested deeper than `max_json_depth` answers 400 (Python's parser recurses: a
@@ -86,6 +88,7 @@ UPLOAD_TYPES = ("application/gzip", "application/octet-stream", "application/x-t
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)          # a JSON string, escapes included
 _BRACKETS = re.compile(rb"[\[\]{}]")
 UPLOAD_ROUTE = re.compile(r"^/v1/agent/[^/]+/jobs/[^/]+/checkpoint$")    # PUT only, site token only
+METER_ROUTE = re.compile(r"^/v1/agent/[^/]+/meter$")     # POST only, site token only: a larger JSON body
 UNLIMITED = ("/v1/health",)       # never queued or shed: what a load balancer and an operator look at
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -96,6 +99,7 @@ log = logging.getLogger("suanli.api")
 class Limits:
     max_body_bytes: int = 1 * MiB          # a job is a few hundred bytes; a heartbeat lists a site's runs
     max_upload_bytes: int = 64 * 1024 * MiB   # a checkpoint archive
+    max_meter_body_bytes: int = 4 * MiB    # a batch of meter readings: 10,000 of ~200 bytes (meters.py)
     max_json_depth: int = 32               # the deepest body of the API is 3 levels
     max_number_chars: int = 64             # a float's longest repr is 24 characters
     rate_per_s: float | None = 100.0       # requests per second per principal; None: no limit
@@ -414,7 +418,11 @@ class RequestLimits:
             elif not (ctype == "" or ctype == "application/json" or ctype.endswith("+json")):
                 await _answer(send, 415, f"Content-Type: {ctype[:64]!r} is not supported; send application/json")
                 return
-        cap = lim.max_upload_bytes if upload else lim.max_body_bytes
+        meter = method == "POST" and METER_ROUTE.match(path) is not None
+        if meter and has_body and principal is not None and principal.role != "site":
+            await _answer(send, 403, f"this call is for a site agent token, not a {principal.role} token")
+            return
+        cap = lim.max_upload_bytes if upload else lim.max_meter_body_bytes if meter else lim.max_body_bytes
         if size is not None and size > cap:
             shown = f"{size:,}" if len(declared.strip()) <= 18 else declared.strip()[:24] + "..."
             await _answer(send, 413, f"body: {shown} bytes is more than the limit of {cap:,}")

@@ -147,3 +147,42 @@ class GridCap(Base):
     max_grid_kw: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class MeterReading(Base):
+    """A site's meter reading (service/meters.py), kept `suanli serve --meter-retention-days`.
+
+    `at_us`: microseconds since 1970-01-01 UTC (an integer: exact, so a retried reading is the
+    same key on SQLite and PostgreSQL alike). Power in kW at that instant; `grid_kw` is import
+    from the grid, negative for export (only where the network file gives the site `export_kw`);
+    `battery_soc_kwh` the battery's state of charge, kWh, or None where the site has no meter of it."""
+
+    __tablename__ = "meter_readings"
+    site: Mapped[str] = mapped_column(String(128), primary_key=True)
+    at_us: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False, index=True)
+    it_kw: Mapped[float] = mapped_column(Float)
+    facility_kw: Mapped[float] = mapped_column(Float)
+    renewable_kw: Mapped[float] = mapped_column(Float)
+    grid_kw: Mapped[float] = mapped_column(Float)
+    battery_soc_kwh: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class MeterHour(Base):
+    """A site's metered energy over one UTC hour (service/meters.py), kept for good: recomputed
+    from the raw readings whenever a batch touches the hour.
+
+    `hour_s`: the hour's start, seconds since 1970-01-01 UTC. Energy kWh (`grid_kwh` imported,
+    `export_kwh` fed into the grid), carbon kg CO2e, `covered_s` the seconds of the hour some
+    reading's power held for, `readings` the readings taken in the hour."""
+
+    __tablename__ = "meter_hours"
+    site: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hour_s: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    it_kwh: Mapped[float] = mapped_column(Float)
+    facility_kwh: Mapped[float] = mapped_column(Float)
+    renewable_kwh: Mapped[float] = mapped_column(Float)
+    grid_kwh: Mapped[float] = mapped_column(Float)
+    export_kwh: Mapped[float] = mapped_column(Float)
+    carbon_kg: Mapped[float] = mapped_column(Float)
+    covered_s: Mapped[float] = mapped_column(Float)
+    readings: Mapped[int] = mapped_column(Integer)

@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
+
+from suanli.service.meters import MAX_KW, MAX_READINGS
 
 STATES = ("PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "PREEMPTED")
 ACTIVE = ("PLACED", "TRANSFERRING", "RUNNING")
@@ -363,3 +365,54 @@ class GridCapOut(BaseModel):
     max_grid_kw: float
     reason: str
     source: Literal["operator", "network"]
+
+
+# ----------------------------------------------------------------------------- metered energy
+Kw = Annotated[float, Field(ge=-MAX_KW, le=MAX_KW)]     # 10 GW, beyond any site
+
+
+class MeterReadingIn(BaseModel):
+    """One meter reading (service/meters.py; docs/ENERGY.md "Meter readings"): powers in kW at `at`
+    (ISO 8601 with its UTC offset); `grid_kw` is import, negative for export; `battery_soc_kwh`
+    the battery's charge (kWh) or null. What is physically impossible is refused by meters.check."""
+
+    model_config = _STRICT
+    at: AwareDatetime
+    it_kw: Kw
+    facility_kw: Kw
+    renewable_kw: Kw
+    grid_kw: Kw
+    battery_soc_kwh: Kw | None = None
+
+
+class MeterBatchIn(BaseModel):
+    model_config = _STRICT
+    readings: list[MeterReadingIn] = Field(min_length=1, max_length=MAX_READINGS)
+
+
+class MeterBatchOut(BaseModel):
+    accepted: int          # readings stored
+    duplicates: int        # readings already stored (or twice in the batch) with the same values: ignored
+    hours: int             # hourly roll-ups recomputed
+
+
+class MeasuredHour(BaseModel):
+    it_kwh: float
+    facility_kwh: float
+    renewable_kwh: float
+    grid_kwh: float        # imported
+    export_kwh: float      # fed into the grid
+    carbon_kg: float       # grid import × the slot's carbon factor
+    covered_s: float       # seconds of the hour some reading's power held for
+    readings: int          # readings taken in the hour
+
+
+class ForecastHour(BaseModel):
+    renewable_kw: float
+    carbon_kg_per_kwh: float
+
+
+class EnergyHour(BaseModel):
+    at: UtcTime            # the hour's start (UTC)
+    measured: MeasuredHour | None
+    forecast: ForecastHour | None

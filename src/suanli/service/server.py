@@ -14,7 +14,7 @@ from suanli.errors import UserError
 from suanli.model.load import load_scenario
 from suanli.model.scenario import Scenario
 from suanli.scheduling import policies
-from suanli.service import overrun
+from suanli.service import meters, overrun
 from suanli.service.app import create_app
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.controller import MAX_AGENT_LOSSES, Controller
@@ -86,7 +86,8 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
           heartbeat_timeout_s: float | None = None, checkpoint_store: str | Path | None = None,
           max_attempts: int = 3, preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES,
           checkpoint_quota_bytes: int | None = None, checkpoint_keep_h: float = 24.0,
-          overrun_margin: float = 0.5, overrun_min_s: float = 60.0):
+          overrun_margin: float = 0.5, overrun_min_s: float = 60.0,
+          meter_retention_days: float = meters.RETENTION_DAYS):
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
@@ -97,13 +98,15 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
                                                   quota_bytes=checkpoint_quota_bytes, keep_h=checkpoint_keep_h),
                             max_attempts=max_attempts, preempt=preempt, max_agent_losses=max_agent_losses)
     controller.overrun = overrun.Rules(margin=overrun_margin, min_s=overrun_min_s)   # service/overrun.py
+    controller.meter_retention_days = meter_retention_days                            # service/meters.py
     return create_app(controller)
 
 
 def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
           heartbeat_timeout_s: float | None = None, checkpoint_store: str | None = None, max_attempts: int = 3,
           preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES, **bounds) -> None:
-    """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s.
+    """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s,
+    meter_retention_days.
     The address is taken first: one in use is a `BindError`, before the database is opened."""
     sock = bind(host, port)
     try:
