@@ -41,6 +41,8 @@ from pathlib import Path
 from suanli.agent import checkpoints as ck
 from suanli.agent.executors.base import JobPolicy
 from suanli.agent.executors.local import LocalExecutor
+from suanli.agent.metering import Metering
+from suanli.agent.meters import Composite
 from suanli.errors import UserError
 from suanli.service.client import Client
 
@@ -146,7 +148,8 @@ class Agent:
                  workdir: str | None = None, interval_s: float = 1.0, checkpoint_dir: str | None = None,
                  partition: str | None = None, ray_address: str | None = None,
                  max_checkpoint_bytes: int = MAX_CHECKPOINT_BYTES, checkpoint_timeout_s: float = CHECKPOINT_TIMEOUT_S,
-                 connect_wait_s: float = 60.0, policy: JobPolicy | None = None):
+                 connect_wait_s: float = 60.0, policy: JobPolicy | None = None,
+                 meter: Composite | None = None, meter_interval_s: float = 15.0):
         if executor not in EXECUTORS:
             raise UserError(f"--executor: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
         self.site = site
@@ -191,6 +194,16 @@ class Agent:
         self.notes: dict[tuple[int, int], str] = {}             # said in the run's RUNNING report
         log.info("site %s: pools %s, %d run(s) adopted; polling every %g s", site, pools,
                  len(self.executor.runs), interval_s)
+        self.metering = Metering(site, meter, self._meter_post(), meter_interval_s) if meter is not None else None
+
+    def _meter_post(self):
+        """The metering thread's way to post a batch: a client of its own, never the loop's."""
+        client = Client(*self._client_args, timeout=10.0)
+        self._mclient = client
+
+        def post(body: dict):
+            return client.call("POST", f"/v1/agent/{self.site}/meter", json=body)
+        return post
 
     # ------------------------------------------------------------------ the controller
     def _first_contact(self, wait_s: float) -> list[dict]:
@@ -582,6 +595,8 @@ class Agent:
                 signal.signal(sig, lambda *_: self.stopping.set())
             except ValueError:          # not the main thread
                 pass
+        if self.metering is not None:
+            self.metering.start()
         try:
             while not self.stopping.is_set():
                 try:
@@ -602,6 +617,12 @@ class Agent:
         finally:
             log.info("agent %s of site %s stops: stopping its %d run(s)", self.instance[:8], self.site,
                      len(self.executor.runs))
+            if self.metering is not None:
+                try:
+                    self.metering.stop()
+                except Exception as e:        # the meters never keep the runs from being stopped
+                    log.error("meters: stopping: %s: %s", type(e).__name__, e)
+                self._mclient.close()
             if self.upload is not None:
                 self.upload[1].abandon()      # a daemon thread: cancelled at its next read, never waited for
             for task in self.fetches.values():
