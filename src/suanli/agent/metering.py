@@ -83,7 +83,7 @@ class Poller:
                 self.failures += 1
                 self.delay = self.interval_s if self.delay == 0 else min(2 * self.delay, BACKOFF_MAX_S)
                 if failed != self.error:
-                    log.warning("meter %s: %s; trying again in %.0f s, backing off up to %.0f s",
+                    log.warning("meter %s: %s; trying again in %.3g s, backing off up to %.0f s",
                                 self.source.name, failed, self.delay, BACKOFF_MAX_S)
                 self.error = failed
                 wait = self.delay
@@ -240,8 +240,9 @@ class Metering:
                 self.post_delay = (self.interval_s if self.post_delay == 0
                                    else min(2 * self.post_delay, BACKOFF_MAX_S))
                 self.next_post = time.monotonic() + self.post_delay
-                self._once("post", logging.WARNING, f"meters: cannot post readings ({e}): {len(self.buffer)} "
-                                                    f"kept, trying again backing off up to {BACKOFF_MAX_S:.0f} s")
+                self._once("post", logging.WARNING, f"meters: cannot post readings ({e}): they are kept (up to "
+                                                    f"{self.buffer.maxlen:,}), trying again backing off up to "
+                                                    f"{BACKOFF_MAX_S:.0f} s")
                 return
             self._drop(n)
             self.sent += n
