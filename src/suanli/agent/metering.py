@@ -245,6 +245,8 @@ class Metering:
                                                     f"{BACKOFF_MAX_S:.0f} s")
                 return
             self._drop(n)
+            if self.sent == 0:
+                log.info("meters: the controller takes the readings (the first %d posted)", n)
             self.sent += n
             self.post_delay = 0.0
             if self._said.pop("post", None):

@@ -15,8 +15,9 @@ building meter exposed through node exporter's textfile collector), or `pue=F`: 
 power times F. A metric named but missing from the scrape fails the poll: a meter that stopped
 exporting must not read as 0 kW.
 
-Bounded: `timeout` seconds (default 5) for the whole scrape, at most `max_bytes` of answer
-(default 8 MiB; a DCGM exporter of 8 GPUs answers about 100 KB).
+Bounded: `timeout` seconds (default 5) for the whole scrape (checked at each chunk received; a
+server silent past the read timeout, the same `timeout`, is cut there), at most `max_bytes` of
+answer (default 8 MiB).
 """
 
 from __future__ import annotations
