@@ -19,6 +19,9 @@ keep their interval; an upload the controller refuses (413, 507, 5xx) is tried a
 backing off per job, while the agent goes on claiming and running work. A dispatch that
 reaches the agent twice starts one run (the same fence: ignored; a newer one: the old run is
 stopped first).
+
+Meters (`--meter SPEC`, agent/meters/): read and posted by threads of their own (agent/metering.py),
+never by this loop; a meter that fails or hangs stops its readings only.
 """
 
 from __future__ import annotations
