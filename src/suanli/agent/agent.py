@@ -620,12 +620,6 @@ class Agent:
         finally:
             log.info("agent %s of site %s stops: stopping its %d run(s)", self.instance[:8], self.site,
                      len(self.executor.runs))
-            if self.metering is not None:
-                try:
-                    self.metering.stop()
-                except Exception as e:        # the meters never keep the runs from being stopped
-                    log.error("meters: stopping: %s: %s", type(e).__name__, e)
-                self._mclient.close()
             if self.upload is not None:
                 self.upload[1].abandon()      # a daemon thread: cancelled at its next read, never waited for
             for task in self.fetches.values():
@@ -634,6 +628,12 @@ class Agent:
                 self.executor.stop_all()
             finally:
                 ck.clean(self.tmpdir)         # what an abandoned worker was writing
+                if self.metering is not None:     # after the runs: its last post must not delay their stop
+                    try:
+                        self.metering.stop()
+                    except Exception as e:
+                        log.error("meters: stopping: %s: %s", type(e).__name__, e)
+                    self._mclient.close()
                 self.client.close()
                 if getattr(self, "_uclient", None) is not None:
                     self._uclient.close()
