@@ -338,10 +338,16 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
           checkpoint_timeout_s: Annotated[float, typer.Option(
               "--checkpoint-timeout-s", help="the longest time to pack and upload, or fetch and unpack, one "
                                              "checkpoint")] = 600.0,
+          meter: Annotated[list[str] | None, typer.Option(
+              "--meter", help="a meter source (repeatable): csv:PATH[,speed=F][,shift=now], prometheus:URL[,it=M]"
+                              "[,facility=M][,pue=F], modbus:HOST[:PORT][,unit=N][,capacity_kwh=F], nvml[,pue=F]; "
+                              "the readings go to the controller (docs/SITES.md, Meters)")] = None,
+          meter_interval_s: Annotated[float, typer.Option(
+              "--meter-interval-s", help="seconds between meter readings")] = 15.0,
           log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object a line)")] = "text",
           log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
           ) -> None:
-    """Run a site agent: register, heartbeat, pull assignments, run them, report."""
+    """Run a site agent: register, heartbeat, pull assignments, run them, report; read its meters."""
     import os
 
     from suanli import logs
@@ -363,10 +369,24 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
             raise UserError(f"--interval-s: must be > 0, got {interval_s}")
         if not checkpoint_timeout_s > 0:
             raise UserError(f"--checkpoint-timeout-s: must be > 0, got {checkpoint_timeout_s}")
+        if not (math.isfinite(meter_interval_s) and 0.05 <= meter_interval_s <= 3600):
+            raise UserError(f"--meter-interval-s: must lie in [0.05, 3600], got {meter_interval_s}")
+        meters = None
+        if meter:
+            from suanli.agent.meters import open_sources
+            logging.getLogger("pymodbus").setLevel(logging.CRITICAL)   # its own lines per failed request
+            meters = open_sources(meter)          # a bad SPEC, an unreadable CSV, NVML without a GPU: exit 2
         policy = JobPolicy(tuple(job_env or ()), job_uid_base, jobs_as_agent_user)
         os.umask(0o077)                  # what the agent writes is its own unless it says otherwise
-        Agent(site, controller, site_token, executor, workdir, interval_s, checkpoint_dir, partition,
-              ray_address, parse_size(max_checkpoint_bytes), checkpoint_timeout_s, policy=policy).run()
+        try:
+            a = Agent(site, controller, site_token, executor, workdir, interval_s, checkpoint_dir, partition,
+                      ray_address, parse_size(max_checkpoint_bytes), checkpoint_timeout_s, policy=policy,
+                      meter=meters, meter_interval_s=meter_interval_s)
+        except BaseException:
+            if meters is not None:
+                meters.close()
+            raise
+        a.run()
     except UserError as e:
         raise _fail(e) from None
 

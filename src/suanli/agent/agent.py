@@ -19,6 +19,9 @@ keep their interval; an upload the controller refuses (413, 507, 5xx) is tried a
 backing off per job, while the agent goes on claiming and running work. A dispatch that
 reaches the agent twice starts one run (the same fence: ignored; a newer one: the old run is
 stopped first).
+
+Meters (`--meter SPEC`, agent/meters/): read and posted by threads of their own (agent/metering.py),
+never by this loop; a meter that fails or hangs stops its readings only.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from pathlib import Path
 from suanli.agent import checkpoints as ck
 from suanli.agent.executors.base import JobPolicy
 from suanli.agent.executors.local import LocalExecutor
+from suanli.agent.metering import Metering
+from suanli.agent.meters import Composite
 from suanli.errors import UserError
 from suanli.service.client import Client
 
@@ -146,7 +151,8 @@ class Agent:
                  workdir: str | None = None, interval_s: float = 1.0, checkpoint_dir: str | None = None,
                  partition: str | None = None, ray_address: str | None = None,
                  max_checkpoint_bytes: int = MAX_CHECKPOINT_BYTES, checkpoint_timeout_s: float = CHECKPOINT_TIMEOUT_S,
-                 connect_wait_s: float = 60.0, policy: JobPolicy | None = None):
+                 connect_wait_s: float = 60.0, policy: JobPolicy | None = None,
+                 meter: Composite | None = None, meter_interval_s: float = 15.0):
         if executor not in EXECUTORS:
             raise UserError(f"--executor: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
         self.site = site
@@ -191,6 +197,16 @@ class Agent:
         self.notes: dict[tuple[int, int], str] = {}             # said in the run's RUNNING report
         log.info("site %s: pools %s, %d run(s) adopted; polling every %g s", site, pools,
                  len(self.executor.runs), interval_s)
+        self.metering = Metering(site, meter, self._meter_post(), meter_interval_s) if meter is not None else None
+
+    def _meter_post(self):
+        """The metering thread's way to post a batch: a client of its own, never the loop's."""
+        client = Client(*self._client_args, timeout=10.0)
+        self._mclient = client
+
+        def post(body: dict):
+            return client.call("POST", f"/v1/agent/{self.site}/meter", json=body)
+        return post
 
     # ------------------------------------------------------------------ the controller
     def _first_contact(self, wait_s: float) -> list[dict]:
@@ -582,6 +598,8 @@ class Agent:
                 signal.signal(sig, lambda *_: self.stopping.set())
             except ValueError:          # not the main thread
                 pass
+        if self.metering is not None:
+            self.metering.start()
         try:
             while not self.stopping.is_set():
                 try:
@@ -610,6 +628,12 @@ class Agent:
                 self.executor.stop_all()
             finally:
                 ck.clean(self.tmpdir)         # what an abandoned worker was writing
+                if self.metering is not None:     # after the runs: its last post must not delay their stop
+                    try:
+                        self.metering.stop()
+                    except Exception as e:
+                        log.error("meters: stopping: %s: %s", type(e).__name__, e)
+                    self._mclient.close()
                 self.client.close()
                 if getattr(self, "_uclient", None) is not None:
                     self._uclient.close()
