@@ -76,6 +76,19 @@ def test_a_checkpointing_job_runs_in_the_clean_hours_when_that_pays():
     assert [d.at_h for d in places] == [1.0, 3.0]
 
 
+def test_the_rest_offered_before_its_next_piece_keeps_its_plan():
+    """Clean hours 1 and 10 only; j (2 h, window 9 h: ends by 11) runs [1, 2) and [10, 11). k
+    arrives at 2.5: the simulator offers every held plan again then, j's rest among them (no
+    deadline, its window spent), and it keeps [10, 11), 7.5 h on, rather than starting within
+    the 6 h a job without a deadline may otherwise wait, in dirty hours."""
+    carbon = [DIRTY] * 24
+    carbon[1] = carbon[10] = CLEAN
+    _, res, m, runs = run(doc([{"id": "j", "submit_h": 0, "work_h": 2.0, "checkpoint_h": MINUTE, "max_wait_h": 9},
+                               {"id": "k", "submit_h": 2.5, "work_h": 0.5, "max_wait_h": 1}], carbon))
+    assert runs["j"] == [(1.0, 2.0), (10.0, 11.0)]
+    assert [d.at_h for d in res.explanations["j"] if d.kind == "place"] == [1.0, 10.0]
+
+
 def test_without_suspend_or_without_checkpoints_it_runs_in_one_piece():
     job = {"id": "j", "submit_h": 0, "work_h": 2.0, "max_wait_h": 2}
     for policy, extra in ((Suanli(suspend=False), {"checkpoint_h": MINUTE}), (Suanli(), {})):

@@ -407,8 +407,9 @@ class Suanli(Pipeline):
         if window is not None:
             latest = min(latest, window) if job.deadline_h is not None else window
         finish = self._finish.get(job.id) if self._finish else None
-        if finish is not None:                # the rest of a suspend-resume plan keeps to its end
-            latest = min(latest, finish - o.duration_h)
+        if finish is not None:                # the rest of a suspend-resume plan keeps to its end, and may wait for it
+            latest = finish - o.duration_h if job.deadline_h is None and window is None else min(
+                latest, finish - o.duration_h)
         return min(latest, view.now + (self.max_lookahead_h if self._uncertain else LOOKAHEAD_H))
 
     def _window_starts(self, scratch: Scratch, pj: PendingJob, o, first: float, latest: float) -> list[float]:
@@ -482,7 +483,9 @@ class Suanli(Pipeline):
         make pieces, so every piece but the last lasts whole checkpoints: nothing is lost at a
         stop (what would be, §3.7, is run again: the last piece is as long as the work not
         kept). The plan is priced as the single runs are (rental, transfer, energy, room,
-        delay by its end, lateness, wait) and kept only if that is less than `best`."""
+        delay by its end, lateness, wait) and kept only if that is less than `best`. It may be a
+        single run, where the cheapest cells touch: one later than the single starts reach (a
+        rest may wait for the end its plan had, past the shift a job without a deadline has)."""
         job = pj.job
         c = float(job.checkpoint_h)
         i = next((k for k in range(len(opts)) if opts.site[k] == best.site and opts.gpu_type[k] == best.gpu_type),
@@ -495,7 +498,7 @@ class Suanli(Pipeline):
             return None
         # the cells
         per_h = 1.0 / c
-        if c <= 1.0 and abs(per_h - round(per_h)) < 1e-9:
+        if c <= 1.0 and abs(per_h - round(per_h)) < 1e-6 * per_h:     # (1/60 written with 12 digits)
             h0 = math.ceil(ready - 1e-9)
             head = math.floor((h0 - ready) / c + 1e-9) * c
             starts = np.arange(float(h0), float(math.ceil(finish - 1e-9)))
@@ -529,7 +532,7 @@ class Suanli(Pipeline):
         taken[order[: k + 1]] = True
         a, b = starts.copy(), ends.copy()
         m = int(order[k])
-        use = lens[m] - math.floor((float(held[k]) - duration) / c + 1e-9) * c
+        use = lens[m] - max(0, math.floor((float(held[k]) - duration) / c + 1e-9)) * c
         if m + 1 < len(starts) and taken[m + 1] and abs(ends[m] - starts[m + 1]) <= 1e-9:
             a[m] = b[m] - use
         else:
@@ -547,7 +550,7 @@ class Suanli(Pipeline):
             if need > TIME_TOL:
                 break
             pieces.pop()
-        if len(pieces) < 2:
+        if not pieces:
             return None
         last = pieces[-1]
         end = last[0] + need
