@@ -876,9 +876,20 @@ class Pipeline:
         if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
                 and self.may_hold(view, pj, best)):
             return Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
-                         hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h)
+                         hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h,
+                         pieces=best.pieces)
+        pieces = f" in {len(best.pieces) + 1} pieces" if best.pieces else ""
         return Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
-                     reason=f"{self.name}: best of {weighed} candidate{'' if weighed == 1 else 's'}", explain=expl)
+                     reason=f"{self.name}: best of {weighed} candidate{'' if weighed == 1 else 's'}{pieces}",
+                     explain=expl, pieces=best.pieces)
+
+    @staticmethod
+    def reserve_plan(scratch: Scratch, gpus: int, site: str, gpu_type: str, start: float, end: float,
+                pieces: Sequence[tuple[float, float]] = (), sign: int = 1) -> None:
+        """Book (sign 1) or give back (-1) a planned run and its later pieces in `scratch`."""
+        scratch.reserve(site, gpu_type, start, end, sign * gpus)
+        for a, b in pieces:
+            scratch.reserve(site, gpu_type, a, b, sign * gpus)
 
     def decide(self, view: StateView, jobs: Sequence[PendingJob]) -> list[Decision]:
         scratch = view.scratch()
@@ -891,7 +902,7 @@ class Pipeline:
             kept = self.kept_hold(view, pj, planned)
             if kept is not None and kept.hold is not None:
                 site, gpu_type, start, end = kept.hold
-                scratch.reserve(site, gpu_type, start, end, pj.job.gpus)
+                self.reserve_plan(scratch, pj.job.gpus, site, gpu_type, start, end, kept.pieces)
                 out.append(kept)
                 continue
             opts, rejected, dynamic = pool_options(view, pj, self.filters, cache)
@@ -916,11 +927,13 @@ class Pipeline:
                 stopped.add(stop.job_id)
                 rb = rest_top[0]
                 planned.append((rest.job.id, rb.site, rb.gpu_type, rb.start_h, rb.end_h))
+                planned.extend((rest.job.id, rb.site, rb.gpu_type, a, b) for a, b in rb.pieces)
                 out.append(self._answer(view, rest, rest_top, rest_weighed, rest_rejected))
             best = top[0]
             if pre is None:
-                scratch.reserve(best.site, best.gpu_type, best.start_h, best.end_h, pj.job.gpus)
+                self.reserve_plan(scratch, pj.job.gpus, best.site, best.gpu_type, best.start_h, best.end_h, best.pieces)
             planned.append((pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h))
+            planned.extend((pj.job.id, best.site, best.gpu_type, a, b) for a, b in best.pieces)
             out.append(self._answer(view, pj, top, weighed, rejected))
         return out
 

@@ -87,6 +87,9 @@ class Scored:
     parts: Mapping[str, float]
     total: float
     info: Mapping[str, float] = field(default_factory=dict)   # not money: what else the selector weighs
+    # a suspend-resume plan's later pieces (start, end) on the same pool, after [start_h, end_h),
+    # which is then its first piece (see `Place.pieces`); () for one uninterrupted run
+    pieces: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,16 @@ class Explanation:
 
 @dataclass(frozen=True)
 class Place:
+    """Run the job on (site, gpu_type) over [start_h, end_h).
+
+    With `pieces` (a suspend-resume plan), [start_h, end_h) is only its first piece: the run
+    stops at end_h, keeping its whole checkpoints (MODEL.md §3.7), and `pieces`, the later
+    (start, end) runs on the same pool in time order, are booked for it too. The kept work of
+    every piece but the last and the last piece's whole length must cover the remaining work.
+    At each stop the caller keeps the later pieces booked as a hold and offers the job's rest
+    again at the next piece's start (or sooner, as any held plan), so a plan is re-planned
+    piece by piece as forecasts change; a job that ends early gives the later pieces back."""
+
     job_id: str
     site: str
     gpu_type: str
@@ -111,19 +124,22 @@ class Place:
     end_h: float
     reason: str = ""
     explain: Explanation | None = None
+    pieces: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
 class Defer:
     """Not now: offer the job again when the network changes (a site recovers, a job arrives)
     or at `retry_at`. With `hold` = (site, gpu_type, start_h, end_h), the GPUs of that planned
-    run stay booked for the job until it is offered again, so later jobs cannot take them."""
+    run (and of its later `pieces`, as `Place.pieces`) stay booked for the job until it is
+    offered again, so later jobs cannot take them."""
 
     job_id: str
     reason: str
     explain: Explanation | None = None
     hold: tuple[str, str, float, float] | None = None
     retry_at: float | None = None
+    pieces: tuple[tuple[float, float], ...] = ()     # with `hold`: a suspend-resume plan's later pieces, held too
 
 
 @dataclass(frozen=True)
@@ -180,6 +196,9 @@ class StateView:
     # a policy learns when a job ends (MODEL.md §7). The caller appends; a policy reads it to
     # learn how estimates err (`suanli`'s run-time predictor), keeping how far it has read.
     ended: Sequence[tuple[Job, float]] = ()
+    # True where the caller follows suspend-resume plans (`Place.pieces`, `Defer.pieces`: the
+    # simulator); elsewhere a policy plans each run in one piece
+    pieces: bool = False
 
     @property
     def calendars(self) -> Mapping[tuple[str, str], PoolCalendar]:

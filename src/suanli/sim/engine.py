@@ -17,6 +17,14 @@ A policy may also stop a running job itself (`Preempt`, with `preempt=True`): th
 at that instant as an outage would cut it, and the same answer places (or holds, or defers)
 the rest.
 
+A suspend-resume plan (`Place.pieces`, `Defer.pieces`) books every piece's GPUs. Its run
+stops at the end of its first piece (keeping its whole checkpoints, §3.7, as a stop at an
+outage would); the later pieces stay booked as the job's hold, and the rest is offered again at
+the next piece's start (or sooner, with every held plan), so the policy plans it again with
+the forecasts of then. A job whose true work ends inside a piece gives the later ones back; one
+that needs more than its plan overruns its last piece as any run does. An outage, a preemption
+or a voiding gives back the later pieces with the run.
+
 Under uncertainty (MODEL.md §7) a policy plans with estimates; the simulator keeps the truth:
 - A job's `work_h` is the user's estimate, what a policy sees and plans runs with; the run
   really lasts its true rest (from `actual_work_h`) on the GPU type. A job that needs less ends
@@ -73,6 +81,8 @@ class _JobState:
     assignment: Segment | None = None
     true_end: float | None = None     # when the placed run really ends
     done: bool = False
+    later: tuple[tuple[float, float], ...] = ()   # later pieces of a suspend-resume plan, booked
+    stops: bool = False               # the placed run is a piece: it stops at its booking's end
 
 
 @dataclass(frozen=True)
@@ -123,7 +133,8 @@ class Simulation:
         self.by_site: dict[str, set[str]] = defaultdict(set)    # site -> jobs placed there
         self.down: dict[str, int] = defaultdict(int)            # site -> outages in progress
         self.known_caps = []
-        self.held: dict[str, tuple[PendingJob, tuple[str, str, float, float]]] = {}
+        # job -> (its rest, the held run (site, GPU type, start, end), later pieces held with it)
+        self.held: dict[str, tuple[PendingJob, tuple[str, str, float, float], tuple[tuple[float, float], ...]]] = {}
         self._wake_due: set[str] = set()
         self.segments: list[Segment] = []
         self.ended: list[tuple[Job, float]] = []     # jobs ended, as the policy saw them, with their true work
@@ -210,7 +221,7 @@ class Simulation:
                          down=frozenset(s for s, n in self.down.items() if n > 0),
                          grid_caps=tuple(self.known_caps), holds=True,
                          running_on=self._running_on if self.preempt else None,
-                         overruns=self.result.overruns, ended=self.ended)
+                         overruns=self.result.overruns, ended=self.ended, pieces=True)
         decisions = self.policy.decide(view, waiting)
         self.result.policy_calls += 1
         by_id = {pj.job.id: pj for pj in waiting}
@@ -269,6 +280,8 @@ class Simulation:
             raise PolicyError(f"{self.policy.name}: preempted job {d.job_id!r}, which is not running now ({now})")
         run = Running(st.pending, asg.site, asg.gpu_type, asg.start_h, asg.end_h)
         self.ledger.add(asg.site, asg.gpu_type, asg.gpus, now, asg.end_h, sign=-1)
+        self._drop_later(st, asg)
+        st.stops = False
         self.segments.append(Segment(asg.job_id, asg.site, asg.gpu_type, asg.gpus, asg.start_h, now))
         self.result.preemptions += 1
         if d.explain is not None:
@@ -281,8 +294,10 @@ class Simulation:
 
     def _release_holds(self) -> list[PendingJob]:
         back = []
-        for pj, (site, g, start, end) in self.held.values():
+        for pj, (site, g, start, end), pieces in self.held.values():
             self.ledger.add(site, g, pj.job.gpus, start, end, sign=-1)
+            for a, b in pieces:
+                self.ledger.add(site, g, pj.job.gpus, a, b, sign=-1)
             back.append(pj)
         self.held.clear()
         return back
@@ -292,9 +307,11 @@ class Simulation:
         if d.retry_at is not None and not d.retry_at > view.now:
             raise PolicyError(f"{self.policy.name}: job {pj.job.id} deferred to retry at {d.retry_at}, not later "
                               f"than now ({view.now})")
-        self._check(view, pj, Place(pj.job.id, site, g, start, end))
+        self._check(view, pj, Place(pj.job.id, site, g, start, end, pieces=d.pieces))
         self.ledger.add(site, g, pj.job.gpus, start, end)
-        self.held[pj.job.id] = (pj, d.hold)
+        for a, b in d.pieces:
+            self.ledger.add(site, g, pj.job.gpus, a, b)
+        self.held[pj.job.id] = (pj, d.hold, d.pieces)
         if d.retry_at is not None:
             self._push(d.retry_at, _WAKE, pj.job.id)
 
@@ -302,16 +319,25 @@ class Simulation:
         self._check(view, pj, d)
         job = pj.job
         self.ledger.add(d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
+        for a, b in d.pieces:
+            self.ledger.add(d.site, d.gpu_type, job.gpus, a, b)
         asg = Segment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         st = self.jobs[job.id]
         st.assignment = asg
+        st.later, st.stops = d.pieces, bool(d.pieces)
         st.true_end = d.end_h                 # the booking is right: it ends as planned
-        if st.true_rest != pj.remaining_work or not self._exact(view, pj, d):
+        if d.pieces or st.true_rest != pj.remaining_work or not self._exact(view, pj, d):
             true_end = d.start_h + st.true_rest / self.scn.speed(job, d.gpu_type)
-            if abs(true_end - d.end_h) > TIME_TOL:
+            if d.pieces or abs(true_end - d.end_h) > TIME_TOL:
                 st.true_end = true_end
         self.by_site[d.site].add(job.id)
         self._push(min(st.true_end, d.end_h), _SEG_END, asg)
+
+    def _drop_later(self, st: _JobState, asg: Segment) -> None:
+        """Give back the later pieces booked for the run `asg` of `st` (none without a plan in pieces)."""
+        for a, b in st.later:
+            self.ledger.add(asg.site, asg.gpu_type, asg.gpus, a, b, sign=-1)
+        st.later = ()
 
     def _check(self, view: StateView, pj: PendingJob, d: Place) -> None:
         """Refuse a run the policy could not have: a bug in the policy, never silently."""
@@ -328,10 +354,31 @@ class Simulation:
             raise bad("unreachable or beyond max_rtt_ms")
         if d.start_h < view.now - TIME_TOL or d.start_h < view.data_ready_h(pj, d.site) - TIME_TOL:
             raise bad("starts before now or before its data arrives")
-        if not self._exact(view, pj, d) and not d.end_h - d.start_h > view.duration_h(pj, d.gpu_type):
+        calendar = self.ledger.calendars[(d.site, d.gpu_type)]
+        if d.pieces:
+            self._check_pieces(pj, d, bad)
+        elif not self._exact(view, pj, d) and not d.end_h - d.start_h > view.duration_h(pj, d.gpu_type):
             raise bad("it is shorter than the remaining work")
-        if not self.ledger.calendars[(d.site, d.gpu_type)].fits(d.start_h, d.end_h, job.gpus):
+        if not calendar.fits(d.start_h, d.end_h, job.gpus):
             raise bad("the pool does not have the GPUs free")
+        for a, b in d.pieces:
+            if not calendar.fits(a, b, job.gpus):
+                raise bad(f"the pool does not have the GPUs free for its piece [{a}, {b})")
+
+    def _check_pieces(self, pj: PendingJob, d: Place, bad: Callable[[str], PolicyError]) -> None:
+        """A plan in pieces: each after the one before, and together (whole checkpoints of each
+        but the last, all of the last, MODEL.md §3.7) at least the remaining work."""
+        job = pj.job
+        speed = self.scn.speed(job, d.gpu_type)
+        runs = [(d.start_h, d.end_h), *d.pieces]
+        for (a0, b0), (a1, b1) in zip(runs, runs[1:], strict=False):
+            if not (b0 > a0 and a1 >= b0 - TIME_TOL and b1 > a1):
+                raise bad(f"its pieces are not in time order, or empty: [{a0}, {b0}) then [{a1}, {b1})")
+        kept = sum(kept_work(b - a, speed, job.checkpoint_h) for a, b in runs[:-1])
+        a, b = runs[-1]
+        if kept + (b - a) * speed < pj.remaining_work - TIME_TOL * speed:
+            raise bad(f"its pieces keep {kept + (b - a) * speed:g} h of work, less than the remaining "
+                      f"{pj.remaining_work:g} h")
 
     @staticmethod
     def _exact(view: StateView, pj: PendingJob, d: Place) -> bool:
@@ -352,7 +399,10 @@ class Simulation:
         if st.assignment is not asg:
             return False, []                  # cut or cancelled by an outage, or stopped
         if now < st.true_end - TIME_TOL:
+            if st.stops:
+                return True, self._suspend(st, asg, now)
             return False, self._overrun(st, asg, now)
+        self._drop_later(st, asg)             # done within a piece: the later ones are not needed
         st.assignment = None
         st.done = True
         self.ended.append((st.pending.job, self.scn.jobs[self.scn.job_index[asg.job_id]].true_work_h))
@@ -362,6 +412,24 @@ class Simulation:
             asg = asg._replace(end_h=st.true_end)
         self.segments.append(asg)
         return True, []
+
+    def _suspend(self, st: _JobState, asg: Segment, now: float) -> list[PendingJob]:
+        """The planned stop at the end of a piece: the run keeps its whole checkpoints, and its
+        later pieces, still booked, become the rest's hold, offered again at the next one's start
+        (the rest is offered at once where an overrun took them: returned)."""
+        self.segments.append(asg)
+        st.true_rest -= self._kept(st, asg, now)
+        st.pending = Running(st.pending, asg.site, asg.gpu_type, asg.start_h, asg.end_h).rest(now, self.scn)
+        later = st.later
+        st.assignment = st.true_end = None
+        st.later, st.stops = (), False
+        self.by_site[asg.site].discard(asg.job_id)
+        if not later:
+            return [st.pending]
+        (a, b), *more = later
+        self.held[asg.job_id] = (st.pending, (asg.site, asg.gpu_type, a, b), tuple(more))
+        self._push(a, _WAKE, asg.job_id)
+        return []
 
     def _overrun(self, st: _JobState, asg: Segment, now: float) -> list[PendingJob]:
         """A run still going at the end of its booking: book it `OVERRUN_LEASE_H` more (not past
@@ -374,25 +442,42 @@ class Simulation:
             # not started yet and in the way: placements, and plans held for later; latest first
             order = []
             for jid in self.by_site[asg.site]:
-                other = self.jobs[jid].assignment
-                if (other is not asg and other.gpu_type == asg.gpu_type and other.start_h >= now - TIME_TOL
-                        and other.start_h < until):
-                    order.append((other.start_h, self.scn.job_index[jid], jid, False))
-            for jid, (_, (site, g, start, end)) in self.held.items():
-                if (site, g) == key and start < until and end > now:
-                    order.append((start, self.scn.job_index[jid], jid, True))
+                other_st = self.jobs[jid]
+                other = other_st.assignment
+                if other is asg or other.gpu_type != asg.gpu_type:
+                    continue
+                # a placement not started yet, or a later piece of a plan in pieces (running or not)
+                runs = other_st.later if other.start_h < now - TIME_TOL else ((other.start_h, other.end_h),
+                                                                               *other_st.later)
+                hit = [a for a, b in runs if a < until and b > now]
+                if hit:
+                    order.append((hit[0], self.scn.job_index[jid], jid, False))
+            for jid, (_, (site, g, start, end), pieces) in self.held.items():
+                hit = [a for a, b in ((start, end), *pieces) if a < until and b > now]
+                if (site, g) == key and hit:
+                    order.append((hit[0], self.scn.job_index[jid], jid, True))
             for _, _, jid, is_hold in sorted(order, reverse=True):
                 if is_hold:
-                    pj, (site, g, start, end) = self.held.pop(jid)
+                    pj, (site, g, start, end), pieces = self.held.pop(jid)
                     self.ledger.add(site, g, pj.job.gpus, start, end, sign=-1)
+                    for a, b in pieces:
+                        self.ledger.add(site, g, pj.job.gpus, a, b, sign=-1)
+                elif self.jobs[jid].assignment.start_h < now - TIME_TOL:
+                    # running: only its later pieces go; the rest is offered again at its stop
+                    other_st = self.jobs[jid]
+                    self._drop_later(other_st, other_st.assignment)
+                    pj = None
                 else:
                     other_st = self.jobs[jid]
                     other = other_st.assignment
+                    self._drop_later(other_st, other)
                     self.ledger.add(other.site, other.gpu_type, other.gpus, other.start_h, other.end_h, sign=-1)
                     self.by_site[other.site].discard(jid)
                     other_st.assignment = other_st.true_end = None
+                    other_st.stops = False
                     pj = other_st.pending
-                voided.append(pj)
+                if pj is not None:
+                    voided.append(pj)
                 if calendar.fits(now, until, asg.gpus):
                     break
             else:
@@ -415,6 +500,8 @@ class Simulation:
             if st.true_end <= a + TIME_TOL:
                 continue                       # finishes as the outage begins
             pj = st.pending
+            self._drop_later(st, asg)
+            st.stops = False
             if asg.start_h < a - TIME_TOL:     # running: cut, keep checkpointed progress
                 if asg.end_h > a:              # (an overrun's booking may end just now)
                     self.ledger.add(site, asg.gpu_type, asg.gpus, a, asg.end_h, sign=-1)

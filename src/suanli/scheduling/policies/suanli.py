@@ -30,6 +30,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from suanli.model.schedule import TIME_TOL, kept_work
 from suanli.scheduling.pipeline import (
     Candidates,
     EnergyPricer,
@@ -72,6 +73,8 @@ PREEMPT_MAX_SEGMENTS = 3    # a running job is stopped only while it has had few
 PREEMPT_MARGIN = 0.05       # a stop must save more than this share of what it gains the late job
 ROOM_CNY_PER_GPU_H = 5.0    # the price of taking the room a larger gang needs, per GPU-hour, at a fully
                             # busy network (scaled by the busy share; see `Suanli._room`)
+SUSPEND_MIN_SLACK_H = 1.0   # a checkpointing job is weighed in pieces only with at least this much slack
+SUSPEND_MAX_CELLS = 1024    # ... and over at most this many cells (hours) between its ready time and its end
 
 
 class Suanli(Pipeline):
@@ -83,7 +86,7 @@ class Suanli(Pipeline):
                  replan_cells: int = REPLAN_CELLS, lazy_replan: bool = True, refine_bound: bool = True,
                  room_cny_per_gpu_h: float = ROOM_CNY_PER_GPU_H, room_power: float = 1.0,
                  preempt: bool = True, preempt_max_segments: int = PREEMPT_MAX_SEGMENTS,
-                 predictor: RuntimePredictor | None = None, predict: bool = True):
+                 predictor: RuntimePredictor | None = None, predict: bool = True, suspend: bool | None = None):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.max_lookahead_h = max_lookahead_h
@@ -118,6 +121,12 @@ class Suanli(Pipeline):
         self.room_power = room_power
         self.preempt = preempt
         self.preempt_max_segments = preempt_max_segments   # 1: a job is stopped at most once
+        # Weigh suspend-resume plans for checkpointing jobs (`_pieces`): True, False, or None for
+        # scenarios written with uncertainty in mind (as `uncertain`), so older ones keep their schedules
+        self.suspend = suspend
+        self._suspend = bool(suspend)
+        self._one_piece = False           # price single runs only (while weighing a preemption)
+        self._finish: dict[str, float] = {}   # job -> the end its suspend-resume plan must keep to
 
         self._counts: dict[tuple[str, str], int] = {}  # the run's pools: GPUs in each
         self._seen: set[int] = set()      # gang sizes of the jobs seen so far in the run
@@ -184,6 +193,8 @@ class Suanli(Pipeline):
             scn = view.scenario
             self._uncertain = (self.uncertain if self.uncertain is not None else
                                scn.forecast is not None or any(j.max_wait_h is not None for j in scn.jobs))
+            self._suspend = self.suspend if self.suspend is not None else self._uncertain
+            self._finish = {}
             self._counts = {(k, g): p.count for k, site in view.scenario.sites.items() for g, p in site.gpus.items()}
             self._seen, self._cover, self._shares, self._by_shape, self._room_of = set(), {}, {}, {}, {}
         new = {pj.job.gpus for pj in jobs} - self._seen
@@ -270,11 +281,12 @@ class Suanli(Pipeline):
         if not start > view.now:
             self._replanned += 1
             return None
-        first, last = math.floor(start), math.ceil(end)
+        spans = ((start, end), *held.pieces)          # a suspend-resume plan: each of its pieces
         for job, s, g, a, b in planned:
-            if s == site and math.floor(a) < last and math.ceil(b) > first:
+            if s == site and any(math.floor(a) < math.ceil(y) and math.ceil(b) > math.floor(x) for x, y in spans):
                 before = self._held.get(job)
-                if before is None or before.hold != (s, g, a, b):    # not just the same plan again
+                if before is None or ((a, b) != before.hold[2:] and (a, b) not in before.pieces) or (
+                        (s, g) != before.hold[:2]):           # not just the same plan again
                     self._replanned += 1
                     return None
         self._pricing_held = False
@@ -323,9 +335,20 @@ class Suanli(Pipeline):
         """Price `pj` with `run` stopped and its `rest` (`Running.rest`) placed after it: (what the stop saves, the
         answer `preempt_for` returns), or None where it saves too little. The runs stay booked
         in `scratch` only with `keep` and a saving."""
-        scn, now, job = view.scenario, view.now, run.job
+        now, job = view.now, run.job
         scratch.release(run.site, run.gpu_type, now, run.end_h, job.gpus)
         undo = [(run.site, run.gpu_type, now, run.end_h, job.gpus)]
+        self._one_piece = True                        # both runs priced here are single runs
+        try:
+            return self._stop_priced(view, scratch, pj, opts, best, run, rest, cache, keep, undo)
+        finally:
+            self._one_piece = False
+
+    def _stop_priced(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options, best: Scored,
+                     run: Running, rest: PendingJob, cache: ShapeCache, keep: bool,
+                     undo: list[tuple]) -> tuple[float, tuple] | None:
+        """`_stop`, with `run` already given back in `scratch` (`undo` puts it back)."""
+        scn, now, job = view.scenario, view.now, run.job
         answer = None
         top, weighed = self.rank(view, scratch, pj, opts)
         gain = best.total - top[0].total if top else 0.0
@@ -383,6 +406,10 @@ class Suanli(Pipeline):
         window = self._window_end(pj)
         if window is not None:
             latest = min(latest, window) if job.deadline_h is not None else window
+        finish = self._finish.get(job.id) if self._finish else None
+        if finish is not None:                # the rest of a suspend-resume plan keeps to its end, and may wait for it
+            latest = finish - o.duration_h if job.deadline_h is None and window is None else min(
+                latest, finish - o.duration_h)
         return min(latest, view.now + (self.max_lookahead_h if self._uncertain else LOOKAHEAD_H))
 
     def _window_starts(self, scratch: Scratch, pj: PendingJob, o, first: float, latest: float) -> list[float]:
@@ -414,7 +441,147 @@ class Suanli(Pipeline):
 
     def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> tuple[list[Scored], int]:
         cands = self._candidates(view, scratch, pj, opts)
-        return cands.best(self.keep), len(cands)
+        top = cands.best(self.keep)
+        if top and self._suspend and view.pieces and pj.job.checkpoint_h and not self._one_piece:
+            plan = self._pieces(view, scratch, pj, opts, top[0])
+            if plan is not None:
+                return [plan, *top[: self.keep - 1]], len(cands) + 1
+        return top, len(cands)
+
+    def _finish_by(self, view: StateView, pj: PendingJob, speed: float, duration: float) -> float | None:
+        """The latest end of a suspend-resume plan for `pj` on a pool of `speed` where it runs
+        `duration` hours: its deadline, and, for a job with `max_wait_h`, submit_h + max_wait_h +
+        the job's whole run (the window's wait spent in pieces, as GAIA's Wait Awhile spends
+        it); None for a job with neither. The rest of a job already run in pieces keeps the end
+        its plan had."""
+        job = pj.job
+        got = self._finish.get(job.id)
+        if got is not None:
+            return got
+        ends = []
+        if job.deadline_h is not None:
+            ends.append(job.deadline_h)
+        if job.max_wait_h is not None:
+            whole = duration if not pj.segments_done else job.work_h / speed
+            ends.append(job.submit_h + job.max_wait_h + whole)
+        if not ends:
+            return None
+        return min(min(ends), view.now + (self.max_lookahead_h if self._uncertain else LOOKAHEAD_H) + duration)
+
+    def _pieces(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options,
+                best: Scored) -> Scored | None:
+        """A suspend-resume plan for a checkpointing job on `best`'s pool, where it costs less
+        than `best` (None otherwise): the job runs in the cheapest hours between its ready time
+        and `_finish_by`, by the marginal energy cost (carbon priced in) of a run in each.
+
+        The time is cut into cells: whole hours where the checkpoint interval c divides an hour
+        (the first cell, before the first whole hour, a whole number of checkpoints long), else
+        blocks of the least multiple of c of at least an hour from the ready time; cells where
+        the pool lacks the GPUs are left out. The cheapest cells (earliest first among equals)
+        are taken until they hold the run; the last one taken is cut by whole checkpoints to
+        what is still needed, at the side away from a taken neighbour. Taken cells that touch
+        make pieces, so every piece but the last lasts whole checkpoints: nothing is lost at a
+        stop (what would be, §3.7, is run again: the last piece is as long as the work not
+        kept). The plan is priced as the single runs are (rental, transfer, energy, room,
+        delay by its end, lateness, wait) and kept only if that is less than `best`. It may be a
+        single run, where the cheapest cells touch: one later than the single starts reach (a
+        rest may wait for the end its plan had, past the shift a job without a deadline has)."""
+        job = pj.job
+        c = float(job.checkpoint_h)
+        i = next((k for k in range(len(opts)) if opts.site[k] == best.site and opts.gpu_type[k] == best.gpu_type),
+                 None)
+        if i is None:
+            return None
+        speed, duration, ready = float(opts.pools.speed[i]), float(opts.duration_h[i]), float(opts.ready_h[i])
+        finish = self._finish_by(view, pj, speed, duration)
+        if finish is None or finish - ready < duration + SUSPEND_MIN_SLACK_H - 1e-9:
+            return None
+        # the cells
+        per_h = 1.0 / c
+        if c <= 1.0 and abs(per_h - round(per_h)) < 1e-6 * per_h:     # (1/60 written with 12 digits)
+            h0 = math.ceil(ready - 1e-9)
+            head = math.floor((h0 - ready) / c + 1e-9) * c
+            starts = np.arange(float(h0), float(math.ceil(finish - 1e-9)))
+            if head > 1e-9:
+                starts = np.concatenate(([h0 - head], starts))
+            ends = np.minimum(np.floor(starts + 1e-9) + 1.0, finish)
+        else:
+            block = c * math.ceil(per_h - 1e-9) if c < 1.0 else c
+            starts = ready + block * np.arange(math.ceil((finish - ready) / block - 1e-9))
+            ends = np.minimum(starts + block, finish)
+        if len(starts) > SUSPEND_MAX_CELLS or len(starts) < 2:
+            return None
+        lens = ends - starts
+        gpus = job.gpus
+        cal = scratch.calendar(best.site, best.gpu_type)
+        free = cal.fits_each(starts, float(lens.max()), gpus) & (lens > 1e-9)
+        energy = EnergyPricer(view, scratch, self.prices, math.floor(view.now) + 2, self.tiers)
+        energy.priced([best.site], [math.ceil(finish) + 1])
+        site_pos = np.full(len(starts), opts.site_pos[i])
+        kw = float(self._draw(opts, gpus)[i])
+        rate = energy.cost_each(site_pos, np.full(len(starts), kw), starts, lens) / np.maximum(lens, 1e-12)
+        idx = np.flatnonzero(free)
+        if not len(idx) or float(np.ptp(rate[idx])) <= 1e-12 * max(1.0, float(np.max(np.abs(rate[idx])))):
+            return None                          # no cell costs less than another: nothing to gain
+        order = idx[np.lexsort((starts[idx], rate[idx]))]
+        held = np.cumsum(lens[order])
+        k = int(np.searchsorted(held, duration - 1e-9))
+        if k >= len(order):
+            return None                          # the free cells do not hold the run
+        taken = np.zeros(len(starts), dtype=bool)
+        taken[order[: k + 1]] = True
+        a, b = starts.copy(), ends.copy()
+        m = int(order[k])
+        use = lens[m] - max(0, math.floor((float(held[k]) - duration) / c + 1e-9)) * c
+        if m + 1 < len(starts) and taken[m + 1] and abs(ends[m] - starts[m + 1]) <= 1e-9:
+            a[m] = b[m] - use
+        else:
+            b[m] = a[m] + use
+        pieces: list[list[float]] = []
+        for t in np.flatnonzero(taken).tolist():
+            if pieces and abs(pieces[-1][1] - a[t]) <= 1e-9:
+                pieces[-1][1] = float(b[t])
+            else:
+                pieces.append([float(a[t]), float(b[t])])
+        # the last piece runs the work the others do not keep
+        while pieces:
+            kept = sum(kept_work(y - x, speed, c) for x, y in pieces[:-1])
+            need = (pj.remaining_work - kept) / speed
+            if need > TIME_TOL:
+                break
+            pieces.pop()
+        if not pieces:
+            return None
+        last = pieces[-1]
+        end = last[0] + need
+        if end > last[1] + 1e-9 and (end > finish + 1e-9 or not cal.fits(last[1], end, gpus)):
+            return None
+        last[1] = end
+        # priced as the single runs are
+        ps = np.asarray(pieces)
+        run_h = ps[:, 1] - ps[:, 0]
+        obj = view.scenario.objective
+        e = float(np.add.reduce(energy.cost_each(site_pos[: len(ps)], np.full(len(ps), kw), ps[:, 0], run_h)))
+        hours = float(np.add.reduce(run_h))
+        soonest = float(np.minimum.reduce(opts.ready_h))
+        delay = self.delay * view.ledger.busy_share(view.now) ** self.delay_power
+        parts = {"rental": hours * gpus * float(opts.cny_per_gpu_h[i]), "transfer": float(opts.transfer_cny[i]),
+                 "energy": e,
+                 "late": (obj.late_cny_per_gpu_h * gpus * max(0.0, end - job.deadline_h)
+                          if job.deadline_h is not None else 0.0),
+                 "delay": delay * gpus * max(0.0, end - duration - soonest)}
+        window = self._window_end(pj)
+        if window is not None:
+            parts["wait"] = obj.wait_cny_per_gpu_h * gpus * max(0.0, pieces[0][0] - window)
+        if self.room:
+            parts["room"] = float(self._room(view, pj, opts)[i]) * hours
+        total = sum(parts.values())
+        if not total < best.total - 1e-9 * abs(best.total) - 1e-9:
+            return None
+        self._finish[job.id] = finish
+        later = tuple((x, y) for x, y in pieces[1:])
+        return Scored(best.site, best.gpu_type, pieces[0][0], pieces[0][1], parts, total, dict(best.info),
+                      pieces=later)
 
     def _choose(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> list[Scored]:
         """Every candidate `rank` weighs, as `Scored` (for a look at all of them)."""
