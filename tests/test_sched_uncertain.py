@@ -87,12 +87,14 @@ def test_a_job_waits_past_its_window_only_when_nothing_can_start():
 def test_tiny_uncertain_suanli_keeps_the_windows():
     # j4 (window 0.5) no longer waits to 5.0 for cheap energy (18 GPU-h of wait-excess), nor j2
     # (window 0.25) to 1.0 (1 GPU-h): it starts at its window's end, 0.75, a window-end start;
-    # wait-excess 19 -> 0 (fifo: 4), objective 487.00 -> 107.01
+    # wait-excess 19 -> 0 (fifo: 4), objective 487.00 -> 107.01; with held plans priced again at
+    # each hour's new forecasts, j1's plan for qy-1's sun at 6.0 moves to sh-1 at 1.0 (the hour-1
+    # forecast saw less sun; the truth had it): 108.81
     from suanli.model.load import load_scenario
     scn = load_scenario(str(ROOT / "tests" / "data" / "tiny-uncertain.yaml"))
     result, m = run(scn, Suanli())
     assert m["wait_excess_gpu_h"] == 0.0
-    assert m["objective_cny"] == pytest.approx(107.013125)
+    assert m["objective_cny"] == pytest.approx(108.81)
     first = {s.job_id: s.start_h for s in result.segments}
     assert first["j4"] == 0.0 and first["j2"] == 0.75
 
@@ -230,3 +232,26 @@ def test_information_variants_and_the_table():
     table = price_of_information([path], ["fifo"])
     # fifo: 189.10 with estimates (j4 waits behind j1's overrun: 4 GPU-h of wait-excess)
     assert "| fifo |" in table and "189 (4.0)" in table
+
+
+def test_held_plans_are_priced_again_at_each_new_forecast():
+    """Forecasts are issued every hour: the simulator hands the held plans back then, and suanli
+    prices them with the new issue (MODEL.md §7; issue "Decisions under uncertainty", 2)."""
+    from suanli.model.load import load_scenario
+    from dataclasses import replace
+    scn = load_scenario(str(ROOT / "tests" / "data" / "tiny-uncertain.yaml"))
+    jobs = [j for j in scn.jobs if j.id != "j3"]          # no arrival at hour 1: only the forecast
+    scn = replace(scn, jobs=jobs, job_index={j.id: i for i, j in enumerate(jobs)})
+    policy = Suanli()
+    calls: list[tuple[float, int | None, list[str]]] = []
+    decide = policy.decide
+
+    def spy(view, jobs):
+        calls.append((view.now, view.ledger.issue, [pj.job.id for pj in jobs]))
+        return decide(view, jobs)
+    policy.decide = spy
+    result, _ = run(scn, policy)
+    arrivals = {j.submit_h for j in scn.jobs}
+    on_forecast = [(now, issue, ids) for now, issue, ids in calls if now == int(now) and now not in arrivals]
+    assert on_forecast, calls
+    assert all(issue == int(now) and ids for now, issue, ids in on_forecast)

@@ -64,7 +64,7 @@ from suanli.scheduling.state import (
     StateView,
 )
 
-_OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _WAKE, _ARRIVAL = range(6)
+_OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _WAKE, _ARRIVAL, _FORECAST = range(7)
 
 
 class PolicyError(RuntimeError):
@@ -158,6 +158,8 @@ class Simulation:
                 self._push(e.end_h, _OUTAGE_END, e)
             else:
                 self._push(e.start_h - (e.notice_h or 0.0), _CAP_NOTICE, e)
+        if self.forecaster is not None and scn.jobs:      # forecasts are issued at every whole hour
+            self._push(math.floor(min(j.submit_h for j in scn.jobs)) + 1.0, _FORECAST, None)
         deferred: list[PendingJob] = []
         arrived = 0
         total = len(scn.jobs)
@@ -191,6 +193,12 @@ class Simulation:
                     changed = replan = True
                 elif kind == _WAKE:
                     replan |= data in self.held
+                elif kind == _FORECAST:
+                    # new forecasts: the plans held for later are priced again with them (the
+                    # policy sees the new issue hour); the next issue while anything is left to happen
+                    replan |= bool(self.held)
+                    if self._heap:
+                        self._push(now + 1.0, _FORECAST, None)
                 else:
                     self.known_caps.append(data)
             if changed and deferred:

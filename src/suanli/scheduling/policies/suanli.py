@@ -154,10 +154,10 @@ class Suanli(Pipeline):
         # holding stops for good once the budget is spent.
         self._offered += sum(1 for pj in jobs if pj.job.id in self._held)
         self._may_hold = self._offered <= self.replan_budget and self._replan_cells <= self.replan_cells
-        # Sites going down or up, and grid caps announced, change what every plan costs, and a
-        # run booked longer past its estimate may take a plan's GPUs: then every held plan is
-        # priced again.
-        world = (view.down, len(view.grid_caps), view.overruns)
+        # Sites going down or up, grid caps announced and forecasts issued anew change what
+        # every plan costs, and a run booked longer past its estimate may take a plan's GPUs:
+        # then every held plan is priced again.
+        world = (view.down, len(view.grid_caps), view.overruns, view.ledger.issue)
         self._replan_all = not self.lazy_replan or world != self._world
         self._world = world
         out = super().decide(view, jobs)
