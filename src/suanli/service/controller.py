@@ -56,7 +56,7 @@ from sqlalchemy.orm import Session, object_session, sessionmaker
 
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import kept_work
-from suanli.model.schema import Event
+from suanli.model.schema import Event, Job
 from suanli.scheduling import policies
 from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import (
@@ -176,6 +176,10 @@ class Controller:
         # placements not yet due are offered again at the next tick (`_pull_forward`)
         self._freed_early = False
         self.pulled_forward = 0
+        # The jobs that succeeded, in the order they did, each with the work it really took
+        # (`StateView.ended`: the run-time predictor learns from them); read incrementally
+        self._ended: list[tuple[Job, float]] = []
+        self._ended_after = 0                   # the last SUCCEEDED transition read
         self.meter_retention_days: float = meters.RETENTION_DAYS    # raw meter readings kept (meters.py)
         self._meter_sweep_due = 0.0   # monotonic time of the next sweep of raw readings (`sweep_meters`)
 
@@ -650,8 +654,36 @@ class Controller:
         caps = tuple(e for e, *_ in self.grid_caps(s, now))
         running = self._running(s, now, names) if self.preemption else None
         view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps,
-                         running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None)
+                         running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None,
+                         ended=self.ended_jobs(s, names))
         return view, running
+
+    MAX_ENDED = 100_000
+
+    def ended_jobs(self, s: Session, names: dict) -> list[tuple[Job, float]]:
+        """The jobs that succeeded so far, in the order they did, as the policy saw them, each with
+        the work it really took: the work done before its last run (`work_h - remaining_work`)
+        plus that run's hours times its GPU type's speed for the job. Only the newest
+        `MAX_ENDED` are kept (then the list starts afresh, and the predictor with it)."""
+        q = (select(Transition.id, JobRow).join(JobRow, JobRow.id == Transition.job_id)
+             .where(Transition.to_state == "SUCCEEDED", Transition.id > self._ended_after)
+             .order_by(Transition.id).limit(5000))
+        got = s.execute(q).all()
+        if got and len(self._ended) + len(got) > self.MAX_ENDED:
+            self._ended = self._ended[-self.MAX_ENDED // 2:]
+        for tid, row in got:
+            self._ended_after = tid
+            try:
+                job = model_job(row, names.get(row.tenant_id))
+                if row.start_h is None or row.end_h is None or row.gpu_type not in self.public.gpu_types:
+                    continue
+                ran = max(row.end_h - row.start_h, 0.0) * self.public.speed(job, row.gpu_type)
+                work = max(job.work_h - row.remaining_work, 0.0) + ran
+                if math.isfinite(work) and work > 0:
+                    self._ended.append((job, work))
+            except Exception as e:          # noqa: BLE001 - a row that is not a job teaches nothing
+                log.warning("job %s left out of the run-time predictor: %s: %s", row.id, type(e).__name__, e)
+        return self._ended
 
     def _pull_forward(self, s: Session, now: float, up: set[str], limit: int = 200) -> None:
         """GPUs came free before the plan said: each placement not yet due (the `limit` due
