@@ -74,14 +74,24 @@ def test_wait_pricing_keeps_the_start_within_the_window_when_it_can():
 
 
 def test_a_job_waits_past_its_window_only_when_nothing_can_start():
-    # b (4 GPUs, 3 h) fills the pool over [0, 3); a (window 0.5) can start at 3 at the earliest:
-    # wait-excess 1 GPU x (3 - 0.5) = 2.5 GPU-h, priced 20 x 2.5 = 50
-    jobs = [job("b", gpus=4, work_h=3), job("a", max_wait_h=0.5)]
+    # b (4 GPUs, 3 h) fills the pool over [0, 3) (it came first, and started); a (window 0.5,
+    # submitted at 0.5) can start at 3 at the earliest: wait-excess 1 GPU x (3 - 1) = 2 GPU-h,
+    # priced 20 x 2 = 40
+    jobs = [job("b", gpus=4, work_h=3), job("a", max_wait_h=0.5, submit_h=0.5)]
     result, m = run(scenario(jobs, [1.0]), Suanli())
     assert Segment("a", "east-1", "a800", 1, 3.0, 4.0) in result.segments
-    assert m["wait_excess_gpu_h"] == pytest.approx(2.5)
-    # rental 12 + 1, energy 12 + 1, wait 50
-    assert m["objective_cny"] == pytest.approx(26.0 + 50.0)
+    assert m["wait_excess_gpu_h"] == pytest.approx(2.0)
+    # rental 12 + 1, energy 12 + 1, wait 40
+    assert m["objective_cny"] == pytest.approx(26.0 + 40.0)
+
+
+def test_a_job_with_a_window_goes_before_one_that_may_wait_for_ever():
+    # both arrive together: a's window (0.5 h) is a soft deadline, b has none: a goes first and
+    # nobody waits past a window (b waits an hour, which it may)
+    jobs = [job("b", gpus=4, work_h=3), job("a", max_wait_h=0.5)]
+    result, m = run(scenario(jobs, [1.0]), Suanli())
+    assert Segment("a", "east-1", "a800", 1, 0.0, 1.0) in result.segments
+    assert m["wait_excess_gpu_h"] == 0.0
 
 
 def test_tiny_uncertain_suanli_keeps_the_windows():
