@@ -6,7 +6,7 @@ count their own, and a replica counts what it did itself (process-local: Prometh
 replicas). Everything here is updated in memory at the points the service already logs:
 
 - `decided(outcome)`: a controller decision, where `Controller._decided` (and `Controller.fail`)
-  write their log line: placed, deferred, rejected, preempted, failed. Counted as logged: a
+  write their log line: placed, placed earlier, deferred, rejected, preempted, failed. Counted as logged: a
   deferral is logged (and counted) when its reason changes, not at every tick; a step whose
   savepoint is then rolled back was still logged and counted.
 - `ticked(seconds)`: the controller's scheduling tick (a pass over the sites and the pending jobs).
