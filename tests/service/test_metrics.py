@@ -401,3 +401,30 @@ def test_a_real_prometheus_scrapes_the_service(db_url, tmp_path):
             assert _query(prom, expr)
     finally:
         stop_all(procs)
+
+
+# ----------------------------------------------------------------------------- the flag
+def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "suanli.cli_service", "serve", "--network", NETWORK, *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("bad", ["9464x", "localhost:", ":9464", "::1:9464", "127.0.0.1:0", "127.0.0.1:70000"])
+def test_a_bad_metrics_address_is_one_line_and_exit_2(bad, tmp_path):
+    r = _serve("--db", f"sqlite:///{tmp_path / 'a.db'}", "--port", str(_port()), "--metrics-listen", bad)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == (f"error: --metrics-listen: expected HOST:PORT with a port from 1 to 65535 "
+                                f"(e.g. 127.0.0.1:9464), got {bad!r}")
+    assert not (tmp_path / "a.db").exists()          # refused before the database is made
+
+
+def test_a_metrics_address_in_use_is_named_and_exit_3(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = _serve("--db", f"sqlite:///{tmp_path / 'a.db'}", "--port", str(_port()),
+                   "--metrics-listen", f"127.0.0.1:{port}")
+    assert r.returncode == 3, r.stderr
+    assert r.stderr.strip().startswith(f"error: --metrics-listen: cannot listen on 127.0.0.1:{port}: [Errno 98]")
+    assert len(r.stderr.strip().splitlines()) == 1
