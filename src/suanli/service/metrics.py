@@ -101,9 +101,13 @@ def it_kwh_by_hour(s: Session, net: Scenario, now: float, slots: int) -> tuple[d
     """Each site's IT energy (kWh) in hours 0 .. slots-1, as the dashboard counts it (MODEL.md §4 on
     the metered runs of the last HISTORY_H hours and the active jobs' runs: a PLACED job not yet
     picked up starts now, a running one draws at least until now), and the first hour that any
-    run loads. Summed by the database, grouped by each run's first and last hour: a run's energy
-    in an hour is linear in its start and end, so the sums of gpus, gpus × start and gpus × end
-    per group give every hour's energy exactly, however many runs there are."""
+    run loads (none before it).
+
+    Summed by the database, so the cost in Python grows with sites x GPU types x hours, not with
+    the runs: the integral of a pool's IT power up to time x is
+    F(x) = Σ_{start < x} gpus (x - start) - Σ_{end < x} gpus (x - end), so at whole hours it needs
+    only, per hour, the sums of gpus and of gpus x start over the runs that start in it (and the
+    same for the ends); an hour's energy is F(t + 1) - F(t), exactly."""
     dialect = s.bind.dialect.name
     late = and_(JobRow.state == "PLACED", JobRow.start_h < now)
     used = select(Usage.site.label("site"), Usage.gpu_type.label("gpu_type"), Usage.gpus.label("gpus"),
@@ -117,30 +121,35 @@ def it_kwh_by_hour(s: Session, net: Scenario, now: float, slots: int) -> tuple[d
     runs = union_all(used, active).subquery()
     a = case((runs.c.a < 0, 0.0), else_=runs.c.a)         # hours before 0 load nothing (the dashboard drops them)
     clipped = select(runs.c.site, runs.c.gpu_type, runs.c.gpus, a.label("a"), runs.c.b).where(runs.c.b > a).subquery()
-    fa, fb = _floor(clipped.c.a, dialect), _floor(clipped.c.b, dialect)
-    q = (select(clipped.c.site, clipped.c.gpu_type, fa, fb, func.sum(clipped.c.gpus),
-                func.sum(clipped.c.gpus * clipped.c.a), func.sum(clipped.c.gpus * clipped.c.b))
-         .group_by(clipped.c.site, clipped.c.gpu_type, fa, fb))
     out = {sid: np.zeros(slots) for sid in net.sites}
-    first = slots
-    for site, g, i, j, n, na, nb in s.execute(q):
-        if site not in out or g not in net.gpu_types:
-            continue
-        kw = net.gpu_types[g].power_kw
-        i, j, n, na, nb = int(i), int(j), float(n), float(na), float(nb)
-        e = out[site]
-        first = min(first, i)
-        if i == j:                                   # within one hour: Σ gpus × (end - start)
-            if i < slots:
-                e[i] += kw * (nb - na)
-            continue
-        if i < slots:                                # the first hour's part: Σ gpus × (i + 1 - start)
-            e[i] += kw * (n * (i + 1) - na)
-        if i + 1 < min(j, slots):                    # whole hours between
-            e[i + 1:min(j, slots)] += kw * n
-        if j < slots:                                # the last hour's part: Σ gpus × (end - j)
-            e[j] += kw * (nb - n * j)
-    return out, first
+    low = s.execute(select(func.min(clipped.c.a))).scalar()
+    if low is None or math.floor(low) >= slots:
+        return out, slots
+    base = math.floor(low)
+    hours = slots - base
+    # times relative to `base` (the first run's hour): small numbers, so the sums lose no precision,
+    # and never negative (SQLite's floor is a CAST, which truncates)
+    rel = select(clipped.c.site, clipped.c.gpu_type, clipped.c.gpus, (clipped.c.a - base).label("a"),
+                 (clipped.c.b - base).label("b")).subquery()
+    per_site = {sid: np.zeros((2, hours + 1)) for sid in net.sites}     # [Σ kW, Σ kW x time] by hour of the edge
+    for column, sign in ((rel.c.a, 1.0), (rel.c.b, -1.0)):
+        k = _floor(column, dialect)
+        q = (select(rel.c.site, rel.c.gpu_type, k, func.sum(rel.c.gpus), func.sum(rel.c.gpus * column))
+             .group_by(rel.c.site, rel.c.gpu_type, k))
+        for site, g, hour, n, nt in s.execute(q):
+            if site not in per_site or g not in net.gpu_types or int(hour) >= hours:
+                continue                    # an end after the last hour: F there is not needed
+            kw = net.gpu_types[g].power_kw
+            per_site[site][0, int(hour)] += sign * kw * float(n)
+            per_site[site][1, int(hour)] += sign * kw * float(nt)
+    x = np.arange(hours + 1, dtype=float)
+    for sid, (kw, kwt) in per_site.items():
+        # F(x) at x = 0 .. hours: the edges of the hours before x (cumulative sums shifted by one)
+        cum_kw = np.concatenate(([0.0], np.cumsum(kw[:-1])))
+        cum_kwt = np.concatenate(([0.0], np.cumsum(kwt[:-1])))
+        f = x * cum_kw - cum_kwt
+        out[sid][base:] = np.diff(f)
+    return out, base
 
 
 def site_power_now(s: Session, c: Controller, cache: SeriesCache) -> dict[str, SitePower]:
