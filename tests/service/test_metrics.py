@@ -30,10 +30,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from svc import NETWORK, job_body, stop_all, wait_for
 
 from suanli import accounting
+from suanli.model.load import load_scenario
 from suanli.model.schedule import Segment
 from suanli.service import auth
 from suanli.service.db import open_db
-from suanli.service.metrics import it_kwh_by_hour
+from suanli.service.metrics import SeriesCache, it_kwh_by_hour
 from suanli.service.models import Job as JobRow
 from suanli.service.models import Meta, Tenant, Usage
 from suanli.service.schemas import STATES
@@ -267,6 +268,18 @@ def test_site_power_with_a_battery_and_a_day_of_history_is_the_dashboards(tmp_pa
             ser["load_kwh"][0], rel=1e-9, abs=1e-9)
         assert value(s, "suanli_site_renewable_kw", site="west-1", source="model") == ser["renewable_kw"][0]
         assert ser["load_kwh"][0] > 0
+
+
+def test_renewable_series_resolved_ahead_keep_the_hours_asked_for():
+    """SeriesCache resolves a day ahead: a model series' first hours are the same however many are
+    asked for (the example network's pvlib solar and wind models)."""
+    scn = load_scenario(str(Path(__file__).parents[2] / "examples" / "east-west.yaml"))
+    kinds = set()
+    for i, (sid, site) in enumerate(scn.sites.items()):
+        ser = scn.explicit(site.renewables.kw, f"sites[{i}].renewables.kw")
+        kinds.add(type(ser).__name__)
+        np.testing.assert_array_equal(ser.array(100 + SeriesCache.AHEAD)[:100], ser.array(100), err_msg=sid)
+    assert "ComputedSeries" in kinds
 
 
 # ----------------------------------------------------------------------------- the Grafana dashboard

@@ -58,34 +58,36 @@ class SitePower:
 
 
 class SeriesCache:
-    """Each site's renewable series over slots 0 .. T-1, and the battery's state of charge after
-    slots with no load: both change once an hour, and a model spec (pvlib, wind) is slow to resolve."""
+    """Each site's renewable series from slot 0 on, and the battery's state of charge after idle
+    hours: a model spec (pvlib, wind) takes a second to resolve for a month of hours, so series are
+    resolved a day ahead at a time (a series' first n slots do not depend on how many are asked
+    for: each slot's value is its hour's), and a scrape is slow once a day, not once an hour."""
+
+    AHEAD = 24          # slots resolved past the ones asked for
 
     def __init__(self, net: Scenario):
         self.net = net
         self._renewable: dict[str, np.ndarray] = {}
-        self._slots = -1
         self._soc: dict[tuple[str, int], float] = {}
 
     def renewable_kw(self, site: str, slots: int) -> np.ndarray:
-        if slots != self._slots:
-            self._renewable.clear()
-            self._soc.clear()
-            self._slots = slots
-        if site not in self._renewable:
+        have = self._renewable.get(site)
+        if have is None or len(have) < slots:
             i = list(self.net.sites).index(site)
             ser = self.net.explicit(self.net.sites[site].renewables.kw, f"sites[{i}].renewables.kw")
-            self._renewable[site] = ser.array(slots)
-        return self._renewable[site]
+            have = self._renewable[site] = ser.array(slots + self.AHEAD)
+        return have[:slots]
 
-    def idle_soc(self, site: str, slots: int, first: int) -> float | None:
+    def idle_soc(self, site: str, first: int) -> float | None:
         """The battery's kWh after slots 0 .. first-1 with no load (charged by renewables alone)."""
         battery = battery_of(self.net, site)
         if battery is None or battery.capacity_kwh <= 0:
             return None
         key = (site, first)
         if key not in self._soc:
-            ren = self.renewable_kw(site, slots)[:first]
+            if len(self._soc) > 1024:           # `first` moves on by the hour: forget the old ones
+                self._soc.clear()
+            ren = self.renewable_kw(site, first)
             self._soc[key] = (float(balance(np.zeros(first), ren, battery).soc[-1]) if first > 0
                               else battery.initial_soc * battery.capacity_kwh)
         return self._soc[key]
@@ -171,7 +173,7 @@ def site_power_now(s: Session, c: Controller, cache: SeriesCache) -> dict[str, S
         ren = cache.renewable_kw(sid, slots)
         load = site.pue * it[sid]
         battery = battery_of(net, sid)
-        soc = cache.idle_soc(sid, slots, first)
+        soc = cache.idle_soc(sid, first)
         if battery is not None and soc is not None:
             # no run loads the hours before `first`: the battery's state there is the idle one, kept
             # an hour, and only the hours since are run (a service's epoch may be a year back)
