@@ -36,7 +36,7 @@ from suanli.service import auth
 from suanli.service.db import open_db
 from suanli.service.metrics import SeriesCache, it_kwh_by_hour
 from suanli.service.models import Job as JobRow
-from suanli.service.models import Meta, Tenant, Usage
+from suanli.service.models import Meta, MeterReading, Tenant, Usage
 from suanli.service.schemas import STATES
 from suanli.service.server import ThreadServer, build, load_network
 
@@ -168,6 +168,31 @@ def test_a_request_made_up_method_or_path_adds_no_series(service):
     assert not any(r.startswith("/no/") or re.search(r"/\d+$", r) for r in routes), routes
     assert "PROPFIND" not in methods and "OTHER" in methods
     assert value(s, "suanli_http_requests_total", method="GET", route="/v1/jobs/{job_id}", status="404") == 5.0
+
+
+def test_a_fresh_meter_reading_is_the_sites_power_and_a_stale_one_is_not(service):
+    """A site that sends meter readings (POST /v1/agent/{site}/meter) shows them, source="meter";
+    one whose latest reading is older than meters.MAX_GAP_S, and one without, show the model's."""
+    admin = service.client(service.admin_token())
+    east = service.client(service.site_token("east-1"))
+    reading = {"at": datetime.now(UTC).isoformat(), "it_kw": 2.0, "facility_kw": 2.6,
+               "renewable_kw": 0.4, "grid_kw": 2.2, "battery_soc_kwh": None}
+    r = east.post("/v1/agent/east-1/meter", json={"readings": [reading]})
+    assert r.status_code == 202, r.text
+    s = scrape(admin)
+    assert value(s, "suanli_site_load_kw", site="east-1", source="meter") == 2.6
+    assert value(s, "suanli_site_renewable_kw", site="east-1", source="meter") == 0.4
+    assert value(s, "suanli_site_grid_kw", site="east-1", source="meter") == 2.2
+    assert 0.0 <= value(s, "suanli_site_meter_age_seconds", site="east-1") < 120.0
+    assert ("suanli_site_grid_kw", frozenset({"site": "east-1", "source": "model"})) not in s
+    assert value(s, "suanli_site_renewable_kw", site="west-1", source="model") == 2.0      # no meter: the model
+    assert ("suanli_site_meter_age_seconds", frozenset({"site": "west-1"})) not in s
+    # the same meter, silent for longer than a reading holds: the model again (nothing runs: 0 kW)
+    with service.sessions.begin() as db:
+        db.execute(MeterReading.__table__.update().values(at_us=MeterReading.at_us - 3600 * 1_000_000))
+    s = scrape(admin)
+    assert value(s, "suanli_site_grid_kw", site="east-1", source="model") == 0.0
+    assert value(s, "suanli_site_meter_age_seconds", site="east-1") >= 3600.0
 
 
 # ----------------------------------------------------------------------------- site power from the database

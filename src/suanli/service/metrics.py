@@ -3,10 +3,10 @@
 
 Read at each scrape, not kept in global gauges: `Scrape.collect` opens a short read session of
 its own and asks the database for aggregates (jobs counted by state, GPUs in use summed by
-pool, site load summed by hour), so its cost grows with the network and the hours of history,
-not with the number of jobs; scrapes take turns (a lock), so a burst of them is one query at a
-time. What the service counts as it works (decisions, tick and placement times, requests) is
-the controller's `Telemetry` (telemetry.py), collected with it.
+pool, site load summed by hour, each site's latest meter reading), so the Python work grows with
+the network and the hours of history, not with the number of jobs; scrapes take turns (a lock),
+so a burst of them is one query at a time. What the service counts as it works (decisions, tick
+and placement times, requests) is the controller's `Telemetry` (telemetry.py), collected with it.
 
 Who may read it: an admin token (Bearer) on the API's address; a tenant or site token gets
 403. `suanli serve --metrics-listen HOST:PORT` serves the same page without a token on an address
@@ -20,6 +20,7 @@ import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
@@ -35,6 +36,7 @@ from starlette.routing import Route
 from suanli.accounting import battery_of
 from suanli.energy.balance import balance
 from suanli.model.scenario import Scenario
+from suanli.service import meters
 from suanli.service.controller import Controller, drained_sites
 from suanli.service.dashboard import HISTORY_H  # metered runs older than this no longer load a site
 from suanli.service.db import readers
@@ -53,8 +55,9 @@ class SitePower:
 
     load_kw: float          # facility load: PUE × IT power
     renewable_kw: float     # renewable power available to the site
-    grid_kw: float          # grid import, after renewables and the battery
+    grid_kw: float          # grid import, after renewables and the battery (negative: export, metered)
     source: str
+    age_s: float | None = None      # seconds since the site's latest meter reading (None: it has none)
 
 
 class SeriesCache:
@@ -155,21 +158,29 @@ def it_kwh_by_hour(s: Session, net: Scenario, now: float, slots: int) -> tuple[d
 
 
 def site_power_now(s: Session, c: Controller, cache: SeriesCache) -> dict[str, SitePower]:
-    """Each site's load, renewable and grid power in the current hour, from the network model: the
-    hour's value of the site's energy balance (MODEL.md §4; the dashboard's site view shows the
-    same numbers), on the network file's renewable series and the site's runs.
+    """Each site's load, renewable and grid power now: the one place /metrics reads a site's power.
 
-    The one place /metrics reads a site's power: where the site has a meter reading (issue 16,
-    `suanli.service.meters.latest_reading(s, site)`), it switches to the latest reading here, with
-    `source="meter"`; until then every site's power is the model's (`source="model"`)."""
+    From the site's meter (`source="meter"`) where its latest reading (`meters.latest_reading`,
+    POST /v1/agent/{site}/meter) is at most `meters.MAX_GAP_S` old, as the meter integration holds
+    a reading's power: facility, renewable and grid power as read. Otherwise from the network
+    model (`source="model"`): the current hour's value of the site's energy balance (MODEL.md §4;
+    the dashboard's site view shows the same numbers) on the network file's renewable series and
+    the site's runs. `SitePower.age_s`: how old the meter's reading is (None: no meter, or none)."""
     net = c.network
     now = c.now_h()
     slot = max(0, math.floor(now))
     slots = slot + 1
     it, first = it_kwh_by_hour(s, net, now, slots)
     first = min(first, slot)
+    wall = datetime.now(UTC)
     out = {}
     for sid, site in net.sites.items():
+        reading = meters.latest_reading(s, sid)       # one indexed row per site
+        age = (wall - reading.at).total_seconds() if reading is not None else None
+        if reading is not None and age <= meters.MAX_GAP_S:
+            out[sid] = SitePower(load_kw=reading.facility_kw, renewable_kw=reading.renewable_kw,
+                                 grid_kw=reading.grid_kw, source="meter", age_s=age)
+            continue
         ren = cache.renewable_kw(sid, slots)
         load = site.pue * it[sid]
         battery = battery_of(net, sid)
@@ -180,7 +191,7 @@ def site_power_now(s: Session, c: Controller, cache: SeriesCache) -> dict[str, S
             battery = replace(battery, initial_soc=soc / battery.capacity_kwh)
         bal = balance(load[first:], ren[first:], battery)
         out[sid] = SitePower(load_kw=float(bal.load[-1]), renewable_kw=float(ren[slot]),
-                             grid_kw=float(bal.grid[-1]), source="model")
+                             grid_kw=float(bal.grid[-1]), source="model", age_s=age)
     return out
 
 
@@ -237,10 +248,16 @@ class Scrape:
             "grid_kw": GaugeMetricFamily("suanli_site_grid_kw", "The site's grid import this hour, after "
                                          "renewables and battery, kW", labels=["site", "source"]),
         }
+        age = GaugeMetricFamily("suanli_site_meter_age_seconds", "Seconds since the site's latest meter reading "
+                                f"(sites with one); past {meters.MAX_GAP_S:g} s its power is the model's",
+                                labels=["site"])
         for sid, p in power.items():
             for key, fam in families.items():
                 fam.add_metric([sid, p.source], getattr(p, key))
+            if p.age_s is not None:
+                age.add_metric([sid], p.age_s)
         yield from families.values()
+        yield age
         ticks = CounterMetricFamily("suanli_controller_ticks", "Controller ticks run by this process")
         ticks.add_metric([], c.ticks)
         yield ticks
