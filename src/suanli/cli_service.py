@@ -53,6 +53,20 @@ def _fail(e: UserError) -> typer.Exit:
 
 
 # ----------------------------------------------------------------------------- serve
+def parse_listen(text: str, flag: str) -> tuple[str, int]:
+    """HOST:PORT, [IPv6]:PORT, or PORT alone (on 127.0.0.1: only this machine may scrape)."""
+    raw = text.strip()
+    host, sep, port = raw.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", raw
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    bare_v6 = ":" in host and not raw.startswith("[")        # ::1:80 is ambiguous: [::1]:80
+    if not port.isdigit() or not 0 < int(port) <= 65535 or (sep and not host) or bare_v6:
+        raise UserError(f"{flag}: expected HOST:PORT with a port from 1 to 65535 (e.g. 127.0.0.1:9464), got {text!r}")
+    return host, int(port)
+
+
 def serve(network: Annotated[str, typer.Option("--network", help="the network file: a scenario without jobs")],
           db: DbOpt = None,
           host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -98,6 +112,10 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
           meter_retention_days: Annotated[int, typer.Option(
               "--meter-retention-days", help="days the sites' raw meter readings are kept (their hourly "
                                              "roll-ups are kept for good)")] = 35,
+          metrics_listen: Annotated[str | None, typer.Option(
+              "--metrics-listen", help="HOST:PORT (or PORT: on 127.0.0.1) where GET /metrics is served for "
+                                       "Prometheus without a token; keep it private. The API's own /metrics "
+                                       "takes an admin token. Default: off")] = None,
           ) -> None:
     """Run the control plane: REST API under /v1 and the controller loop."""
     from suanli.logs import configure
@@ -142,7 +160,9 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
             raise UserError(f"--overrun-min-s: must be >= 0, got {overrun_min_s}")
         if not 1 <= meter_retention_days <= 36600:
             raise UserError(f"--meter-retention-days: a number of days from 1 to 36600, got {meter_retention_days}")
+        listen = parse_listen(metrics_listen, "--metrics-listen") if metrics_listen is not None else None
         run_server(network, db, host, port, policy, tick_s, heartbeat_timeout_s=heartbeat_timeout_s,
+                   metrics_listen=listen,
                    checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
                    max_agent_losses=max_agent_losses,
                    checkpoint_quota_bytes=checkpoint_quota_bytes, checkpoint_keep_h=checkpoint_keep_h,

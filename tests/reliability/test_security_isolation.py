@@ -417,6 +417,21 @@ def dashboard_asset(w: World) -> None:
             assert c.get(f"/assets/{name}").status_code == 404, name
 
 
+def metrics(w: World) -> None:
+    """The operator's figures (docs/SERVICE.md "Metrics"): an admin token only; and even that page
+    names no tenant and no job (counts by state, pools and sites, route templates)."""
+    with w.c(None) as c:
+        _refused(c.get("/metrics"), 401)
+    for who in ("rival", "acme", "west", "east"):
+        with w.c(who) as c:
+            _refused(c.get("/metrics"), 403)
+    with w.c("admin") as a:
+        r = a.get("/metrics")
+        assert r.status_code == 200 and "suanli_jobs{" in r.text
+        _clean(r)
+        assert "acme" not in r.text and "rival" not in r.text
+
+
 ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/jobs"): submit_job,
     ("POST", "/v1/jobs/batch"): submit_batch,
@@ -442,6 +457,7 @@ ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v1/dashboard/tenants"): dashboard_tenants,
     ("GET", "/"): dashboard_page,
     ("GET", "/assets/{name}"): dashboard_asset,
+    ("GET", "/metrics"): metrics,
 }
 
 

@@ -1,7 +1,7 @@
 """The REST API (FastAPI), versioned under /v1; the OpenAPI schema is at /openapi.json.
 
 This module puts it together: the limits at the door (limits.py), the error answers, one router
-per resource (routes/: jobs, agent, energy, sites, billing), health, and the dashboard.
+per resource (routes/: jobs, agent, energy, sites, billing), health, the dashboard and /metrics.
 
 Every request carries `Authorization: Bearer TOKEN`. A tenant sees only its own jobs: another
 tenant's job answers 404, exactly like one that does not exist. Bad input answers 4xx with
@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from suanli.errors import UserError, short_repr
-from suanli.service import dashboard, etags, limits
+from suanli.service import dashboard, etags, limits, metrics
 from suanli.service.controller import Controller
 from suanli.service.db import readers
 from suanli.service.routes import agent, billing, energy, jobs, quotes, sites
@@ -95,4 +95,5 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
                 "error": controller.last_error, "time": datetime.now(UTC).isoformat()}
 
     dashboard.install(app, controller)       # the web dashboard at / and its API (docs/DASHBOARD.md)
+    metrics.install(app, controller)         # GET /metrics for Prometheus, admin token (metrics.py)
     return app

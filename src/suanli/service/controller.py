@@ -76,6 +76,7 @@ from suanli.service.lifecycle import model_job, move
 from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage, utcnow
 from suanli.service.models import Job as JobRow
 from suanli.service.schemas import ACTIVE
+from suanli.service.telemetry import Telemetry
 
 log = logging.getLogger("suanli.controller")
 HEARTBEAT_TIMEOUT_S = 30.0   # a site is down after this long without a heartbeat (`suanli serve --heartbeat-timeout-s`)
@@ -182,6 +183,7 @@ class Controller:
         self._ended_after = 0                   # the last SUCCEEDED transition read
         self.meter_retention_days: float = meters.RETENTION_DAYS    # raw meter readings kept (meters.py)
         self._meter_sweep_due = 0.0   # monotonic time of the next sweep of raw readings (`sweep_meters`)
+        self.telemetry = Telemetry()  # decisions, tick and placement times, requests: this process's (/metrics)
 
     # ------------------------------------------------------------------ clock
     def now_h(self) -> float:
@@ -278,10 +280,15 @@ class Controller:
             self._stop.wait(self.tick_s)
 
     def tick(self) -> None:
+        t0 = time.perf_counter()
+        if self._tick():             # timed with its commit; a tick that raised or stood aside is not
+            self.telemetry.ticked(time.perf_counter() - t0)
+
+    def _tick(self) -> bool:
         with self.lock, self.sessions.begin() as s:
             if s.bind.dialect.name == "postgresql" and not s.execute(
                     text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": TICK_LOCK_ID}).scalar():
-                return          # another replica is mid-tick (it lost the leader lock and has not noticed yet)
+                return False    # another replica is mid-tick (it lost the leader lock and has not noticed yet)
             now = self.now_h()
             up = self.up_sites(s)
             drained = drained_sites(s)
@@ -296,6 +303,7 @@ class Controller:
                 self._pull_forward(s, now, self.placeable(up) - drained)
             self._schedule(s, now, self.placeable(up) - drained)
             self.ticks += 1
+        return True
 
     def sweep_meters(self) -> None:
         """Every meters.SWEEP_EVERY_S (the first tick too): delete the raw meter readings older than
@@ -374,6 +382,7 @@ class Controller:
         why = "controller error " + why
         why = why if len(why) <= 1000 else why[:997] + "..."
         self.job_errors += 1
+        self.telemetry.decided("failed")
         log.error("job %s of %s failed: %s", row.id, self.tenant_name(row), why, exc_info=exc,
                   extra={"job_id": row.id, "tenant": self.tenant_name(row), "site": row.site, "decision": "failed",
                          "reason": why})
@@ -413,7 +422,8 @@ class Controller:
             return None
 
     def _decided(self, kind: str, row: JobRow, reason: str, site: str | None = None, **more) -> None:
-        """The log line of a decision: placed, deferred, rejected, preempted or failed."""
+        """The log line of a decision: placed, deferred, rejected, preempted or failed; counted (telemetry.py)."""
+        self.telemetry.decided(kind)
         tenant = self.tenant_name(row)
         log.info("job %s of %s %s%s: %s", row.id, tenant, kind, f" on {site}" if site else "", reason,
                  extra={"job_id": row.id, "tenant": tenant, "decision": kind, "site": site, "reason": reason, **more})
@@ -504,6 +514,7 @@ class Controller:
             move(s, row, "FAILED", now, why)
             row.fence += 1                  # a report of the lost run is refused; an agent that holds it stops it
             row.end_h = now
+            self.telemetry.decided("failed")
             log.warning("job %s of %s failed on %s: %s", row.id, self.tenant_name(row), site, why,
                         extra={"job_id": row.id, "tenant": self.tenant_name(row), "site": site, "decision": "failed",
                                "reason": why})
@@ -826,6 +837,8 @@ class Controller:
             self.ledger.add(d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)       # last: nothing after it raises
             self._held[f"j{row.id}"] = (d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
             self._decided("placed", row, row.reason, d.site, gpu_type=d.gpu_type, start_h=d.start_h)
+            if not row.hosted:       # not run yet: its wait since submit (a voided placement made again counts again)
+                self.telemetry.placed_after((now - row.submit_h) * 3600.0)
         elif isinstance(d, Defer):
             if row.reason != d.reason:          # a job deferred for the same reason at every tick: logged once
                 self._decided("deferred", row, d.reason)

@@ -48,7 +48,8 @@
 
 `RequestLog`, in front of it: each request gets an id (a sane `X-Request-Id` from the client,
 else a new one; echoed in the response), set in `suanli.logs.REQUEST_ID` while it is served, and
-one line at INFO when it ends (method, path without the query, status, ms, the caller's kind);
+one line at INFO when it ends (method, path without the query, status, ms, the caller's kind),
+and the request counted by its route's template (`telemetry.Telemetry.request`, for /metrics);
 an exception escaping the app is logged with the request id.
 """
 
@@ -73,6 +74,7 @@ from anyio import to_thread
 
 from suanli.errors import UserError
 from suanli.logs import REQUEST_ID
+from suanli.service.telemetry import route_of
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -481,8 +483,9 @@ class RequestLimits:
 class RequestLog:
     """Request ids and one log line per request: see the module's docstring."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, observe: Callable[[str, str | None, int, float], None] | None = None):
         self.app = app
+        self.observe = observe      # (method, route template, status, seconds): telemetry.Telemetry.request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -509,6 +512,8 @@ class RequestLog:
             log.exception("%s %s: unhandled error", scope.get("method"), scope.get("path"))
             raise
         finally:
+            if self.observe is not None:
+                self.observe(scope.get("method", "GET"), route_of(scope), status or 500, time.perf_counter() - t0)
             if log.isEnabledFor(logging.INFO) or status >= 500:
                 p = scope.get("state", {}).get("principal")
                 ms = (time.perf_counter() - t0) * 1000.0
@@ -538,7 +543,9 @@ def install(app: Any, limits: Limits | None = None) -> Limits:
     inner_stack = app.build_middleware_stack
 
     def build_middleware_stack() -> ASGIApp:
-        return RequestLog(RequestLimits(inner_stack(), limits=lim, limiter=limiter, state=app.state))
+        telemetry = getattr(getattr(app.state, "controller", None), "telemetry", None)
+        return RequestLog(RequestLimits(inner_stack(), limits=lim, limiter=limiter, state=app.state),
+                          observe=telemetry.request if telemetry is not None else None)
     app.build_middleware_stack = build_middleware_stack
     app.state.limits, app.state.rate_limiter = lim, limiter
     return lim

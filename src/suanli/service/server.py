@@ -104,12 +104,17 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
 
 def serve(network: str, db_url: str | None, host: str, port: int, policy: str, tick_s: float = 1.0,
           heartbeat_timeout_s: float | None = None, checkpoint_store: str | None = None, max_attempts: int = 3,
-          preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES, **bounds) -> None:
+          preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES,
+          metrics_listen: tuple[str, int] | None = None, **bounds) -> None:
     """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s,
     meter_retention_days.
-    The address is taken first: one in use is a `BindError`, before the database is opened."""
+    `metrics_listen`: (host, port) where /metrics is served without a token (metrics.metrics_app).
+    The addresses are taken first: one in use is a `BindError`, before the database is opened."""
     sock = bind(host, port)
+    msock = side = None
     try:
+        if metrics_listen is not None:
+            msock = bind(*metrics_listen, flag="--metrics-listen")
         app = build(network, db_url, policy, tick_s, heartbeat_timeout_s=heartbeat_timeout_s,
                     checkpoint_store=checkpoint_store, max_attempts=max_attempts, preempt=preempt,
                     max_agent_losses=max_agent_losses, **bounds)
@@ -121,42 +126,60 @@ def serve(network: str, db_url: str | None, host: str, port: int, policy: str, t
                  extra={"host": host, "port": port, "database": engine.url.render_as_string(hide_password=True),
                         "network": network, "policy": policy, "heartbeat_timeout_s": c.heartbeat_timeout_s,
                         "tick_s": tick_s, "max_agent_losses": c.max_agent_losses})
+        if msock is not None:
+            from suanli.service.metrics import metrics_app
+            side = ThreadServer(metrics_app(c, app.state.metrics_scrape), sockets=[msock])
+            side.__enter__()
+            mhost, mport = metrics_listen
+            log.info("metrics for Prometheus on http://%s:%s/metrics (no token: keep this address private)",
+                     mhost, mport, extra={"metrics_host": mhost, "metrics_port": mport})
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                 log_level=logging.getLogger().getEffectiveLevel())
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        sock.close()
+        if side is not None:
+            side.__exit__(None, None, None)
+        for x in (sock, msock):
+            if x is not None:
+                x.close()
 
 
 class BindError(Exception):
     """The server cannot listen on its address (in use, not this machine's, not allowed)."""
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to (host, port), as uvicorn binds one (SO_REUSEADDR), not yet listening."""
+def bind(host: str, port: int, flag: str | None = None) -> socket.socket:
+    """A TCP socket bound to (host, port), as uvicorn binds one (SO_REUSEADDR), not yet listening.
+    `flag`: the option its errors name (default: --host, --port)."""
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                           flags=socket.AI_PASSIVE)[0]
     except (OSError, UnicodeError) as e:
-        raise BindError(f"--host: cannot listen on {host!r}: {getattr(e, 'strerror', None) or e}") from None
+        raise BindError(f"{flag or '--host'}: cannot listen on {host!r}: "
+                        f"{getattr(e, 'strerror', None) or e}") from None
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)
     except OSError as e:
         sock.close()
-        raise BindError(f"--port: cannot listen on {host}:{port}: [Errno {e.errno}] {e.strerror or e}") from None
+        raise BindError(f"{flag or '--port'}: cannot listen on {host}:{port}: [Errno {e.errno}] "
+                        f"{e.strerror or e}") from None
     sock.set_inheritable(True)
     return sock
 
 
 class ThreadServer:
-    """uvicorn in a thread (tests, embedding): `with ThreadServer(app, port) as url: ...`."""
+    """uvicorn in a thread (tests, embedding; `serve`'s metrics address): `with ThreadServer(app, port) as url:
+    ...`. `sockets`: bound sockets to listen on instead of (host, port); then the app has no lifespan."""
 
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0):
-        self.config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, sockets: list[socket.socket] | None = None):
+        # beside `serve`'s own server (sockets): uvicorn's loggers are left as that one sets them
+        self.config = uvicorn.Config(app, host=host, port=port, log_level=None if sockets else "warning",
+                                     lifespan="off" if sockets else "on",
+                                     **({"log_config": None, "access_log": False} if sockets else {}))
         self.server = uvicorn.Server(self.config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": sockets}, daemon=True)
 
     @property
     def url(self) -> str:
