@@ -134,3 +134,35 @@ def test_a_csv_trace_with_the_users_estimates_writes_them_as_work_h_and_the_run_
     rows = jobs(out)
     assert [(r["work_h"], r["actual_work_h"], r["max_wait_h"]) for r in rows] == [
         ("2", "1.5", "24"), ("2", "3", "24"), ("0.25", "0.25", "6")]
+
+
+# LWA's rules as its simulator applies them, keyed on the original finish F = submit + estimate.
+# Hour 0 is Monday 00:00: Tuesday is hour 24, Wednesday 48, Thursday 72, Friday 96, Saturday 120,
+# Sunday 144, the next Monday 168.
+@pytest.mark.parametrize("submit_h,work_h,want", [
+    (10.0, 2.0, 0.0),        # F Monday 12:00, working hours: no window
+    (16.0, 2.0, 15.0),       # F Monday 18:00: Tuesday 09:00
+    (15.0, 2.0, 0.0),        # F Monday 17:00 exactly: still working hours
+    (112.0, 2.0, 15.0),      # F Friday 18:00: Saturday 09:00, as LWA's code has it
+    (116.0, 10.0, 51.0),     # F Saturday 06:00: Monday 09:00
+    (150.0, 2.0, 25.0),      # F Sunday 08:00: Monday 09:00
+    (44.0, 11.0, 2.0),       # F Wednesday 07:00: 09:00 that day
+    (0.0, 9.0, 0.0),         # F Monday 09:00 exactly: working hours
+])
+def test_lwa_next_workday_rule(submit_h, work_h, want):
+    assert max_wait_h("lwa-next-workday", submit_h, work_h, START) == want
+
+
+@pytest.mark.parametrize("submit_h,work_h,want", [
+    (10.0, 2.0, 69.0),       # F Monday 12:00: Thursday 09:00 (hour 81)
+    (0.0, 9.0, 0.0),         # F Monday 09:00 exactly: that Monday
+    (0.0, 9.5, 71.5),        # F Monday 09:30: Thursday
+    (70.0, 11.0, 0.0),       # F Thursday 09:00 exactly: that Thursday
+    (80.0, 2.0, 95.0),       # F Thursday 10:00: the next Monday 09:00 (hour 177)
+    (150.0, 6.0, 21.0),      # F Sunday 12:00: Monday 09:00
+    (60.0, 11.0, 10.0),      # F Wednesday 23:00: Thursday 09:00
+    (100.0, 4.0, 73.0),      # F Friday 08:00: Monday 09:00
+])
+def test_lwa_monday_thursday_rule(submit_h, work_h, want):
+    assert max_wait_h("lwa-mon-thu", submit_h, work_h, START) == want
+

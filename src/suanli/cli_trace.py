@@ -126,7 +126,8 @@ def import_(
                                         "goes to actual_work_h and OUT.truth.csv."),
     max_wait: str = typer.Option(None, "--max-wait",
                                  help="Give every job a max_wait_h: gaia (6 h under 2 h, else 24 h), "
-                                      "next-workday or mon-thu (by 09:00 of the next one, less the work)."),
+                                      "next-workday or mon-thu (by 09:00 of the next one, less the work), "
+                                      "lwa-next-workday or lwa-mon-thu (LWA's code: from the original finish)."),
     scenario_start: str = typer.Option("2026-06-01T00:00:00+08:00", "--scenario-start",
                                        help="Wall-clock time of hour 0 (the scenario's start), for --max-wait."),
     min_duration: str = typer.Option("0", "--min-duration",

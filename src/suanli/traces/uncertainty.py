@@ -15,6 +15,17 @@ the truth.
   after its submission, less its estimated work (never below 0).
 - `mon-thu`: LWA's twice-weekly jobs: by 09:00 of the next Monday or Thursday, less the
   estimated work (never below 0).
+- `lwa-next-workday` and `lwa-mon-thu`: the same two rules exactly as Let's Wait Awhile's
+  simulator applies them (its `AdHocStrategy._forecast_duration`, read, not copied), to reproduce
+  its ML-jobs scenario. They are keyed on the job's *original finish* F = submission + estimated
+  work, and give the time from F to the moment the results are wanted:
+  - `lwa-next-workday`: F on a Saturday: Monday 09:00; F on a Sunday or after 17:00: the next
+    day's 09:00 (so a Friday evening is wanted by Saturday 09:00, as LWA's code has it); F before
+    09:00: 09:00 that day; F within 09:00-17:00 on a weekday: no window (0).
+  - `lwa-mon-thu`: F after 09:00 on a Monday, on a Tuesday or Wednesday, or by 09:00 on a
+    Thursday: that week's Thursday 09:00; otherwise (after 09:00 on a Thursday, Friday to Sunday,
+    or by 09:00 on a Monday): the next Monday 09:00, which is F's own day at 09:00 for a Monday.
+  "09:00 exactly" counts as by 09:00, "17:00 exactly" as within working hours.
 The calendar rules need the wall-clock time of hour 0 (the scenario's `start`, with its UTC
 offset: local time is the offset's).
 """
@@ -26,8 +37,9 @@ import math
 
 import numpy as np
 
-RULES = ("gaia", "next-workday", "mon-thu")
+RULES = ("gaia", "next-workday", "mon-thu", "lwa-next-workday", "lwa-mon-thu")
 WORKDAY_START_H = 9.0       # the calendar rules' deadline: 09:00 local time
+WORKDAY_END_H = 17.0        # LWA's end of the working day (lwa-next-workday)
 
 
 def estimates(true_work_h: np.ndarray, sigma: float, rng: np.random.Generator, bias: float = 0.0) -> np.ndarray:
@@ -50,6 +62,21 @@ def _next_at(start: dt.datetime, submit_h: float, weekdays: tuple[int, ...]) -> 
     raise AssertionError("a weekday comes within 8 days")
 
 
+def _lwa_wanted_by(finish: dt.datetime, rule: str) -> dt.datetime:
+    """When LWA's rule wants the results of a job whose original finish is `finish` (local time)."""
+    nine = finish.replace(hour=int(WORKDAY_START_H), minute=0, second=0, microsecond=0)
+    clock = finish.hour + finish.minute / 60 + finish.second / 3600 + finish.microsecond / 3.6e9
+    wd = finish.weekday()
+    if rule == "lwa-next-workday":
+        if wd == 5:
+            return nine + dt.timedelta(days=2)
+        if wd == 6 or clock > WORKDAY_END_H:
+            return nine + dt.timedelta(days=1)
+        return nine if clock < WORKDAY_START_H else finish
+    to_thursday = (wd == 0 and clock > WORKDAY_START_H) or wd in (1, 2) or (wd == 3 and clock <= WORKDAY_START_H)
+    return nine + dt.timedelta(days=(10 - wd) % 7 if to_thursday else (7 - wd) % 7)
+
+
 def max_wait_h(rule: str, submit_h: float, estimate_h: float, start: dt.datetime | None = None) -> float:
     """The window `rule` gives a job submitted at `submit_h` with work estimated at `estimate_h`."""
     if rule == "gaia":
@@ -58,6 +85,9 @@ def max_wait_h(rule: str, submit_h: float, estimate_h: float, start: dt.datetime
         raise ValueError(f"unknown max-wait rule {rule!r}; rules are {', '.join(RULES)}")
     if start is None:
         raise ValueError(f"the {rule!r} rule needs the wall-clock time of hour 0")
+    if rule.startswith("lwa-"):
+        finish = start + dt.timedelta(hours=submit_h + estimate_h)
+        return max(0.0, (_lwa_wanted_by(finish, rule) - finish).total_seconds() / 3600.0)
     days = (0, 1, 2, 3, 4) if rule == "next-workday" else (0, 3)
     return max(0.0, _next_at(start, submit_h, days) - submit_h - estimate_h)
 
