@@ -18,8 +18,8 @@ from suanli.service.auth import Principal
 from suanli.service.bearer import bearer, principal_of
 from suanli.service.controller import Controller
 from suanli.service.models import Job as JobRow
-from suanli.service.models import Tenant, Transition, Usage
-from suanli.service.schemas import JobOut, UsageOut
+from suanli.service.models import RunOutput, Tenant, Transition, Usage
+from suanli.service.schemas import JobOut, RunOutputOut, UsageOut
 
 
 def controller_of(request: Request) -> Controller:
@@ -92,8 +92,9 @@ def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, us
         price = c.network.sites[row.site].gpus[row.gpu_type].cny_per_gpu_h
         usage.gpu_cny += running_s / 3600.0 * row.gpus * price
         usage.total_cny += running_s / 3600.0 * row.gpus * price
-    trs = []
+    trs, outs = [], []
     if transitions:
+        outs = outputs_of(s, row.id)
         q = select(Transition).where(Transition.job_id == row.id).order_by(Transition.id)
         trs = [dict(from_state=t.from_state, to_state=t.to_state, at=t.at, at_h=t.at_h, reason=t.reason)
                for t in s.scalars(q)]
@@ -102,7 +103,16 @@ def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, us
                   gpu_type=row.gpu_type,
                   start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
                   checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
-                  transitions=trs, created_at=row.created_at)
+                  transitions=trs, outputs=outs, created_at=row.created_at)
+
+
+def outputs_of(s: Session, job_id: int) -> list[RunOutputOut]:
+    """Where each run of the job wrote its output, oldest run first (the tails stay in the database)."""
+    q = (select(RunOutput.fence, RunOutput.site, RunOutput.path, RunOutput.size_bytes,
+                func.length(RunOutput.tail), RunOutput.uploaded_at)
+         .where(RunOutput.job_id == job_id).order_by(RunOutput.fence))
+    return [RunOutputOut(fence=f, site=site, path=path, size_bytes=size, kept_bytes=kept or 0, uploaded_at=at)
+            for f, site, path, size, kept, at in s.execute(q)]
 
 
 def done(s: Session, out: Any) -> Any:
