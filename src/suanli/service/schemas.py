@@ -165,16 +165,26 @@ class Transition(BaseModel):
     reason: str
 
 
+LEDGER_FIELDS = ("gpu_seconds", "energy_kwh", "grid_kwh", "renewable_kwh", "carbon_kg", "gpu_cny", "energy_cny",
+                 "transfer_cny", "total_cny")     # summed from the usage ledger's columns of the same names
+
+
 class UsageOut(BaseModel):
+    """A job's metered usage (the ledger's runs), plus, while it runs, the run so far (`estimated`).
+    Energy is the site's load, PUE included: `grid_kwh + renewable_kwh + battery_kwh` (MODEL.md §4;
+    renewables are solar and wind used directly, the battery's discharge is counted apart)."""
     gpu_seconds: float = 0.0
     energy_kwh: float = 0.0
     grid_kwh: float = 0.0
     renewable_kwh: float = 0.0
+    battery_kwh: float = 0.0
     carbon_kg: float = 0.0
     gpu_cny: float = 0.0
     energy_cny: float = 0.0
     transfer_cny: float = 0.0
     total_cny: float = 0.0
+    estimated: bool = Field(default=False, description="true: it holds the running run so far, priced as it would "
+                                                       "be metered now (metering.price_segment); not billed yet")
 
 
 OUTPUT_TAIL_BYTES = 1024 * 1024   # the most of a run's output the service keeps: its last MiB
