@@ -53,13 +53,24 @@ def _check_own(r: Run) -> None:
         raise RuntimeError(f"policy {r.policy} produced an invalid schedule ({len(r.violations)} violations)")
 
 
-def _write_report(path: str, r: Run) -> None:
+def _report_paths(path: str, lang: str) -> list[tuple[str, str]]:
+    """(file, language) of each report `--lang` asks for: `both` writes FILE in English and
+    FILE's name with `.zh-CN` before its suffix in Chinese (report.html, report.zh-CN.html)."""
+    if lang not in ("en", "zh-CN", "both"):
+        raise UserError(f"--lang: {lang!r} is not en, zh-CN or both")
+    if lang != "both":
+        return [(path, lang)]
+    p = Path(path)
+    return [(path, "en"), (str(p.with_name(f"{p.stem}.zh-CN{p.suffix or '.html'}")), "zh-CN")]
+
+
+def _write_report(path: str, r: Run, lang: str = "en") -> None:
     import os
 
     from suanli.sim.outputs import write_files
     from suanli.sim.report import render_report
 
-    page = render_report(r.scenario, r.policy, r.result.segments, r.accounts)
+    page = render_report(r.scenario, r.policy, r.result.segments, r.accounts, lang=lang)
     write_files(os.path.dirname(os.path.abspath(path)), {os.path.basename(path): page})
 
 
@@ -125,19 +136,22 @@ def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."
         policy: str = typer.Option("suanli", "--policy", "-p", help="Policy: " + ", ".join(policies.names())),
         outdir: str = typer.Option("out", "--out", "-o", help="Folder for schedule.csv, metrics.json, series.csv."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary."),
-        report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report here.")
+        report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report here."),
+        lang: str = typer.Option("en", "--lang", help="The report's language: en, zh-CN (Chinese names, ¥, "
+                                 "Beijing time), or both (FILE and FILE.zh-CN.html).")
         ) -> None:
     """Simulate SCENARIO with a policy and write its outputs (MODEL.md §6)."""
     try:
+        reports = _report_paths(report, lang) if report else []
         with Reporter("sim", err, enabled=not quiet) as p:
             r = _simulate(scenario, policy, p)
             _check_own(r)
             p.phase(f"writing {outdir}")
             wrote = write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
-            if report:
-                p.phase(f"writing {report}")
-                _write_report(report, r)
-                wrote.append(report)
+            for path, language in reports:
+                p.phase(f"writing {path}")
+                _write_report(path, r, language)
+                wrote.append(path)
     except UserError as e:
         raise _fail(e) from None
     if not quiet:

@@ -4,6 +4,7 @@
 // by key; {name} placeholders are filled in; a key with `_one`/`_other` forms follows the
 // language's plural rules (Intl.PluralRules). Place names come from a table keyed by the network
 // file's city id, falling back to the id itself.
+import PLACES from "../../src/suanli/i18n/places_zh.json";
 
 const KEY = "suanli.lang";
 export const LANGS = { en: "English", zh: "中文" };
@@ -336,24 +337,10 @@ export function t(key, vars = {}) {
   return s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined ? m : String(vars[k])));
 }
 
-// City ids of the network files -> Chinese names; an id not in the table is shown as it is.
-const CITY_ZH = {
-  beijing: "北京", shanghai: "上海", shenzhen: "深圳", guangzhou: "广州", hangzhou: "杭州", zhengzhou: "郑州",
-  qingyang: "庆阳", hami: "哈密", zhongwei: "中卫", ulanqab: "乌兰察布", guiyang: "贵阳", guian: "贵安",
-  tianjin: "天津", chongqing: "重庆", chengdu: "成都", wuhu: "芜湖", shaoguan: "韶关", hohhot: "呼和浩特",
-  lanzhou: "兰州", yinchuan: "银川", urumqi: "乌鲁木齐", wuhan: "武汉", xian: "西安", nanjing: "南京",
-  suzhou: "苏州", changsha: "长沙", kunming: "昆明", harbin: "哈尔滨", shenyang: "沈阳", jinan: "济南",
-  qingdao: "青岛", xiamen: "厦门", fuzhou: "福州", hefei: "合肥", nanning: "南宁", haikou: "海口",
-  taiyuan: "太原", shijiazhuang: "石家庄", lhasa: "拉萨", xining: "西宁", zhangjiakou: "张家口",
-  karamay: "克拉玛依", changji: "昌吉", ordos: "鄂尔多斯", dongguan: "东莞", foshan: "佛山",
-};
-const PROVINCE_ZH = {
-  Beijing: "北京", Shanghai: "上海", Tianjin: "天津", Chongqing: "重庆", Gansu: "甘肃", Xinjiang: "新疆",
-  Ningxia: "宁夏", "Inner Mongolia": "内蒙古", Guizhou: "贵州", Guangdong: "广东", Zhejiang: "浙江", Henan: "河南",
-  Jiangsu: "江苏", Anhui: "安徽", Sichuan: "四川", Hubei: "湖北", Hunan: "湖南", Hebei: "河北", Shanxi: "山西",
-  Shaanxi: "陕西", Shandong: "山东", Fujian: "福建", Jiangxi: "江西", Yunnan: "云南", Guangxi: "广西",
-  Hainan: "海南", Liaoning: "辽宁", Jilin: "吉林", Heilongjiang: "黑龙江", Qinghai: "青海", Tibet: "西藏",
-};
+// City ids of the network files -> Chinese names, and provinces; an id not in the table is shown
+// as it is. One table (src/suanli/i18n/places_zh.json), shared with the simulator's HTML reports.
+const CITY_ZH = PLACES.cities;
+const PROVINCE_ZH = PLACES.provinces;
 
 export function cityName(id) {
   if (lang !== "zh") return id ?? "";
