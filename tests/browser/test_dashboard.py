@@ -535,15 +535,16 @@ def test_the_explanation_shows_each_pools_best_and_why_the_others_lost(dash, pag
     """A synthetic explanation (the API's answer rewritten in the browser): 9 weighed, 5 kept, all
     of one site; the best of each other pool (`others`) with how much more it costs and the parts
     that make the difference; the pools with no candidate (`unscored`) with why; then one weighed
-    at the only site that could host it ("1 candidate", not "1 candidates"). An explanation stored
+    where only one site could host it ("1 candidate", not "1 candidates"). An explanation stored
     before it carried `weighed`, `others` and `unscored` still shows its count and its unnamed sites."""
     jid = finished_job(dash)
     real = api(dash, "acme").get(f"/v1/jobs/{jid}").json()
     c0 = real["explanation"]["candidates"][0]
     cand = lambda site, gpu, total, energy=0.2: {**c0, "site": site, "gpu_type": gpu, "total": total,   # noqa: E731
                                                  "parts": {"rental": total - energy, "energy": energy}}
-    job = {**real, "reason": "cheapest: best of 9 candidates at 4 sites",
-           "explanation": {**real["explanation"], "reason": "cheapest: best of 9 candidates at 4 sites", "weighed": 9,
+    why = "cheapest: best of 9 candidates; 4 sites could host it"
+    job = {**real, "reason": why,
+           "explanation": {**real["explanation"], "reason": why, "weighed": 9,
                            "chosen": cand("hami-1", "910b", 1.0),
                            "candidates": [cand("hami-1", "910b", 1.0), cand("hami-1", "910b", 1.2),
                                           cand("hami-1", "910b", 1.3), cand("hami-1", "910b", 1.4),
@@ -567,7 +568,7 @@ def test_the_explanation_shows_each_pools_best_and_why_the_others_lost(dash, pag
     assert "chosen" in page.locator('#per-site tr[data-site="hami-1"] .why').inner_text()
     assert "capacity: no free GPUs" in page.locator('#per-site tr[data-site="ulanqab-1"]').inner_text()
     assert "weighed 9 candidates" in page.locator("#weighed").inner_text()
-    assert "best of 9 candidates at 4 sites" in page.locator("#job").inner_text()
+    assert "best of 9 candidates; 4 sites could host it" in page.locator("#job").inner_text()
     assert page.locator("#candidates tbody tr").count() == 5
     assert page.locator("#rejected tbody tr").count() == 2
     assert page.locator("#not-kept").count() == 0          # every site is accounted for
@@ -575,13 +576,13 @@ def test_the_explanation_shows_each_pools_best_and_why_the_others_lost(dash, pag
     shot(page, "dashboard-job-explanation.png")
 
     one = json.loads(json.dumps(job))
-    only = "fifo: best of 1 candidate, at hami-1, the only site that could host it"
+    only = "fifo: best of 1 candidate; only hami-1 could host it"
     one["reason"] = one["explanation"]["reason"] = only
     one["explanation"].update(weighed=1, candidates=one["explanation"]["candidates"][:1], others=[], unscored={})
     body["job"] = one
     page.wait_for_function("() => document.getElementById('weighed').textContent.includes('1 candidate ')")
     text = page.locator("#job").inner_text()
-    assert "1 candidates" not in text and "best of 1 candidate, at hami-1, the only site that could host it" in text
+    assert "1 candidates" not in text and "best of 1 candidate; only hami-1 could host it" in text
     old = json.loads(json.dumps(job))
     for k in ("weighed", "others", "unscored"):
         del old["explanation"][k]
@@ -607,9 +608,10 @@ def test_a_real_explanation_lists_every_pool_that_could_host_it(dash):
     assert not kept & {(c["site"], c["gpu_type"]) for c in e["others"]}
     assert all(c["total"] >= e["chosen"]["total"] - 1e-9 for c in e["others"])
     sites = {p[0] for p in pools}
-    assert e["reason"] == (f"cheapest: best of {e['weighed']} candidates at {len(sites)} sites" if len(sites) > 1
-                           else f"cheapest: best of {e['weighed']} candidate{'s' if e['weighed'] > 1 else ''}, at "
-                                f"{next(iter(sites))}, the only site that could host it")
+    n = e["weighed"]
+    assert e["reason"] == (f"cheapest: best of {n} candidate{'s' if n > 1 else ''}; " +
+                           (f"{len(sites)} sites could host it" if len(sites) > 1
+                            else f"only {next(iter(sites))} could host it"))
 
 
 def test_a_down_site_is_drawn_down_with_no_free_gpus(dash, page):

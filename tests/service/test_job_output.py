@@ -90,6 +90,10 @@ def test_output_uploads_are_bounded_and_fenced(service, tmp_path):
         # the RUNNING report named the file before a byte was uploaded
         [out] = wait_for(lambda: c.get(f"/v1/jobs/{jid}").json()["outputs"], 30)
         assert out["path"].endswith(f"/{job['site']}/{jid}/fence-{out['fence']}.log")
+        # while it runs, its usage so far is priced as metering would price it now: energy too
+        u = wait_for(lambda: (u := c.get(f"/v1/jobs/{jid}").json()["usage"])["energy_kwh"] > 0 and u, 30)
+        assert u["estimated"] is True and u["gpu_seconds"] > 0 and u["energy_cny"] > 0
+        assert abs(u["energy_kwh"] - (u["grid_kwh"] + u["renewable_kwh"] + u["battery_kwh"])) < 1e-9
     site, fence = job["site"], out["fence"]
     url = f"/v1/agent/{site}/jobs/{jid}/output"
     octet = {"Content-Type": "application/octet-stream"}

@@ -361,11 +361,11 @@ export function siteName(id) {
 // The scheduler's reasons are English text from the service; the common ones are translated,
 // others are shown as they are.
 const REASONS = [
-  [/^(\w[\w-]*): best of (\d+) candidates?(?:, at ([\w-]+), the only site that could host it| at (\d+) sites)?$/,
+  [/^(\w[\w-]*): best of (\d+) candidates?(?:; only ([\w-]+) could host it|; (\d+) sites could host it)?$/,
     (m) => (lang === "zh"
-      ? `${m[1]}：${m[2]} 个候选中的最优` + (m[3] ? `，位于 ${siteName(m[3])}（唯一可承载的站点）` : m[4] ? `，来自 ${m[4]} 个站点` : "")
+      ? `${m[1]}：${m[2]} 个候选中的最优` + (m[3] ? `；仅 ${siteName(m[3])} 可承载` : m[4] ? `；${m[4]} 个站点可承载` : "")
       : `${m[1]}: best of ${m[2]} ${Number(m[2]) === 1 ? "candidate" : "candidates"}` +
-        (m[3] ? `, at ${m[3]}, the only site that could host it` : m[4] ? ` at ${m[4]} sites` : ""))],
+        (m[3] ? `; only ${m[3]} could host it` : m[4] ? `; ${m[4]} sites could host it` : ""))],
   [/^capacity: no free GPUs for the whole run in the hours it looked at$/,
     () => (lang === "zh" ? "容量：在考察的时段内没有足够的空闲 GPU 完成整个运行" : null)],
   [/^cost: no run there costs less than ([\d.]+) CNY, above the chosen's ([\d.]+) \(not priced further\)$/,

@@ -67,12 +67,13 @@ def pool_bests(ordered: Sequence[Scored], top: Sequence[Scored]) -> list[Scored]
 
 
 def hosts_reason(name: str, weighed: int, sites: set[str]) -> str:
-    """A placement's reason: `cheapest: best of 7 candidates at 3 sites`, or, where one site
-    could host the job, `fifo: best of 1 candidate, at hami-1, the only site that could host it`."""
+    """A placement's reason: `cheapest: best of 7 candidates; 3 sites could host it`, or, where
+    one site could, `fifo: best of 1 candidate; only hami-1 could host it`."""
     head = f"{name}: best of {weighed} candidate{'' if weighed == 1 else 's'}"
     if len(sites) == 1:
-        return f"{head}, at {next(iter(sites))}, the only site that could host it"
-    return f"{head} at {len(sites)} sites"
+        return f"{head}; only {next(iter(sites))} could host it"
+    return f"{head}; {len(sites)} sites could host it"
+
 
 # ----------------------------------------------------------------------------- options
 class Option(NamedTuple):
