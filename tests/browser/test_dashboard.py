@@ -549,10 +549,11 @@ def test_the_explanation_shows_each_pools_best_and_why_the_others_lost(dash, pag
                            "candidates": [cand("hami-1", "910b", 1.0), cand("hami-1", "910b", 1.2),
                                           cand("hami-1", "910b", 1.3), cand("hami-1", "910b", 1.4),
                                           cand("hami-1", "910b", 1.9)],
-                           "others": [cand("beijing-1", "a800", 1.5, energy=0.6), cand("zhongwei-1", "h100", 2.5)],
+                           "others": [cand("beijing-1", "a800", 1.5, energy=0.6), cand("zhongwei-1", "h100", 2.5),
+                                      cand("zhengzhou-1", "a800", 1.0015), cand("guiyang-1", "910b", 1.0)],
                            "unscored": {"ulanqab-1/a800": "capacity: no free GPUs for the whole run in the hours "
                                                           "it looked at"},
-                           "rejected": {"qingyang-1": "outage: site is down", "guiyang-1": "latency: 60 ms > 50 ms"}}}
+                           "rejected": {"qingyang-1": "outage: site is down", "guangzhou-1": "latency: 60 ms > 50 ms"}}}
     body = {"job": job}
     page.route(f"**/v1/jobs/{jid}", lambda route: route.fulfill(status=200, content_type="application/json",
                                                               body=json.dumps(body["job"])))
@@ -561,7 +562,11 @@ def test_the_explanation_shows_each_pools_best_and_why_the_others_lost(dash, pag
     rows = page.locator("#per-site tbody tr")
     assert rows.all_inner_texts()[0].startswith("hami-1 ✔")
     pools = [(r.get_attribute("data-site"), r.get_attribute("data-gpu")) for r in rows.all()]
-    assert pools == [("hami-1", "910b"), ("beijing-1", "a800"), ("zhongwei-1", "h100"), ("ulanqab-1", "a800")]
+    assert pools == [("hami-1", "910b"), ("guiyang-1", "910b"), ("zhengzhou-1", "a800"), ("beijing-1", "a800"),
+                     ("zhongwei-1", "h100"), ("ulanqab-1", "a800")]
+    # a tenth of a fen more is still more (cheap jobs cost little), an equal total is a tie-break
+    assert "¥0.0015 more: rental +¥0.0015" in page.locator('#per-site tr[data-site="zhengzhou-1"] .why').inner_text()
+    assert "tie-break" in page.locator('#per-site tr[data-site="guiyang-1"] .why').inner_text()
     beijing = page.locator('#per-site tr[data-site="beijing-1"]').inner_text()
     # 0.5 more: energy +0.4, rental +0.1, largest first
     assert "+¥0.5" in beijing and "¥0.5 more: energy +¥0.4, rental +¥0.1" in beijing, beijing

@@ -140,11 +140,12 @@ function whyLost(c, chosen) {
   if (!chosen) return "";
   if (sameAs(c, chosen)) return t("ex.lost.chosen");
   const d = c.total - chosen.total;
-  if (Math.abs(d) < 0.005) return t("ex.lost.tie");
+  const eps = 1e-9 * Math.max(1, Math.abs(chosen.total));     // totals equal but for rounding
+  if (Math.abs(d) <= eps) return t("ex.lost.tie");
   if (d < 0) return t("ex.lost.backup");
   const keys = [...new Set([...Object.keys(c.parts), ...Object.keys(chosen.parts)])];
   const diffs = keys.map((k) => [k, (c.parts[k] ?? 0) - (chosen.parts[k] ?? 0)])
-    .filter(([, v]) => Math.abs(v) >= 0.005).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 3);
+    .filter(([, v]) => Math.abs(v) > eps).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 3);
   return t("ex.lost.more", { d: money(d), parts: diffs.map(([k, v]) => `${part(k)} ${v > 0 ? "+" : "−"}${money(Math.abs(v))}`).join(", ") });
 }
 
