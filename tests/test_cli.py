@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,30 @@ def test_help_shows_no_value_for_flags_and_whole_help_texts():
     r = subprocess.run([sys.executable, "-m", "suanli", "jobs", "--help"], capture_output=True, text=True,
                        env=os.environ | {"COLUMNS": "200"})
     assert r.returncode == 0 and "--json" in r.stdout and "<bool>" not in r.stdout
+
+
+def test_sim_writes_the_report_in_chinese_too(tmp_path):
+    """`--lang both`: the English report and its zh-CN twin, with the dashboard's Chinese place names
+    (its site qingyang-1 -> 庆阳-1), ¥ and 24-hour Beijing times."""
+    text = (DATA / "tiny.yaml").read_text().replace("qy-1", "qingyang-1")
+    assert "start: '2026-06-01T00:00:00+08:00'" in text
+    text = text.replace("start: '2026-06-01T00:00:00+08:00'", "start: '2026-05-31T16:00:00+00:00'")   # the same, in UTC
+    scn = tmp_path / "tiny.yaml"
+    scn.write_text(text)
+    r = suanli("sim", str(scn), "--policy", "fifo", "--out", str(tmp_path / "o"), "--report",
+               str(tmp_path / "r.html"), "--lang", "both")
+    assert r.returncode == 0, r.stderr
+    assert str(tmp_path / "r.zh-CN.html") in r.stdout.replace("\n", "")
+    en = (tmp_path / "r.html").read_text(encoding="utf-8")
+    zh = (tmp_path / "r.zh-CN.html").read_text(encoding="utf-8")
+    assert "<html lang='en'>" in en and "庆阳" not in en and "total_cost_cny" in en
+    assert "<html lang='zh-CN'>" in zh and "指标" in zh and "总费用" in zh
+    def shown(text: str) -> bool:            # in the page's HTML, or in a chart's JSON (\uXXXX escapes)
+        return text in zh or json.dumps(text)[1:-1] in zh
+    assert shown("庆阳-1") and shown("sh-1")           # a site of a city in the table, and one not in it
+    assert re.search(r"<td>总费用</td><td>¥[\d,]+\.\d\d</td>", zh)
+    assert "2026-06-01 00:00" in zh and "2026-06-01 03:00" in zh   # 16:00 UTC is midnight in Beijing
+    assert "北京时间" in zh and shown("储能电池")
+    bad = suanli("sim", str(scn), "--report", str(tmp_path / "x.html"), "--lang", "fr")
+    assert (bad.returncode, bad.stderr.strip()) == (2, "error: --lang: 'fr' is not en, zh-CN or both")
+    assert not (tmp_path / "x.html").exists()

@@ -281,9 +281,17 @@ def test_suanli_rank_keeps_the_best_of_every_candidate_it_weighs(seed):
         view.ledger.add(s.site, s.gpu_type, s.gpus, s.start_h, s.end_h)
     pj = PendingJob(scn.jobs[0], scn.jobs[0].work_h, 6.0)
     opts, _, _ = pool_options(view, pj, DEFAULT_FILTERS)
-    top, weighed = policy.rank(view, view.scratch(), pj, opts)
+    r = policy.rank(view, view.scratch(), pj, opts)
     every = sorted(policy.choose(view, view.scratch(), pj, opts), key=policy.key)
-    assert weighed == len(every) and top == every[: policy.keep]
+    assert r.weighed == len(every) and r.top == every[: policy.keep]
+    # beyond the kept five: the best of each other pool, in the same order, and why a pool has none
+    firsts = {}
+    for c in every:
+        firsts.setdefault((c.site, c.gpu_type), c)
+    kept = {(c.site, c.gpu_type) for c in r.top}
+    assert r.others == [c for k, c in firsts.items() if k not in kept]
+    pools = {(s, g) for s, g in zip(opts.site, opts.gpu_type, strict=True)}
+    assert set(r.unscored) == {f"{s}/{g}" for s, g in pools - set(firsts)}
 
 
 def test_pool_options_leave_out_down_sites_and_charge_no_transfer_where_the_data_is():

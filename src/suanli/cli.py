@@ -6,20 +6,19 @@ exit code 2; a bug keeps its traceback.
 
 from __future__ import annotations
 
-import math
-import sys
 from importlib import resources
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from suanli.cli_service import admin_app, register_service_commands
 from suanli.cli_trace import trace_app
 from suanli.errors import UserError
 from suanli.model.load import load_scenario
+from suanli.model.validate import check
+from suanli.progress import Reporter
 from suanli.scheduling import policies
 from suanli.sim.outputs import read_explanations, write_run
 from suanli.sim.run import Run, run
@@ -39,15 +38,12 @@ def _fail(e: UserError) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _simulate(path: str, policy: str, quiet: bool) -> Run:
+def _simulate(path: str, policy: str, p: Reporter) -> Run:
+    p.phase("loading the scenario")
     scn = load_scenario(path)
     policies.make(policy)                          # refuse an unknown name before any work
-    if quiet or not sys.stderr.isatty():
-        return run(scn, policy)
-    with Progress(TextColumn("[bold]simulating[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("jobs"), TimeElapsedColumn(), console=err, transient=True) as bar:
-        task = bar.add_task(f"{scn.name} with {policy}", total=len(scn.jobs))
-        return run(scn, policy, progress=lambda done, total: bar.update(task, completed=done))
+    p.phase(f"simulating {scn.name} with {policy}", total=len(scn.jobs), unit="jobs")
+    return run(scn, policy, progress=lambda done, total: p.update(done))
 
 
 def _check_own(r: Run) -> None:
@@ -57,13 +53,24 @@ def _check_own(r: Run) -> None:
         raise RuntimeError(f"policy {r.policy} produced an invalid schedule ({len(r.violations)} violations)")
 
 
-def _write_report(path: str, r: Run) -> None:
+def _report_paths(path: str, lang: str) -> list[tuple[str, str]]:
+    """(file, language) of each report `--lang` asks for: `both` writes FILE in English and
+    FILE's name with `.zh-CN` before its suffix in Chinese (report.html, report.zh-CN.html)."""
+    if lang not in ("en", "zh-CN", "both"):
+        raise UserError(f"--lang: {lang!r} is not en, zh-CN or both")
+    if lang != "both":
+        return [(path, lang)]
+    p = Path(path)
+    return [(path, "en"), (str(p.with_name(f"{p.stem}.zh-CN{p.suffix or '.html'}")), "zh-CN")]
+
+
+def _write_report(path: str, r: Run, lang: str = "en") -> None:
     import os
 
     from suanli.sim.outputs import write_files
     from suanli.sim.report import render_report
 
-    page = render_report(r.scenario, r.policy, r.result.segments, r.accounts)
+    page = render_report(r.scenario, r.policy, r.result.segments, r.accounts, lang=lang)
     write_files(os.path.dirname(os.path.abspath(path)), {os.path.basename(path): page})
 
 
@@ -128,17 +135,23 @@ def _summary(r: Run, outdir: str | None, wrote: list[str] | None = None) -> None
 def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."),
         policy: str = typer.Option("suanli", "--policy", "-p", help="Policy: " + ", ".join(policies.names())),
         outdir: str = typer.Option("out", "--out", "-o", help="Folder for schedule.csv, metrics.json, series.csv."),
-        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar and no summary."),
-        report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report here.")
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary."),
+        report: str | None = typer.Option(None, "--report", help="Also write a self-contained HTML report here."),
+        lang: str = typer.Option("en", "--lang", help="The report's language: en, zh-CN (Chinese names, ¥, "
+                                 "Beijing time), or both (FILE and FILE.zh-CN.html).")
         ) -> None:
     """Simulate SCENARIO with a policy and write its outputs (MODEL.md §6)."""
     try:
-        r = _simulate(scenario, policy, quiet)
-        _check_own(r)
-        wrote = write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
-        if report:
-            _write_report(report, r)
-            wrote.append(report)
+        reports = _report_paths(report, lang) if report else []
+        with Reporter("sim", err, enabled=not quiet) as p:
+            r = _simulate(scenario, policy, p)
+            _check_own(r)
+            p.phase(f"writing {outdir}")
+            wrote = write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
+            for path, language in reports:
+                p.phase(f"writing {path}")
+                _write_report(path, r, language)
+                wrote.append(path)
     except UserError as e:
         raise _fail(e) from None
     if not quiet:
@@ -147,40 +160,24 @@ def sim(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON)."
 
 @app.command()
 def validate(scenario: str = typer.Argument(..., help="Scenario file (YAML or JSON).")) -> None:
-    """Check SCENARIO against the model (MODEL.md §1–§2) without running it."""
+    """Check SCENARIO against the model (MODEL.md §1–§2) without running it. A jobs file is
+    read a batch at a time (memory flat in its rows); a long check shows its progress on stderr."""
     try:
-        scn = load_scenario(scenario)
+        with Reporter("validate", err) as p:
+            got = check(scenario, p.phase, p.update)
     except UserError as e:
         raise _fail(e) from None
+    scn = got.scenario
     pools = sum(len(s.gpus) for s in scn.sites.values())
     gpus = sum(p.count for s in scn.sites.values() for p in s.gpus.values())
     out.print(f"ok: {scenario}: '{scn.name}', {len(scn.cities)} cities, {len(scn.sites)} sites, {pools} pools "
-              f"({gpus} GPUs), {len(scn.jobs)} jobs, {len(scn.events)} events, horizon {scn.horizon_h:g} h",
+              f"({gpus} GPUs), {got.jobs} jobs, {len(scn.events)} events, horizon {scn.horizon_h:g} h",
               markup=False, highlight=False, soft_wrap=True)
-    homeless = [(job.id, why) for job in scn.jobs if (why := _unhostable(scn, job)) is not None]
-    for job_id, why in homeless[:20]:
+    for job_id, why in got.homeless:
         err.print(f"warning: job {job_id}: no site can ever host it: {why}", markup=False, highlight=False,
                   soft_wrap=True)
-    if len(homeless) > 20:
-        err.print(f"warning: {len(homeless) - 20} more jobs no site can ever host", highlight=False)
-
-
-def _unhostable(scn, job) -> str | None:
-    """Why no site of `scn` can ever host `job` (none within its max_rtt_ms of its origin, or no
-    pool with its gang of an allowed type), or None if one can."""
-    reach = [k for k in scn.sites if math.isfinite(scn.rtt_ms(job, k)) and scn.latency_ok(job, k)]
-    if not reach:
-        rtts = [(scn.rtt_ms(job, k), k) for k in scn.sites if math.isfinite(scn.rtt_ms(job, k))]
-        if not rtts:
-            return f"no site is reachable from its origin {job.origin!r}"
-        ms, k = min(rtts)
-        return f"no site within its max_rtt_ms {job.max_rtt_ms:g} ms of {job.origin!r} (nearest: {k}, {ms:g} ms)"
-    types = [g for g in scn.allowed_types(job) if scn.speed(job, g) > 0]
-    if any(p.count >= job.gpus for k in reach for g, p in scn.sites[k].gpus.items() if g in types):
-        return None
-    largest = max((p.count for k in reach for g, p in scn.sites[k].gpus.items() if g in types), default=0)
-    return (f"no reachable pool has {job.gpus} GPUs of an allowed type ({', '.join(types) or 'none'}; "
-            f"the largest has {largest})")
+    if got.homeless_count > len(got.homeless):
+        err.print(f"warning: {got.homeless_count - len(got.homeless)} more jobs no site can ever host", highlight=False)
 
 
 @app.command()
@@ -425,7 +422,8 @@ def demo(outdir: str = typer.Option("demo-out", "--out", "-o", help="Folder for 
     """Run the built-in East Data, West Computing demo network and print a summary."""
     path = demo_scenario()
     try:
-        r = _simulate(str(path), policy, quiet=False)
+        with Reporter("demo", err) as p:
+            r = _simulate(str(path), policy, p)
         _check_own(r)
         wrote = write_run(outdir, r.result.segments, r.accounts, r.extra_metrics(), r.result.explanations)
     except UserError as e:

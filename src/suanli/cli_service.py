@@ -1,4 +1,4 @@
-"""The service's commands: `serve`, `admin`, `agent`, `submit`, `jobs`, `job`, `cancel`, `bill`.
+"""The service's commands: `serve`, `admin`, `agent`, `submit`, `jobs`, `job`, `logs`, `cancel`, `bill`.
 
 Thin: parse, call the library (suanli.service, suanli.agent), render. A user's mistake is one
 line on stderr and exit code 2. Mounted on the main CLI by `register_service_commands(app)` and
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import sys
 from typing import Annotated
 
 import typer
@@ -530,6 +531,10 @@ def job(job_id: Annotated[int, typer.Argument(help="the job's id")],
               f"{u['carbon_kg']:,.3f} kg CO2e")
     t.add_row("cost so far", f"{u['total_cny']:,.2f} CNY (GPU {u['gpu_cny']:,.2f}, energy {u['energy_cny']:,.2f}, "
               f"transfer {u['transfer_cny']:,.2f})")
+    for o in j.get("outputs") or []:
+        t.add_row(f"output (run {o['fence']})", f"{o['site']}:{o['path']}  {o['size_bytes']:,} bytes"
+                  + (f", the service holds the last {o['kept_bytes']:,}" if o["kept_bytes"] < o["size_bytes"] else "")
+                  + f"  (suanli logs {j['id']})")
     if j.get("checkpoint_h") is not None:
         t.add_row("checkpoint", f"at {j['checkpoint_h']:.4f} h, {j['checkpoint_bytes'] or 0:,} bytes")
     e = j["explanation"] or {}
@@ -546,6 +551,27 @@ def job(job_id: Annotated[int, typer.Argument(help="the job's id")],
     for tr in j["transitions"]:
         lt.add_row(tr["at"][:19], f"{tr['at_h']:.4f}", tr["from_state"] or "", tr["to_state"], tr["reason"])
     out.print(lt)
+
+
+def logs(job_id: Annotated[int, typer.Argument(help="the job's id")],
+         fence: Annotated[int | None, typer.Option(help="the run (its dispatch fence, as `suanli job` lists "
+                                                        "them); default the last")] = None,
+         url: UrlOpt = None, token: TokenOpt = None) -> None:
+    """Print a job's output (stdout and stderr) as its site's agent uploaded it: the last MiB of a
+    run, when it ended (and every 30 s while it runs). Where the file lies goes to stderr."""
+    try:
+        got = _client(url, token).call("GET", f"/v1/jobs/{job_id}/logs",
+                                       params={"fence": fence} if fence is not None else None)
+    except UserError as e:
+        raise _fail(e) from None
+    if got["fence"] is None:
+        err.print(f"job {job_id}: no output yet (no run has started)")
+        return
+    run = next(r for r in got["runs"] if r["fence"] == got["fence"])
+    err.print(f"job {job_id}, run {run['fence']}: {run['site']}:{run['path']}, {run['size_bytes']:,} bytes"
+              + (f"; the last {run['kept_bytes']:,} follow" if got["truncated"] else ""), highlight=False)
+    sys.stdout.write(got["text"])
+    sys.stdout.flush()
 
 
 def cancel(job_id: Annotated[int, typer.Argument(help="the job's id")],
@@ -603,8 +629,8 @@ def bill(tenant: Annotated[str, typer.Argument(help="the tenant's name")],
 
 
 def register_service_commands(app: typer.Typer) -> None:
-    """Add serve, agent, submit, jobs, job, cancel and bill to `app`."""
-    for fn in (serve, agent, submit, jobs, job, cancel, bill):
+    """Add serve, agent, submit, jobs, job, logs, cancel and bill to `app`."""
+    for fn in (serve, agent, submit, jobs, job, logs, cancel, bill):
         app.command(fn.__name__)(fn)
 
 

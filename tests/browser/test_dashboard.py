@@ -531,56 +531,164 @@ def test_jobs_table_keeps_focus_sorts_searches_and_shows_the_whole_reason(dash, 
         "() => [...document.querySelectorAll('#jobs tbody td:nth-child(3)')].every((td) => td.textContent === 'acme')")
 
 
-def test_the_explanation_shows_each_sites_best_and_why_the_others_lost(dash, page):
-    """A synthetic explanation (the API's answer rewritten in the browser): 7 weighed, 5 kept,
-    all of one site; then one weighed ("1 candidate", not "1 candidates"). An explanation stored
-    before it carried `weighed` gives the count in its reason only: that is read too."""
+def test_the_explanation_shows_each_pools_best_and_why_the_others_lost(dash, page):
+    """A synthetic explanation (the API's answer rewritten in the browser): 9 weighed, 5 kept, all
+    of one site; the best of each other pool (`others`) with how much more it costs and the parts
+    that make the difference; the pools with no candidate (`unscored`) with why; then one weighed
+    where only one site could host it ("1 candidate", not "1 candidates"). An explanation stored
+    before it carried `weighed`, `others` and `unscored` still shows its count and its unnamed sites."""
     jid = finished_job(dash)
     real = api(dash, "acme").get(f"/v1/jobs/{jid}").json()
     c0 = real["explanation"]["candidates"][0]
-    cand = lambda site, gpu, total: {**c0, "site": site, "gpu_type": gpu, "total": total,   # noqa: E731
-                                     "parts": {"rental": total * 0.8, "energy": total * 0.2}}
-    job = {**real, "reason": "cheapest: best of 7 candidates",
-           "explanation": {**real["explanation"], "reason": "cheapest: best of 7 candidates", "weighed": 7,
+    cand = lambda site, gpu, total, energy=0.2: {**c0, "site": site, "gpu_type": gpu, "total": total,   # noqa: E731
+                                                 "parts": {"rental": total - energy, "energy": energy}}
+    why = "cheapest: best of 9 candidates; 4 sites could host it"
+    job = {**real, "reason": why,
+           "explanation": {**real["explanation"], "reason": why, "weighed": 9,
                            "chosen": cand("hami-1", "910b", 1.0),
                            "candidates": [cand("hami-1", "910b", 1.0), cand("hami-1", "910b", 1.2),
-                                          cand("beijing-1", "a800", 1.5), cand("beijing-1", "910b", 1.6),
+                                          cand("hami-1", "910b", 1.3), cand("hami-1", "910b", 1.4),
                                           cand("hami-1", "910b", 1.9)],
-                           "rejected": {"qingyang-1": "outage: site is down", "guiyang-1": "latency: 60 ms > 50 ms"}}}
+                           "others": [cand("beijing-1", "a800", 1.5, energy=0.6), cand("zhongwei-1", "h100", 2.5),
+                                      cand("zhengzhou-1", "a800", 1.0015), cand("guiyang-1", "910b", 1.0)],
+                           "unscored": {"ulanqab-1/a800": "capacity: no free GPUs for the whole run in the hours "
+                                                          "it looked at"},
+                           "rejected": {"qingyang-1": "outage: site is down", "guangzhou-1": "latency: 60 ms > 50 ms"}}}
     body = {"job": job}
     page.route(f"**/v1/jobs/{jid}", lambda route: route.fulfill(status=200, content_type="application/json",
                                                               body=json.dumps(body["job"])))
     login(page, dash, "acme", f"#/jobs/{jid}")
     page.wait_for_selector("#per-site tbody tr")
-    assert page.locator("#per-site tbody tr").all_inner_texts()[0].startswith("hami-1 ✔")
-    sites = [r.get_attribute("data-site") for r in page.locator("#per-site tbody tr").all()]
-    assert sites == ["hami-1", "beijing-1"]
+    rows = page.locator("#per-site tbody tr")
+    assert rows.all_inner_texts()[0].startswith("hami-1 ✔")
+    pools = [(r.get_attribute("data-site"), r.get_attribute("data-gpu")) for r in rows.all()]
+    assert pools == [("hami-1", "910b"), ("guiyang-1", "910b"), ("zhengzhou-1", "a800"), ("beijing-1", "a800"),
+                     ("zhongwei-1", "h100"), ("ulanqab-1", "a800")]
+    # a tenth of a fen more is still more (cheap jobs cost little), an equal total is a tie-break
+    assert "¥0.0015 more: rental +¥0.0015" in page.locator('#per-site tr[data-site="zhengzhou-1"] .why').inner_text()
+    assert "tie-break" in page.locator('#per-site tr[data-site="guiyang-1"] .why').inner_text()
     beijing = page.locator('#per-site tr[data-site="beijing-1"]').inner_text()
-    assert "+¥0.5" in beijing                    # what it would have cost more
-    assert "weighed 7 candidates" in page.locator("#weighed").inner_text()
+    # 0.5 more: energy +0.4, rental +0.1, largest first
+    assert "+¥0.5" in beijing and "¥0.5 more: energy +¥0.4, rental +¥0.1" in beijing, beijing
+    assert "chosen" in page.locator('#per-site tr[data-site="hami-1"] .why').inner_text()
+    assert "capacity: no free GPUs" in page.locator('#per-site tr[data-site="ulanqab-1"]').inner_text()
+    assert "weighed 9 candidates" in page.locator("#weighed").inner_text()
+    assert "best of 9 candidates; 4 sites could host it" in page.locator("#job").inner_text()
     assert page.locator("#candidates tbody tr").count() == 5
     assert page.locator("#rejected tbody tr").count() == 2
-    assert "latency: 60 ms > 50 ms" in page.locator("#rejected").inner_text()
-    # the other sites passed the filters but have no candidate among the five kept: named
-    not_kept = page.locator("#not-kept").inner_text()
-    for site in ("zhongwei-1", "ulanqab-1", "zhengzhou-1"):
-        assert site in not_kept, not_kept
-    assert "hami-1" not in not_kept and "qingyang-1" not in not_kept
+    assert page.locator("#not-kept").count() == 0          # every site is accounted for
     assert page.locator("#parts").get_attribute("role") == "img"
+    shot(page, "dashboard-job-explanation.png")
 
     one = json.loads(json.dumps(job))
-    one["reason"] = one["explanation"]["reason"] = "cheapest: best of 1 candidate"
-    one["explanation"]["weighed"] = 1
-    one["explanation"]["candidates"] = one["explanation"]["candidates"][:1]
+    only = "fifo: best of 1 candidate; only hami-1 could host it"
+    one["reason"] = one["explanation"]["reason"] = only
+    one["explanation"].update(weighed=1, candidates=one["explanation"]["candidates"][:1], others=[], unscored={})
     body["job"] = one
     page.wait_for_function("() => document.getElementById('weighed').textContent.includes('1 candidate ')")
     text = page.locator("#job").inner_text()
-    assert "1 candidates" not in text and "best of 1 candidate" in text
+    assert "1 candidates" not in text and "best of 1 candidate; only hami-1 could host it" in text
     old = json.loads(json.dumps(job))
-    del old["explanation"]["weighed"]
+    for k in ("weighed", "others", "unscored"):
+        del old["explanation"][k]
     old["explanation"]["reason"] = "cheapest: best of 3 candidates"
     body["job"] = old
     page.wait_for_function("() => document.getElementById('weighed').textContent.includes('weighed 3 candidates')")
+    not_kept = page.locator("#not-kept").inner_text()
+    for site in ("zhongwei-1", "ulanqab-1", "zhengzhou-1"):
+        assert site in not_kept, not_kept
+
+
+def test_a_real_explanation_lists_every_pool_that_could_host_it(dash):
+    """The `cheapest` policy on the live server: beyond the five kept, the best candidate of every
+    other pool that passed the filters, or why it has none; the reason names how many sites."""
+    job = api(dash, "acme").get(f"/v1/jobs/{finished_job(dash)}").json()
+    e = job["explanation"]
+    pools = {(c["site"], c["gpu_type"]) for c in e["candidates"] + e["others"]} | {
+        tuple(k.split("/", 1)) for k in e["unscored"]}
+    net = api(dash, "acme").get("/v1/dashboard/network").json()
+    every = {(s["id"], p["gpu_type"]) for s in net["sites"] for p in s["pools"] if s["id"] not in e["rejected"]}
+    assert pools == every, (pools, every)
+    kept = {(c["site"], c["gpu_type"]) for c in e["candidates"]}
+    assert not kept & {(c["site"], c["gpu_type"]) for c in e["others"]}
+    assert all(c["total"] >= e["chosen"]["total"] - 1e-9 for c in e["others"])
+    sites = {p[0] for p in pools}
+    n = e["weighed"]
+    assert e["reason"] == (f"cheapest: best of {n} candidate{'s' if n > 1 else ''}; " +
+                           (f"{len(sites)} sites could host it" if len(sites) > 1
+                            else f"only {next(iter(sites))} could host it"))
+
+
+def test_a_down_site_is_drawn_down_with_no_free_gpus(dash, page):
+    """qingyang-1 has no agent: down. Its card and the map's table say so, its GPUs are not
+    counted free (the API's pools too), and the map draws it apart in the legend's grey."""
+    net = api(dash, "acme").get("/v1/dashboard/network").json()
+    q = next(s for s in net["sites"] if s["id"] == "qingyang-1")
+    assert q["up"] is False and all(p["free"] == 0 for p in q["pools"])
+    up = next(s for s in net["sites"] if s["id"] == "hami-1")
+    assert sum(p["free"] for p in up["pools"]) > 0
+    login(page, dash, "acme")
+    card = page.locator('.site-card[data-site="qingyang-1"]')
+    card.wait_for()
+    assert card.get_attribute("data-up") == "down" and "site-down" in card.get_attribute("class")
+    text = card.inner_text()
+    assert "Down: its GPUs are not offered" in text
+    for p in q["pools"]:
+        assert f"0 free / {p['count']}" in text, text
+    page.click("#map-data summary")
+    row = page.locator("#map-data tr", has_text="qingyang-1").inner_text()
+    assert "down" in row
+    free = sum(p["free"] for s in net["sites"] for p in s["pools"])
+    summary = page.locator("#map + .chart-summary").inner_text()
+    assert f"{free:,} free" in summary, summary
+    assert page.locator(".legend .swatch.down").count() == 1
+    page.evaluate("localStorage.setItem('suanli.lang', 'zh')")
+    page.reload()
+    page.wait_for_selector('.site-card[data-site="qingyang-1"]')
+    assert "离线" in page.locator('.site-card[data-site="qingyang-1"]').inner_text()
+
+
+def test_battery_is_shown_apart_from_renewables(dash, page):
+    """The site view's totals: renewables are solar and wind used directly; the battery's discharge
+    is its own line (a synthetic series, since no battery discharges on the test network)."""
+    real = api(dash, "acme").get("/v1/dashboard/sites/hami-1/series").json()
+    n = len(real["hours"])
+    d = {**real, "load_kwh": [10.0] * n, "renewable_used_kwh": [4.0] * n, "battery_discharge_kwh": [1.0] * n,
+         "grid_kwh": [5.0] * n, "battery_capacity_kwh": 50.0, "battery_soc_kwh": [25.0] * n}
+    page.route("**/v1/dashboard/sites/hami-1/series*", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(d)))
+    login(page, dash, "acme", "#/sites/hami-1")
+    page.wait_for_selector("#total-battery")
+    kwh = lambda sel: float(page.locator(sel).inner_text().split()[0].replace(",", ""))   # noqa: E731
+    assert kwh("#total-renewables") == 4 * n and page.locator("#total-renewables").inner_text().endswith("(40%)")
+    assert kwh("#total-battery") == n and page.locator("#total-battery").inner_text().endswith("(10%)")
+    summary = page.locator("#energy + .chart-summary").inner_text()
+    want = rf"{4 * n}[.0]* kWh from renewables \(solar and wind\), {n}[.0]* kWh from the battery"
+    assert re.search(want, summary), summary
+    net = api(dash, "acme").get("/v1/dashboard/network").json()
+    for s in net["sites"]:                      # the map's share: renewables only, the battery beside it
+        assert 0.0 <= s["renewable_share_now"] <= 1.0 and "battery_share_now" in s
+
+
+def test_a_running_job_shows_its_energy_so_far_and_a_finished_one_its_battery_share(dash, page):
+    acme = api(dash, "acme")
+    jid = acme.post("/v1/jobs", json=job_body(name="so-far", origin="beijing", command="sleep 40",
+                                              work_h=0.02)).json()["id"]
+    wait_for(lambda: acme.get(f"/v1/jobs/{jid}").json()["state"] == "RUNNING", 60)
+    login(page, dash, "acme", f"#/jobs/{jid}")
+    page.wait_for_selector("#estimated")
+    page.wait_for_function("() => !/^0 kWh/.test(document.getElementById('job-kwh').textContent)")
+    u = wait_for(lambda: (u := acme.get(f"/v1/jobs/{jid}").json()["usage"])["energy_kwh"] > 0 and u, 30)
+    assert u["estimated"] is True and (u["carbon_kg"] > 0) == (u["grid_kwh"] > 0)   # carbon is the grid's
+    assert abs(u["energy_kwh"] - (u["grid_kwh"] + u["renewable_kwh"] + u["battery_kwh"])) < 1e-9
+    assert "battery" in page.locator("#job-kwh").inner_text()
+    listed = next(j for j in acme.get("/v1/jobs").json()["jobs"] if j["id"] == jid)
+    assert listed["usage"]["estimated"] is True and listed["usage"]["gpu_seconds"] > 0
+    acme.delete(f"/v1/jobs/{jid}")
+    done = wait_for(lambda: (j := acme.get(f"/v1/jobs/{jid}").json())["state"] == "CANCELLED" and j, 30)
+    u = done["usage"]
+    assert u["estimated"] is False and u["energy_kwh"] > 0
+    assert abs(u["energy_kwh"] - (u["grid_kwh"] + u["renewable_kwh"] + u["battery_kwh"])) < 1e-6
 
 
 def test_cancel_asks_first(dash, page):

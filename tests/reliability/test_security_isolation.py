@@ -286,6 +286,35 @@ def get_checkpoint(w: World) -> None:
         _refused(s.get(f"/v1/agent/west-1/jobs/{w.running}/checkpoint", params={"fence": w.fence}), 404)
 
 
+def get_logs(w: World) -> None:
+    """A job's output: another tenant and the sites' agents get the 404 of a job that does not exist."""
+    for who in ("rival", "west", "east"):
+        with w.c(who) as c:
+            for job_id in (w.done, w.running, w.pending):
+                _missing_job_like(c.get(f"/v1/jobs/{job_id}/logs"), job_id)
+
+
+def put_output(w: World) -> None:
+    """A run's output is written by its own site's agent only: a tenant 403 (at the door), another
+    site's token 403 on this site's route and 404 on its own; nothing of theirs is stored."""
+    params = {"fence": w.fence, "size": 5, "path": "/planted"}
+    headers = {"Content-Type": "application/octet-stream"}
+    with w.c("rival") as b:
+        _refused(b.put(f"/v1/agent/east-1/jobs/{w.running}/output", params=params, content=b"owned",
+                       headers=headers), 403)
+    with w.c("acme") as a:
+        _refused(a.put(f"/v1/agent/east-1/jobs/{w.running}/output", params=params, content=b"owned",
+                       headers=headers), 403)
+    with w.c("west") as s:
+        _refused(s.put(f"/v1/agent/east-1/jobs/{w.running}/output", params=params, content=b"owned",
+                       headers=headers), 403)
+        _refused(s.put(f"/v1/agent/west-1/jobs/{w.running}/output", params=params, content=b"owned",
+                       headers=headers), 404)
+    with w.c("acme") as a:
+        assert "owned" not in a.get(f"/v1/jobs/{w.running}/logs").text
+    assert all(o["path"] != "/planted" for o in w.job(w.running)["outputs"])
+
+
 def health(w: World) -> None:
     with w.c(None) as c:
         r = c.get("/v1/health")
@@ -448,6 +477,8 @@ ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/agent/{site}/jobs/{job_id}/report"): report,
     ("PUT", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): put_checkpoint,
     ("GET", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): get_checkpoint,
+    ("GET", "/v1/jobs/{job_id}/logs"): get_logs,
+    ("PUT", "/v1/agent/{site}/jobs/{job_id}/output"): put_output,
     ("GET", "/v1/health"): health,
     ("POST", "/v1/agent/{site}/meter"): post_meter,
     ("GET", "/v1/sites/{site}/energy"): site_energy,

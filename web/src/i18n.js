@@ -4,6 +4,7 @@
 // by key; {name} placeholders are filled in; a key with `_one`/`_other` forms follows the
 // language's plural rules (Intl.PluralRules). Place names come from a table keyed by the network
 // file's city id, falling back to the id itself.
+import PLACES from "../../src/suanli/i18n/places_zh.json";
 
 const KEY = "suanli.lang";
 export const LANGS = { en: "English", zh: "中文" };
@@ -71,10 +72,14 @@ const S = {
   "network.legend.flow": ["job data flow", "作业数据流"],
   "network.legend.link": ["link", "链路"],
   "network.sites": ["Sites", "站点"],
-  "network.summary_one": ["{n} site, {up} up; {gpus} GPUs, {used} in use; {flows} active data flow.",
-                          "{n} 个站点，{up} 个在线；共 {gpus} 块 GPU，{used} 块在用；{flows} 条活跃数据流。"],
-  "network.summary_other": ["{n} sites, {up} up; {gpus} GPUs, {used} in use; {flows} active data flows.",
-                            "{n} 个站点，{up} 个在线；共 {gpus} 块 GPU，{used} 块在用；{flows} 条活跃数据流。"],
+  "network.summary_one": ["{n} site, {up} up; {gpus} GPUs, {used} in use, {free} free; {flows} active data flow.",
+                          "{n} 个站点，{up} 个在线；共 {gpus} 块 GPU，{used} 块在用，{free} 块空闲；{flows} 条活跃数据流。"],
+  "network.summary_other": ["{n} sites, {up} up; {gpus} GPUs, {used} in use, {free} free; {flows} active data flows.",
+                            "{n} 个站点，{up} 个在线；共 {gpus} 块 GPU，{used} 块在用，{free} 块空闲；{flows} 条活跃数据流。"],
+  "network.legend.down": ["site down (no GPUs offered)", "站点离线（不提供 GPU）"],
+  "card.down": ["Down: its GPUs are not offered until its agent is back.", "离线：代理恢复前不提供 GPU。"],
+  "card.battery_share": ["battery now", "当前储能放电"],
+  "tip.free": ["{free} free", "{free} 块空闲"],
   "network.table": ["The map as a table", "地图数据表"],
   "site.up": ["up", "在线"],
   "site.down": ["down", "离线"],
@@ -136,12 +141,13 @@ const S = {
   "s.now": ["now", "现在"],
   "s.forecast": ["forecast", "预测"],
   "t.load": ["load", "负载"],
-  "t.renewables": ["from renewables", "来自可再生能源"],
+  "t.renewables": ["from renewables (solar, wind)", "来自可再生能源（光伏、风电）"],
+  "t.battery": ["from the battery", "来自储能电池"],
   "t.grid": ["from the grid", "来自电网"],
   "t.curtailed": ["curtailed", "弃电"],
   "t.carbon": ["grid carbon", "电网碳排放"],
-  "chart.energy.summary": ["Energy over {n} hours: load {load} kWh, {ren} kWh from renewables and battery, {grid} kWh from the grid, {cur} kWh curtailed.",
-                           "{n} 小时内能源：负载 {load} kWh，可再生能源与储能 {ren} kWh，电网 {grid} kWh，弃电 {cur} kWh。"],
+  "chart.energy.summary": ["Energy over {n} hours: load {load} kWh, {ren} kWh from renewables (solar and wind), {bat} kWh from the battery, {grid} kWh from the grid, {cur} kWh curtailed.",
+                           "{n} 小时内能源：负载 {load} kWh，可再生能源（光伏与风电）{ren} kWh，储能电池 {bat} kWh，电网 {grid} kWh，弃电 {cur} kWh。"],
   "chart.prices.summary": ["Tariff from {tmin} to {tmax} per kWh; grid carbon from {cmin} to {cmax} kg CO₂e/kWh.",
                            "电价每 kWh {tmin} 至 {tmax}；电网碳强度 {cmin} 至 {cmax} kg CO₂e/kWh。"],
   "chart.data": ["Chart data", "图表数据"],
@@ -199,7 +205,11 @@ const S = {
   "job.transfer": ["transfer", "传输"],
   "job.gputime": ["GPU time", "GPU 时长"],
   "job.kwh": ["energy use", "用电量"],
-  "job.kwh.v": ["{kwh} kWh (grid {grid}, renewable {ren})", "{kwh} kWh（电网 {grid}，可再生 {ren}）"],
+  "job.kwh.v": ["{kwh} kWh (grid {grid}, renewable {ren}, battery {bat})", "{kwh} kWh（电网 {grid}，可再生 {ren}，储能 {bat}）"],
+  "job.estimated": ["so far, an estimate: the run is priced as it would be metered now; it is billed when it ends",
+                    "截至目前的估算：按现在计量的方式计价；运行结束时计费"],
+  "job.output": ["output", "输出"],
+  "job.output.v": ["{site}: {path} ({bytes} bytes)", "{site}：{path}（{bytes} 字节）"],
   "job.carbon": ["carbon", "碳排放"],
   "job.why": ["Why here: the scheduler's explanation", "为何在此：调度器的解释"],
   "job.lifecycle": ["Lifecycle", "生命周期"],
@@ -220,7 +230,13 @@ const S = {
   "ex.weighed_other": ["The policy weighed {n} candidates (a site and GPU type at a start time).", "策略评估了 {n} 个候选（站点、GPU 型号与开始时间）。"],
   "ex.kept_one": ["It kept the best {n} for this explanation.", "本解释保留了最优的 {n} 个。"],
   "ex.kept_other": ["It kept the best {n} for this explanation.", "本解释保留了最优的 {n} 个。"],
-  "ex.persite": ["Best candidate per site", "各站点最优候选"],
+  "ex.persite": ["Best candidate of each site and GPU type, and why it lost", "各站点与 GPU 型号的最优候选及落选原因"],
+  "ex.unscored": ["Passed the filters, but no candidate", "通过筛选但没有候选"],
+  "ex.lost.chosen": ["chosen", "已选定"],
+  "ex.lost.more": ["{d} more: {parts}", "贵 {d}：{parts}"],
+  "ex.lost.tie": ["as cheap; lost on the tie-break (earlier start, lower latency)", "同价；按次序规则落选（更早开始、更低时延）"],
+  "ex.lost.backup": ["the chosen site is the backup of the job's failed site (preferred within the margin)", "选定站点是作业故障站点的备份（在余量内优先）"],
+  "ex.lost.cheaper": ["{d} less, but not chosen", "便宜 {d}，但未选定"],
   "ex.all": ["Every candidate kept, best first", "保留的全部候选（由优到劣）"],
   "ex.notkept_one": ["Scored, but no candidate among the best kept: {sites}.", "已评估但未进入保留的最优候选：{sites}。"],
   "ex.notkept_other": ["Scored, but no candidate among the best kept: {sites}.", "已评估但未进入保留的最优候选：{sites}。"],
@@ -237,12 +253,17 @@ const S = {
   "col.score": ["score (planned run)", "评分（计划运行）"],
   "col.vs": ["vs chosen", "与选定相比"],
   "col.cands": ["candidates kept", "保留候选数"],
+  "col.whylost": ["why not chosen", "落选原因"],
+  "col.pool": ["site / GPU type", "站点 / GPU 型号"],
   "part.rental": ["rental", "租金"],
   "part.transfer": ["transfer", "传输"],
   "part.energy": ["energy", "电费"],
   "part.carbon": ["carbon", "碳"],
   "part.delay": ["delay", "延迟"],
   "part.lateness": ["lateness", "逾期"],
+  "part.late": ["lateness", "逾期"],
+  "part.wait": ["waiting", "等待"],
+  "part.room": ["room", "占位"],
   // submit
   "submit.h1": ["Submit a job", "提交作业"],
   "submit.operator": ["Jobs are submitted with a tenant token; this is the operator's.", "作业需使用租户令牌提交；当前是运营方令牌。"],
@@ -316,24 +337,10 @@ export function t(key, vars = {}) {
   return s.replace(/\{(\w+)\}/g, (m, k) => (vars[k] === undefined ? m : String(vars[k])));
 }
 
-// City ids of the network files -> Chinese names; an id not in the table is shown as it is.
-const CITY_ZH = {
-  beijing: "北京", shanghai: "上海", shenzhen: "深圳", guangzhou: "广州", hangzhou: "杭州", zhengzhou: "郑州",
-  qingyang: "庆阳", hami: "哈密", zhongwei: "中卫", ulanqab: "乌兰察布", guiyang: "贵阳", guian: "贵安",
-  tianjin: "天津", chongqing: "重庆", chengdu: "成都", wuhu: "芜湖", shaoguan: "韶关", hohhot: "呼和浩特",
-  lanzhou: "兰州", yinchuan: "银川", urumqi: "乌鲁木齐", wuhan: "武汉", xian: "西安", nanjing: "南京",
-  suzhou: "苏州", changsha: "长沙", kunming: "昆明", harbin: "哈尔滨", shenyang: "沈阳", jinan: "济南",
-  qingdao: "青岛", xiamen: "厦门", fuzhou: "福州", hefei: "合肥", nanning: "南宁", haikou: "海口",
-  taiyuan: "太原", shijiazhuang: "石家庄", lhasa: "拉萨", xining: "西宁", zhangjiakou: "张家口",
-  karamay: "克拉玛依", changji: "昌吉", ordos: "鄂尔多斯", dongguan: "东莞", foshan: "佛山",
-};
-const PROVINCE_ZH = {
-  Beijing: "北京", Shanghai: "上海", Tianjin: "天津", Chongqing: "重庆", Gansu: "甘肃", Xinjiang: "新疆",
-  Ningxia: "宁夏", "Inner Mongolia": "内蒙古", Guizhou: "贵州", Guangdong: "广东", Zhejiang: "浙江", Henan: "河南",
-  Jiangsu: "江苏", Anhui: "安徽", Sichuan: "四川", Hubei: "湖北", Hunan: "湖南", Hebei: "河北", Shanxi: "山西",
-  Shaanxi: "陕西", Shandong: "山东", Fujian: "福建", Jiangxi: "江西", Yunnan: "云南", Guangxi: "广西",
-  Hainan: "海南", Liaoning: "辽宁", Jilin: "吉林", Heilongjiang: "黑龙江", Qinghai: "青海", Tibet: "西藏",
-};
+// City ids of the network files -> Chinese names, and provinces; an id not in the table is shown
+// as it is. One table (src/suanli/i18n/places_zh.json), shared with the simulator's HTML reports.
+const CITY_ZH = PLACES.cities;
+const PROVINCE_ZH = PLACES.provinces;
 
 export function cityName(id) {
   if (lang !== "zh") return id ?? "";
@@ -354,8 +361,15 @@ export function siteName(id) {
 // The scheduler's reasons are English text from the service; the common ones are translated,
 // others are shown as they are.
 const REASONS = [
-  [/^(\w[\w-]*): best of (\d+) candidates?$/, (m) => (lang === "zh" ? `${m[1]}：${m[2]} 个候选中的最优`
-    : `${m[1]}: best of ${m[2]} ${Number(m[2]) === 1 ? "candidate" : "candidates"}`)],
+  [/^(\w[\w-]*): best of (\d+) candidates?(?:; only ([\w-]+) could host it|; (\d+) sites could host it)?$/,
+    (m) => (lang === "zh"
+      ? `${m[1]}：${m[2]} 个候选中的最优` + (m[3] ? `；仅 ${siteName(m[3])} 可承载` : m[4] ? `；${m[4]} 个站点可承载` : "")
+      : `${m[1]}: best of ${m[2]} ${Number(m[2]) === 1 ? "candidate" : "candidates"}` +
+        (m[3] ? `; only ${m[3]} could host it` : m[4] ? `; ${m[4]} sites could host it` : ""))],
+  [/^capacity: no free GPUs for the whole run in the hours it looked at$/,
+    () => (lang === "zh" ? "容量：在考察的时段内没有足够的空闲 GPU 完成整个运行" : null)],
+  [/^cost: no run there costs less than ([\d.]+) CNY, above the chosen's ([\d.]+) \(not priced further\)$/,
+    (m) => (lang === "zh" ? `成本：此处任何运行都不低于 ¥${m[1]}，高于选定的 ¥${m[2]}（未进一步计价）` : null)],
   [/^outage: site is down$/, () => (lang === "zh" ? "故障：站点离线" : null)],
   [/^every site that could host it is down$/, () => (lang === "zh" ? "所有可承载它的站点均离线" : null)],
   [/^submitted$/, () => (lang === "zh" ? "已提交" : null)],

@@ -10,6 +10,9 @@ executors adopt their cluster's jobs; the local executor kills what its predeces
 Checkpoints: a running job's newest checkpoint is uploaded to the controller's store when it
 has a newer one; a re-placed job's stored checkpoint is downloaded into its checkpoint
 directory before it starts (service/checkpoints.py, agent/checkpoints.py).
+Output: a run's stdout and stderr go to `<workdir>/<site>/<job id>/fence-<n>.log` (executors/base.py);
+the RUNNING report names that file, and its last MiB is uploaded when the run ends (or is
+stopped) and every OUTPUT_EVERY_S while it runs, for `GET /v1/jobs/{id}/logs` (`suanli logs`).
 
 Containment: nothing one job or one archive holds stops the agent. Whatever goes wrong while
 preparing, fetching, starting or stopping one job fails that job alone (a FAILED report with
@@ -53,6 +56,8 @@ log = logging.getLogger("suanli.agent")
 EXECUTORS = ("local", "slurm", "ray")
 MAX_CHECKPOINT_BYTES = 16 * 2**30         # the sum of a checkpoint directory's file sizes, and what unpacks
 CHECKPOINT_TIMEOUT_S = 600.0              # to pack and upload one checkpoint, or to fetch and unpack one
+OUTPUT_TAIL_BYTES = 2**20                  # the end of a run's output sent to the controller (as much as it keeps)
+OUTPUT_EVERY_S = 30.0                     # a running job's output is sent this often (when it grew)
 BACKOFF_MAX_S = 300.0                     # the longest wait between two tries of a refused upload
 
 
@@ -83,22 +88,29 @@ def clean_text(text: str, limit: int = 4000, tail: bool = False) -> str:
     return text[-limit:] if tail else text[:limit]
 
 
-def log_tail(path: Path, limit: int = 2000) -> str:
-    """The last `limit` bytes of a run's log, as text ("" if there is none). The log lies in the
-    job's own directory: one the job replaced by a link (to a file the job may not read) or by a
-    FIFO (whose reader would wait forever) is not read."""
+def read_tail(path: Path, limit: int) -> tuple[bytes, int] | None:
+    """(the last `limit` bytes of a run's log, the file's size), or None if there is none. The log
+    lies in the job's own directory: one the job replaced by a link (to a file the job may not
+    read) or by a FIFO (whose reader would wait forever) is not read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
-        return ""
+        return None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            return ""
+            return None
         try:
-            f.seek(max(0, f.seek(0, 2) - limit))
-            return f.read(limit).decode("utf-8", errors="replace")
+            size = f.seek(0, 2)
+            f.seek(max(0, size - limit))
+            return f.read(limit), size
         except OSError:
-            return ""
+            return None
+
+
+def log_tail(path: Path, limit: int = 2000) -> str:
+    """The last `limit` bytes of a run's log, as text ("" if there is none: `read_tail`)."""
+    got = read_tail(path, limit)
+    return got[0].decode("utf-8", errors="replace") if got else ""
 
 
 def _j(job_id, fence) -> dict:
@@ -152,7 +164,8 @@ class Agent:
                  partition: str | None = None, ray_address: str | None = None,
                  max_checkpoint_bytes: int = MAX_CHECKPOINT_BYTES, checkpoint_timeout_s: float = CHECKPOINT_TIMEOUT_S,
                  connect_wait_s: float = 60.0, policy: JobPolicy | None = None,
-                 meter: Composite | None = None, meter_interval_s: float = 15.0):
+                 meter: Composite | None = None, meter_interval_s: float = 15.0,
+                 output_every_s: float = OUTPUT_EVERY_S):
         if executor not in EXECUTORS:
             raise UserError(f"--executor: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
         self.site = site
@@ -195,6 +208,9 @@ class Agent:
         self.fetch_retry: dict[tuple[int, int], float] = {}
         self.resumed: set[tuple[int, int]] = set()              # checkpoint in place (or refused): may start
         self.notes: dict[tuple[int, int], str] = {}             # said in the run's RUNNING report
+        self.sent_output: dict[tuple[int, int], int] = {}       # a run's output size last uploaded
+        self.output_every_s = output_every_s
+        self.outputs_at = time.monotonic()
         log.info("site %s: pools %s, %d run(s) adopted; polling every %g s", site, pools,
                  len(self.executor.runs), interval_s)
         self.metering = Metering(site, meter, self._meter_post(), meter_interval_s) if meter is not None else None
@@ -298,6 +314,7 @@ class Agent:
         self._collect()
         self.send_reports()
         self.checkpoints()
+        self.send_outputs()
         self.accept(self.client.call("POST", f"/v1/agent/{self.site}/assignments"))
         self.start_waiting()
         self._announce()                 # the local executor's runs start at once
@@ -313,7 +330,8 @@ class Agent:
             note = self.notes.pop((run.job_id, run.fence), "")
             reason = f"{why}; {note}" if note else why
             log.info("job %s fence %s: running (%s)", run.job_id, run.fence, reason, **_j(run.job_id, run.fence))
-            self.outbox.add(run.job_id, {"fence": run.fence, "state": "RUNNING", "reason": clean_text(reason)})
+            self.outbox.add(run.job_id, {"fence": run.fence, "state": "RUNNING", "reason": clean_text(reason),
+                                         "output_path": str(self.executor.log_path(run))})
 
     def _collect(self) -> None:
         ex = self.executor
@@ -327,6 +345,7 @@ class Agent:
                     "gpu_seconds": max(0.0, wall_s) * run.gpus}
             if code != 0:
                 body["log_tail"] = clean_text(log_tail(ex.log_path(run)), 2000, tail=True)  # the log stays here
+            self.send_output(run)                # before the result: the job's owner reads it once it ended
             log.info("job %s fence %s: ended, exit code %s after %.1f s", run.job_id, run.fence, code, wall_s,
                      **_j(run.job_id, run.fence))
             self.outbox.add(run.job_id, body)
@@ -335,10 +354,42 @@ class Agent:
         """Stop one run; a failure to stop it is logged (the next heartbeat asks again)."""
         log.info("job %s fence %s: stopping it: %s", job_id, fence, why, **_j(job_id, fence))
         try:
-            self.executor.stop(job_id)
+            stopped = self.executor.stop(job_id)
+            if stopped is not None:
+                self.send_output(stopped[0])
         except Exception as e:
             log.error("job %s fence %s: cannot stop it: %s: %s", job_id, fence, type(e).__name__, e,
                       **_j(job_id, fence))
+
+    def send_output(self, run) -> None:
+        """Upload the tail of a run's output (its last OUTPUT_TAIL_BYTES) to the controller, which
+        keeps it for the job's owner (`suanli logs`). Best effort: the file stays on the site, and
+        a failure is logged."""
+        path = self.executor.log_path(run)
+        got = read_tail(path, OUTPUT_TAIL_BYTES)
+        if got is None:
+            return
+        tail, size = got
+        if self.sent_output.get((run.job_id, run.fence)) == size:
+            return                                              # nothing new since the last upload
+        try:
+            self.client.call("PUT", f"/v1/agent/{self.site}/jobs/{run.job_id}/output",
+                             params={"fence": run.fence, "size": size, "path": str(path)}, content=tail,
+                             headers={"Content-Type": "application/octet-stream"})
+            self.sent_output[(run.job_id, run.fence)] = size
+        except UserError as e:
+            log.warning("job %s fence %s: the output (%s, %d bytes) was not uploaded: %s", run.job_id, run.fence,
+                        path, size, e, **_j(run.job_id, run.fence))
+
+    def send_outputs(self) -> None:
+        """The running jobs' output so far, every `output_every_s` (what `suanli logs` shows of a run
+        still going)."""
+        now = time.monotonic()
+        if now - self.outputs_at < self.output_every_s:
+            return
+        self.outputs_at = now
+        for run in list(self.executor.runs.values()):
+            self.send_output(run)
 
     def _fail(self, a: dict, reason: str) -> None:
         """Fail one assignment (a FAILED report, through the outbox): the other jobs go on."""

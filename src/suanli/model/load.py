@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import yaml
@@ -35,8 +35,10 @@ def _loc_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _first_error(file: str, exc: ValidationError, prefix: str = "", lines: list[int] | None = None):
-    """The first pydantic error as a ScenarioError; `lines` maps job index -> CSV line."""
+def _first_error(file: str, exc: ValidationError, prefix: str = "", lines: list[int] | None = None,
+                 offset: int = 0):
+    """The first pydantic error as a ScenarioError; `lines` maps job index -> CSV line; `offset`:
+    the index of the first job validated (a batch of a streamed file)."""
     err = exc.errors(include_url=False)[0]
     loc = tuple(err["loc"])
     msg = _PYDANTIC_MESSAGES.get(err["type"], err["msg"])
@@ -48,7 +50,7 @@ def _first_error(file: str, exc: ValidationError, prefix: str = "", lines: list[
     more = exc.error_count() - 1
     note = f"; and {more} more error{'s' if more > 1 else ''}" if more else ""
     value = ... if err["type"] == "missing" else err.get("input", ...)
-    path = prefix + _loc_path(loc)
+    path = prefix + _loc_path((loc[0] + offset, *loc[1:]) if offset and loc and isinstance(loc[0], int) else loc)
     spec_error = (err.get("ctx") or {}).get("error")
     if isinstance(spec_error, SpecError):          # a field inside a spec: name it and its value
         path = f"{path}.{spec_error.path}" if spec_error.path else path
@@ -83,14 +85,15 @@ def read_document(path: str) -> dict[str, Any]:
     return raw
 
 
-def read_jobs_csv(path: str) -> tuple[list[dict[str, Any]], list[int]]:
-    """Rows of a jobs CSV (empty cells dropped so defaults apply) and their line numbers."""
+def iter_jobs_csv(path: str, read: list[int] | None = None) -> Iterator[tuple[dict[str, Any], int]]:
+    """Each row of a jobs CSV (empty cells dropped so defaults apply) with its line number, one at a
+    time: memory does not grow with the file. `read`, if given, holds in `read[0]` the bytes read
+    so far (for progress)."""
     try:
         fh = open(path, newline="", encoding="utf-8-sig")   # -sig: spreadsheets write a BOM
     except OSError as e:
         raise ScenarioError(path, "", f"cannot read jobs_file: {e.strerror}") from None
-    rows: list[dict[str, Any]] = []
-    lines: list[int] = []
+    n = 0
     with fh:
         reader = csv.DictReader(fh)
         # reading can fail on the bytes themselves (not UTF-8) or on the CSV (a cell over the csv
@@ -101,17 +104,30 @@ def read_jobs_csv(path: str) -> tuple[list[dict[str, Any]], list[int]]:
                                     reader.fieldnames)
             for row in reader:
                 if None in row:
-                    raise ScenarioError(f"{path}:{reader.line_num}", f"jobs[{len(rows)}]",
+                    raise ScenarioError(f"{path}:{reader.line_num}", f"jobs[{n}]",
                                         "row has more cells than the header", row[None])
                 cells = {k.strip(): v.strip() for k, v in row.items() if v is not None and v.strip() != ""}
                 if not cells:
                     continue                      # blank line
-                rows.append(cells)
-                lines.append(reader.line_num)
+                if read is not None and n % 4096 == 0:
+                    read[0] = fh.buffer.tell()
+                yield cells, reader.line_num
+                n += 1
         except UnicodeDecodeError as e:
             raise ScenarioError(path, "", f"not UTF-8 text ({e.reason})") from None      # decoded ahead: no line
         except csv.Error as e:
             raise ScenarioError(f"{path}:{reader.line_num}", "", f"not a readable CSV row: {e}") from None
+    if read is not None:
+        read[0] = os.path.getsize(path)
+
+
+def read_jobs_csv(path: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """Rows of a jobs CSV (empty cells dropped so defaults apply) and their line numbers."""
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for cells, line in iter_jobs_csv(path):
+        rows.append(cells)
+        lines.append(line)
     return rows, lines
 
 

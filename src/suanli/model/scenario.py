@@ -17,6 +17,24 @@ from suanli.model.schema import Event, Forecast, GpuType, Job, Objective, Scenar
 from suanli.model.series import SeriesLike, Spec
 
 
+def job_problem(doc: ScenarioDoc, j: Job) -> tuple[str, str, object] | None:
+    """What is wrong with job `j` against the scenario's cities, GPU types and classes, as
+    (field, message, value), or None: the checks of one job that need the rest of the scenario
+    (`Scenario.build`, and `model.validate`, which streams a jobs file through them)."""
+    if j.origin not in doc.cities:
+        return "origin", "unknown city", j.origin
+    for g in j.gpu_types or ():
+        if g not in doc.gpu_types:
+            return "gpu_types", "unknown GPU type", g
+    if j.gpu_types is not None and not j.gpu_types:
+        return "gpu_types", "must list at least one GPU type", j.gpu_types
+    if j.class_ is not None and j.class_ not in doc.job_classes:
+        return "class", "unknown job class", j.class_
+    if j.deadline_h is not None and not j.deadline_h > j.submit_h:
+        return "deadline_h", f"must be after submit_h={j.submit_h}", j.deadline_h
+    return None
+
+
 @dataclass
 class Scenario:
     name: str
@@ -74,17 +92,8 @@ class Scenario:
             where = f"{jfile}:{job_lines[i]}" if job_lines else jfile
             if j.id in index:
                 raise fail(f"jobs[{i}].id", "duplicate job id", j.id, where)
-            if j.origin not in cities:
-                raise fail(f"jobs[{i}].origin", "unknown city", j.origin, where)
-            for g in j.gpu_types or ():
-                if g not in types:
-                    raise fail(f"jobs[{i}].gpu_types", "unknown GPU type", g, where)
-            if j.gpu_types is not None and not j.gpu_types:
-                raise fail(f"jobs[{i}].gpu_types", "must list at least one GPU type", j.gpu_types, where)
-            if j.class_ is not None and j.class_ not in doc.job_classes:
-                raise fail(f"jobs[{i}].class", "unknown job class", j.class_, where)
-            if j.deadline_h is not None and not j.deadline_h > j.submit_h:
-                raise fail(f"jobs[{i}].deadline_h", f"must be after submit_h={j.submit_h}", j.deadline_h, where)
+            if (bad := job_problem(doc, j)) is not None:
+                raise fail(f"jobs[{i}].{bad[0]}", bad[1], bad[2], where)
             index[j.id] = i
         for i, e in enumerate(doc.events):
             if e.site not in sites:

@@ -38,6 +38,42 @@ from suanli.scheduling.state import (
 )
 
 KEEP = 5   # candidates an explanation keeps
+MAX_OTHERS = 32   # pools an explanation lists beyond them (the best candidate of each)
+NO_START = "capacity: no free GPUs for the whole run in the hours it looked at"
+
+
+class Ranked(NamedTuple):
+    """What a policy's `rank` found for a job: the best `keep` candidates (best first), how many
+    it weighed, the best candidate of each other pool it priced (best first, at most
+    MAX_OTHERS), and the pools ("site/gpu_type") that passed the filters but have no candidate,
+    with why (capacity, or a price floor above the best)."""
+    top: list[Scored]
+    weighed: int
+    others: list[Scored] = []
+    unscored: Mapping[str, str] = {}
+
+
+def pool_bests(ordered: Sequence[Scored], top: Sequence[Scored]) -> list[Scored]:
+    """The first (best) candidate of each pool in `ordered` (best first) that has none in `top`."""
+    seen = {(c.site, c.gpu_type) for c in top}
+    out = []
+    for c in ordered:
+        if (c.site, c.gpu_type) not in seen:
+            seen.add((c.site, c.gpu_type))
+            out.append(c)
+            if len(out) >= MAX_OTHERS:
+                break
+    return out
+
+
+def hosts_reason(name: str, weighed: int, sites: set[str]) -> str:
+    """A placement's reason: `cheapest: best of 7 candidates; 3 sites could host it`, or, where
+    one site could, `fifo: best of 1 candidate; only hami-1 could host it`."""
+    head = f"{name}: best of {weighed} candidate{'' if weighed == 1 else 's'}"
+    if len(sites) == 1:
+        return f"{head}; only {next(iter(sites))} could host it"
+    return f"{head}; {len(sites)} sites could host it"
+
 
 # ----------------------------------------------------------------------------- options
 class Option(NamedTuple):
@@ -787,9 +823,31 @@ class Candidates:
     total: np.ndarray
     key: tuple[np.ndarray, ...]           # the selector's key, most significant first (unique per candidate)
     info: dict[str, np.ndarray]
+    floor: np.ndarray | None = None       # per pool of `opts`: no run there costs less (CNY), if known
 
     def __len__(self) -> int:
         return len(self.start)
+
+    def ranked(self, keep: int) -> Ranked:
+        """The best `keep`, then the best candidate of each other pool, and the pools without one."""
+        order = np.lexsort(self.key[::-1])
+        top = order[:keep]
+        pools = self.pool[order]
+        _, first = np.unique(pools, return_index=True)
+        mine = set(self.pool[top].tolist())
+        others = [i for i in order[np.sort(first)].tolist() if int(self.pool[i]) not in mine][:MAX_OTHERS]
+        best = self.scored(top)
+        priced = set(self.pool.tolist())
+        unscored: dict[str, str] = {}
+        for i, (site, g) in enumerate(zip(self.opts.site, self.opts.gpu_type, strict=True)):
+            if i in priced:
+                continue
+            if self.floor is not None and best and float(self.floor[i]) >= best[0].total - 1e-9:
+                unscored[f"{site}/{g}"] = (f"cost: no run there costs less than {float(self.floor[i]):.2f} CNY, "
+                                           f"above the chosen's {best[0].total:.2f} (not priced further)")
+            else:
+                unscored[f"{site}/{g}"] = NO_START
+        return Ranked(best, len(self), self.scored(others), unscored)
 
     def best(self, k: int) -> list[Scored]:
         """The `k` least by `key`, least first."""
@@ -843,10 +901,14 @@ class Pipeline:
             cache = self._cache = ShapeCache(view, self.filters)
         return cache
 
-    def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> tuple[list[Scored], int]:
-        """The best `keep` candidates, best first, and how many were weighed."""
+    def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> Ranked:
+        """The best `keep` candidates, best first, how many were weighed, the best of each other
+        pool, and the pools without a candidate (`Ranked`)."""
         scored = sorted(self.choose(view, scratch, pj, opts), key=self.key)
-        return scored[: self.keep], len(scored)
+        top = scored[: self.keep]
+        got = {(c.site, c.gpu_type) for c in scored}
+        unscored = {f"{s}/{g}": NO_START for s, g in zip(opts.site, opts.gpu_type, strict=True) if (s, g) not in got}
+        return Ranked(top, len(scored), pool_bests(scored, top), unscored)
 
     def may_hold(self, view: StateView, pj: PendingJob, best: Scored) -> bool:
         """Whether a plan that starts later (see `commit_within_h`) may be held rather than
@@ -863,25 +925,25 @@ class Pipeline:
     def preempt_for(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options, top: list[Scored],
                     cache: ShapeCache, stopped: set[str]) -> tuple | None:
         """Stop a running job (not one of `stopped`, those this call stops already) so that `pj`
-        does better (where `view.running_on` allows it): None, or (pj's new top, weighed, the
-        `Preempt`, the stopped job's rest, its top, weighed, rejected sites), with both new runs
+        does better (where `view.running_on` allows it): None, or (pj's new `Ranked`, the
+        `Preempt`, the stopped job's rest, its `Ranked`, rejected sites), with both new runs
         already booked in `scratch`. By default nothing is ever stopped."""
         return None
 
-    def _answer(self, view: StateView, pj: PendingJob, top: list[Scored], weighed: int,
-                rejected: Mapping[str, str]) -> Decision:
-        """Place the best of `top`, or hold it where it starts later (`commit_within_h`)."""
-        best = top[0]
-        expl = Explanation(self.name, view.now, best, tuple(top), rejected, weighed=weighed)
+    def _answer(self, view: StateView, pj: PendingJob, r: Ranked, rejected: Mapping[str, str]) -> Decision:
+        """Place the best of `r.top`, or hold it where it starts later (`commit_within_h`)."""
+        best = r.top[0]
+        expl = Explanation(self.name, view.now, best, tuple(r.top), rejected, weighed=r.weighed,
+                           others=tuple(r.others), unscored=dict(r.unscored))
         if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
                 and self.may_hold(view, pj, best)):
             return Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
                          hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h,
                          pieces=best.pieces)
+        sites = {c.site for c in (*r.top, *r.others)} | {k.split("/", 1)[0] for k in r.unscored}
         pieces = f" in {len(best.pieces) + 1} pieces" if best.pieces else ""
         return Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
-                     reason=f"{self.name}: best of {weighed} candidate{'' if weighed == 1 else 's'}{pieces}",
-                     explain=expl, pieces=best.pieces)
+                     reason=hosts_reason(self.name, r.weighed, sites) + pieces, explain=expl, pieces=best.pieces)
 
     @staticmethod
     def reserve_plan(scratch: Scratch, gpus: int, site: str, gpu_type: str, start: float, end: float,
@@ -914,27 +976,27 @@ class Pipeline:
                     out.append(Reject(pj.job.id, "no pool passes the filters: " + "; ".join(
                         f"{s}: {r}" for s, r in list(rejected.items())[:4]), expl))
                 continue
-            top, weighed = self.rank(view, scratch, pj, opts)
-            if not top:
+            ranked = self.rank(view, scratch, pj, opts)
+            if not ranked.top:
                 expl = Explanation(self.name, view.now, None, (), rejected, "no candidate start")
                 out.append(Defer(pj.job.id, "no pool can start it now", expl))
                 continue
-            pre = (self.preempt_for(view, scratch, pj, opts, top, cache, stopped)
+            pre = (self.preempt_for(view, scratch, pj, opts, ranked.top, cache, stopped)
                    if view.running_on is not None else None)
             if pre is not None:             # `preempt_for` booked both runs in the scratch
-                top, weighed, stop, rest, rest_top, rest_weighed, rest_rejected = pre
+                ranked, stop, rest, rest_ranked, rest_rejected = pre
                 out.append(stop)
                 stopped.add(stop.job_id)
-                rb = rest_top[0]
+                rb = rest_ranked.top[0]
                 planned.append((rest.job.id, rb.site, rb.gpu_type, rb.start_h, rb.end_h))
                 planned.extend((rest.job.id, rb.site, rb.gpu_type, a, b) for a, b in rb.pieces)
-                out.append(self._answer(view, rest, rest_top, rest_weighed, rest_rejected))
-            best = top[0]
+                out.append(self._answer(view, rest, rest_ranked, rest_rejected))
+            best = ranked.top[0]
             if pre is None:
                 self.reserve_plan(scratch, pj.job.gpus, best.site, best.gpu_type, best.start_h, best.end_h, best.pieces)
             planned.append((pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h))
             planned.extend((pj.job.id, best.site, best.gpu_type, a, b) for a, b in best.pieces)
-            out.append(self._answer(view, pj, top, weighed, rejected))
+            out.append(self._answer(view, pj, ranked, rejected))
         return out
 
 

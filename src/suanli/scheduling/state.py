@@ -103,6 +103,10 @@ class Explanation:
     rejected: Mapping[str, str] = field(default_factory=dict)     # site -> "filter: detail"
     note: str = ""
     weighed: int = 0            # how many candidates were priced (`candidates` keeps the best few)
+    # beyond the best few: the best candidate of each other pool (site x GPU type) priced, best
+    # first, and the pools ("site/gpu_type") that passed the filters yet have none, with why
+    others: tuple[Scored, ...] = ()
+    unscored: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def explanation_json(kind: str, reason: str, e: Explanation | None) -> dict[str,
     if e is not None:
         out.update(policy=e.policy, at_h=e.now, note=e.note, chosen=_scored(e.chosen),
                    candidates=[_scored(c) for c in e.candidates], rejected=dict(e.rejected),
-                   weighed=e.weighed)
+                   weighed=e.weighed, others=[_scored(c) for c in e.others], unscored=dict(e.unscored))
     return out
 
 

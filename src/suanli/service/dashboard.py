@@ -155,20 +155,27 @@ def router(controller: Controller) -> APIRouter:
             load = float(bal.load[slot])
             renew_kw = float(ser.renewable_kw[slot])
             full_kw = site.pue * sum(pool.count * net.gpu_types[g].power_kw for g, pool in site.gpus.items())
-            if load > 1e-12:        # the battery charges from renewables only (MODEL.md §4): its discharge is green
-                share, basis = (float(bal.used[slot]) + float(bal.discharge[slot])) / load, "this hour's load"
+            # renewables are solar and wind serving the load directly; the battery's discharge is
+            # shown apart (it stores energy from earlier hours, and its charge loses some)
+            if load > 1e-12:
+                share, basis = float(bal.used[slot]) / load, "this hour's load"
+                battery_share = float(bal.discharge[slot]) / load
             else:                   # idle: how much of a full site renewables could carry now
                 share, basis = (min(1.0, renew_kw / full_kw) if full_kw > 0 else 0.0), "full load"
+                battery_share = 0.0
             lat, lon = net.cities[site.city]
+            is_up = sid in up
+            # a site that is down offers nothing: its GPUs are not free, whatever ran there before
             pools = [{"gpu_type": g, "count": pool.count, "used": busy.get((sid, g), 0),
-                      "free": pool.count - busy.get((sid, g), 0), "cny_per_gpu_h": pool.cny_per_gpu_h}
+                      "free": pool.count - busy.get((sid, g), 0) if is_up else 0, "cny_per_gpu_h": pool.cny_per_gpu_h}
                      for g, pool in site.gpus.items()]
             sites.append({
-                "id": sid, "city": site.city, "lat": lat, "lon": lon, "pue": site.pue, "up": sid in up,
+                "id": sid, "city": site.city, "lat": lat, "lon": lon, "pue": site.pue, "up": is_up,
                 "drained": sid in drained, "gpus": sum(pool.count for pool in site.gpus.values()),
                 "gpus_used": sum(x["used"] for x in pools), "pools": pools,
                 "load_kwh_this_hour": load, "full_load_kw": full_kw, "renewables_kw_now": renew_kw,
-                "renewable_share_now": share, "renewable_share_basis": basis,
+                "renewable_share_now": share, "renewable_share_basis": basis, "battery_share_now": battery_share,
+                "battery_kwh_this_hour": float(bal.discharge[slot]),
                 "battery_kwh_now": float(bal.soc[slot]) if site.battery else None,
                 "carbon_kg_per_kwh_now": float(ser.carbon_kg_per_kwh[slot]),
                 "cny_per_kwh_now": float(ser.cny_per_kwh[slot])})

@@ -7,7 +7,7 @@
   (the body is read into memory only up to the limit); a batch of meter readings
   (`POST /v1/agent/{site}/meter`, a site token only: any other answers 403 before its body is
   read) has its own, larger limit, `max_meter_body_bytes`; an upload (`application/gzip`,
-  `application/octet-stream`: checkpoints) is streamed by its handler, and only a declared
+  `application/octet-stream`: checkpoints, a run's output) is streamed by its handler, and only a declared
   length above `max_upload_bytes` is refused here;
 - a JSON body nested deeper than `max_json_depth` answers 400 (Python's parser recurses: a
   deep enough document is a RecursionError, not a 4xx), and one with a number literal longer
@@ -34,7 +34,7 @@
   `auth_failures_per_s`; a valid token from another address is not affected). A request with a
   body and no token answers 401 before a byte of the body is read;
 - the content type: a body is JSON (`application/json`, `*+json`, or none said), except the one
-  upload route (`PUT /v1/agent/{site}/jobs/{id}/checkpoint`, a site token only) that takes
+  upload routes (`PUT /v1/agent/{site}/jobs/{id}/checkpoint` and `.../output`, a site token only) that take
   `application/gzip` or `application/octet-stream`; anything else answers 415 at once, so no route
   reads a body whole that its limit does not bound;
 - admission (`Admission`): at most `max_in_flight` requests in the handlers at once (below the
@@ -89,7 +89,7 @@ SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", 
 UPLOAD_TYPES = ("application/gzip", "application/octet-stream", "application/x-tar")
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)          # a JSON string, escapes included
 _BRACKETS = re.compile(rb"[\[\]{}]")
-UPLOAD_ROUTE = re.compile(r"^/v1/agent/[^/]+/jobs/[^/]+/checkpoint$")    # PUT only, site token only
+UPLOAD_ROUTE = re.compile(r"^/v1/agent/[^/]+/jobs/[^/]+/(checkpoint|output)$")    # PUT only, site token only
 METER_ROUTE = re.compile(r"^/v1/agent/[^/]+/meter$")     # POST only, site token only: a larger JSON body
 UNLIMITED = ("/v1/health",)       # never queued or shed: what a load balancer and an operator look at
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -413,8 +413,8 @@ class RequestLimits:
                     await _answer(send, 403, f"this call is for a site agent token, not a {principal.role} token")
                     return
                 if not upload:
-                    await _answer(send, 415, f"Content-Type: {ctype[:64]} is taken only by the checkpoint upload "
-                                             "(PUT /v1/agent/{site}/jobs/{id}/checkpoint, a site token); "
+                    await _answer(send, 415, f"Content-Type: {ctype[:64]} is taken only by the uploads "
+                                             "(PUT /v1/agent/{site}/jobs/{id}/checkpoint or output, a site token); "
                                              "this route takes application/json")
                     return
             elif not (ctype == "" or ctype == "application/json" or ctype.endswith("+json")):

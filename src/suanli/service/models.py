@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -186,3 +197,20 @@ class MeterHour(Base):
     carbon_kg: Mapped[float] = mapped_column(Float)
     covered_s: Mapped[float] = mapped_column(Float)
     readings: Mapped[int] = mapped_column(Integer)
+
+
+class RunOutput(Base):
+    """A run's output (its stdout and stderr, one file on the site): where the agent writes it
+    (`path`, on `site`), and its tail as the agent last uploaded it: the last `OUTPUT_TAIL_BYTES`
+    (schemas.py) of a file of `size_bytes`. One row per run (job and fence)."""
+
+    __tablename__ = "run_outputs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    fence: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)        # the whole file's, at the upload
+    tail: Mapped[bytes] = mapped_column(LargeBinary, default=b"")          # its last bytes
+    uploaded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    __table_args__ = (UniqueConstraint("job_id", "fence", name="uq_run_outputs_job_fence"),)

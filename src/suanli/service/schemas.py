@@ -167,16 +167,48 @@ class Transition(BaseModel):
     reason: str
 
 
+LEDGER_FIELDS = ("gpu_seconds", "energy_kwh", "grid_kwh", "renewable_kwh", "carbon_kg", "gpu_cny", "energy_cny",
+                 "transfer_cny", "total_cny")     # summed from the usage ledger's columns of the same names
+
+
 class UsageOut(BaseModel):
+    """A job's metered usage (the ledger's runs), plus, while it runs, the run so far (`estimated`).
+    Energy is the site's load, PUE included: `grid_kwh + renewable_kwh + battery_kwh` (MODEL.md §4;
+    renewables are solar and wind used directly, the battery's discharge is counted apart)."""
     gpu_seconds: float = 0.0
     energy_kwh: float = 0.0
     grid_kwh: float = 0.0
     renewable_kwh: float = 0.0
+    battery_kwh: float = 0.0
     carbon_kg: float = 0.0
     gpu_cny: float = 0.0
     energy_cny: float = 0.0
     transfer_cny: float = 0.0
     total_cny: float = 0.0
+    estimated: bool = Field(default=False, description="true: it holds the running run so far, priced as it would "
+                                                       "be metered now (metering.price_segment); not billed yet")
+
+
+OUTPUT_TAIL_BYTES = 1024 * 1024   # the most of a run's output the service keeps: its last MiB
+
+
+class RunOutputOut(BaseModel):
+    """Where a run's output lies on its site, and how much of it the service holds."""
+    fence: int
+    site: str
+    path: str                        # the file on the site (the agent's job directory)
+    size_bytes: int                  # the file's size when the agent last uploaded it
+    kept_bytes: int                  # the bytes the service holds: the file's last ones
+    uploaded_at: UtcTime | None = None
+
+
+class JobLogs(BaseModel):
+    """A run's output (`GET /v1/jobs/{id}/logs`): the last `OUTPUT_TAIL_BYTES` of it as text."""
+    job_id: int
+    fence: int | None                # the run shown (None: no run has reported its output yet)
+    runs: list[RunOutputOut]         # every run of the job, oldest first
+    truncated: bool = False          # True: the text is the file's end only
+    text: str = ""                   # UTF-8, undecodable bytes replaced
 
 
 class JobOut(BaseModel):
@@ -198,6 +230,8 @@ class JobOut(BaseModel):
     checkpoint_h: float | None = Field(default=None, description="controller hour of the last checkpoint file")
     checkpoint_bytes: int | None = Field(default=None, description="the checkpoint directory's size then")
     transitions: list[Transition] = []
+    outputs: list[RunOutputOut] = Field(default_factory=list, description="where each run's output lies (one job's "
+                                                                          "view only; `suanli logs` prints it)")
     created_at: UtcTime
 
 
@@ -323,6 +357,8 @@ class Report(BaseModel):
     reason: str = Field(default="", max_length=4096)
     gpu_seconds: float | None = Field(default=None, ge=0, le=MAX_HOURS * 3600 * MAX_GPUS)
     log_tail: str = Field(default="", max_length=4096, description="the end of a failed run's log")
+    output_path: str = Field(default="", max_length=4096,
+                             description="where the run's output (stdout and stderr) is written on the site")
 
 
 # ----------------------------------------------------------------------------- errors

@@ -6,13 +6,22 @@ position, sized by GPUs, coloured by renewable share), each site's hourly energy
 (load served by renewables, battery and grid; curtailment; battery state; tariff and carbon),
 GPUs busy per site over time, and the cost parts. Everything is read from the run's
 `Accounts` and segments: the numbers are the accounting's, not recomputed here.
+
+In English (`lang="en"`) or Simplified Chinese (`lang="zh-CN"`): the Chinese page names cities
+and sites as the dashboard does (one table, suanli/i18n/places_zh.json), gives money in ¥, and
+times as 24-hour Beijing time (Asia/Shanghai) where the scenario has a `start`.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import math
 from collections.abc import Sequence
+from datetime import timedelta
+from functools import cache
+from importlib import resources
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -21,6 +30,90 @@ from suanli.model.scenario import Scenario
 from suanli.model.schedule import Segment
 
 PARTS = ("GPU rental", "energy", "transfer", "carbon price", "lateness", "unfinished", "demand response")
+LANGS = ("en", "zh-CN")
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+# the page's words in Chinese (English is the key itself)
+ZH = {
+    "GPU rental": "GPU 租金", "energy": "电费", "transfer": "传输", "carbon price": "碳价", "lateness": "逾期",
+    "unfinished": "未完成", "demand response": "需求响应", "cities": "城市", "sites": "站点",
+    "renewable share": "可再生能源占比", "longitude": "经度", "latitude": "纬度", "hour": "小时",
+    "The network (sites sized by GPUs, coloured by renewable share)":
+        "网络（站点大小表示 GPU 数，颜色表示可再生能源占比）",
+    "GPUs busy per site (average over each hour)": "各站点在用 GPU（每小时平均）",
+    "renewables used": "可再生能源（光伏、风电）", "battery": "储能电池", "grid": "电网",
+    "renewables available": "可用可再生能源", "curtailed": "弃电", "battery kWh": "电池电量 kWh",
+    "tariff CNY/kWh": "电价 ¥/kWh", "carbon kg/kWh": "碳强度 kg/kWh",
+    "{site}: load (kWh per hour) by source, tariff and carbon": "{site}：按来源的负载（每小时 kWh）、电价与碳强度",
+    "The objective, part by part (CNY)": "目标函数的组成（¥）", "Metrics": "指标",
+    "suanli: {name} with {policy}": "suanli：{name}，策略 {policy}",
+    "{sites} sites, {jobs} jobs, horizon {h} h, {T} hourly slots accounted. Numbers follow the suanli model "
+    "(docs/MODEL.md).": "{sites} 个站点，{jobs} 个作业，时长 {h} 小时，共核算 {T} 个小时时段。数字遵循 suanli 模型"
+    "（docs/MODEL.md）。",
+    "Times are Beijing time (Asia/Shanghai), 24-hour.": "时间为北京时间（Asia/Shanghai），24 小时制。",
+    "{name}: {gpus} GPUs, renewable {share}, utilisation {util}":
+        "{name}：{gpus} 块 GPU，可再生能源 {share}，利用率 {util}",
+}
+METRICS_ZH = {
+    "gpu_cost_cny": "GPU 租金", "transfer_cost_cny": "传输费用", "energy_cost_cny": "电费", "total_cost_cny": "总费用",
+    "energy_kwh": "用电量 kWh", "grid_kwh": "电网电量 kWh", "renewable_used_kwh": "可再生能源电量 kWh",
+    "curtailed_kwh": "弃电 kWh", "carbon_kg": "碳排放 kg", "dr_violation_kwh": "超出电网上限 kWh",
+    "jobs_total": "作业总数", "jobs_finished": "已完成作业", "jobs_unfinished": "未完成作业",
+    "late_gpu_h": "逾期 GPU·时", "deadline_misses": "错过截止时间", "mean_jct_h": "平均完成时间（小时）",
+    "p95_jct_h": "P95 完成时间（小时）", "gpu_utilization": "GPU 利用率", "objective_cny": "目标函数",
+    "wait_excess_gpu_h": "超出等待时限 GPU·时", "carbon_location_based_kg": "基于位置的碳排放 kg",
+    "carbon_origin_grid_kg": "按来源地电网的碳排放 kg", "carbon_avoided_vs_origin_kg": "相比来源地避免的碳排放 kg",
+    "carbon_origin_unknown_jobs": "来源省份未知的作业",
+}
+
+
+@cache
+def places_zh() -> dict[str, dict[str, str]]:
+    """The Chinese names of cities and provinces the dashboard uses (web/src/i18n.js reads the same file)."""
+    return json.loads((resources.files("suanli") / "i18n" / "places_zh.json").read_text(encoding="utf-8"))
+
+
+class Words:
+    """The page's language: words, place names, money and times."""
+
+    def __init__(self, lang: str, scn: Scenario):
+        if lang not in LANGS:
+            raise ValueError(f"lang: {lang!r} is not one of {', '.join(LANGS)}")
+        self.zh = lang == "zh-CN"
+        self.scn = scn
+
+    def __call__(self, text: str, **kw) -> str:
+        return (ZH.get(text, text) if self.zh else text).format(**kw)
+
+    def city(self, c: str) -> str:
+        return places_zh()["cities"].get(c.lower(), c) if self.zh else c
+
+    def site(self, sid: str) -> str:
+        """`qingyang-1` -> 庆阳-1: its city's name, then the rest of the id (as the dashboard)."""
+        if not self.zh:
+            return sid
+        head = sid.rstrip("-0123456789_")
+        name = places_zh()["cities"].get(head.lower())
+        return name + sid[len(head):] if name else sid
+
+    def metric(self, key: str) -> str:
+        return METRICS_ZH.get(key, key) if self.zh else key
+
+    def value(self, key: str, v: float) -> str:
+        if self.zh and key.endswith("_cny"):
+            return f"¥{v:,.2f}"
+        if self.zh and key == "gpu_utilization":
+            return f"{v:.1%}"
+        return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
+
+    def hours(self, n: int) -> list:
+        """The x axis: hour numbers, or, in Chinese with a scenario start, Beijing times (24-hour)."""
+        start = self.scn.start
+        if not (self.zh and start is not None):
+            return list(range(n))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=SHANGHAI)
+        return [(start + timedelta(hours=h)).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") for h in range(n)]
 
 
 def objective_parts(scn: Scenario, m: dict[str, float]) -> list[float]:
@@ -41,14 +134,18 @@ def _busy_gpus(scn: Scenario, segments: Sequence[Segment], slots: int) -> dict[s
     return out
 
 
-def render_report(scn: Scenario, policy: str, segments: Sequence[Segment], accounts: Accounts) -> str:
+def render_report(scn: Scenario, policy: str, segments: Sequence[Segment], accounts: Accounts,
+                  lang: str = "en") -> str:
+    """The page, in `lang` ("en" or "zh-CN")."""
     import plotly.graph_objects as go
     from plotly.io import to_html
     from plotly.subplots import make_subplots
 
+    w = Words(lang, scn)
     m = accounts.metrics
     T = accounts.slots
-    hours = list(range(T))
+    hours = w.hours(T)
+    xtitle = "" if w.zh and scn.start is not None else w("hour")
     figs: list[tuple[str, go.Figure]] = []
 
     # the network: sites and consumer cities by position (no map tiles: nothing to fetch)
@@ -61,72 +158,76 @@ def render_report(scn: Scenario, policy: str, segments: Sequence[Segment], accou
     site_cities = {s.city for s in scn.sites.values()}
     others = [c for c in scn.cities if c not in site_cities]
     net.add_trace(go.Scatter(x=[scn.cities[c][1] for c in others], y=[scn.cities[c][0] for c in others],
-                             mode="markers+text", text=others, textposition="top center",
-                             marker={"color": "#555", "size": 7, "symbol": "square"}, name="cities"))
+                             mode="markers+text", text=[w.city(c) for c in others], textposition="top center",
+                             marker={"color": "#555", "size": 7, "symbol": "square"}, name=w("cities")))
     sm = accounts.site_metrics
     share = [sm[sid]["renewable_used_kwh"] / sm[sid]["energy_kwh"] if sm[sid]["energy_kwh"] else 0.0
              for sid in scn.sites]
     gpus = [sum(p.count for p in s.gpus.values()) for s in scn.sites.values()]
     net.add_trace(go.Scatter(
         x=[scn.cities[s.city][1] for s in scn.sites.values()], y=[scn.cities[s.city][0] for s in scn.sites.values()],
-        mode="markers+text", text=list(scn.sites), textposition="bottom center", name="sites",
+        mode="markers+text", text=[w.site(sid) for sid in scn.sites], textposition="bottom center", name=w("sites"),
         marker={"size": [8 + 4 * math.sqrt(g) for g in gpus], "color": share, "colorscale": "YlGn", "cmin": 0,
-                "cmax": 1, "showscale": True, "colorbar": {"title": "renewable share"}, "line": {"width": 1}},
+                "cmax": 1, "showscale": True, "colorbar": {"title": w("renewable share")}, "line": {"width": 1}},
         customdata=[[g, f"{sh:.0%}", f"{sm[sid]['gpu_utilization']:.0%}"] for g, sh, sid in zip(gpus, share, scn.sites,
                                                                                                   strict=True)],
-        hovertemplate="%{text}: %{customdata[0]} GPUs, renewable %{customdata[1]}, "
-                      "utilisation %{customdata[2]}<extra></extra>"))
-    net.update_layout(title="The network (sites sized by GPUs, coloured by renewable share)",
-                      xaxis_title="longitude", yaxis_title="latitude", height=480)
+        hovertemplate=w("{name}: {gpus} GPUs, renewable {share}, utilisation {util}", name="%{text}",
+                        gpus="%{customdata[0]}", share="%{customdata[1]}",
+                        util="%{customdata[2]}") + "<extra></extra>"))
+    net.update_layout(title=w("The network (sites sized by GPUs, coloured by renewable share)"),
+                      xaxis_title=w("longitude"), yaxis_title=w("latitude"), height=480)
     figs.append(("network", net))
 
     # GPUs busy per site over time
     busy = _busy_gpus(scn, segments, T)
     util = go.Figure()
     for sid in scn.sites:
-        util.add_trace(go.Scatter(x=hours, y=busy[sid], stackgroup="one", name=sid, line_shape="hv"))
-    util.update_layout(title="GPUs busy per site (average over each hour)", xaxis_title="hour", height=380)
+        util.add_trace(go.Scatter(x=hours, y=busy[sid], stackgroup="one", name=w.site(sid), line_shape="hv"))
+    util.update_layout(title=w("GPUs busy per site (average over each hour)"), xaxis_title=xtitle, height=380)
     figs.append(("utilisation", util))
 
-    # each site's energy balance
+    # each site's energy balance: renewables (solar and wind used directly), the battery and the grid apart
     for sid, bal in accounts.balances.items():
         ser = accounts.series[sid]
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
                             specs=[[{"secondary_y": True}], [{"secondary_y": True}]])
         for name, ys, color in (("renewables used", bal.used, "#2ca02c"), ("battery", bal.discharge, "#9467bd"),
                                 ("grid", bal.grid, "#7f7f7f")):
-            fig.add_trace(go.Bar(x=hours, y=ys, name=name, marker_color=color), row=1, col=1)
-        fig.add_trace(go.Scatter(x=hours, y=ser.renewable_kw, name="renewables available", line_shape="hv",
+            fig.add_trace(go.Bar(x=hours, y=ys, name=w(name), marker_color=color), row=1, col=1)
+        fig.add_trace(go.Scatter(x=hours, y=ser.renewable_kw, name=w("renewables available"), line_shape="hv",
                                  line={"color": "#98df8a"}), row=1, col=1)
-        fig.add_trace(go.Scatter(x=hours, y=bal.curtailed, name="curtailed", line_shape="hv",
+        fig.add_trace(go.Scatter(x=hours, y=bal.curtailed, name=w("curtailed"), line_shape="hv",
                                  line={"color": "#ff9896", "dash": "dot"}), row=1, col=1)
         if np.any(bal.soc):
-            fig.add_trace(go.Scatter(x=hours, y=bal.soc, name="battery kWh", line={"color": "#c5b0d5"}),
+            fig.add_trace(go.Scatter(x=hours, y=bal.soc, name=w("battery kWh"), line={"color": "#c5b0d5"}),
                           row=1, col=1, secondary_y=True)
-        fig.add_trace(go.Scatter(x=hours, y=ser.cny_per_kwh, name="tariff CNY/kWh", line_shape="hv",
+        fig.add_trace(go.Scatter(x=hours, y=ser.cny_per_kwh, name=w("tariff CNY/kWh"), line_shape="hv",
                                  line={"color": "#1f77b4"}), row=2, col=1)
-        fig.add_trace(go.Scatter(x=hours, y=ser.carbon_kg_per_kwh, name="carbon kg/kWh", line_shape="hv",
+        fig.add_trace(go.Scatter(x=hours, y=ser.carbon_kg_per_kwh, name=w("carbon kg/kWh"), line_shape="hv",
                                  line={"color": "#d62728"}), row=2, col=1, secondary_y=True)
-        fig.update_layout(barmode="stack", title=f"{sid}: load (kWh per hour) by source, tariff and carbon",
-                          height=460, bargap=0)
+        fig.update_layout(barmode="stack", title=w("{site}: load (kWh per hour) by source, tariff and carbon",
+                                                   site=w.site(sid)), height=460, bargap=0)
         figs.append((f"site {sid}", fig))
 
-    parts = go.Figure(go.Bar(x=list(PARTS), y=objective_parts(scn, m)))
-    parts.update_layout(title="The objective, part by part (CNY)", height=360)
+    parts = go.Figure(go.Bar(x=[w(p) for p in PARTS], y=objective_parts(scn, m)))
+    parts.update_layout(title=w("The objective, part by part (CNY)"), height=360)
     figs.append(("objective", parts))
 
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:,.2f}</td></tr>" if abs(v) >= 100 else
-                   f"<tr><td>{html.escape(k)}</td><td>{v:.4g}</td></tr>"
+    rows = "".join(f"<tr><td>{html.escape(w.metric(k))}</td><td>{html.escape(w.value(k, v))}</td></tr>"
                    for k, v in (dict(m) | accounts.carbon).items())
     body = [to_html(f, include_plotlyjs=(i == 0), full_html=False, default_height=f.layout.height)
             for i, (_, f) in enumerate(figs)]
-    title = html.escape(f"suanli: {scn.name} with {policy}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+    title = html.escape(w("suanli: {name} with {policy}", name=scn.name, policy=policy))
+    intro = w("{sites} sites, {jobs} jobs, horizon {h} h, {T} hourly slots accounted. Numbers follow the suanli model "
+              "(docs/MODEL.md).", sites=len(scn.sites), jobs=m["jobs_total"], h=f"{scn.horizon_h:g}", T=T)
+    if w.zh and scn.start is not None:
+        intro += " " + w("Times are Beijing time (Asia/Shanghai), 24-hour.")
+    return (f"<!DOCTYPE html><html lang='{'zh-CN' if w.zh else 'en'}'><head><meta charset='utf-8'><title>{title}"
+            "</title><style>"
             "body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse}"
             "td{border-bottom:1px solid #ddd;padding:2px 10px}td:last-child{text-align:right}</style></head><body>"
-            f"<h1>{title}</h1><p>{len(scn.sites)} sites, {m['jobs_total']} jobs, horizon {scn.horizon_h:g} h, "
-            f"{T} hourly slots accounted. Numbers follow the suanli model (docs/MODEL.md).</p>"
-            f"<h2>Metrics</h2><table>{rows}</table>" + "".join(body) + "</body></html>")
+            f"<h1>{title}</h1><p>{html.escape(intro)}</p>"
+            f"<h2>{html.escape(w('Metrics'))}</h2><table>{rows}</table>" + "".join(body) + "</body></html>")
 
 
 # the rows of the side-by-side table: (metric, label, format, lower is better)

@@ -1,7 +1,8 @@
-// A job: its lifecycle, placement, cost and carbon so far, and the scheduler's explanation: how
-// many candidates the policy weighed, the best one of each site among those it kept (with what it
-// would have cost more than the chosen one), every kept candidate with the parts of its score,
-// and the sites left out and why. Cancelling asks first.
+// A job: its lifecycle, placement, cost and carbon so far (an estimate while it runs), the
+// scheduler's explanation: how many candidates the policy weighed, the best one of each site and
+// GPU type it priced with why it lost (how much more, and which parts), the pools with no
+// candidate and why (capacity, a price floor above the chosen), every kept candidate with the
+// parts of its score, and the sites left out and why; where its output lies. Cancelling asks first.
 import { ApiError, get, send } from "../api.js";
 import { chart, describe, disposeAll } from "../charts.js";
 import { badge, html, int, money, num, qty, raw, TERMINAL, when } from "../format.js";
@@ -75,9 +76,14 @@ async function refresh(id) {
         <dt>${t("job.energy")}</dt><dd>${money(u.energy_cny)}</dd>
         <dt>${t("job.transfer")}</dt><dd>${money(u.transfer_cny)}</dd>
         <dt>${t("job.gputime")}</dt><dd>${qty(u.gpu_seconds / 3600)} GPU-h</dd>
-        <dt>${t("job.kwh")}</dt><dd>${t("job.kwh.v", { kwh: qty(u.energy_kwh), grid: qty(u.grid_kwh), ren: qty(u.renewable_kwh) })}</dd>
-        <dt>${t("job.carbon")}</dt><dd><b>${qty(u.carbon_kg)} kg CO₂e</b></dd>
-      </dl></div>
+        <dt>${t("job.kwh")}</dt><dd id="job-kwh">${t("job.kwh.v", { kwh: qty(u.energy_kwh), grid: qty(u.grid_kwh), ren: qty(u.renewable_kwh),
+                                                                   bat: qty(u.battery_kwh ?? 0) })}</dd>
+        <dt>${t("job.carbon")}</dt><dd id="job-carbon"><b>${qty(u.carbon_kg)} kg CO₂e</b></dd>
+      </dl>
+      ${raw(u.estimated ? html`<p class="muted" id="estimated">${t("job.estimated")}</p>` : "")}
+      ${raw((j.outputs ?? []).length ? html`<dl id="job-output">${raw(j.outputs.map((o) => html`<dt>${t("job.output")} (${o.fence})</dt>
+        <dd><code>${t("job.output.v", { site: siteName(o.site), path: o.path, bytes: int(o.size_bytes) })}</code></dd>`).join(""))}</dl>` : "")}
+      </div>
     </div>
     <div class="card explanation" id="explanation"><h3>${t("job.why")}</h3>
       ${raw(explanation(j))}</div>
@@ -128,6 +134,21 @@ function weighed(e) {
   return m ? Number(m[1]) : null;
 }
 
+// why a pool's best candidate `c` lost to the chosen one: how much more it costs and which parts
+// make the difference (largest first); the same total loses on the tie-break
+function whyLost(c, chosen) {
+  if (!chosen) return "";
+  if (sameAs(c, chosen)) return t("ex.lost.chosen");
+  const d = c.total - chosen.total;
+  const eps = 1e-9 * Math.max(1, Math.abs(chosen.total));     // totals equal but for rounding
+  if (Math.abs(d) <= eps) return t("ex.lost.tie");
+  if (d < 0) return t("ex.lost.backup");
+  const keys = [...new Set([...Object.keys(c.parts), ...Object.keys(chosen.parts)])];
+  const diffs = keys.map((k) => [k, (c.parts[k] ?? 0) - (chosen.parts[k] ?? 0)])
+    .filter(([, v]) => Math.abs(v) > eps).sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, 3);
+  return t("ex.lost.more", { d: money(d), parts: diffs.map(([k, v]) => `${part(k)} ${v > 0 ? "+" : "−"}${money(Math.abs(v))}`).join(", ") });
+}
+
 function explanation(j) {
   const e = j.explanation;
   if (!e) return html`<p class="muted">${t("ex.undecided")}</p>`;
@@ -135,18 +156,20 @@ function explanation(j) {
   const keys = [...new Set(cands.flatMap((c) => Object.keys(c.parts)))];
   const chosen = e.chosen;
   const rejected = Object.entries(e.rejected ?? {});
-  // the best kept candidate of each site, best first (the kept list is best first already)
-  const perSite = [];
-  const counts = {};
-  for (const c of cands) {
-    counts[c.site] = (counts[c.site] ?? 0) + 1;
-    if (!perSite.some((p) => p.site === c.site)) perSite.push(c);
+  // the best candidate of each pool (site and GPU type): among those kept, then the best of each
+  // other pool the policy priced (`others`), best first
+  const perPool = [];
+  for (const c of [...cands, ...(e.others ?? [])]) {
+    if (!perPool.some((p) => p.site === c.site && p.gpu_type === c.gpu_type)) perPool.push(c);
   }
+  perPool.sort((a, b) => a.total - b.total);
+  const unscored = Object.entries(e.unscored ?? {});
   const n = weighed(e);
-  // sites that passed the filters (not left out) yet have no candidate among those kept
-  const notKept = cands.length ? allSites.filter((s) => !(s in (e.rejected ?? {})) && !perSite.some((p) => p.site === s)) : [];
+  // sites that passed the filters yet have no candidate (an explanation stored before `unscored`)
+  const named = new Set([...perPool.map((p) => p.site), ...unscored.map(([k]) => k.split("/")[0])]);
+  const notKept = cands.length && !e.unscored ? allSites.filter((s) => !(s in (e.rejected ?? {})) && !named.has(s)) : [];
   const cell = (c) => html`<td>${siteName(c.site)}${sameAs(c, chosen) ? " ✔" : ""}</td><td>${c.gpu_type}</td>`;
-  const vs = (c) => (chosen && !sameAs(c, chosen) ? `+${money(c.total - chosen.total)}` : "—");
+  const vs = (c) => (chosen && !sameAs(c, chosen) ? `${c.total >= chosen.total ? "+" : "−"}${money(Math.abs(c.total - chosen.total))}` : "—");
   return html`
     <p><b>${t(`decision.${e.decision}`).replace(/^decision\./, "")}</b> ${t("ex.by")} <code>${e.policy ?? "?"}</code>${e.at_h !== undefined ? ` ${t("ex.at", { time: when(e.at_h) })}` : ""}:
        ${reasonText(e.reason) || ""} ${e.note ? `(${e.note})` : ""}</p>
@@ -157,9 +180,12 @@ function explanation(j) {
       <h4>${t("ex.persite")}</h4>
       <div class="scroll"><table class="grid" id="per-site"><thead><tr><th scope="col">${t("col.site")}</th><th scope="col">${t("col.gpu")}</th>
         <th scope="col">${t("col.start")}</th><th scope="col" class="n">${t("col.score")}</th><th scope="col" class="n">${t("col.vs")}</th>
-        <th scope="col" class="n">${t("col.cands")}</th></tr></thead>
-      <tbody>${raw(perSite.map((c) => html`<tr class="${sameAs(c, chosen) ? "chosen" : ""}" data-site="${c.site}">${raw(cell(c))}
-        <td>${when(c.start_h)}</td><td class="n">${money(c.total)}</td><td class="n">${vs(c)}</td><td class="n">${int(counts[c.site])}</td></tr>`).join(""))}
+        <th scope="col">${t("col.whylost")}</th></tr></thead>
+      <tbody>${raw(perPool.map((c) => html`<tr class="${sameAs(c, chosen) ? "chosen" : ""}" data-site="${c.site}" data-gpu="${c.gpu_type}">${raw(cell(c))}
+        <td>${when(c.start_h)}</td><td class="n">${money(c.total)}</td><td class="n">${vs(c)}</td><td class="why">${whyLost(c, chosen)}</td></tr>`).join(""))}
+      ${raw(unscored.map(([k, why]) => html`<tr class="unscored" data-site="${k.split("/")[0]}" data-gpu="${k.split("/").slice(1).join("/")}">
+        <td>${siteName(k.split("/")[0])}</td><td>${k.split("/").slice(1).join("/")}</td><td>—</td><td class="n">—</td><td class="n">—</td>
+        <td class="why">${reasonText(why)}</td></tr>`).join(""))}
       </tbody></table></div>
       ${raw(notKept.length ? html`<p id="not-kept" class="muted">${t("ex.notkept", { n: notKept.length, sites: notKept.map(siteName).join(", ") })}</p>` : "")}
       <h4>${t("ex.all")}</h4>

@@ -8,6 +8,8 @@ import { cityName, provinceName, siteName, t } from "../i18n.js";
 
 export const title = () => t("network.h1");
 
+const DOWN_COLOUR = "#adb5bd";     // a site that is down: no renewable colour, no free GPUs
+
 export function mount(app) {
   app.innerHTML = html`
     <section class="network">
@@ -16,7 +18,8 @@ export function mount(app) {
         <div class="legend">
           <div><span class="swatch" style="background:${shareColour(0)}"></span>0%
                <span class="ramp"></span>
-               <span class="swatch" style="background:${shareColour(1)}"></span>100% ${t("network.legend.share")}</div>
+               <span class="swatch" style="background:${shareColour(1)}"></span>100% ${t("network.legend.share")}
+               <span class="swatch down" style="background:${DOWN_COLOUR}"></span>${t("network.legend.down")}</div>
           <div><span class="dot consumer"></span>${t("network.legend.consumer")} <span class="line flow"></span>${t("network.legend.flow")}
                <span class="line link"></span>${t("network.legend.link")}</div>
         </div>
@@ -98,8 +101,11 @@ function drawMap(net) {
         data: sites.map((s) => ({
           name: siteName(s.id), id: s.id, value: [...s.pos, s.gpus],
           symbolSize: 12 + 26 * Math.sqrt(s.gpus / maxGpus),
-          itemStyle: { color: shareColour(s.renewable_share_now), borderColor: s.up ? "#1b5e20" : "#868e96",
-                       borderWidth: s.up ? 2 : 1, opacity: s.up ? 0.95 : 0.6 },
+          // a site that is down is drawn apart: grey with a dark red outline and "down" beside it,
+          // never in the green of the renewables it cannot use
+          itemStyle: s.up ? { color: shareColour(s.renewable_share_now), borderColor: "#1b5e20", borderWidth: 2, opacity: 0.95 }
+            : { color: DOWN_COLOUR, borderColor: "#a61e1e", borderWidth: 2, opacity: 1, borderType: "dashed" },
+          label: s.up ? undefined : { show: true, formatter: `${siteName(s.id)} · ${t("site.down")}`, color: "#a61e1e" },
           tooltip: { formatter: siteTip(s) },
         })),
         label: { show: !narrow, position: "right", formatter: "{b}", fontSize: 11, fontWeight: "bold", color: "#222" },
@@ -113,8 +119,9 @@ function drawMap(net) {
   const up = net.sites.filter((s) => s.up).length;
   const gpus = net.sites.reduce((a, s) => a + s.gpus, 0);
   const used = net.sites.reduce((a, s) => a + s.gpus_used, 0);
+  const free = net.sites.reduce((a, s) => a + s.pools.reduce((b, p) => b + p.free, 0), 0);
   const flows = net.flows.filter((f) => f.path.length > 1).length;
-  describe(el, t("network.map"), t("network.summary", { n: net.sites.length, up, gpus: int(gpus), used: int(used), flows }));
+  describe(el, t("network.map"), t("network.summary", { n: net.sites.length, up, gpus: int(gpus), used: int(used), free: int(free), flows }));
   document.querySelector("#map-data .scroll").innerHTML = html`<table class="grid"><thead><tr><th scope="col">${t("col.site")}</th>
     <th scope="col">${t("col.city")}</th><th scope="col">${t("col.state")}</th><th scope="col">${t("col.gpus_used")}</th>
     <th scope="col">${t("col.share")}</th></tr></thead><tbody>${raw(net.sites.map((s) => html`<tr><td>${siteName(s.id)}</td>
@@ -130,7 +137,7 @@ function basis(b) {
 
 function siteTip(s) {
   return html`<b>${siteName(s.id)}</b> (${cityName(s.city)}) ${s.up ? t("site.up") : t("site.down")}<br/>
-    ${t("tip.gpus", { used: int(s.gpus_used), count: int(s.gpus) })}<br/>
+    ${t("tip.gpus", { used: int(s.gpus_used), count: int(s.gpus) })}, ${t("tip.free", { free: int(s.pools.reduce((a, p) => a + p.free, 0)) })}<br/>
     ${t("card.renewables")} ${qty(s.renewables_kw_now)} kW: ${pct(s.renewable_share_now)} ${t("card.of", { basis: basis(s.renewable_share_basis) })}<br/>
     ${t("card.carbon")} ${num(s.carbon_kg_per_kwh_now, 3)} kg CO₂e/kWh, ${money(s.cny_per_kwh_now, 3)}/kWh`;
 }
@@ -139,10 +146,11 @@ function drawCards(net) {
   const el = document.getElementById("cards");
   if (!el) return;
   el.innerHTML = net.sites.map((s) => html`
-    <a class="card site-card" data-site="${s.id}" href="#/sites/${encodeURIComponent(s.id)}">
+    <a class="card site-card ${s.up ? "" : "site-down"}" data-site="${s.id}" data-up="${s.up ? "up" : "down"}" href="#/sites/${encodeURIComponent(s.id)}">
       <h3>${siteName(s.id)} <small>${cityName(s.city)}</small>
         <span class="pill ${s.up ? "up" : "down"}" data-up="${s.up ? (s.drained ? "drained" : "up") : "down"}">${
           s.up ? (s.drained ? t("site.drained") : t("site.up")) : t("site.down")}</span></h3>
+      ${raw(s.up ? "" : html`<p class="down-note">${t("card.down")}</p>`)}
       <table class="pools">
         ${raw(s.pools.map((p) => html`<tr><td>${p.gpu_type}</td>
           <td class="bar"><span style="width:${(100 * p.used) / Math.max(1, p.count)}%"></span></td>
@@ -155,6 +163,8 @@ function drawCards(net) {
         <dt>${t("card.renewables")}</dt><dd>${qty(s.renewables_kw_now)} kW
           <span class="swatch" style="background:${shareColour(s.renewable_share_now)}"></span><b class="share">${pct(s.renewable_share_now)}</b>
           <small>${t("card.of", { basis: basis(s.renewable_share_basis) })}</small></dd>
+        ${raw(s.battery_kwh_now !== null ? html`<dt>${t("card.battery_share")}</dt><dd class="battery-share">${qty(s.battery_kwh_this_hour ?? 0)} kWh
+          <b>${pct(s.battery_share_now ?? 0)}</b></dd>` : "")}
         ${raw(s.battery_kwh_now !== null ? html`<dt>${t("card.battery")}</dt><dd>${qty(s.battery_kwh_now)} kWh</dd>` : "")}
         <dt>${t("card.carbon")}</dt><dd>${num(s.carbon_kg_per_kwh_now, 3)} kg CO₂e/kWh</dd>
         <dt>${t("card.price")}</dt><dd>${money(s.cny_per_kwh_now, 3)}/kWh</dd>

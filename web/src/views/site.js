@@ -126,15 +126,18 @@ async function refresh(id, past) {
   }, true);
   const sum = (a) => a.reduce((x, y) => x + y, 0);
   const load = sum(d.load_kwh);
-  const ren = sum(d.renewable_used_kwh) + sum(d.battery_discharge_kwh);
-  describe(el, t("site.energy"), t("chart.energy.summary", { n: labels.length, load: qty(load), ren: qty(ren),
+  // renewables: solar and wind serving the load directly; the battery's discharge apart
+  const ren = sum(d.renewable_used_kwh);
+  const bat = sum(d.battery_discharge_kwh);
+  describe(el, t("site.energy"), t("chart.energy.summary", { n: labels.length, load: qty(load), ren: qty(ren), bat: qty(bat),
                                                            grid: qty(sum(d.grid_kwh)), cur: qty(sum(d.curtailed_kwh)) }));
   describe(document.getElementById("prices"), t("site.prices"), t("chart.prices.summary", {
     tmin: money(Math.min(...d.cny_per_kwh), 3), tmax: money(Math.max(...d.cny_per_kwh), 3),
     cmin: num(Math.min(...d.carbon_kg_per_kwh), 3), cmax: num(Math.max(...d.carbon_kg_per_kwh), 3) }));
   document.getElementById("site-totals").innerHTML = html`
     <dt>${t("t.load")}</dt><dd>${qty(load)} kWh</dd>
-    <dt>${t("t.renewables")}</dt><dd>${qty(ren)} kWh ${load > 0 ? `(${Math.round((100 * ren) / load)}%)` : ""}</dd>
+    <dt>${t("t.renewables")}</dt><dd id="total-renewables">${qty(ren)} kWh ${load > 0 ? `(${Math.round((100 * ren) / load)}%)` : ""}</dd>
+    <dt>${t("t.battery")}</dt><dd id="total-battery">${qty(bat)} kWh ${load > 0 ? `(${Math.round((100 * bat) / load)}%)` : ""}</dd>
     <dt>${t("t.grid")}</dt><dd>${qty(sum(d.grid_kwh))} kWh</dd>
     <dt>${t("t.curtailed")}</dt><dd>${qty(sum(d.curtailed_kwh))} kWh</dd>
     <dt>${t("t.carbon")}</dt><dd>${qty(d.grid_kwh.reduce((a, g, i) => a + g * d.carbon_kg_per_kwh[i], 0))} kg CO₂e</dd>`;

@@ -186,7 +186,7 @@ class Executor:
         return uid, uid
 
     def log_path(self, run: Run) -> Path:
-        """Where a run's output is kept (on the site: the controller gets only a failed run's tail)."""
+        """Where a run's output is kept on the site (the agent uploads its last MiB: agent.send_output)."""
         return self.job_dir(run.job_id) / f"fence-{run.fence}.log"
 
     def checkpoint_dir(self, job_id: int) -> Path:

@@ -37,6 +37,7 @@ from suanli.scheduling.pipeline import (
     Options,
     Pipeline,
     PriceBook,
+    Ranked,
     ShapeCache,
     TierBook,
     pool_options,
@@ -350,7 +351,8 @@ class Suanli(Pipeline):
         """`_stop`, with `run` already given back in `scratch` (`undo` puts it back)."""
         scn, now, job = view.scenario, view.now, run.job
         answer = None
-        top, weighed = self.rank(view, scratch, pj, opts)
+        ranked = self.rank(view, scratch, pj, opts)
+        top = ranked.top
         gain = best.total - top[0].total if top else 0.0
         if gain > 0.0:
             b = top[0]
@@ -358,7 +360,8 @@ class Suanli(Pipeline):
             undo.append((b.site, b.gpu_type, b.start_h, b.end_h, -pj.job.gpus))
             ropts, rejected, _ = pool_options(view, rest, self.filters, cache)
             held, self._pricing_held = self._pricing_held, False
-            rtop, rweighed = self.rank(view, scratch, rest, ropts) if len(ropts) else ([], 0)
+            rranked = self.rank(view, scratch, rest, ropts) if len(ropts) else Ranked([], 0)
+            rtop = rranked.top
             self._pricing_held = held
             if rtop:
                 r = rtop[0]
@@ -377,7 +380,7 @@ class Suanli(Pipeline):
                     note = (f"stopped for {pj.job.id}, which it saved {gain:,.0f} CNY; the rest costs "
                             f"{after - on:,.0f} CNY more than running on")
                     stop = Preempt(job.id, note, Explanation(self.name, now, r, tuple(rtop), rejected, note))
-                    answer = (net, (top, weighed, stop, rest, rtop, rweighed, rejected))
+                    answer = (net, (ranked, stop, rest, rranked, rejected))
         if answer is None or not keep:
             for site, g, a, b, gpus in reversed(undo):
                 scratch.reserve(site, g, a, b, gpus)
@@ -447,14 +450,13 @@ class Suanli(Pipeline):
         keep = np.concatenate(([True], np.diff(merged) > 1e-9))     # one of starts that differ by rounding only
         return merged[keep].tolist()
 
-    def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> tuple[list[Scored], int]:
-        cands = self._candidates(view, scratch, pj, opts)
-        top = cands.best(self.keep)
-        if top and self._suspend and view.pieces and pj.job.checkpoint_h and not self._one_piece:
-            plan = self._pieces(view, scratch, pj, opts, top[0])
+    def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> Ranked:
+        r = self._candidates(view, scratch, pj, opts).ranked(self.keep)
+        if r.top and self._suspend and view.pieces and pj.job.checkpoint_h and not self._one_piece:
+            plan = self._pieces(view, scratch, pj, opts, r.top[0])
             if plan is not None:
-                return [plan, *top[: self.keep - 1]], len(cands) + 1
-        return top, len(cands)
+                return r._replace(top=[plan, *r.top[: self.keep - 1]], weighed=r.weighed + 1)
+        return r
 
     def _finish_by(self, view: StateView, pj: PendingJob, speed: float, duration: float) -> float | None:
         """The latest end of a suspend-resume plan for `pj` on a pool of `speed` where it runs
@@ -689,7 +691,8 @@ class Suanli(Pipeline):
         # totals equal but for rounding (the same energy summed over other slots) go to the
         # earlier start, not to whichever the last bit favours
         keyed = np.round(keyed, 6)
-        return Candidates(opts, pool_c, start_c, parts, total_c, (keyed, start_c, latency_c, rank_c), info)
+        return Candidates(opts, pool_c, start_c, parts, total_c, (keyed, start_c, latency_c, rank_c), info,
+                          floor=floor)
 
     def _first_starts(self, scratch: Scratch, pj: PendingJob, opts: Options, floor: np.ndarray, margin: float,
                       energy: EnergyPricer, kw: np.ndarray, bill: np.ndarray,

@@ -20,9 +20,10 @@ from suanli.service.checkpoints import OverQuota, StoreFull, TooLarge, move_pric
 from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
-from suanli.service.models import SiteAgent, Transition, utcnow
+from suanli.service.models import RunOutput, SiteAgent, Transition, utcnow
 from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, site_only
 from suanli.service.schemas import (
+    OUTPUT_TAIL_BYTES,
     Assignment,
     Heartbeat,
     HeartbeatReply,
@@ -30,6 +31,7 @@ from suanli.service.schemas import (
     JobOut,
     Report,
     RunningRef,
+    RunOutputOut,
 )
 
 router = APIRouter(tags=["agent"])
@@ -275,7 +277,10 @@ def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who
         alive(c, s, site, received)
         row = fenced(s, site, job_id, body.fence, lock=True)
         now = c.now_h()
+        if body.output_path:
+            output_row(s, row, site, body.fence).path = body.output_path
         if row.state == "CANCELLED":
+            s.commit()
             return done(s, job_out(c, s, row))   # the kill the agent confirms: metered at cancel
         if body.state == "RUNNING":
             if row.state == "RUNNING":
@@ -317,3 +322,50 @@ def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who
             raise HTTPException(409, f"job {job_id}: CANCELLED is reported only for a cancelled job")
         s.commit()
         return done(s, job_out(c, s, row))
+
+
+def output_row(s: Session, row: JobRow, site: str, fence: int) -> RunOutput:
+    """The record of run (`row`, `fence`)'s output, made on first use."""
+    out = s.scalar(select(RunOutput).where(RunOutput.job_id == row.id, RunOutput.fence == fence))
+    if out is None:
+        out = RunOutput(job_id=row.id, fence=fence, site=site, path="", size_bytes=0, tail=b"")
+        s.add(out)
+    return out
+
+
+@router.put("/v1/agent/{site}/jobs/{job_id}/output", response_model=RunOutputOut,
+            openapi_extra={"requestBody": {"required": True,
+                                           "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                               "format": "binary"}}}}})
+async def put_output(site: str, job_id: JobIdPath, request: Request, p: Who, c: Ctl,
+                     fence: Annotated[int, Query(ge=1, le=2**31 - 1, description="the dispatch's fence")],
+                     size: Annotated[int, Query(ge=0, le=2**63 - 1, description="the whole output file's bytes")],
+                     path: Annotated[str, Query(min_length=1, max_length=4096,
+                                                description="the output file on the site")]):
+    """The tail of a run's output (its stdout and stderr): at most OUTPUT_TAIL_BYTES, the file's
+    last bytes, sent by the agent when the run ends. It replaces the one stored for the run."""
+    site_only(p, site)
+    c.saw(site, utcnow())
+
+    def check() -> None:
+        with c.sessions() as s:
+            fenced(s, site, job_id, fence)
+    await run_in_threadpool(check)            # a stale or foreign upload is refused before its body is read
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > OUTPUT_TAIL_BYTES:
+            raise HTTPException(413, f"output: more than {OUTPUT_TAIL_BYTES:,} bytes; send the file's last "
+                                     f"{OUTPUT_TAIL_BYTES:,} only")
+    if len(body) > size:
+        raise HTTPException(422, f"size: {size} is less than the {len(body)} bytes sent")
+
+    def record() -> RunOutputOut:
+        with c.sessions() as s:
+            row = fenced(s, site, job_id, fence)
+            out = output_row(s, row, site, fence)
+            out.path, out.size_bytes, out.tail, out.uploaded_at = path, size, bytes(body), utcnow()
+            s.commit()
+            return RunOutputOut(fence=fence, site=site, path=path, size_bytes=size, kept_bytes=len(body),
+                                uploaded_at=out.uploaded_at)
+    return await run_in_threadpool(record)

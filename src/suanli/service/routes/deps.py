@@ -7,6 +7,7 @@ there), so the routers are plain module-level `APIRouter`s."""
 
 # no `from __future__ import annotations`: FastAPI reads the Annotated aliases at runtime
 
+import math
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -14,12 +15,15 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from suanli.model.schedule import Segment
+from suanli.service import metering
 from suanli.service.auth import Principal
 from suanli.service.bearer import bearer, principal_of
 from suanli.service.controller import Controller
+from suanli.service.lifecycle import model_job
 from suanli.service.models import Job as JobRow
-from suanli.service.models import Tenant, Transition, Usage
-from suanli.service.schemas import JobOut, UsageOut
+from suanli.service.models import RunOutput, Tenant, Transition, Usage
+from suanli.service.schemas import LEDGER_FIELDS, JobOut, RunOutputOut, UsageOut
 
 
 def controller_of(request: Request) -> Controller:
@@ -76,24 +80,58 @@ def visible(s: Session, p: Principal, job_id: int, lock: bool = False) -> JobRow
 
 def usage_sums(s: Session, ids: list[int]) -> dict[int, UsageOut]:
     """The metered usage of each job in `ids`, in one query (a page of jobs is one query, not one each)."""
-    sums = [func.coalesce(func.sum(getattr(Usage, k)), 0.0) for k in UsageOut.model_fields]
-    out = {i: UsageOut(**dict.fromkeys(UsageOut.model_fields, 0.0)) for i in ids}
+    sums = [func.coalesce(func.sum(getattr(Usage, k)), 0.0) for k in LEDGER_FIELDS]
+    out = {i: UsageOut() for i in ids}
     for job_id, *u in s.execute(select(Usage.job_id, *sums).where(Usage.job_id.in_(ids)).group_by(Usage.job_id)):
-        out[job_id] = UsageOut(**dict(zip(UsageOut.model_fields, (float(x) for x in u), strict=True)))
+        out[job_id] = _with_battery(UsageOut(**dict(zip(LEDGER_FIELDS, (float(x) for x in u), strict=True))))
     return out
+
+
+def _with_battery(u: UsageOut) -> UsageOut:
+    """The battery's share of the load: what neither the grid nor renewables served (MODEL.md §4:
+    load = used + discharge + grid), so it needs no column of its own."""
+    u.battery_kwh = max(0.0, u.energy_kwh - u.grid_kwh - u.renewable_kwh)
+    if u.battery_kwh < 1e-9 * max(1.0, u.energy_kwh):
+        u.battery_kwh = 0.0                        # rounding of the three sums, not a battery
+    return u
+
+
+def _so_far(c: Controller, s: Session, row: JobRow, usage: UsageOut) -> None:
+    """Add the running run [start_h, now) to `usage`, priced as metering will price it when it ends
+    (`metering.price_segment` against the metered runs on its site): an estimate."""
+    now = c.now_h()
+    if not now > row.start_h:
+        return
+    seg = Segment(str(row.id), row.site, row.gpu_type, row.gpus, row.start_h, now)
+    near = s.scalars(select(Usage).where(Usage.site == row.site, Usage.end_h > math.floor(row.start_h),
+                                         Usage.start_h < math.ceil(now))).all()
+    neighbours = [Segment(str(u.job_id), u.site, u.gpu_type, u.gpus, u.start_h, u.end_h) for u in near]
+    moved = s.scalar(select(Usage.id).where(Usage.job_id == row.id, Usage.site == row.site).limit(1)) is not None
+    got = metering.price_segment(c.network, model_job(row), seg, neighbours, data_moves=not moved)
+    got["total_cny"] += row.move_cny or 0.0
+    got["transfer_cny"] += row.move_cny or 0.0
+    for k in LEDGER_FIELDS:
+        setattr(usage, k, getattr(usage, k) + got[k])
+    _with_battery(usage)
+    usage.estimated = True
 
 
 def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, usage: UsageOut | None = None) -> JobOut:
     tenant = s.get(Tenant, row.tenant_id)
     usage = usage_sums(s, [row.id])[row.id] if usage is None else usage.model_copy()
     if row.state == "RUNNING" and row.start_h is not None and row.site is not None:   # so far, not yet metered
-        running_s = max(0.0, c.now_h() - row.start_h) * 3600.0
-        usage.gpu_seconds += running_s * row.gpus
-        price = c.network.sites[row.site].gpus[row.gpu_type].cny_per_gpu_h
-        usage.gpu_cny += running_s / 3600.0 * row.gpus * price
-        usage.total_cny += running_s / 3600.0 * row.gpus * price
-    trs = []
+        if transitions:                 # one job's view: the run so far priced in full (energy, carbon)
+            _so_far(c, s, row, usage)
+        else:                           # a page of jobs: its GPU time and rental only, cheap to add up
+            running_s = max(0.0, c.now_h() - row.start_h) * 3600.0
+            usage.gpu_seconds += running_s * row.gpus
+            price = c.network.sites[row.site].gpus[row.gpu_type].cny_per_gpu_h
+            usage.gpu_cny += running_s / 3600.0 * row.gpus * price
+            usage.total_cny += running_s / 3600.0 * row.gpus * price
+            usage.estimated = True
+    trs, outs = [], []
     if transitions:
+        outs = outputs_of(s, row.id)
         q = select(Transition).where(Transition.job_id == row.id).order_by(Transition.id)
         trs = [dict(from_state=t.from_state, to_state=t.to_state, at=t.at, at_h=t.at_h, reason=t.reason)
                for t in s.scalars(q)]
@@ -102,7 +140,16 @@ def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, us
                   gpu_type=row.gpu_type,
                   start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
                   checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
-                  transitions=trs, created_at=row.created_at)
+                  transitions=trs, outputs=outs, created_at=row.created_at)
+
+
+def outputs_of(s: Session, job_id: int) -> list[RunOutputOut]:
+    """Where each run of the job wrote its output, oldest run first (the tails stay in the database)."""
+    q = (select(RunOutput.fence, RunOutput.site, RunOutput.path, RunOutput.size_bytes,
+                func.length(RunOutput.tail), RunOutput.uploaded_at)
+         .where(RunOutput.job_id == job_id).order_by(RunOutput.fence))
+    return [RunOutputOut(fence=f, site=site, path=path, size_bytes=size, kept_bytes=kept or 0, uploaded_at=at)
+            for f, site, path, size, kept, at in s.execute(q)]
 
 
 def done(s: Session, out: Any) -> Any:

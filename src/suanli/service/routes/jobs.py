@@ -24,8 +24,8 @@ from suanli.service.auth import default_max_wait_h
 from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
-from suanli.service.models import Tenant, Transition
-from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, tenant_only, usage_sums, visible
+from suanli.service.models import RunOutput, Tenant, Transition
+from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, outputs_of, tenant_only, usage_sums, visible
 from suanli.service.schemas import (
     ACTIVE,
     IDEMPOTENCY_KEY,
@@ -36,6 +36,7 @@ from suanli.service.schemas import (
     JobIdPath,
     JobIn,
     JobList,
+    JobLogs,
     JobOut,
     UsageOut,
 )
@@ -372,6 +373,26 @@ def list_jobs(p: Who, s: DB, c: Ctl,
 @router.get("/v1/jobs/{job_id}", response_model=JobOut)
 def get_job(job_id: JobIdPath, p: Who, s: DB, c: Ctl):
     return done(s, job_out(c, s, visible(s, p, job_id)))
+
+
+@router.get("/v1/jobs/{job_id}/logs", response_model=JobLogs)
+def get_logs(job_id: JobIdPath, p: Who, s: DB,
+             fence: Annotated[int | None, Query(ge=1, le=2**31 - 1,
+                                                description="the run (dispatch fence); default the last one")] = None):
+    """A run's output, as its site's agent uploaded it when the run ended: the file's last MiB. The
+    job's owner (or an admin) only: another tenant's job answers 404, like one that does not exist."""
+    row = visible(s, p, job_id)
+    runs = outputs_of(s, row.id)
+    if fence is None and runs:
+        fence = runs[-1].fence
+    if fence is not None and not any(r.fence == fence for r in runs):
+        raise HTTPException(404, f"job {job_id} has no output of run {fence}")
+    if fence is None:
+        return done(s, JobLogs(job_id=row.id, fence=None, runs=[]))
+    tail = s.scalar(select(RunOutput.tail).where(RunOutput.job_id == row.id, RunOutput.fence == fence)) or b""
+    run = next(r for r in runs if r.fence == fence)
+    return done(s, JobLogs(job_id=row.id, fence=fence, runs=runs, truncated=run.size_bytes > len(tail),
+                           text=tail.decode("utf-8", errors="replace")))
 
 
 @router.delete("/v1/jobs/{job_id}", response_model=JobOut)
