@@ -79,7 +79,7 @@ def test_a_short_validate_prints_no_progress(tmp_path):
 def test_sim_shows_progress_when_piped(tmp_path):
     r = subprocess.run([sys.executable, "-m", "suanli", "sim", str(ROOT / "tests" / "data" / "tiny.yaml"),
                         "--policy", "fifo", "--out", str(tmp_path / "o")], capture_output=True, text=True,
-                       env={**os.environ, "SUANLI_PROGRESS_S": "0.05"})
+                       env={**os.environ, "SUANLI_PROGRESS_S": "0.001"})
     assert r.returncode == 0, r.stderr
     lines = r.stderr.strip().splitlines()
     assert lines and all(x.startswith("sim: ") for x in lines), r.stderr
