@@ -215,6 +215,78 @@ def test_a_scenario_without_true_work_gives_every_factor_exactly_one():
     assert policy.predictor.factor(_j("n")) == 1.0
 
 
+# ----------------------------------------------------------------------------- the learned lengths
+def test_predictor_survival_and_expected_work_match_a_hand_computation():
+    p = RuntimePredictor(min_count=3, prior_count=2)
+    ended = [(_j("1", work_h=4.0), 1.0), (_j("2", work_h=4.0), 0.5)]     # ratios 0.25, 0.125
+    p.learn(ended)
+    assert p.distribution(_j("n")) is None and p.survival(_j("n"), [1.0]) is None   # 2 ended < 3
+    ended.append((_j("3", work_h=2.0), 6.0))                               # ratio 3
+    p.learn(ended)
+    # ratios with the prior: 0.125 0.25 1 1 3, each 1/5; factor: the 3rd, 1. A job estimated 4 h
+    # lasts 0.5, 1, 4, 4 or 12 h
+    new = _j("n", work_h=4.0)
+    assert p.factor(new) == 1.0
+    assert p.lengths(new).tolist() == [0.5, 1.0, 4.0, 4.0, 12.0]
+    assert p.survival(new, [0.0, 0.5, 0.7, 1.0, 3.9, 4.0, 11.0, 12.0]).tolist() == pytest.approx(
+        [1.0, 0.8, 0.8, 0.6, 0.6, 0.2, 0.2, 0.0])
+    # E[min(L, h)]: at 2 h, (0.5 + 1 + 2 + 2 + 2) / 5 = 1.5; at 4 h (0.5 + 1 + 4 + 4 + 4) / 5 = 2.7;
+    # at 20 h the mean, 21.5 / 5 = 4.3
+    assert p.expected_work(new, [0.0, 2.0, 4.0, 20.0]).tolist() == pytest.approx([0.0, 1.5, 2.7, 4.3])
+
+
+def test_estimates_that_were_right_give_no_distribution():
+    p = RuntimePredictor()
+    p.learn([(_j(str(i), work_h=2.0), 2.0) for i in range(5)])
+    assert p.factor(_j("n")) == 1.0 and p.distribution(_j("n")) is None
+
+
+def _heavy_tail_scenario():
+    """Class c is estimated 4 h (its mean) but most of its jobs end in half an hour: 20 jobs of
+    0.5 h and 2 of 8 h run first (from 0, the carbon flat). The probe p (also 4 h estimated, 0.5 h
+    true) comes at 10 and may wait 2 h. Carbon kg/kWh from 10: 0.1, 1.0, 0.5, 0.5, then 0.3:
+    its booked window [10, 14) sums 2.1, [12, 16) only 1.6; but its first half hour is cleanest
+    at 10."""
+    jobs = [job(f"s{i}", class_name="c", work_h=4.0, actual_work_h=0.5) for i in range(20)]
+    jobs += [job(f"l{i}", class_name="c", work_h=4.0, actual_work_h=8.0) for i in range(2)]
+    jobs += [job("p", class_name="c", work_h=4.0, actual_work_h=0.5, submit_h=10, max_wait_h=2.0)]
+    for j in jobs:
+        j["class"] = j.pop("class_name")
+    carbon = [1.0] * 10 + [0.1, 1.0, 0.5, 0.5] + [0.3] * 10
+    sites = [{"id": "east-1", "city": "east", "gpus": {"a800": {"count": 32, "cny_per_gpu_h": 1.0}},
+              "grid": {"carbon_kg_per_kwh": carbon, "cny_per_kwh": 0.0}}]
+    objective = {"carbon_cny_per_kg": 1.0, "late_cny_per_gpu_h": 50, "unfinished_cny": 1000,
+                 "dr_cny_per_kwh": 10, "wait_cny_per_gpu_h": 20}
+    return scenario(jobs, [0.0], sites=sites, objective=objective, horizon_h=24, job_classes={"c": {"a800": 1.0}})
+
+
+def test_a_heavy_tailed_class_starts_where_its_first_hours_are_clean():
+    # Learned from the 22 ended jobs of c (with the prior's two ratios of 1): lengths 0.5 h
+    # (20 of 24), 4 h (2) and 8 h (2); the booking stays 4 h (the median ratio 0.125, kept at 1).
+    # Expected carbon of a start at 10: 20/24 x 0.05 + 2/24 x 2.1 + 2/24 x (2.1 + 4 x 0.3) = 0.492;
+    # at 12: 20/24 x 0.25 + 2/24 x 1.6 + 2/24 x (1.6 + 1.2) = 0.575: the start at 10 wins, and
+    # the run (0.5 h) emits 0.05 kg there against 0.25 at 12.
+    scn = _heavy_tail_scenario()
+    result, m = run(scn, Suanli())
+    probe = [s for s in result.segments if s.job_id == "p"]
+    assert [(s.start_h, s.end_h) for s in probe] == [(10.0, 10.5)]
+    # priced as booked (the booking's window alone), the start at 12 wins, and emits 5 x more
+    booked, m0 = run(scn, Suanli(expect_lengths=False))
+    assert [s.start_h for s in booked.segments if s.job_id == "p"] == [12.0]
+    assert m0["carbon_kg"] - m["carbon_kg"] == pytest.approx(0.25 - 0.05)
+
+
+def test_the_expected_energy_is_what_the_explanation_shows():
+    # the probe's energy part: 0.492 CNY (the expected kg at 1 CNY/kg, computed above), not the
+    # booking's 2.1
+    scn = _heavy_tail_scenario()
+    policy = Suanli()
+    result = simulate(scn, policy)
+    best = result.explanations["p"][-1].explain.chosen
+    assert best.start_h == 10.0 and best.end_h == 14.0           # the booking stays 4 h
+    assert best.parts["energy"] == pytest.approx(20 / 24 * 0.05 + 2 / 24 * 2.1 + 2 / 24 * 3.3)
+
+
 # ----------------------------------------------------------------------------- the checker
 @pytest.mark.skipif(not CHECKER.exists(), reason="no shared checker")
 def test_checker_agrees_on_suanli_with_the_new_fields(tmp_path):

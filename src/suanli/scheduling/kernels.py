@@ -75,6 +75,76 @@ def run_prices(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: np.ndarray
 
 
 @njit(cache=True, nogil=True)
+def _mean_min(ratios: np.ndarray, sums: np.ndarray, y: float) -> float:
+    """E[min(r, y)] for r equally likely each of `ratios` (ascending; `sums` their prefix sums,
+    from 0): the ratios below y count whole, the others as y."""
+    lo, hi = 0, len(ratios)
+    while lo < hi:                          # the number of ratios below y
+        mid = (lo + hi) // 2
+        if ratios[mid] < y:
+            lo = mid + 1
+        else:
+            hi = mid
+    return (sums[lo] + y * (len(ratios) - lo)) / len(ratios)
+
+
+@njit(cache=True, nogil=True)
+def run_energy_expected(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
+                        ends: np.ndarray, unit: np.ndarray, ratios: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """The expected CNY of the energy each run i draws when its length is uncertain: as
+    `run_energy_cny`, but each slot's cost (the full draw over the slot's part of the run,
+    filling the tiers) is weighted by the share of that part the run is still going, on
+    average: a run of true length unit[i] × r, r equally likely each of `ratios` (ascending;
+    `sums` their prefix sums), cut at ends[i], runs E[min(unit·r, b − s)] − E[min(unit·r, a − s)]
+    hours of the slot's part [a, b). Where the tiers are priced alike (a grid hour without
+    renewables) this is the exact expectation; where a run's draw would spill into a dearer tier,
+    an upper bound (a shorter stay in the slot draws less and stays in the cheaper tiers)."""
+    out = np.empty(len(starts))
+    for i in range(len(starts)):
+        start, end, p, k, u = starts[i], ends[i], kw[i], site_pos[i], unit[i]
+        first = math.floor(start)
+        last = max(math.ceil(end), first + 1)
+        total = 0.0
+        for t in range(first, last):
+            a, b = max(float(t), start), min(t + 1.0, end)
+            x = (b - a) * p
+            if x <= 0.0:
+                continue
+            stay = u * (_mean_min(ratios, sums, (b - start) / u) - _mean_min(ratios, sums, (a - start) / u))
+            j = t - base
+            c1 = min(x, rows[_CURTAILED, k, j])
+            x -= c1
+            c2 = min(x, rows[_CHARGE, k, j])
+            x -= c2
+            c3 = min(x, rows[_BELOW_CAP, k, j])
+            cost = (c1 * rows[_RENEWABLE, k, j] + c2 * rows[_CHARGE_PRICE, k, j] + c3 * rows[_GRID, k, j]
+                    + (x - c3) * rows[_OVER_CAP_PRICE, k, j])
+            total += cost * (stay / (b - a))
+        out[i] = total
+    return out
+
+
+@njit(cache=True, nogil=True)
+def run_prices_expected(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
+                        ends: np.ndarray, unit: np.ndarray, ratios: np.ndarray, sums: np.ndarray, bill: np.ndarray,
+                        late_cny_per_h: float, deadline: float, delay_cny_per_h: float,
+                        soonest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`run_prices` with the energy of `run_energy_expected` (lateness, delay and the bill as
+    booked: the booking is what the run may hold)."""
+    energy = run_energy_expected(rows, base, site_pos, kw, starts, ends, unit, ratios, sums)
+    n = len(starts)
+    late = np.zeros(n)
+    wait = np.empty(n)
+    total = np.empty(n)
+    for i in range(n):
+        if deadline == deadline:            # not NaN
+            late[i] = late_cny_per_h * max(0.0, ends[i] - deadline)
+        wait[i] = delay_cny_per_h * (starts[i] - soonest)
+        total[i] = bill[i] + energy[i] + late[i] + wait[i]
+    return energy, late, wait, total
+
+
+@njit(cache=True, nogil=True)
 def battery_advance(ren: np.ndarray, load: np.ndarray, t: int, until: int, soc: float, cap: float, pw: float,
                     eta: float) -> float:
     """The battery's charge at the start of slot `until`, from `soc` at the start of slot `t`

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from suanli.scheduling.kernels import fill_tier_rows, run_energy_cny, run_prices
+from suanli.scheduling.kernels import fill_tier_rows, run_energy_cny, run_prices, run_prices_expected
 from suanli.scheduling.ledger import below_caps
 from suanli.scheduling.state import (
     Decision,
@@ -761,14 +761,32 @@ class EnergyPricer:
 
     def price_each(self, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray, durations: np.ndarray,
                    bill: np.ndarray, late_cny_per_h: float, deadline: float | None, delay_cny_per_h: float,
-                   soonest: float) -> tuple[np.ndarray, ...]:
+                   soonest: float, lengths: tuple[np.ndarray, np.ndarray, float, float] | None = None
+                   ) -> tuple[np.ndarray, ...]:
         """`cost_each`, with each run's lateness (late_cny_per_h per hour past `deadline`), delay
         (delay_cny_per_h per hour after `soonest`) and total (bill + energy + lateness + delay),
-        in one pass: (energy, late, delay, total, and one past each run's last slot)."""
-        ends, last = self._rows_for(site_pos, starts, durations)
-        return (*run_prices(self.book.rows, self.book.base, site_pos, kw, starts, ends, bill, float(late_cny_per_h),
-                            math.nan if deadline is None else float(deadline), float(delay_cny_per_h),
-                            float(soonest)), last)
+        in one pass: (energy, late, delay, total, and one past each run's last slot).
+
+        `lengths`: the job's learned distribution of true work (`RuntimePredictor.distribution`:
+        ratios to the estimate, their prefix sums, the booking's factor) and the ratio its runs
+        are priced up to (`reach`, at least the factor), or None. With it, the energy is the
+        expected energy of a run whose length follows it, cut at `reach`
+        (`kernels.run_energy_expected`): each slot weighted by the chance the run still goes;
+        lateness stays that of the booking, and the slots returned reach as far as the pricing."""
+        late, dl = float(late_cny_per_h), math.nan if deadline is None else float(deadline)
+        if lengths is None:
+            ends, last = self._rows_for(site_pos, starts, durations)
+            return (*run_prices(self.book.rows, self.book.base, site_pos, kw, starts, ends, bill, late, dl,
+                                float(delay_cny_per_h), float(soonest)), last)
+        ratios, sums, factor, reach = lengths
+        unit = durations / factor                   # hours of each run per ratio of 1 (the estimate)
+        ends, last = self._rows_for(site_pos, starts, unit * reach)
+        energy, _, wait, total = run_prices_expected(self.book.rows, self.book.base, site_pos, kw, starts, ends, unit,
+                                                     ratios, sums, bill, 0.0, math.nan, float(delay_cny_per_h),
+                                                     float(soonest))
+        booked = starts + durations
+        late_c = late * np.maximum(0.0, booked - dl) if deadline is not None else np.zeros(len(starts))
+        return energy, late_c, wait, total + late_c, last
 
     def cost(self, pj: PendingJob, o: Option, starts: Sequence[float]) -> np.ndarray:
         """CNY for each start (as `cost_one` gives it)."""

@@ -22,8 +22,16 @@ estimate is right), nearest rank (the ceil(q × n)-th smallest of n). The factor
 [1, `max_factor`]: the booking is never shorter than the user's estimate (a job that needs less
 ends early and frees its GPUs then, MODEL.md §7), nor longer than `max_factor` times it.
 
+The same ratios also give a job's distribution of lengths (`lengths`, `survival`,
+`expected_work`): the group's ratios (the prior's among them) times the job's estimate, each
+equally likely. The booking stays a point (the quantile above); what the distribution is for is
+pricing: a job whose group mostly ends far before its booking emits mostly in its first hours,
+so a start is better judged by the expected cost of its run than by the cost of its booking
+(docs/SCHEDULER.md, "Run-time predictor").
+
 Pure and deterministic: the same jobs ended in the same order give the same predictions. A
-scenario without `actual_work_h` has every ratio exactly 1, so every factor is exactly 1.
+scenario without `actual_work_h` has every ratio exactly 1, so every factor is exactly 1, and no
+job has a distribution (`distribution` is None: every length equals the booking).
 """
 
 from __future__ import annotations
@@ -31,6 +39,8 @@ from __future__ import annotations
 import math
 from bisect import insort
 from collections.abc import Sequence
+
+import numpy as np
 
 from suanli.model.schema import Job
 
@@ -54,6 +64,7 @@ class RuntimePredictor:
         self._ratios: dict[tuple, list[float]] = {}     # group -> its ratios, ascending
         self._counts: dict[tuple, int] = {}             # group -> ended jobs in it
         self._factors: dict[tuple, float] = {}          # group -> its factor, while no job of it ends
+        self._arrays: dict[tuple, tuple] = {}           # group -> (ratios, their prefix sums), while no job ends
         self._source: object = None                     # the `ended` list being read
         self._read = 0                                  # how much of it has been read
 
@@ -69,6 +80,7 @@ class RuntimePredictor:
             insort(self._ratios.setdefault(g, [self.prior_ratio] * self.prior_count), ratio)
             self._counts[g] = self._counts.get(g, 0) + 1
             self._factors.pop(g, None)
+            self._arrays.pop(g, None)
 
     def learn(self, ended: Sequence[tuple[Job, float]]) -> None:
         """Observe the jobs of `ended` (`StateView.ended`, which only grows) not read yet; a
@@ -100,3 +112,55 @@ class RuntimePredictor:
     def work_h(self, job: Job) -> float:
         """The predicted work of `job`: its estimate times `factor`."""
         return job.work_h * self.factor(job)
+
+    def _group(self, job: Job) -> tuple | None:
+        """The first of `job`'s groups with `min_count` ended jobs (None: none has)."""
+        for g in self.groups(job):
+            if self._counts.get(g, 0) >= self.min_count:
+                return g
+        return None
+
+    def distribution(self, job: Job) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """`job`'s learned ratios true work / estimate, ascending, each equally likely (its
+        group's, the prior's among them), their prefix sums (n + 1 of them, from 0) and the
+        factor its booking has; None where no group of it has `min_count` ended jobs, or where
+        no ratio is below the factor (every length fills the booking: nothing to weigh)."""
+        g = self._group(job)
+        if g is None:
+            return None
+        got = self._arrays.get(g)
+        if got is None:
+            ratios = np.asarray(self._ratios[g], dtype=float)
+            got = self._arrays[g] = (ratios, np.concatenate(([0.0], np.cumsum(ratios))))
+        ratios, sums = got
+        factor = self._factor_of(g)
+        if not ratios[0] < factor:
+            return None
+        return ratios, sums, factor
+
+    def lengths(self, job: Job) -> np.ndarray | None:
+        """`job`'s possible true works (hours of work), ascending, each equally likely: its
+        estimate times each learned ratio; None as `distribution`."""
+        d = self.distribution(job)
+        return None if d is None else d[0] * job.work_h
+
+    def survival(self, job: Job, hours: np.ndarray) -> np.ndarray | None:
+        """P(true work > h) for each h of `hours` (hours of work): the share of `lengths`
+        longer than h; None as `distribution`."""
+        lengths = self.lengths(job)
+        if lengths is None:
+            return None
+        h = np.asarray(hours, dtype=float)
+        return (len(lengths) - np.searchsorted(lengths, h, side="right")) / len(lengths)
+
+    def expected_work(self, job: Job, hours: np.ndarray) -> np.ndarray | None:
+        """E[min(true work, h)] for each h of `hours` (hours of work): the integral of
+        `survival` from 0 to h, the work a run has done by h hours in, on average; None as
+        `distribution`."""
+        d = self.distribution(job)
+        if d is None:
+            return None
+        ratios, sums, _ = d
+        x = np.asarray(hours, dtype=float) / job.work_h
+        k = np.searchsorted(ratios, x, side="left")     # ratios below x count whole, the rest as x
+        return (sums[k] + x * (len(ratios) - k)) / len(ratios) * job.work_h
