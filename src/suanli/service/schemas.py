@@ -35,6 +35,7 @@ INT32_MAX = 2**31 - 1          # ids, fences and GPU counts are `integer` column
 INT64_MAX = 2**63 - 1          # checkpoint sizes are `bigint`
 MAX_HOURS = 1e5                # hours of work, deadlines, checkpoints: 11 years, beyond any job
 MAX_GPUS = 1_000_000           # GPUs of one job or pool: beyond any site
+MAX_GPU_KW = 5.0               # one GPU board's power, kW: beyond any (an H100 SXM draws 0.7)
 Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Fence = Annotated[int, Field(ge=0, le=INT32_MAX)]
 JobIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="a job id")]
@@ -243,6 +244,12 @@ class InvoiceLine(BaseModel):
     energy_cny: float
     transfer_cny: float
     total_cny: float
+    energy_basis: Literal["metered", "modelled"] = Field(
+        default="modelled", description="where the line's energy and carbon come from: the site's meters, or the "
+                                        "network file's models (the site has no readings covering the run, or not yet)")
+    kind: Literal["run", "true-up"] = Field(
+        default="run", description="a run, or the true-up of a run of a closed month: its energy re-priced from "
+                                   "the meters, less what that month billed")
 
 
 class Invoice(BaseModel):
@@ -322,6 +329,9 @@ class Report(BaseModel):
     exit_code: int | None = Field(default=None, ge=-(2**31), le=INT32_MAX)
     reason: str = Field(default="", max_length=4096)
     gpu_seconds: float | None = Field(default=None, ge=0, le=MAX_HOURS * 3600 * MAX_GPUS)
+    gpu_kwh: float | None = Field(default=None, ge=0, le=MAX_HOURS * MAX_GPUS * MAX_GPU_KW,
+                                  description="the run's GPU energy as measured (NVML), kWh: bills share the "
+                                              "site's meter by it")
     log_tail: str = Field(default="", max_length=4096, description="the end of a failed run's log")
 
 
@@ -405,6 +415,13 @@ class MeasuredHour(BaseModel):
     carbon_kg: float       # grid import × the slot's carbon factor
     covered_s: float       # seconds of the hour some reading's power held for
     readings: int          # readings taken in the hour
+    # bills from meters (service/bills.py): what the site's runs were billed from the hour, the rest
+    runs_kwh: float | None = None
+    idle_kwh: float | None = None
+    runs_carbon_kg: float | None = None
+    idle_carbon_kg: float | None = None
+    settled: bool | None = Field(default=None, description="no run in the hour still waits to be billed from the "
+                                                           "meters (running, or until they cover it)")
 
 
 class ForecastHour(BaseModel):
