@@ -112,7 +112,7 @@ def _metered(client, month: str, *jobs: int) -> dict[int, dict]:
 def _energy(admin, start: datetime, end: datetime) -> list[dict]:
     r = admin.get("/v1/sites/west-1/energy", params={"from": start.isoformat(), "to": end.isoformat()})
     assert r.status_code == 200, r.text
-    return [row["measured"] for row in r.json() if row["measured"] is not None]
+    return [{**row["measured"], **row["billed"]} for row in r.json() if row["measured"] is not None]
 
 
 def _month() -> str:

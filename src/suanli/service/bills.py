@@ -291,10 +291,10 @@ class TrueUps:
 
 # ------------------------------------------------------------------------- the operator's view
 def attribute(s: Session, site: str, rows: list[dict], epoch: datetime, now_h: float) -> list[dict]:
-    """Add to each measured hour of `meters.energy_rows` what the site's runs were billed from it
-    (`runs_kwh`, `runs_carbon_kg`), the rest (`idle_kwh`, `idle_carbon_kg`: the meter less the
-    runs), and `settled`: no run in the hour still waits to be billed from the meters (running, or
-    modelled until the meters cover it)."""
+    """Give each measured hour of `meters.energy_rows` its `billed` part: what the site's runs were
+    billed from it (`runs_kwh`, `runs_carbon_kg`), the rest (`idle_kwh`, `idle_carbon_kg`: the
+    meter less the runs), and `settled`: no run in the hour still waits to be billed from the
+    meters (running, or modelled until the meters cover it)."""
     hours = [to_us(r["at"]) // US for r in rows if r["measured"] is not None]
     if not hours:
         return rows
@@ -320,9 +320,9 @@ def attribute(s: Session, site: str, rows: list[dict], epoch: datetime, now_h: f
         h = to_us(r["at"]) // US
         kwh, kg = took.get(h, (0.0, 0.0))
         a_h, b_h = (h - epoch_s) / 3600.0, (h + 3600 - epoch_s) / 3600.0
-        m.update(runs_kwh=float(kwh), idle_kwh=m["facility_kwh"] - float(kwh), runs_carbon_kg=float(kg),
-                 idle_carbon_kg=m["carbon_kg"] - float(kg),
-                 settled=not any(a < b_h and b > a_h for a, b in open_spans))
+        r["billed"] = {"runs_kwh": float(kwh), "idle_kwh": m["facility_kwh"] - float(kwh),
+                       "runs_carbon_kg": float(kg), "idle_carbon_kg": m["carbon_kg"] - float(kg),
+                       "settled": not any(a < b_h and b > a_h for a, b in open_spans)}
     return rows
 
 

@@ -415,13 +415,17 @@ class MeasuredHour(BaseModel):
     carbon_kg: float       # grid import × the slot's carbon factor
     covered_s: float       # seconds of the hour some reading's power held for
     readings: int          # readings taken in the hour
-    # bills from meters (service/bills.py): what the site's runs were billed from the hour, the rest
-    runs_kwh: float | None = None
-    idle_kwh: float | None = None
-    runs_carbon_kg: float | None = None
-    idle_carbon_kg: float | None = None
-    settled: bool | None = Field(default=None, description="no run in the hour still waits to be billed from the "
-                                                           "meters (running, or until they cover it)")
+
+
+class BilledHour(BaseModel):
+    """What a metered hour's facility energy and carbon went to (service/bills.py): the site's runs,
+    billed from the meter, and the idle share, the rest (the two add up to `measured`)."""
+    runs_kwh: float
+    idle_kwh: float
+    runs_carbon_kg: float
+    idle_carbon_kg: float
+    settled: bool = Field(description="no run in the hour still waits to be billed from the meters (running, or "
+                                      "modelled until they cover it): until then its share shows as idle")
 
 
 class ForecastHour(BaseModel):
@@ -433,3 +437,4 @@ class EnergyHour(BaseModel):
     at: UtcTime            # the hour's start (UTC)
     measured: MeasuredHour | None
     forecast: ForecastHour | None
+    billed: BilledHour | None = None     # where the hour is measured
