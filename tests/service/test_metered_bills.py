@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 from svc import job_body, wait_for
 
 from suanli.service import bills
+from suanli.service.models import Job as JobRow
 from suanli.service.models import Usage
 
 db_url, service = svc.db_url, svc.service
@@ -246,3 +247,30 @@ def test_a_run_of_a_closed_month_is_trued_up_by_a_line_of_its_own_in_the_current
     with c.sessions.begin() as s:                               # once only
         assert bills.true_up(s, c.network, c.epoch, c.now_h()) == []
     assert len(_lines(ca, month)[ja]) == 1
+
+
+def test_a_run_whose_gpu_energy_was_measured_shares_the_meter_by_its_measured_power(service):
+    """The agent reports the run's GPU energy (NVML): the run draws that energy over its length,
+    here half its GPUs' rating, so it takes half the meter the rating would give it. A report of
+    more than its GPUs could draw at 5 kW each since the dispatch is refused, 422 naming gpu_kwh."""
+    acme = service.tenant("acme")
+    ca = service.client(acme)
+    west = Site(service, "west-1")
+    west.beat()
+    t0 = datetime.now(UTC)
+    ja = _submit(ca, 2, "a800")
+    west.start(ja)
+    time.sleep(1.0)
+    fence = west.running[ja]
+    r = west.c.post(f"/v1/agent/west-1/jobs/{ja}/report", json={"fence": fence, "state": "SUCCEEDED", "gpu_kwh": 1.0})
+    assert r.status_code == 422 and r.json()["detail"].startswith("gpu_kwh: 1.0") and "at most" in r.json()["detail"]
+    with service.sessions() as s:
+        length_h = service.app.state.controller.now_h() - s.get(JobRow, ja).start_h
+    west.finish(ja, gpu_kwh=2 * A800_KW * 0.5 * length_h)        # about half the rating: the exact power below
+    west.readings(t0, datetime.now(UTC) + timedelta(seconds=1), 3.0, 4.0, 2.5)
+    ln = _metered(ca, _month(), ja)[ja]
+    with service.sessions() as s:
+        u = s.scalar(select(Usage).where(Usage.job_id == ja, Usage.kind == "run"))
+        measured_kw = u.gpu_kwh / (u.end_h - u.start_h)
+    assert measured_kw < 2 * A800_KW * 0.6
+    assert ln["energy_kwh"] == pytest.approx(measured_kw * (4.0 / 3.0) * _hours(_span(service, ja)), rel=1e-9)
