@@ -615,14 +615,15 @@ def bill(tenant: Annotated[str, typer.Argument(help="the tenant's name")],
         print(metering.invoice_csv(inv), end="")
     else:
         tb = Table(title=f"invoice {inv.tenant} {inv.month}", title_justify="left")
-        for col in ("job", "name", "site", "type", "GPU-h", "kWh", "kg CO2e", "GPU CNY", "energy CNY",
+        for col in ("job", "name", "site", "type", "GPU-h", "kWh", "energy", "kg CO2e", "GPU CNY", "energy CNY",
                     "transfer CNY", "total CNY"):
-            tb.add_column(col, justify="right" if col not in ("name", "site", "type") else "left")
+            tb.add_column(col, justify="right" if col not in ("name", "site", "type", "energy") else "left")
         for ln in inv.lines:
+            basis = ln.energy_basis + (" (true-up)" if ln.kind == "true-up" else "")
             tb.add_row(str(ln.job_id), ln.name, ln.site, ln.gpu_type, f"{ln.gpu_h:,.4f}", f"{ln.energy_kwh:,.3f}",
-                       f"{ln.carbon_kg:,.3f}", f"{ln.gpu_cny:,.2f}", f"{ln.energy_cny:,.2f}",
+                       basis, f"{ln.carbon_kg:,.3f}", f"{ln.gpu_cny:,.2f}", f"{ln.energy_cny:,.2f}",
                        f"{ln.transfer_cny:,.2f}", f"{ln.total_cny:,.2f}")
-        tb.add_row("total", "", "", "", f"{inv.gpu_h:,.4f}", f"{inv.energy_kwh:,.3f}", f"{inv.carbon_kg:,.3f}",
+        tb.add_row("total", "", "", "", f"{inv.gpu_h:,.4f}", f"{inv.energy_kwh:,.3f}", "", f"{inv.carbon_kg:,.3f}",
                    f"{inv.gpu_cny:,.2f}", f"{inv.energy_cny:,.2f}", f"{inv.transfer_cny:,.2f}",
                    f"{inv.total_cny:,.2f}", style="bold")
         out.print(tb)

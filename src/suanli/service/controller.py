@@ -70,7 +70,7 @@ from suanli.scheduling.state import (
     Scored,
     StateView,
 )
-from suanli.service import metering, meters, overrun
+from suanli.service import bills, metering, meters, overrun
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage, utcnow
@@ -184,6 +184,7 @@ class Controller:
         self.meter_retention_days: float = meters.RETENTION_DAYS    # raw meter readings kept (meters.py)
         self._meter_sweep_due = 0.0   # monotonic time of the next sweep of raw readings (`sweep_meters`)
         self.telemetry = Telemetry()  # decisions, tick and placement times, requests: this process's (/metrics)
+        self.true_ups = bills.TrueUps()   # ledger rows re-priced from the meters once they cover the run
 
     # ------------------------------------------------------------------ clock
     def now_h(self) -> float:
@@ -272,6 +273,7 @@ class Controller:
                 if self.leading:
                     self.tick()
                     self.sweep_meters()
+                    self.true_ups.run(self)
                 self.last_error = None
             except Exception as e:                    # keep serving; the error is logged and shown
                 self.last_error = f"{type(e).__name__}: {e}"
@@ -578,7 +580,7 @@ class Controller:
             elif row.state != "PLACED":
                 end = max(end, now + self.tick_s / 3600.0)      # overrunning its plan: still holds the GPUs
             want[f"j{row.id}"] = ((row.site, row.gpu_type, row.gpus, start, end), row)
-        for u in s.scalars(select(Usage).where(Usage.end_h > now - 48.0)):   # the metered past (site load)
+        for u in s.scalars(select(Usage).where(Usage.end_h > now - 48.0, Usage.kind == "run")):   # the metered past
             want[f"u{u.id}"] = ((u.site, u.gpu_type, u.gpus, u.start_h, u.end_h), None)
         return want
 

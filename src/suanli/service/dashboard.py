@@ -102,7 +102,8 @@ def router(controller: Controller) -> APIRouter:
         """The runs that load `sites`: metered ones (the usage ledger) and active jobs' (planned or running),
         as the controller holds them in its ledger."""
         segs: list[Segment] = []
-        for u in s.scalars(select(Usage).where(Usage.end_h > now - HISTORY_H, Usage.site.in_(sites))):
+        for u in s.scalars(select(Usage).where(Usage.end_h > now - HISTORY_H, Usage.site.in_(sites),
+                                               Usage.kind == "run")):
             segs.append(Segment(f"u{u.id}", u.site, u.gpu_type, u.gpus, u.start_h, min(u.end_h, until)))
         for r in s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.site.in_(sites))):
             if r.start_h is None or r.end_h is None or r.gpu_type is None:

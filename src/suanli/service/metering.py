@@ -8,7 +8,11 @@ A finished run segment is priced once, when it ends, and appended to the usage l
 - energy, grid energy, renewables and carbon: `accounting.account` on the site's metered
   segments that share its hourly slots, whose balance (MODEL.md §4) is split between them by
   IT energy per slot (`accounting.slot_pieces`), as `accounting.origin_carbon` splits carbon.
-An invoice sums a tenant's ledger rows of a month (the month, UTC, in which the segment ended).
+Once the site's meters cover the run, `bills.true_up` re-prices its energy from them (the line's
+`energy_basis` says which: "metered" or "modelled"; a true-up of a closed month is a line of its
+own, `kind` "true-up", in the month it is made).
+An invoice sums a tenant's ledger rows of a month (the month, UTC, in which the segment ended, or
+in which a true-up was made).
 """
 
 from __future__ import annotations
@@ -79,15 +83,18 @@ def price_segment(network: Scenario, job: Job, seg: Segment, neighbours: list[Se
 
 
 def meter(s: Session, network: Scenario, epoch: datetime, row: JobRow, job: Job, fence: int,
-          start_h: float, end_h: float, gpu_seconds: float | None = None) -> Usage | None:
-    """Append the ledger row of `row`'s run [start_h, end_h) on its site (once per dispatch)."""
+          start_h: float, end_h: float, gpu_seconds: float | None = None,
+          gpu_kwh: float | None = None) -> Usage | None:
+    """Append the ledger row of `row`'s run [start_h, end_h) on its site (once per dispatch), its
+    energy priced from the network file's models; `bills.true_up` re-prices it from the site's
+    meters once they cover the run. `gpu_kwh`: the run's GPU energy as the agent measured it."""
     if not end_h > start_h or row.site is None or row.gpu_type is None:
         return None
-    if s.scalar(select(Usage.id).where(Usage.job_id == row.id, Usage.fence == fence)) is not None:
+    if s.scalar(select(Usage.id).where(Usage.job_id == row.id, Usage.fence == fence, Usage.kind == "run")) is not None:
         return None
     seg = Segment(str(row.id), row.site, row.gpu_type, row.gpus, start_h, end_h)
-    near = s.scalars(select(Usage).where(Usage.site == row.site, Usage.end_h > math.floor(start_h),
-                                         Usage.start_h < math.ceil(end_h))).all()
+    near = s.scalars(select(Usage).where(Usage.site == row.site, Usage.kind == "run",
+                                         Usage.end_h > math.floor(start_h), Usage.start_h < math.ceil(end_h))).all()
     neighbours = [Segment(str(u.job_id), u.site, u.gpu_type, u.gpus, u.start_h, u.end_h) for u in near]
     moved_before = s.scalar(select(Usage.id).where(Usage.job_id == row.id, Usage.site == row.site)) is not None
     figures = price_segment(network, job, seg, neighbours, data_moves=not moved_before)
@@ -99,7 +106,7 @@ def meter(s: Session, network: Scenario, epoch: datetime, row: JobRow, job: Job,
         row.move_cny = 0.0
     month = (epoch + timedelta(hours=end_h)).strftime("%Y-%m")
     usage = Usage(job_id=row.id, tenant_id=row.tenant_id, fence=fence, site=row.site, gpu_type=row.gpu_type,
-                  gpus=row.gpus, start_h=start_h, end_h=end_h, month=month, **figures)
+                  gpus=row.gpus, start_h=start_h, end_h=end_h, month=month, gpu_kwh=gpu_kwh, **figures)
     s.add(usage)
     return usage
 
@@ -120,7 +127,7 @@ def _line(u: Usage, name: str) -> InvoiceLine:
     return InvoiceLine(job_id=u.job_id, name=name, site=u.site, gpu_type=u.gpu_type, gpus=u.gpus,
                        gpu_h=u.gpu_seconds / 3600.0, energy_kwh=u.energy_kwh, carbon_kg=u.carbon_kg,
                        gpu_cny=u.gpu_cny, energy_cny=u.energy_cny, transfer_cny=u.transfer_cny,
-                       total_cny=u.total_cny)
+                       total_cny=u.total_cny, energy_basis=u.energy_basis, kind=u.kind)
 
 
 def _lines(s: Session, tenant: Tenant, month: str, limit: int | None, cursor: int | None) -> list:
@@ -165,7 +172,7 @@ def _csv_text(rows: list[list]) -> str:
 
 
 def _total_row(tenant: str, month: str, sums) -> list:
-    return [tenant, month, "total", "", "", "", "", *(sums[c] for c in TOTALS)]
+    return [tenant, month, "total", "", "", "", "", *(sums[c] for c in TOTALS), "", ""]
 
 
 def invoice_csv(inv: Invoice) -> str:

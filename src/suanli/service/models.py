@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -116,10 +117,15 @@ class SiteAgent(Base):
 
 
 class Usage(Base):
-    """The usage ledger: one row per finished run segment, appended, never changed.
+    """The usage ledger: one row per finished run segment (`kind` "run"), and one per true-up of a
+    run whose month had closed (`kind` "true-up", `adjusts` the run's row: the energy figures are
+    the difference the meters made; service/bills.py).
 
     Quantities come from the agent's report and the controller's clock; prices from
-    `suanli.accounting` (service/metering.py)."""
+    `suanli.accounting` (service/metering.py) when the run ends (`energy_basis` "modelled"), and
+    from the site's meters once they cover the run (`energy_basis` "metered": the row is re-priced
+    once, in place while its month is open). `gpu_kwh`: the run's GPU energy as the agent measured
+    it (NVML), or None."""
 
     __tablename__ = "usage"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -142,7 +148,29 @@ class Usage(Base):
     transfer_cny: Mapped[float] = mapped_column(Float)
     total_cny: Mapped[float] = mapped_column(Float)
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    __table_args__ = (UniqueConstraint("job_id", "fence", name="uq_usage_job_fence"),)
+    kind: Mapped[str] = mapped_column(String(8), default="run", server_default="run")        # run | true-up
+    energy_basis: Mapped[str] = mapped_column(String(8), default="modelled", server_default="modelled")
+    adjusts: Mapped[int | None] = mapped_column(ForeignKey("usage.id", name="fk_usage_adjusts"), nullable=True)
+    gpu_kwh: Mapped[float | None] = mapped_column(Float, nullable=True)
+    __table_args__ = (UniqueConstraint("job_id", "fence", "kind", name="uq_usage_job_fence_kind"),
+                      UniqueConstraint("adjusts", name="uq_usage_adjusts"))
+
+
+class UsageHour(Base):
+    """What a run's ledger row took from one UTC hour of its site's meter (service/bills.py): the
+    facility energy (kWh), the grid import within it (kWh), its carbon (kg CO2e) and its price
+    (CNY). Written once, when the row is trued up; the site's idle share of the hour is the
+    meter's roll-up less the sum of these."""
+
+    __tablename__ = "usage_hours"
+    __table_args__ = (Index("ix_usage_hours_site_hour", "site", "hour_s"),)
+    usage_id: Mapped[int] = mapped_column(ForeignKey("usage.id"), primary_key=True)
+    hour_s: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    site: Mapped[str] = mapped_column(String(128))
+    facility_kwh: Mapped[float] = mapped_column(Float)
+    grid_kwh: Mapped[float] = mapped_column(Float)
+    carbon_kg: Mapped[float] = mapped_column(Float)
+    energy_cny: Mapped[float] = mapped_column(Float)
 
 
 class GridCap(Base):

@@ -35,6 +35,7 @@ INT32_MAX = 2**31 - 1          # ids, fences and GPU counts are `integer` column
 INT64_MAX = 2**63 - 1          # checkpoint sizes are `bigint`
 MAX_HOURS = 1e5                # hours of work, deadlines, checkpoints: 11 years, beyond any job
 MAX_GPUS = 1_000_000           # GPUs of one job or pool: beyond any site
+MAX_GPU_KW = 5.0               # one GPU board's power, kW: beyond any (an H100 SXM draws 0.7)
 Id = Annotated[int, Field(ge=1, le=INT32_MAX)]
 Fence = Annotated[int, Field(ge=0, le=INT32_MAX)]
 JobIdPath = Annotated[int, Path(ge=1, le=INT32_MAX, description="a job id")]
@@ -277,6 +278,12 @@ class InvoiceLine(BaseModel):
     energy_cny: float
     transfer_cny: float
     total_cny: float
+    energy_basis: Literal["metered", "modelled"] = Field(
+        default="modelled", description="where the line's energy and carbon come from: the site's meters, or the "
+                                        "network file's models (the site has no readings covering the run, or not yet)")
+    kind: Literal["run", "true-up"] = Field(
+        default="run", description="a run, or the true-up of a run of a closed month: its energy re-priced from "
+                                   "the meters, less what that month billed")
 
 
 class Invoice(BaseModel):
@@ -356,6 +363,9 @@ class Report(BaseModel):
     exit_code: int | None = Field(default=None, ge=-(2**31), le=INT32_MAX)
     reason: str = Field(default="", max_length=4096)
     gpu_seconds: float | None = Field(default=None, ge=0, le=MAX_HOURS * 3600 * MAX_GPUS)
+    gpu_kwh: float | None = Field(default=None, ge=0, le=MAX_HOURS * MAX_GPUS * MAX_GPU_KW,
+                                  description="the run's GPU energy as measured (NVML), kWh: bills share the "
+                                              "site's meter by it")
     log_tail: str = Field(default="", max_length=4096, description="the end of a failed run's log")
     output_path: str = Field(default="", max_length=4096,
                              description="where the run's output (stdout and stderr) is written on the site")
@@ -443,6 +453,17 @@ class MeasuredHour(BaseModel):
     readings: int          # readings taken in the hour
 
 
+class BilledHour(BaseModel):
+    """What a metered hour's facility energy and carbon went to (service/bills.py): the site's runs,
+    billed from the meter, and the idle share, the rest (the two add up to `measured`)."""
+    runs_kwh: float
+    idle_kwh: float
+    runs_carbon_kg: float
+    idle_carbon_kg: float
+    settled: bool = Field(description="no run in the hour still waits to be billed from the meters (running, or "
+                                      "modelled until they cover it): until then its share shows as idle")
+
+
 class ForecastHour(BaseModel):
     renewable_kw: float
     carbon_kg_per_kwh: float
@@ -452,3 +473,4 @@ class EnergyHour(BaseModel):
     at: UtcTime            # the hour's start (UTC)
     measured: MeasuredHour | None
     forecast: ForecastHour | None
+    billed: BilledHour | None = None     # where the hour is measured

@@ -23,6 +23,7 @@ from suanli.service.models import Job as JobRow
 from suanli.service.models import RunOutput, SiteAgent, Transition, utcnow
 from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, site_only
 from suanli.service.schemas import (
+    MAX_GPU_KW,
     OUTPUT_TAIL_BYTES,
     Assignment,
     Heartbeat,
@@ -301,9 +302,16 @@ def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who
                     raise implausible(site, row, body.fence, "gpu_seconds", body.gpu_seconds,
                                       f"{row.gpus} GPUs for {(now - since) * 3600:,.1f} s since the dispatch "
                                       f"allow at most {bound:,.1f}")
+            if body.gpu_kwh is not None:            # no more than its GPUs at MAX_GPU_KW each, likewise
+                bound = max_gpu_seconds(row, dispatch_h(s, row), now) * MAX_GPU_KW / 3600.0
+                if body.gpu_kwh > bound:
+                    s.rollback()
+                    raise implausible(site, row, body.fence, "gpu_kwh", body.gpu_kwh,
+                                      f"{row.gpus} GPUs of at most {MAX_GPU_KW:g} kW since the dispatch "
+                                      f"allow at most {bound:,.6f} kWh")
             if row.state == "RUNNING":
                 metering.meter(s, c.network, c.epoch, row, model_job(row), row.fence, row.start_h, now,
-                               body.gpu_seconds)
+                               body.gpu_seconds, body.gpu_kwh)
             row.end_h = now
             why = body.reason or (f"exit code {body.exit_code}" if body.exit_code is not None else "")
             if body.log_tail:

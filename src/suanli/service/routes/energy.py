@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import AwareDatetime
 
-from suanli.service import meters
+from suanli.service import bills, meters
 from suanli.service.routes.agent import Arrived
 from suanli.service.routes.deps import DB, Ctl, Who, admin_only, done, site_only
 from suanli.service.schemas import EnergyHour, MeterBatchIn, MeterBatchOut
@@ -38,6 +38,8 @@ def post_readings(received: Arrived, site: str, body: MeterBatchIn, p: Who, s: D
         log.warning("meter readings of site %s refused: %s", site, e)
         raise HTTPException(422, str(e)) from None
     s.commit()
+    if got.accepted:
+        c.true_ups.nudge()           # runs these readings now cover are re-priced at the next tick (bills.py)
     return MeterBatchOut(accepted=got.accepted, duplicates=got.duplicates, hours=got.hours)
 
 
@@ -46,8 +48,9 @@ def energy(site: str, p: Who, s: DB, c: Ctl,
            start: Annotated[AwareDatetime, Query(alias="from", description="ISO 8601 with its offset")],
            end: Annotated[AwareDatetime, Query(alias="to", description="ISO 8601 with its offset")]):
     """The site's energy by UTC hour over [from, to) (widened to whole hours; a year at most,
-    reaching a week ahead at most): `measured` where the hour has readings, `forecast` for the hour
-    in progress and those ahead (operator only)."""
+    reaching a week ahead at most): `measured` where the hour has readings, with what the site's
+    runs were billed from it and the idle share (bills.py), `forecast` for the hour in progress and
+    those ahead (operator only)."""
     admin_only(p)
     if site not in c.network.sites:
         raise HTTPException(404, f"site: no site {site!r} in the network")
@@ -55,4 +58,4 @@ def energy(site: str, p: Who, s: DB, c: Ctl,
         rows = meters.energy_rows(s, c.network, c.epoch, site, start, end, datetime.now(UTC))
     except meters.BadRange as e:
         raise HTTPException(422, str(e)) from None
-    return done(s, rows)
+    return done(s, bills.attribute(s, site, rows, c.epoch, c.now_h()))
