@@ -50,14 +50,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
+from suanli.energy import nowcast
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import kept_work
 from suanli.model.schema import Event
 from suanli.scheduling import policies
+from suanli.scheduling.forecast import LiveForecaster
 from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import (
     Defer,
@@ -136,7 +139,13 @@ class Controller:
         self.store = store
         self.max_attempts = max_attempts        # a job whose runs fail this many times is FAILED
         self.network = network
-        self.public = replace(network, events=[])       # what a policy may read
+        # what a policy may read: no events, and each site's renewables and carbon as the forecasts
+        # issued this hour from its readings (`live`, energy.nowcast; the model where it has none)
+        self.live = LiveForecaster(network)
+        self.public = self.live.view_scenario(replace(network, events=[]))
+        self.site_models = {sid: nowcast.site_models(network, sid, start=epoch) for sid in network.sites}
+        self._prepared: tuple[int, list[nowcast.SiteForecast]] | None = None   # next issue, made outside the lock
+        self._bad_forecast: dict[str, str] = {}   # site -> the error its last nowcast raised (logged once)
         self.policy_name = policy
         self.policy = policies.make(policy)
         self.epoch = epoch
@@ -264,6 +273,7 @@ class Controller:
             try:
                 self.leading = self._leader()
                 if self.leading:
+                    self.prepare_forecasts()
                     self.tick()
                     self.sweep_meters()
                 self.last_error = None
@@ -286,12 +296,72 @@ class Controller:
             if self.store is not None:       # ended jobs' checkpoints past their keep time (checkpoints.py)
                 self.store.sweep(s)
             s.flush()
+            self._issue_forecasts(s, now)
             self._sync_ledger(s, now)
             if self._freed_early:
                 self._freed_early = False
                 self._pull_forward(s, now, self.placeable(up) - drained)
             self._schedule(s, now, self.placeable(up) - drained)
             self.ticks += 1
+
+    # ------------------------------------------------------------------ forecasts from readings
+    def _new_ledger(self) -> Ledger:
+        """A fresh ledger over `public`, reading the forecasts of the current issue."""
+        ledger = Ledger(self.public)
+        if self.live.issue_h is not None:
+            ledger.reissue(self.live.issue_h)
+        return ledger
+
+    def forecasts(self, s: Session, h: int) -> list[nowcast.SiteForecast]:
+        """The nowcasts issued at slot `h` for the week ahead, one per site with readings in the
+        last `nowcast.WINDOW_H` complete hours (a site without is left out: its model serves, as
+        before meters). Renewables only: no carbon-intensity feed is read, so carbon is the model's.
+        A site whose nowcast raises is left out with one log line (its model serves)."""
+        first = max(0, h - nowcast.WINDOW_H)
+        origin = meters.to_us(self.epoch)
+        out = []
+        for sid, models in self.site_models.items():
+            try:
+                a = self.wall(first)
+                a -= timedelta(minutes=a.minute, seconds=a.second, microseconds=a.microsecond)
+                rows = meters.hourly(s, sid, a, self.wall(h))
+                if not rows:
+                    continue
+                ren = np.asarray(meters.slot_means(rows, origin, first, h - first))
+                if not np.isfinite(ren).any():
+                    continue
+                out.append(nowcast.site_forecast(models, nowcast.HourlyHistory(first, ren, None), h,
+                                                 nowcast.HORIZON_MAX_H))
+                self._bad_forecast.pop(sid, None)
+            except ValueError as e:
+                if self._bad_forecast.get(sid) != str(e):
+                    self._bad_forecast[sid] = str(e)
+                    log.error("site %s: no nowcast at hour %d, its model serves: %s", sid, h, e,
+                              extra={"site": sid})
+        return out
+
+    def prepare_forecasts(self) -> None:
+        """Make the next hour's issue before the tick, outside the controller's lock and in a
+        session of its own: reading four weeks of roll-ups and a solar site's first pvlib clear sky
+        (about 0.5 s) never hold the API or the tick. The tick issues what was prepared."""
+        h = max(0, math.floor(self.now_h()))
+        if h == self.live.issue_h or (self._prepared is not None and self._prepared[0] == h):
+            return
+        with self.sessions() as s:
+            self._prepared = (h, self.forecasts(s, h))
+
+    def _issue_forecasts(self, s: Session, now: float) -> None:
+        """Once an hour (the first tick of slot h): issue the nowcasts of hour h, and have the
+        ledger read them (`Ledger.reissue`), as the simulator does at each hour."""
+        h = max(0, math.floor(now))
+        if h == self.live.issue_h:
+            return
+        prepared, self._prepared = self._prepared, None
+        made = prepared[1] if prepared is not None and prepared[0] == h else self.forecasts(s, h)
+        if self.live.issue(h, made):
+            self.ledger.reissue(h)
+            log.info("forecasts of hour %d issued: %d of %d sites from their readings", h, len(made),
+                     len(self.site_models), extra={"issue_h": h, "sites_from_readings": len(made)})
 
     def sweep_meters(self) -> None:
         """Every meters.SWEEP_EVERY_S (the first tick too): delete the raw meter readings older than
@@ -576,7 +646,7 @@ class Controller:
 
     def _sync_ledger(self, s: Session, now: float) -> None:
         if self._ledger_stale:          # after a job's step failed: from scratch
-            self.ledger, self._held, self._ledger_stale = Ledger(self.public), {}, False
+            self.ledger, self._held, self._ledger_stale = self._new_ledger(), {}, False
         want = self._want(s, now)
         soon = now + self.tick_s / 3600.0
         for key in list(self._held):
@@ -597,7 +667,7 @@ class Controller:
         if not bad:
             return
         # a failed `add` may have changed part of the ledger: build it again without the culprits
-        self.ledger, self._held = Ledger(self.public), {}
+        self.ledger, self._held = self._new_ledger(), {}
         for key, e in bad.items():
             row = want[key][1]
             if row is not None:
@@ -612,9 +682,9 @@ class Controller:
 
     def _world_now(self, s: Session, now: float, up: set[str]) -> tuple:
         """What a policy's answers for pending jobs depend on, besides the jobs and the clock: the
-        sites open to placements, what the ledger holds, the grid caps known."""
+        sites open to placements, what the ledger holds, the grid caps known, the forecasts' issue."""
         caps = tuple((e.site, e.start_h, e.end_h, e.max_grid_kw) for e, *_ in self.grid_caps(s, now))
-        return frozenset(up), hash(frozenset(self._held.items())), caps, id(self.ledger)
+        return frozenset(up), hash(frozenset(self._held.items())), caps, id(self.ledger), self.live.issue_h
 
     def _schedule(self, s: Session, now: float, up: set[str]) -> None:
         """Offer the pending jobs to the policy. A backlog of thousands that no site can take yet
