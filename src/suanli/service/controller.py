@@ -73,7 +73,7 @@ from suanli.scheduling.state import (
     Scored,
     StateView,
 )
-from suanli.service import metering, meters, overrun
+from suanli.service import demand, metering, meters, overrun
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage, utcnow
@@ -187,6 +187,7 @@ class Controller:
         self.pulled_forward = 0
         self.meter_retention_days: float = meters.RETENTION_DAYS    # raw meter readings kept (meters.py)
         self._meter_sweep_due = 0.0   # monotonic time of the next sweep of raw readings (`sweep_meters`)
+        self.dr_fresh_s: float = demand.FRESH_S     # a meter reading older than this says nothing of now (demand.py)
 
     # ------------------------------------------------------------------ clock
     def now_h(self) -> float:
@@ -295,13 +296,14 @@ class Controller:
             overrun.review(self, s, now)     # runs past their estimate: extended or stopped (overrun.py)
             if self.store is not None:       # ended jobs' checkpoints past their keep time (checkpoints.py)
                 self.store.sweep(s)
+            held = demand.review(self, s, now)      # grid caps against metered import (demand.py)
             s.flush()
             self._issue_forecasts(s, now)
             self._sync_ledger(s, now)
             if self._freed_early:
                 self._freed_early = False
-                self._pull_forward(s, now, self.placeable(up) - drained)
-            self._schedule(s, now, self.placeable(up) - drained)
+                self._pull_forward(s, now, self.placeable(up) - drained - held)
+            self._schedule(s, now, self.placeable(up) - drained - held)
             self.ticks += 1
 
     # ------------------------------------------------------------------ forecasts from readings
@@ -399,14 +401,14 @@ class Controller:
     def grid_caps(self, s: Session, now: float) -> list[tuple[Event, str, int | None, str]]:
         """The grid caps the policy knows of at `now` and that have not ended: the network file's
         `grid_cap` events from `start_h - notice_h` on (hours since the epoch), and every cap the
-        operator announced. (event, source, id, reason) each."""
+        operator announced or a utility signalled. (event, source, id, reason) each."""
         out: list[tuple[Event, str, int | None, str]] = [
             (e, "network", None, "") for e in self.network.events
             if e.type == "grid_cap" and e.end_h > now and e.start_h - (e.notice_h or 0.0) <= now]
         for c in s.scalars(select(GridCap).where(GridCap.end_h > now).order_by(GridCap.start_h, GridCap.id)):
             try:
                 out.append((Event(type="grid_cap", site=c.site, start_h=c.start_h, end_h=c.end_h,
-                                  max_grid_kw=c.max_grid_kw, notice_h=0.0), "operator", c.id, c.reason))
+                                  max_grid_kw=c.max_grid_kw, notice_h=0.0), c.source or "operator", c.id, c.reason))
             except Exception as e:          # noqa: BLE001 - one bad notice must not stop the loop: left out
                 if c.id not in self._bad_caps:
                     self._bad_caps.add(c.id)
