@@ -112,7 +112,12 @@ def test_over_the_cap_the_least_power_that_covers_it_stops_and_starts_wait_until
             ev = wait_for(lambda: (e := admin.get("/v1/sites/west-1/demand-response").json()[0])["end"] and e, 10)
             assert ev["end_reason"] == "under the cap" and ev["duration_s"] == 36.0
             assert abs(ev["kwh_above"] - 0.5 * 36 / 3600) < 1e-12
-            # starts resume: the 2 free GPUs go to one of the waiting jobs, on west-1
+            # 0.2 kW of headroom: a 0.96 kW run would take it over again, so none starts
+            time.sleep(1.5)
+            assert {tenant.get(f"/v1/jobs/{j}").json()["state"] for j in (small, late)} <= {"PENDING", "PLACED"}
+            # 1.5 kW of headroom: starts resume, one 0.96 kW run (the 2 free GPUs) on west-1
+            r = meter.post("/v1/agent/west-1/meter", json={"readings": [_reading(datetime.now(UTC), CAP_KW - 1.5)]})
+            assert r.status_code == 202, r.text
             again = wait_for(lambda: [j for j in (small, late)
                                       if tenant.get(f"/v1/jobs/{j}").json()["state"] == "RUNNING"], 60)
             assert tenant.get(f"/v1/jobs/{again[0]}").json()["site"] == "west-1"

@@ -24,6 +24,11 @@ cap in force now (start_h <= now < end_h; of several, the lowest binds):
 - **Hold**: while an event is open its site takes no new start: the policy sees the site as down,
   placements there that are due are void (offered again), and its agent's claims get nothing.
 - **Close**: at the first fresh reading at or under the cap, or when no cap is in force any more.
+- **Headroom**: while a cap is in force, and not only during an event, the site's agent is handed
+  a due placement only if its power fits under the cap with the latest fresh reading's import and
+  the runs dispatched since (`headroom`): else the run the event just stopped, placed there again
+  by a policy that cannot see the site's other load, would start and take it over at once. Such a
+  placement waits, PLACED, until there is room or the cap ends.
 - **kWh above the cap**: each reading's import held until the next reading (at most
   meters.MAX_GAP_S, as the roll-ups hold it), the part above the cap, summed from the reading that
   opened the event to the one that closed it (at a cap's end: to the end of the last reading's
@@ -145,6 +150,24 @@ def holding(s: Session, site: str) -> bool:
     """Whether `site` is in an open demand-response event (its agent's claims get nothing)."""
     return s.scalar(select(DemandEvent.id).where(DemandEvent.site == site, DemandEvent.end_at.is_(None))
                     .limit(1)) is not None
+
+
+def headroom(c: Controller, s: Session, site: str) -> float | None:
+    """kW a new start on `site` may add under its cap in force, by its meter: the cap less the
+    latest fresh reading's import less the runs dispatched since that reading (not in it yet).
+    None when no cap is in force or no fresh reading says what the site draws (then the policy's
+    plan alone decides, as before meters)."""
+    cap = binding_caps(c, s, c.now_h()).get(site)
+    if cap is None:
+        return None
+    last = meters.latest_reading(s, site)
+    if last is None or (datetime.now(UTC) - last.at).total_seconds() > c.dr_fresh_s:
+        return None
+    seen_h = c.hours(last.at)
+    since = s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state.in_(("TRANSFERRING", "RUNNING")))).all()
+    coming = sum(run_kw(c, r) for r in since
+                 if r.state == "TRANSFERRING" or (r.start_h is not None and r.start_h > seen_h))
+    return cap.kw - last.grid_kw - coming
 
 
 def review(c: Controller, s: Session, now: float) -> set[str]:

@@ -128,6 +128,15 @@ def assignments(received: Arrived, site: str, p: Who, s: DB, c: Ctl,
         if s.bind.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
         rows = s.scalars(q).all()
+        room = demand.headroom(c, s, site) if rows else None
+        if room is not None:             # under a cap: only what fits under it by the meter (demand.py)
+            fits = []
+            for row in rows:
+                kw = demand.run_kw(c, row)
+                if kw <= room:
+                    fits.append(row)
+                    room -= kw
+            rows = fits
         suspects = c.suspects(s, [r.id for r in rows])
         for row in rows:
             if row.id in suspects and out:
