@@ -69,8 +69,9 @@ def test_over_the_cap_the_least_power_that_covers_it_stops_and_starts_wait_until
             meter = service.client(site_token)
             service.start_agent("west-1", tmp_path / "work", token=site_token)
             end = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
-            r = admin.post("/v1/admin/grid-caps", json={"site": "west-1", "end": end, "max_grid_kw": CAP_KW,
-                                                        "reason": "evening peak"})
+            start = (datetime.now(UTC) - timedelta(minutes=5)).isoformat()     # before the readings below
+            r = admin.post("/v1/admin/grid-caps", json={"site": "west-1", "start": start, "end": end,
+                                                        "max_grid_kw": CAP_KW, "reason": "evening peak"})
             assert r.status_code == 201, r.text
             # west-1: big (4 GPUs, checkpoints, 1.92 kW), plain (2, none), small (2, checkpoints, 0.96 kW)
             big, plain, small = (_job(tenant, "big", 4, True), _job(tenant, "plain", 2, False),
@@ -138,7 +139,8 @@ def test_a_run_without_checkpoints_is_never_stopped_and_a_utility_signal_ends_wh
             plain = _job(tenant, "plain", 2, False)
             wait_for(lambda: tenant.get(f"/v1/jobs/{plain}").json()["state"] == "RUNNING", 60)
             signal = {"signal_id": "sgcc-jl/2026-12-05/17", "sender": "State Grid Jilin dispatch",
-                      "max_grid_kw": CAP_KW, "end": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+                      "max_grid_kw": CAP_KW, "end": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+                      "start": (datetime.now(UTC) - timedelta(minutes=5)).isoformat()}
             assert tenant.post("/v1/sites/west-1/grid-signals", json=signal).status_code == 403
             assert service.client(service.site_token("east-1")).post("/v1/sites/west-1/grid-signals",
                                                                      json=signal).status_code == 403

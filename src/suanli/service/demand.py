@@ -8,7 +8,8 @@ cap in force now (start_h <= now < end_h; of several, the lowest binds):
 
 - The site's newest meter reading (`meters.latest_reading`) counts when it is fresh: taken at most
   `Controller.dr_fresh_s` (FRESH_S) ago. A silent meter says nothing about now.
-- **Over**: its `grid_kw` exceeds the cap. The first such reading opens an event (`DemandEvent`).
+- **Over**: its `grid_kw` exceeds the cap. The first such reading opens an event (`DemandEvent`),
+  starting at the reading (or at the cap's start, for a reading taken before it).
 - **Shed**: while the newest fresh reading is X kW over, the controller stops checkpointing runs
   on the site (RUNNING, with `checkpoint_h`) whose power adds up to at least X, less what runs
   already stopped for the event will shed but the reading cannot show yet (stopped less than
@@ -71,6 +72,7 @@ class Cap:
     kw: float
     source: str                 # network | operator | utility
     cap_id: int | None
+    start_h: float = 0.0        # controller hours: when it came into force
 
 
 # --------------------------------------------------------------------------------- pure parts
@@ -137,7 +139,7 @@ def binding_caps(c: Controller, s: Session, now: float) -> dict[str, Cap]:
     for e, source, cap_id, _ in c.grid_caps(s, now):
         if e.start_h <= now < e.end_h and e.max_grid_kw is not None:
             if e.site not in out or e.max_grid_kw < out[e.site].kw:
-                out[e.site] = Cap(float(e.max_grid_kw), source, cap_id)
+                out[e.site] = Cap(float(e.max_grid_kw), source, cap_id, float(e.start_h))
     return out
 
 
@@ -188,7 +190,7 @@ def review(c: Controller, s: Session, now: float) -> set[str]:
         if ev is None:
             if not fresh or last.grid_kw <= cap.kw:
                 continue
-            ev = _open(s, site, cap, last, wall)
+            ev = _open(s, site, cap, last, wall, c.wall(cap.start_h))
         else:
             ev.max_grid_kw, ev.cap_source, ev.cap_id = cap.kw, cap.source, cap.cap_id
             _integrate(s, ev)
@@ -202,11 +204,14 @@ def review(c: Controller, s: Session, now: float) -> set[str]:
     return held
 
 
-def _open(s: Session, site: str, cap: Cap, last: meters.Reading, wall: datetime) -> DemandEvent:
+def _open(s: Session, site: str, cap: Cap, last: meters.Reading, wall: datetime, cap_from: datetime) -> DemandEvent:
+    """An event from the reading `last`, or from the cap's start if the reading is older (its power
+    holds on, but the cap did not bind before it began)."""
     over = last.grid_kw - cap.kw
-    ev = DemandEvent(site=site, cap_source=cap.source, cap_id=cap.cap_id, max_grid_kw=cap.kw, start_at=last.at,
+    start = max(last.at, cap_from)
+    ev = DemandEvent(site=site, cap_source=cap.source, cap_id=cap.cap_id, max_grid_kw=cap.kw, start_at=start,
                      detected_at=wall, end_reason="", peak_grid_kw=last.grid_kw, peak_over_kw=over, kwh_above=0.0,
-                     last_at_us=meters.to_us(last.at), last_grid_kw=last.grid_kw, stopped=[], note="")
+                     last_at_us=meters.to_us(start), last_grid_kw=last.grid_kw, stopped=[], note="")
     s.add(ev)
     s.flush()
     log.warning("demand response: site %s imports %.3f kW from the grid, %.3f kW over its %s cap of %.3f kW; "
