@@ -16,8 +16,12 @@ Each tick (every `tick_s` seconds):
    there are void (PLACED → PENDING). A drained site (`suanli admin drain`) takes no new
    placement and loses its undispatched ones; its running jobs finish. A site that was down
    takes new placements only after `recovery_s` up again (hysteresis: `placeable`);
-2. the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line with
-   the database: active jobs hold their planned or actual run, finished runs their metered
+2. grid caps in force are enforced against the sites' metered import (service/demand.py): a
+   site over its cap has checkpointing runs stopped and takes no new start until it is under;
+   at the first tick of each hour the forecasts made from the sites' readings are issued
+   (energy.nowcast, `live`; the policy's scenario `public` reads them) and the ledger re-reads
+   them; the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line
+   with the database: active jobs hold their planned or actual run, finished runs their metered
    segment;
 3. every PENDING job is offered to the policy (`suanli.scheduling.policies.make(name)`)
    through a `StateView` (with the grid caps known now: `grid_caps`), exactly as the simulator
