@@ -25,7 +25,7 @@ from suanli.errors import UserError, short_repr
 from suanli.service import dashboard, etags, limits, metrics
 from suanli.service.controller import Controller
 from suanli.service.db import readers
-from suanli.service.routes import agent, billing, energy, jobs, quotes, sites
+from suanli.service.routes import agent, billing, demand, energy, jobs, quotes, sites
 from suanli.service.schemas import ERROR_RESPONSES
 
 log = logging.getLogger("suanli.api")
@@ -85,7 +85,7 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
         return JSONResponse(status_code=400, content={"detail": str(exc)})
 
     app.state.readers = readers(controller.sessions)     # GET only reads (db.readers)
-    for r in (jobs.router, quotes.router, agent.router, energy.router, sites.router, billing.router):
+    for r in (jobs.router, quotes.router, agent.router, energy.router, sites.router, billing.router, demand.router):
         app.include_router(r)
 
     @app.get("/v1/health", tags=["service"])

@@ -16,8 +16,12 @@ Each tick (every `tick_s` seconds):
    there are void (PLACED → PENDING). A drained site (`suanli admin drain`) takes no new
    placement and loses its undispatched ones; its running jobs finish. A site that was down
    takes new placements only after `recovery_s` up again (hysteresis: `placeable`);
-2. the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line with
-   the database: active jobs hold their planned or actual run, finished runs their metered
+2. grid caps in force are enforced against the sites' metered import (service/demand.py): a
+   site over its cap has checkpointing runs stopped and takes no new start until it is under;
+   at the first tick of each hour the forecasts made from the sites' readings are issued
+   (energy.nowcast, `live`; the policy's scenario `public` reads them) and the ledger re-reads
+   them; the ledger (the scheduler's own `Ledger`: calendars and site load) is brought in line
+   with the database: active jobs hold their planned or actual run, finished runs their metered
    segment;
 3. every PENDING job is offered to the policy (`suanli.scheduling.policies.make(name)`)
    through a `StateView` (with the grid caps known now: `grid_caps`), exactly as the simulator
@@ -50,14 +54,17 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
+from suanli.energy import nowcast
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import kept_work
 from suanli.model.schema import Event, Job
 from suanli.scheduling import policies
+from suanli.scheduling.forecast import LiveForecaster
 from suanli.scheduling.ledger import Ledger
 from suanli.scheduling.state import (
     Defer,
@@ -70,7 +77,7 @@ from suanli.scheduling.state import (
     Scored,
     StateView,
 )
-from suanli.service import bills, metering, meters, overrun
+from suanli.service import bills, demand, metering, meters, overrun
 from suanli.service.checkpoints import CheckpointStore
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import GridCap, Meta, SiteAgent, Tenant, Transition, Usage, utcnow
@@ -137,7 +144,13 @@ class Controller:
         self.store = store
         self.max_attempts = max_attempts        # a job whose runs fail this many times is FAILED
         self.network = network
-        self.public = replace(network, events=[])       # what a policy may read
+        # what a policy may read: no events, and each site's renewables and carbon as the forecasts
+        # issued this hour from its readings (`live`, energy.nowcast; the model where it has none)
+        self.live = LiveForecaster(network)
+        self.public = self.live.view_scenario(replace(network, events=[]))
+        self.site_models = {sid: nowcast.site_models(network, sid, start=epoch) for sid in network.sites}
+        self._prepared: tuple[int, list[nowcast.SiteForecast]] | None = None   # next issue, made outside the lock
+        self._bad_forecast: dict[str, str] = {}   # site -> the error its last nowcast raised (logged once)
         self.policy_name = policy
         self.policy = policies.make(policy)
         self.epoch = epoch
@@ -185,6 +198,7 @@ class Controller:
         self._meter_sweep_due = 0.0   # monotonic time of the next sweep of raw readings (`sweep_meters`)
         self.telemetry = Telemetry()  # decisions, tick and placement times, requests: this process's (/metrics)
         self.true_ups = bills.TrueUps()   # ledger rows re-priced from the meters once they cover the run
+        self.dr_fresh_s: float = demand.FRESH_S     # a meter reading older than this says nothing of now (demand.py)
 
     # ------------------------------------------------------------------ clock
     def now_h(self) -> float:
@@ -271,6 +285,7 @@ class Controller:
             try:
                 self.leading = self._leader()
                 if self.leading:
+                    self.prepare_forecasts()
                     self.tick()
                     self.sweep_meters()
                     self.true_ups.run(self)
@@ -298,14 +313,75 @@ class Controller:
             overrun.review(self, s, now)     # runs past their estimate: extended or stopped (overrun.py)
             if self.store is not None:       # ended jobs' checkpoints past their keep time (checkpoints.py)
                 self.store.sweep(s)
+            held = demand.review(self, s, now)      # grid caps against metered import (demand.py)
             s.flush()
+            self._issue_forecasts(s, now)
             self._sync_ledger(s, now)
             if self._freed_early:
                 self._freed_early = False
-                self._pull_forward(s, now, self.placeable(up) - drained)
-            self._schedule(s, now, self.placeable(up) - drained)
+                self._pull_forward(s, now, self.placeable(up) - drained - held)
+            self._schedule(s, now, self.placeable(up) - drained - held)
             self.ticks += 1
         return True
+
+    # ------------------------------------------------------------------ forecasts from readings
+    def _new_ledger(self) -> Ledger:
+        """A fresh ledger over `public`, reading the forecasts of the current issue."""
+        ledger = Ledger(self.public)
+        if self.live.issue_h is not None:
+            ledger.reissue(self.live.issue_h)
+        return ledger
+
+    def forecasts(self, s: Session, h: int) -> list[nowcast.SiteForecast]:
+        """The nowcasts issued at slot `h` for the week ahead, one per site with readings in the
+        last `nowcast.WINDOW_H` complete hours (a site without is left out: its model serves, as
+        before meters). Renewables only: no carbon-intensity feed is read, so carbon is the model's.
+        A site whose nowcast raises is left out with one log line (its model serves)."""
+        first = max(0, h - nowcast.WINDOW_H)
+        origin = meters.to_us(self.epoch)
+        out = []
+        for sid, models in self.site_models.items():
+            try:
+                a = self.wall(first)
+                a -= timedelta(minutes=a.minute, seconds=a.second, microseconds=a.microsecond)
+                rows = meters.hourly(s, sid, a, self.wall(h))
+                if not rows:
+                    continue
+                ren = np.asarray(meters.slot_means(rows, origin, first, h - first))
+                if not np.isfinite(ren).any():
+                    continue
+                out.append(nowcast.site_forecast(models, nowcast.HourlyHistory(first, ren, None), h,
+                                                 nowcast.HORIZON_MAX_H))
+                self._bad_forecast.pop(sid, None)
+            except ValueError as e:
+                if self._bad_forecast.get(sid) != str(e):
+                    self._bad_forecast[sid] = str(e)
+                    log.error("site %s: no nowcast at hour %d, its model serves: %s", sid, h, e,
+                              extra={"site": sid})
+        return out
+
+    def prepare_forecasts(self) -> None:
+        """Make the next hour's issue before the tick, outside the controller's lock and in a
+        session of its own: reading four weeks of roll-ups and a solar site's first pvlib clear sky
+        (about 0.5 s) never hold the API or the tick. The tick issues what was prepared."""
+        h = max(0, math.floor(self.now_h()))
+        if h == self.live.issue_h or (self._prepared is not None and self._prepared[0] == h):
+            return
+        with self.sessions() as s:
+            self._prepared = (h, self.forecasts(s, h))
+
+    def _issue_forecasts(self, s: Session, now: float) -> None:
+        """Once an hour (the first tick of slot h): issue the nowcasts of hour h, and have the
+        ledger read them (`Ledger.reissue`), as the simulator does at each hour."""
+        h = max(0, math.floor(now))
+        if h == self.live.issue_h:
+            return
+        prepared, self._prepared = self._prepared, None
+        made = prepared[1] if prepared is not None and prepared[0] == h else self.forecasts(s, h)
+        if self.live.issue(h, made):
+            self.ledger.reissue(h)
+            log.info("forecasts of hour %d issued: %d of %d sites from their readings", h, len(made),
+                     len(self.site_models), extra={"issue_h": h, "sites_from_readings": len(made)})
 
     def sweep_meters(self) -> None:
         """Every meters.SWEEP_EVERY_S (the first tick too): delete the raw meter readings older than
@@ -343,14 +419,14 @@ class Controller:
     def grid_caps(self, s: Session, now: float) -> list[tuple[Event, str, int | None, str]]:
         """The grid caps the policy knows of at `now` and that have not ended: the network file's
         `grid_cap` events from `start_h - notice_h` on (hours since the epoch), and every cap the
-        operator announced. (event, source, id, reason) each."""
+        operator announced or a utility signalled. (event, source, id, reason) each."""
         out: list[tuple[Event, str, int | None, str]] = [
             (e, "network", None, "") for e in self.network.events
             if e.type == "grid_cap" and e.end_h > now and e.start_h - (e.notice_h or 0.0) <= now]
         for c in s.scalars(select(GridCap).where(GridCap.end_h > now).order_by(GridCap.start_h, GridCap.id)):
             try:
                 out.append((Event(type="grid_cap", site=c.site, start_h=c.start_h, end_h=c.end_h,
-                                  max_grid_kw=c.max_grid_kw, notice_h=0.0), "operator", c.id, c.reason))
+                                  max_grid_kw=c.max_grid_kw, notice_h=0.0), c.source or "operator", c.id, c.reason))
             except Exception as e:          # noqa: BLE001 - one bad notice must not stop the loop: left out
                 if c.id not in self._bad_caps:
                     self._bad_caps.add(c.id)
@@ -593,7 +669,7 @@ class Controller:
 
     def _sync_ledger(self, s: Session, now: float) -> None:
         if self._ledger_stale:          # after a job's step failed: from scratch
-            self.ledger, self._held, self._ledger_stale = Ledger(self.public), {}, False
+            self.ledger, self._held, self._ledger_stale = self._new_ledger(), {}, False
         want = self._want(s, now)
         soon = now + self.tick_s / 3600.0
         for key in list(self._held):
@@ -614,7 +690,7 @@ class Controller:
         if not bad:
             return
         # a failed `add` may have changed part of the ledger: build it again without the culprits
-        self.ledger, self._held = Ledger(self.public), {}
+        self.ledger, self._held = self._new_ledger(), {}
         for key, e in bad.items():
             row = want[key][1]
             if row is not None:
@@ -629,9 +705,9 @@ class Controller:
 
     def _world_now(self, s: Session, now: float, up: set[str]) -> tuple:
         """What a policy's answers for pending jobs depend on, besides the jobs and the clock: the
-        sites open to placements, what the ledger holds, the grid caps known."""
+        sites open to placements, what the ledger holds, the grid caps known, the forecasts' issue."""
         caps = tuple((e.site, e.start_h, e.end_h, e.max_grid_kw) for e, *_ in self.grid_caps(s, now))
-        return frozenset(up), hash(frozenset(self._held.items())), caps, id(self.ledger)
+        return frozenset(up), hash(frozenset(self._held.items())), caps, id(self.ledger), self.live.issue_h
 
     def _schedule(self, s: Session, now: float, up: set[str]) -> None:
         """Offer the pending jobs to the policy. A backlog of thousands that no site can take yet

@@ -390,22 +390,54 @@ def hour_range(start: datetime, end: datetime, now: datetime) -> tuple[int, int]
     return a - a % HOUR_US, -((-b) // HOUR_US) * HOUR_US
 
 
-# ==== THE FORECAST SOURCE ========================================================================
-# For now the network file's models: the series the controller plans with. Issue #16 item 3
-# (suanli.energy.nowcast: forecasts made from the readings) replaces this one function; it keeps
-# its signature (the session is there for the readings a nowcast reads).
+# ---------------------------------------------------------------------- forecasts (both ways)
+MIN_COVER_S = 1800.0          # an hour whose readings cover less than this has no mean for the nowcast
+
+
+def slot_means(rows: Sequence[HourEnergy], origin_us: int, first: int, n: int) -> list[float]:
+    """The mean renewable kW of slots first .. first+n-1 (slot k: [origin_us + k h, + 1 h), the
+    controller's hours; NaN where unknown), from `rows`, the site's UTC-hour roll-ups around them.
+
+    An hour's mean is its renewable kWh over the hours its readings covered (`covered_s`; a meter
+    that started mid-hour does not halve the hour's output); an hour covered less than MIN_COVER_S
+    has none. The service's epoch falls anywhere in an hour, so a slot overlaps two UTC hours: its
+    mean is theirs weighted by the overlap, over the hours that have one, and NaN when those cover
+    less than half the slot."""
+    mean = {to_us(e.at): e.renewable_kwh * 3600.0 / e.covered_s for e in rows if e.covered_s >= MIN_COVER_S}
+    out = []
+    for k in range(first, first + n):
+        a = origin_us + k * HOUR_US
+        b = a + HOUR_US
+        total = weight = 0.0
+        u = a - a % HOUR_US
+        while u < b:
+            w = (min(b, u + HOUR_US) - max(a, u)) / HOUR_US
+            if u in mean:
+                total += w * mean[u]
+                weight += w
+            u += HOUR_US
+        out.append(total / weight if weight >= 0.5 else math.nan)
+    return out
+
+
 def forecast_rows(session: Session, network: Scenario, epoch: datetime, site: str,
                   hours: Sequence[datetime]) -> list[dict[str, float] | None]:
     """The forecast of each UTC hour in `hours` (hour starts): `renewable_kw` and
-    `carbon_kg_per_kwh`, the hour's mean of the network file's series (each slot weighted by its
-    overlap with the hour: slots start at the epoch, hours on the hour). None for an hour before
-    the epoch."""
-    del session                      # the network's models need no readings
+    `carbon_kg_per_kwh`, the hour's mean of the site's series in `network` (each slot weighted by
+    its overlap with the hour: slots start at the epoch, hours on the hour). The energy endpoint
+    passes the controller's `public` view, whose series are what the scheduler plans with: the
+    nowcast issued this hour from the site's readings (`Controller.live`, energy.nowcast) for a
+    week ahead, the network file's model where the site has no readings and beyond the week.
+    None for an hour before the epoch."""
+    del session                      # the readings reach the forecasts through the controller's issue
     s = network.sites[site]
     pos = list(network.sites).index(site)
     renew = network.explicit(s.renewables.kw, f"sites[{pos}].renewables.kw")
     carbon = s.grid.carbon_kg_per_kwh
     origin = to_us(epoch)
+    last = max((to_us(h) + HOUR_US - 1 - origin) // HOUR_US for h in hours) if hours else -1
+    n = max(int(last) + 1, 1)
+    ren_at, co2_at = renew.array(n), carbon.array(n)      # once: a nowcast series builds its array per call
     out: list[dict[str, float] | None] = []
     for hour in hours:
         b = to_us(hour) + HOUR_US
@@ -419,12 +451,11 @@ def forecast_rows(session: Session, network: Scenario, epoch: datetime, site: st
             slot = (a - origin) // HOUR_US
             e = min(b, origin + (slot + 1) * HOUR_US)
             w = (e - a) / span
-            ren += w * float(renew.at(slot))
-            co2 += w * float(carbon.at(slot))
+            ren += w * float(ren_at[slot])
+            co2 += w * float(co2_at[slot])
             a = e
         out.append({"renewable_kw": ren, "carbon_kg_per_kwh": co2})
     return out
-# ==================================================================================================
 
 
 def energy_rows(session: Session, network: Scenario, epoch: datetime, site: str, start: datetime, end: datetime,

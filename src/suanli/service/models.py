@@ -186,6 +186,40 @@ class GridCap(Base):
     max_grid_kw: Mapped[float] = mapped_column(Float)
     reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # who sent it: "operator" (the admin API or CLI) or "utility" (a demand-response signal relayed
+    # over the API, `POST /v1/sites/{site}/grid-signals`, with the signal's own id and sender)
+    source: Mapped[str] = mapped_column(String(16), default="operator", server_default="operator")
+    signal_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    sender: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    __table_args__ = (UniqueConstraint("site", "signal_id", name="uq_grid_caps_site_signal"),)
+
+
+class DemandEvent(Base):
+    """A demand-response event (service/demand.py): a site's metered grid import over its active
+    grid cap, from the reading that showed it over to the one that showed it under (or the cap's
+    end). Times `*_at` UTC; power kW; `kwh_above` the metered import above the cap, kWh.
+
+    `stopped`: the checkpointing runs stopped for it, [{"job_id", "fence", "kw", "at"}] (`kw`:
+    the run's GPUs x board power x PUE; `at`: ISO time of the stop). `last_at_us`/`last_grid_kw`:
+    the newest reading integrated into `kwh_above` (µs since 1970, as in meter_readings)."""
+
+    __tablename__ = "demand_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(128), index=True)
+    cap_source: Mapped[str] = mapped_column(String(16))             # network | operator | utility
+    cap_id: Mapped[int | None] = mapped_column(Integer, nullable=True)   # grid_caps.id (None: the network file's)
+    max_grid_kw: Mapped[float] = mapped_column(Float)                # the binding cap (the lowest active)
+    start_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))            # the first reading over
+    detected_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    end_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+    end_reason: Mapped[str] = mapped_column(Text, default="")
+    peak_grid_kw: Mapped[float] = mapped_column(Float)
+    peak_over_kw: Mapped[float] = mapped_column(Float)
+    kwh_above: Mapped[float] = mapped_column(Float, default=0.0)
+    last_at_us: Mapped[int] = mapped_column(BigInteger)
+    last_grid_kw: Mapped[float] = mapped_column(Float)
+    stopped: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
 
 
 class MeterReading(Base):

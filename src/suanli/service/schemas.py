@@ -410,7 +410,54 @@ class GridCapOut(BaseModel):
     end: UtcTime
     max_grid_kw: float
     reason: str
-    source: Literal["operator", "network"]
+    source: Literal["operator", "network", "utility"]
+    signal_id: str | None = Field(default=None, description="a utility signal's own id")
+    sender: str | None = Field(default=None, description="who sent a utility signal")
+
+
+SIGNAL_ID = r"^[A-Za-z0-9._:/-]{1,128}$"       # a utility's own event id: logged and shown as it is
+
+
+class GridSignalIn(BaseModel):
+    """A utility's demand-response signal relayed over the API (`POST /v1/sites/{site}/grid-signals`):
+    the site draws at most `max_grid_kw` from the grid from `start` (default now) until `end`, its
+    expiry. Sent again with the same `signal_id`, it is renewed or changed: the new `end` and
+    `max_grid_kw` replace the old (an `end` now or past ends it early)."""
+    model_config = _STRICT
+    signal_id: str = Field(pattern=SIGNAL_ID, description="the signal's id at its sender (letters, digits, ._:/-)")
+    sender: PlainText = Field(max_length=128, description="who sent it, e.g. the grid company's dispatch centre")
+    max_grid_kw: float = Field(ge=0, le=MAX_KW)
+    start: AwareDatetime | None = Field(default=None, description="default: now")
+    end: AwareDatetime = Field(description="the signal's expiry; at most 7 days ahead")
+    reason: str = Field(default="", max_length=1024)
+
+
+class DemandStop(BaseModel):
+    job_id: int
+    fence: int
+    kw: float = Field(description="the run's GPUs x board power x PUE, kW")
+    at: UtcTime
+
+
+class DemandEventOut(BaseModel):
+    """A demand-response event (docs/ENERGY.md "Demand response"): the site's metered grid import
+    over its cap from `start` (the first reading over) to `end` (null while open)."""
+    id: int
+    site: str
+    open: bool
+    cap_source: Literal["operator", "network", "utility"]
+    cap_id: int | None
+    max_grid_kw: float
+    start: UtcTime
+    detected_at: UtcTime
+    end: UtcTime | None
+    end_reason: str
+    duration_s: float | None
+    peak_grid_kw: float
+    peak_over_kw: float
+    kwh_above: float = Field(description="metered grid import above the cap over the event, kWh")
+    stopped: list[DemandStop]
+    note: str
 
 
 # ----------------------------------------------------------------------------- metered energy

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from suanli.service import metering
+from suanli.service import demand, metering
 from suanli.service.checkpoints import OverQuota, StoreFull, TooLarge, move_price
 from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job, move
@@ -122,12 +122,24 @@ def assignments(received: Arrived, site: str, p: Who, s: DB, c: Ctl,
     out = []
     with c.lock:
         alive(c, s, site, received)
+        if demand.holding(s, site):      # over its grid cap: no new start until it is under (demand.py)
+            s.commit()
+            return out
         now = c.now_h()          # after the lock: never before the tick that placed it
         q = (select(JobRow).where(JobRow.site == site, JobRow.state == "PLACED", JobRow.start_h <= now + 1e-6)
              .order_by(JobRow.start_h, JobRow.id).limit(limit))
         if s.bind.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
         rows = s.scalars(q).all()
+        room = demand.headroom(c, s, site) if rows else None
+        if room is not None:             # under a cap: only what fits under it by the meter (demand.py)
+            fits = []
+            for row in rows:
+                kw = demand.run_kw(c, row)
+                if kw <= room:
+                    fits.append(row)
+                    room -= kw
+            rows = fits
         suspects = c.suspects(s, [r.id for r in rows])
         for row in rows:
             if row.id in suspects and out:

@@ -55,7 +55,8 @@ def energy(site: str, p: Who, s: DB, c: Ctl,
     if site not in c.network.sites:
         raise HTTPException(404, f"site: no site {site!r} in the network")
     try:
-        rows = meters.energy_rows(s, c.network, c.epoch, site, start, end, datetime.now(UTC))
+        # c.public: the series the scheduler plans with (the nowcast where the site has readings)
+        rows = meters.energy_rows(s, c.public, c.epoch, site, start, end, datetime.now(UTC))
     except meters.BadRange as e:
         raise HTTPException(422, str(e)) from None
     return done(s, bills.attribute(s, site, rows, c.epoch, c.now_h()))
