@@ -531,10 +531,6 @@ def job(job_id: Annotated[int, typer.Argument(help="the job's id")],
               f"{u['carbon_kg']:,.3f} kg CO2e")
     t.add_row("cost so far", f"{u['total_cny']:,.2f} CNY (GPU {u['gpu_cny']:,.2f}, energy {u['energy_cny']:,.2f}, "
               f"transfer {u['transfer_cny']:,.2f})")
-    for o in j.get("outputs") or []:
-        t.add_row(f"output (run {o['fence']})", f"{o['site']}:{o['path']}  {o['size_bytes']:,} bytes"
-                  + (f", the service holds the last {o['kept_bytes']:,}" if o["kept_bytes"] < o["size_bytes"] else "")
-                  + f"  (suanli logs {j['id']})")
     if j.get("checkpoint_h") is not None:
         t.add_row("checkpoint", f"at {j['checkpoint_h']:.4f} h, {j['checkpoint_bytes'] or 0:,} bytes")
     e = j["explanation"] or {}
@@ -545,6 +541,10 @@ def job(job_id: Annotated[int, typer.Argument(help="the job's id")],
     elif e:
         t.add_row("why", e.get("reason", ""))
     out.print(t)
+    for o in j.get("outputs") or []:       # below the table, whole: a path cut into a cell's lines cannot be copied
+        out.print(f"output (run {o['fence']}): {o['site']}:{o['path']}  {o['size_bytes']:,} bytes"
+                  + (f", the service holds the last {o['kept_bytes']:,}" if o["kept_bytes"] < o["size_bytes"] else "")
+                  + f"  (suanli logs {j['id']})", highlight=False, markup=False, soft_wrap=True)
     lt = Table(title="lifecycle", title_justify="left")
     for col in ("at (UTC)", "h", "from", "to", "reason"):
         lt.add_column(col)
@@ -569,7 +569,8 @@ def logs(job_id: Annotated[int, typer.Argument(help="the job's id")],
         return
     run = next(r for r in got["runs"] if r["fence"] == got["fence"])
     err.print(f"job {job_id}, run {run['fence']}: {run['site']}:{run['path']}, {run['size_bytes']:,} bytes"
-              + (f"; the last {run['kept_bytes']:,} follow" if got["truncated"] else ""), highlight=False)
+              + (f"; the last {run['kept_bytes']:,} follow" if got["truncated"] else ""),
+              highlight=False, markup=False, soft_wrap=True)      # a path is never cut at the width, nor read as markup
     sys.stdout.write(got["text"])
     sys.stdout.flush()
 

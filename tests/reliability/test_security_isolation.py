@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -366,6 +366,29 @@ def site_energy(w: World) -> None:
         assert a.get("/v1/sites/east-1/energy", params=params).status_code == 200
 
 
+def grid_signal(w: World) -> None:
+    """A utility's signal for a site is sent by that site's agent or an operator: a tenant or
+    another site's agent cannot curb east-1 for everyone, and nothing is made."""
+    body = {"signal_id": "evil-1", "sender": "not the grid", "max_grid_kw": 0,
+            "end": (datetime.now(UTC) + timedelta(hours=1)).isoformat()}
+    for who in ("rival", "acme", "west"):
+        with w.c(who) as c:
+            _refused(c.post("/v1/sites/east-1/grid-signals", json=body), 403)
+    with w.c("admin") as a:
+        assert all(g["max_grid_kw"] != 0 for g in a.get("/v1/grid-caps").json())        # none was made
+
+
+def demand_events(w: World) -> None:
+    """A site's demand-response events are the operator's: tenants and site agents are refused."""
+    for who in ("rival", "acme", "west", "east"):
+        with w.c(who) as c:
+            _refused(c.get("/v1/sites/east-1/demand-response"), 403)
+    with w.c("admin") as a:
+        r = a.get("/v1/sites/east-1/demand-response")
+        assert r.status_code == 200 and r.json() == []
+        _clean(r)
+
+
 def dashboard_me(w: World) -> None:
     with w.c("rival") as b:
         r = b.get("/v1/dashboard/me")
@@ -482,6 +505,8 @@ ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v1/health"): health,
     ("POST", "/v1/agent/{site}/meter"): post_meter,
     ("GET", "/v1/sites/{site}/energy"): site_energy,
+    ("POST", "/v1/sites/{site}/grid-signals"): grid_signal,
+    ("GET", "/v1/sites/{site}/demand-response"): demand_events,
     ("GET", "/v1/dashboard/me"): dashboard_me,
     ("GET", "/v1/dashboard/network"): dashboard_network,
     ("GET", "/v1/dashboard/sites/{site}/series"): dashboard_series,
