@@ -45,12 +45,73 @@ NO_START = "capacity: no free GPUs for the whole run in the hours it looked at"
 class Ranked(NamedTuple):
     """What a policy's `rank` found for a job: the best `keep` candidates (best first), how many
     it weighed, the best candidate of each other pool it priced (best first, at most
-    MAX_OTHERS), and the pools ("site/gpu_type") that passed the filters but have no candidate,
-    with why (capacity, or a price floor above the best)."""
+    MAX_OTHERS), the pools ("site/gpu_type") that passed the filters but have no candidate, with
+    why (capacity, or a price floor above the best), and the sites that passed the filters.
+    `others` and `unscored` may be lazy (`Later`): worked out only where an explanation is read."""
     top: list[Scored]
     weighed: int
-    others: list[Scored] = []
+    others: Sequence[Scored] = ()
     unscored: Mapping[str, str] = {}
+    hosts: frozenset[str] | None = None       # None: the sites of top, others and unscored
+
+
+class Later:
+    """A value worked out when first read, once. Listing every other pool's best and why the
+    rest had none, for every job, halved the policies' speed (50 sites: suanli 2,983 -> 1,436
+    jobs/s, fifo 15,319 -> 7,266, bench/scaling.py) though most explanations are never read
+    in full (the simulator keeps the best few)."""
+
+    __slots__ = ("_fn", "_value")
+
+    def __init__(self, fn: Callable[[], tuple]):
+        self._fn, self._value = fn, None
+
+    def get(self) -> tuple:
+        if self._value is None:
+            self._value, self._fn = self._fn(), None
+        return self._value
+
+
+class LaterSeq(Sequence):
+    """Item `k` of a `Later`'s value, as a read-only sequence."""
+
+    __slots__ = ("_later", "_k")
+
+    def __init__(self, later: Later, k: int):
+        self._later, self._k = later, k
+
+    def __getitem__(self, i):
+        return self._later.get()[self._k][i]
+
+    def __len__(self) -> int:
+        return len(self._later.get()[self._k])
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __reduce__(self):                   # pickled (a Ray task's result) as what it is
+        return tuple, (tuple(self),)
+
+
+class LaterMap(Mapping):
+    """Item `k` of a `Later`'s value, as a read-only mapping."""
+
+    __slots__ = ("_later", "_k")
+
+    def __init__(self, later: Later, k: int):
+        self._later, self._k = later, k
+
+    def __getitem__(self, key):
+        return self._later.get()[self._k][key]
+
+    def __iter__(self):
+        return iter(self._later.get()[self._k])
+
+    def __len__(self) -> int:
+        return len(self._later.get()[self._k])
+
+    def __reduce__(self):
+        return dict, (dict(self),)
 
 
 def pool_bests(ordered: Sequence[Scored], top: Sequence[Scored]) -> list[Scored]:
@@ -212,6 +273,11 @@ class ShapePools:
         pos = self.site_pos
         firsts = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1]))) if len(pos) else pos
         return tuple(map(self.site.__getitem__, firsts.tolist()))
+
+    @functools.cached_property
+    def site_set(self) -> frozenset[str]:
+        """The sites of the pools, as a set (the hosts a placement's reason counts)."""
+        return frozenset(self.site)
 
     def without(self, sites: Mapping[str, str]) -> ShapePools:
         """The same pools less those of `sites`."""
@@ -850,22 +916,25 @@ class Candidates:
         """The best `keep`, then the best candidate of each other pool, and the pools without one."""
         order = np.lexsort(self.key[::-1])
         top = order[:keep]
-        pools = self.pool[order]
-        _, first = np.unique(pools, return_index=True)
-        mine = set(self.pool[top].tolist())
-        others = [i for i in order[np.sort(first)].tolist() if int(self.pool[i]) not in mine][:MAX_OTHERS]
         best = self.scored(top)
-        priced = set(self.pool.tolist())
-        unscored: dict[str, str] = {}
-        for i, (site, g) in enumerate(zip(self.opts.site, self.opts.gpu_type, strict=True)):
-            if i in priced:
-                continue
-            if self.floor is not None and best and float(self.floor[i]) >= best[0].total - 1e-9:
-                unscored[f"{site}/{g}"] = (f"cost: no run there costs less than {float(self.floor[i]):.2f} CNY, "
-                                           f"above the chosen's {best[0].total:.2f} (not priced further)")
-            else:
-                unscored[f"{site}/{g}"] = NO_START
-        return Ranked(best, len(self), self.scored(others), unscored)
+
+        def detail() -> tuple[list[Scored], dict[str, str]]:
+            _, first = np.unique(self.pool[order], return_index=True)
+            mine = set(self.pool[top].tolist())
+            others = [i for i in order[np.sort(first)].tolist() if int(self.pool[i]) not in mine][:MAX_OTHERS]
+            priced = set(self.pool.tolist())
+            unscored: dict[str, str] = {}
+            for i, (site, g) in enumerate(zip(self.opts.site, self.opts.gpu_type, strict=True)):
+                if i in priced:
+                    continue
+                if self.floor is not None and best and float(self.floor[i]) >= best[0].total - 1e-9:
+                    unscored[f"{site}/{g}"] = (f"cost: no run there costs less than {float(self.floor[i]):.2f} CNY, "
+                                               f"above the chosen's {best[0].total:.2f} (not priced further)")
+                else:
+                    unscored[f"{site}/{g}"] = NO_START
+            return self.scored(others), unscored
+        later = Later(detail)
+        return Ranked(best, len(self), LaterSeq(later, 0), LaterMap(later, 1), self.opts.pools.site_set)
 
     def best(self, k: int) -> list[Scored]:
         """The `k` least by `key`, least first."""
@@ -924,9 +993,13 @@ class Pipeline:
         pool, and the pools without a candidate (`Ranked`)."""
         scored = sorted(self.choose(view, scratch, pj, opts), key=self.key)
         top = scored[: self.keep]
-        got = {(c.site, c.gpu_type) for c in scored}
-        unscored = {f"{s}/{g}": NO_START for s, g in zip(opts.site, opts.gpu_type, strict=True) if (s, g) not in got}
-        return Ranked(top, len(scored), pool_bests(scored, top), unscored)
+
+        def detail() -> tuple[list[Scored], dict[str, str]]:
+            got = {(c.site, c.gpu_type) for c in scored}
+            return pool_bests(scored, top), {f"{s}/{g}": NO_START for s, g in zip(opts.site, opts.gpu_type, strict=True)
+                                             if (s, g) not in got}
+        later = Later(detail)
+        return Ranked(top, len(scored), LaterSeq(later, 0), LaterMap(later, 1), opts.pools.site_set)
 
     def may_hold(self, view: StateView, pj: PendingJob, best: Scored) -> bool:
         """Whether a plan that starts later (see `commit_within_h`) may be held rather than
@@ -952,13 +1025,14 @@ class Pipeline:
         """Place the best of `r.top`, or hold it where it starts later (`commit_within_h`)."""
         best = r.top[0]
         expl = Explanation(self.name, view.now, best, tuple(r.top), rejected, weighed=r.weighed,
-                           others=tuple(r.others), unscored=dict(r.unscored))
+                           others=r.others, unscored=r.unscored)
         if (self.commit_within_h is not None and best.start_h > best.info["ready_h"] + self.commit_within_h
                 and self.may_hold(view, pj, best)):
             return Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
                          hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h,
                          pieces=best.pieces)
-        sites = {c.site for c in (*r.top, *r.others)} | {k.split("/", 1)[0] for k in r.unscored}
+        sites = r.hosts if r.hosts is not None else (
+            {c.site for c in (*r.top, *r.others)} | {k.split("/", 1)[0] for k in r.unscored})
         pieces = f" in {len(best.pieces) + 1} pieces" if best.pieces else ""
         return Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
                      reason=hosts_reason(self.name, r.weighed, sites) + pieces, explain=expl, pieces=best.pieces)

@@ -105,7 +105,7 @@ class Explanation:
     weighed: int = 0            # how many candidates were priced (`candidates` keeps the best few)
     # beyond the best few: the best candidate of each other pool (site x GPU type) priced, best
     # first, and the pools ("site/gpu_type") that passed the filters yet have none, with why
-    others: tuple[Scored, ...] = ()
+    others: Sequence[Scored] = ()         # may be worked out when first read (pipeline.Later)
     unscored: Mapping[str, str] = field(default_factory=dict)
 
 
