@@ -253,7 +253,10 @@ class Simulation:
                 log = self.result.explanations.setdefault(d.job_id, [])
                 if log and log[-1].kind == "defer":      # keep only the latest of a run of deferrals
                     log.pop()
-                log.append(ExplainedDecision(type(d).__name__.lower(), now, d.explain))
+                # kept without the other pools' bests (explain.jsonl has the best few): a lazy list of
+                # them holds the job's every priced candidate (whole Philly: 1.0 -> 1.65 GB)
+                log.append(ExplainedDecision(type(d).__name__.lower(), now,
+                                             replace(d.explain, others=(), unscored={})))
             if isinstance(d, Place):
                 self._place(view, pj, d)
             elif isinstance(d, Defer) and d.hold is not None:
@@ -293,7 +296,8 @@ class Simulation:
         self.segments.append(Segment(asg.job_id, asg.site, asg.gpu_type, asg.gpus, asg.start_h, now))
         self.result.preemptions += 1
         if d.explain is not None:
-            self.result.explanations.setdefault(d.job_id, []).append(ExplainedDecision("preempt", now, d.explain))
+            self.result.explanations.setdefault(d.job_id, []).append(
+                ExplainedDecision("preempt", now, replace(d.explain, others=(), unscored={})))
         st.pending = run.rest(now, self.scn)
         st.true_rest -= self._kept(st, asg, now)
         st.assignment = st.true_end = None
