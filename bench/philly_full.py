@@ -3,7 +3,8 @@
 
     .venv/bin/python bench/philly_full.py [--sites 10] [--out-dir /tmp/philly-full]
 
-Imports ../shared/data/traces/philly_pollux_jobs.csv with `suanli trace import` defaults
+Imports data/traces/philly_pollux_jobs.csv (scripts/fetch_traces.sh downloads it; --trace for another
+copy) with `suanli trace import` defaults
 (gangs capped at 64), takes a seeded 10-site network from bench/gen_scenario.py and scales its
 pools so that the offered load (reference GPU-hours / speed-weighted capacity) is about 0.5.
 The files are large and derived, so they are written outside the repository.
@@ -19,7 +20,8 @@ import sys
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TRACE = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "traces", "philly_pollux_jobs.csv"))
+# where scripts/fetch_traces.sh puts it
+TRACE = os.path.normpath(os.path.join(HERE, "..", "data", "traces", "philly_pollux_jobs.csv"))
 
 
 def main() -> int:
@@ -27,11 +29,17 @@ def main() -> int:
     ap.add_argument("--sites", type=int, default=10)
     ap.add_argument("--out-dir", default="/tmp/philly-full")
     ap.add_argument("--load", type=float, default=0.5)
+    ap.add_argument("--trace", default=TRACE,
+                    help="philly_pollux_jobs.csv (default: the one scripts/fetch_traces.sh fetches)")
     a = ap.parse_args()
+    if not os.path.isfile(a.trace):
+        print(f"philly_full: --trace: {a.trace} not found (scripts/fetch_traces.sh downloads it; docs/DATA.md)",
+              file=sys.stderr)
+        return 2
     os.makedirs(a.out_dir, exist_ok=True)
     jobs = os.path.join(a.out_dir, "philly-full.jobs.csv")
     net = os.path.join(a.out_dir, "network.yaml")
-    subprocess.run([sys.executable, "-m", "suanli", "trace", "import", "philly", TRACE, "--out", jobs,
+    subprocess.run([sys.executable, "-m", "suanli", "trace", "import", "philly", a.trace, "--out", jobs,
                     "--max-gpus", "64"], check=True, stdout=subprocess.DEVNULL)
     subprocess.run([sys.executable, os.path.join(HERE, "gen_scenario.py"), "--sites", str(a.sites), "--jobs", "1",
                     "--hours", "24", "--seed", "82247", "--out", net], check=True)

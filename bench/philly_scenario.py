@@ -3,7 +3,7 @@
 
 For each window this imports the Philly trace with `suanli.traces` (the library behind
 `suanli trace import`) and copies the network of the public scenario
-../shared/scenarios/outages-gridcaps/scenario.yaml (gpu_types, cities, links, sites,
+bench/scenarios/public/outages-gridcaps/scenario.yaml (gpu_types, cities, links, sites,
 objective; not its jobs, classes or events): a read-only file with explicit hourly series,
 so the result does not move when the demo network is edited. It adds the Gavel-derived job
 classes the import emits and scales every site by one factor k (pool counts, renewable kW,
@@ -35,9 +35,8 @@ from suanli.traces.synthesis import SynthOptions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SHARED = os.path.normpath(os.path.join(ROOT, "..", "shared"))
-DEFAULT_NETWORK = os.path.join(SHARED, "scenarios", "outages-gridcaps", "scenario.yaml")
-DEFAULT_TRACE = os.path.join(SHARED, "data", "traces", "philly_pollux_jobs.csv")
+DEFAULT_NETWORK = os.path.join(HERE, "scenarios", "public", "outages-gridcaps", "scenario.yaml")
+DEFAULT_TRACE = os.path.join(ROOT, "data", "traces", "philly_pollux_jobs.csv")   # scripts/fetch_traces.sh
 # consumer cities of the network, weighted as in bench/gen_scenario.py (ORIGINS)
 ORIGINS = {"beijing": 0.22, "shanghai": 0.22, "shenzhen": 0.14, "guangzhou": 0.12, "hangzhou": 0.12,
            "chengdu": 0.09, "zhengzhou": 0.09}
@@ -111,8 +110,8 @@ def build(trace: str, net_path: str, outdir: str, tag: str, at: str, about: str,
     doc = {
         "name": base,
         "description": (f"Philly trace, 48 h from {at} ({about}): {len(jobs)} jobs, {demand:,.0f} reference "
-                        f"GPU-hours on the network of shared/scenarios/outages-gridcaps, every site scaled by {k:.3f} "
-                        f"({gpus} GPUs): offered load {offered:.1%}. Made by bench/philly_scenario.py."),
+                        f"GPU-hours on the network of bench/scenarios/public/outages-gridcaps, every site scaled by "
+                        f"{k:.3f} ({gpus} GPUs): offered load {offered:.1%}. Made by bench/philly_scenario.py."),
         "start": START,
         "horizon_h": HORIZON_H,
         "jobs_file": os.path.basename(jobs_csv),
@@ -146,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if not 0 < a.load <= 1:
         ap.error("--load must be in (0, 1]")
+    if not os.path.isfile(a.trace):
+        print(f"philly_scenario: --trace: {a.trace} not found (scripts/fetch_traces.sh downloads it; docs/DATA.md)",
+              file=sys.stderr)
+        return 2
     try:
         for tag, at, about in WINDOWS:
             print(build(a.trace, a.network, a.out_dir, tag, at, about, a.load, a.seed), file=sys.stderr)

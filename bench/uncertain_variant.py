@@ -8,7 +8,7 @@ log-normal estimate (`--work-noise S`, `--estimate-bias M`: true x exp(M + S Z))
 scenario's `start`); a `forecast:` block (`--forecast-error R,C`). Seeded; the rules and the
 noise model are `suanli.traces.uncertainty`'s.
 
-    PYTHONPATH=src python bench/uncertain_variant.py ../shared/scenarios/small/scenario.yaml \\
+    PYTHONPATH=src python bench/uncertain_variant.py bench/scenarios/public/small/scenario.yaml \\
         --work-noise 0.5 --max-wait gaia --forecast-error 0.3,0.1 --out /tmp/small-noisy.yaml
 """
 

@@ -2,7 +2,8 @@
 """Derive the demo's job list (src/suanli/examples/east-west.jobs.csv) from the Philly trace.
 
 Input: the Pollux per-job table of the Microsoft Philly trace (columns
-`timestamp,duration,num_gpus,gpu_time,cluster`; see ../shared/data/traces/README.md).
+`timestamp,duration,num_gpus,gpu_time,cluster`; docs/DATA.md says where it comes from, and
+scripts/fetch_traces.sh downloads it to data/traces/).
 Output: a MODEL.md jobs CSV (`id,tenant,submit_h,gpus,work_h,gpu_types,class,deadline_h,
 origin,data_gb,max_rtt_ms,checkpoint_h`; an empty cell means "not set").
 
@@ -30,7 +31,7 @@ from collections import Counter
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_TRACE = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "traces",
+DEFAULT_TRACE = os.path.normpath(os.path.join(HERE, "..", "data", "traces",       # scripts/fetch_traces.sh
                                               "philly_pollux_jobs.csv"))
 DEFAULT_OUT = os.path.normpath(os.path.join(HERE, "..", "src", "suanli", "examples",
                                             "east-west.jobs.csv"))
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows = read_trace(a.trace)
     except OSError as e:
-        print(f"derive_demo_jobs: cannot read {a.trace}: {e}", file=sys.stderr)
+        print(f"derive_demo_jobs: cannot read {a.trace}: {e} (scripts/fetch_traces.sh downloads it)", file=sys.stderr)
         return 2
     jobs = derive(rows, dt.datetime.fromisoformat(a.window_start), a.window_h, a.clip_h,
                   dict(zip(SIZE_NAMES, q, strict=True)), a.seed)

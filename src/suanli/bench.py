@@ -256,4 +256,5 @@ def render_chart(results: Sequence[ScenarioResult], policies: Sequence[str], pat
 
 
 def results_json(results: Sequence[ScenarioResult]) -> list[dict]:
-    return [asdict(r) for r in results]
+    """Every figure; each scenario's path as the docs show it (not this machine's absolute path)."""
+    return [{**asdict(r), "path": _shown(r.path)} for r in results]

@@ -1,7 +1,7 @@
 """Hypothesis fuzzes the trace importers (reliability issue #9, part 3b): philly, alibaba-openb,
 alibaba-dlrm and csv.
 
-Inputs: real rows of each trace (a few copied from /work/shared/data/traces, censored and
+Inputs: real rows of each trace (a few copied from the public traces of docs/DATA.md, censored and
 never-scheduled ones included) with 0 to 4 edits: a cell replaced by a hostile one (empty,
 NaN, infinity, 10^400, negative, a bad date, text, quotes, a NUL), a cell dropped or added, a
 row duplicated, dropped or replaced by random text, the header's columns shuffled or one

@@ -9,7 +9,7 @@ very long or end very early.
 
 Which quantile: the median by default. A high one (0.9, which covers most overruns) books
 runs far longer than most need; a run that ends early frees its GPUs, but the runs already
-placed behind it do not move up, so the pool idles. Measured on the shared `small` scenario
+placed behind it do not move up, so the pool idles. Measured on the public `small` scenario
 with log-normal estimates (bench/uncertain_variant.py, docs/SCHEDULER.md): σ 0.5, unbiased:
 no predictor 21,537 CNY, median 21,537, q 0.7 29,039, q 0.9 32,022; σ 0.3 with users
 underestimating (bias -0.3): none 22,178, median 21,880, 0.7 32,917, 0.9 26,075. The median
