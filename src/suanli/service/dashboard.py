@@ -27,6 +27,7 @@ import math
 import mimetypes
 import re
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,7 +43,7 @@ from suanli.energy.carbon import province_factor
 from suanli.model.scenario import Scenario
 from suanli.model.schedule import Segment
 from suanli.model.schema import Job
-from suanli.service import metering
+from suanli.service import metering, meters
 from suanli.service.auth import Principal, billed_tenants
 from suanli.service.bearer import bearer, principal_of
 from suanli.service.controller import Controller, drained_sites
@@ -73,7 +74,7 @@ def _etagged(request: Request, payload: dict[str, Any], volatile: tuple[str, ...
 def router(controller: Controller) -> APIRouter:
     net: Scenario = controller.network
     api = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
-    series_cache: dict[str, Any] = {}          # slots -> resolved series: specs (pvlib, wind) are slow
+    series_cache: dict[int, Any] = {}          # slots -> resolved series: specs (pvlib, wind) are slow
 
     reads = readers(controller.sessions)
 
@@ -94,7 +95,8 @@ def router(controller: Controller) -> APIRouter:
     # ------------------------------------------------------------------ energy, as the accounting sees it
     def series(slots: int) -> dict[str, accounting.SiteSeries]:
         if slots not in series_cache:
-            series_cache.clear()
+            if len(series_cache) >= 4:           # a few lengths: the map, a site's series and its meters
+                series_cache.pop(next(iter(series_cache)))
             series_cache[slots] = accounting.resolve_series(net, slots)
         return series_cache[slots]
 
@@ -248,6 +250,55 @@ def router(controller: Controller) -> APIRouter:
             "full_load_kw": spec.pue * sum(pool.count * net.gpu_types[g].power_kw for g, pool in spec.gpus.items()),
         }, volatile=("now_h", "wall"))
 
+    # ------------------------------------------------------------------ the site view: meters
+    @api.get("/sites/{site}/meters")
+    def site_meters(site: str, request: Request, p: Who, s: DB,
+                    past_h: Annotated[int, Query(ge=0, le=168)] = PAST_H,
+                    future_h: Annotated[int, Query(ge=1, le=168)] = FUTURE_H) -> Response:
+        """The site's renewable power and grid import by UTC hour, from `past_h` ago to `future_h`
+        ahead, three ways (operator only, as `GET /v1/sites/{site}/energy`):
+        - measured: the meter roll-ups (`meters.energy_rows`), as the hour's mean kW over the part
+          of the hour its readings covered; None where they covered less than `meters.MIN_COVER_S`;
+        - forecast: what the scheduler plans with (`meters.energy_rows` over the controller's
+          `public` series: the nowcast issued this hour from the readings, else the model), for the
+          hour in progress and those ahead only: past issues are not kept;
+        - model: the network file's series and the accounting's balance of the site's runs, as the
+          site view's energy chart draws them (`site_series`), each slot weighted by its overlap
+          with the hour (slots start at the epoch, hours on the hour)."""
+        if p.role != "admin":
+            raise HTTPException(403, "meters: a site's metered energy is for the operator's token only")
+        if site not in net.sites:
+            raise HTTPException(404, f"site: no site {site!r} in the network")
+        now = datetime.now(UTC)
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        start, end = hour - timedelta(hours=past_h), hour + timedelta(hours=future_h)
+        rows = meters.energy_rows(s, controller.public, controller.epoch, site, start, end, now)
+        now_h = controller.now_h()
+        slots = max(1, math.ceil(controller.hours(end)))
+        acc = accounts(s, now_h, [site], slots)
+        ren_model = _per_hour(acc.series[site].renewable_kw, [r["at"] for r in rows], controller.epoch)
+        grid_model = _per_hour(acc.balances[site].grid, [r["at"] for r in rows], controller.epoch)
+
+        def mean_kw(m: dict | None, key: str) -> float | None:
+            if m is None or m["covered_s"] < meters.MIN_COVER_S:
+                return None
+            return m[key] * 3600.0 / m["covered_s"]
+
+        hours = [r["at"] for r in rows]
+        issued = controller.live.current.get(site)
+        return _etagged(request, {
+            "site": site, "now": now.isoformat(), "hours": [h.isoformat() for h in hours],
+            "now_index": hours.index(hour) if hour in hours else None,
+            "measured_renewable_kw": [mean_kw(r["measured"], "renewable_kwh") for r in rows],
+            "measured_grid_kw": [mean_kw(r["measured"], "grid_kwh") for r in rows],
+            "covered_s": [r["measured"]["covered_s"] if r["measured"] else 0.0 for r in rows],
+            "forecast_renewable_kw": [r["forecast"]["renewable_kw"] if r["forecast"] else None for r in rows],
+            "model_renewable_kw": ren_model, "model_grid_kw": grid_model,
+            "readings": any(r["measured"] is not None for r in rows),
+            "forecast_issue_h": controller.live.issue_h,
+            "forecast_from": "readings" if issued is not None else "model",
+        }, volatile=("now",))
+
     # ------------------------------------------------------------------ the tenant view
     @api.get("/tenants")
     def tenants(request: Request, p: Who, s: DB,
@@ -309,6 +360,22 @@ def router(controller: Controller) -> APIRouter:
             return None
 
     return api
+
+
+def _per_hour(slot_values, hours: list[datetime], epoch: datetime) -> list[float | None]:
+    """Per-slot values (slot k: [epoch + k h, + 1 h), mean kW) as each UTC hour's mean: the slots
+    it overlaps, weighted by the overlap; None for an hour that starts before the epoch."""
+    out: list[float | None] = []
+    n = len(slot_values)
+    for h in hours:
+        a = (h - epoch).total_seconds() / 3600.0
+        if a < 0 or math.ceil(a + 1.0) > n:
+            out.append(None)
+            continue
+        k = math.floor(a)
+        w = k + 1 - a                          # the share of the hour in slot k; the rest is in slot k + 1
+        out.append(float(w * slot_values[k] + (1 - w) * slot_values[k + 1]) if w < 1 else float(slot_values[k]))
+    return out
 
 
 def _file(request: Request, path: Path, cache: str) -> Response:
