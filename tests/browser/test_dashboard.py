@@ -296,6 +296,11 @@ def test_tenant_invoice_and_carbon_avoided(dash, page):
     ids = page.locator('.invoice[data-tenant="acme"] table.lines tbody td:first-child').all_inner_texts()
     assert sorted(map(int, ids)) == sorted({ln["job_id"] for ln in inv["lines"]})       # one row per job
     assert page.locator(".invoice").count() == 1               # not bolt's
+    # no site of this server has meter readings: every line's energy is the model's
+    assert {ln["energy_basis"] for ln in inv["lines"]} == {"modelled"}
+    basis = page.locator('.invoice[data-tenant="acme"] table.lines tbody td.basis-cell')
+    assert set(basis.all_inner_texts()) == {"modelled"}
+    assert {basis.nth(k).get_attribute("data-basis") for k in range(basis.count())} == {"modelled"}
     page.wait_for_selector(".invoice canvas")
     shot(page, "dashboard-invoice.png")
 
@@ -815,3 +820,218 @@ def test_a_bench_comparison_report_shows_policies_side_by_side_offline(browser, 
     row = page.locator("table tr", has_text="objective, CNY").inner_text().split("\t")
     assert [float(x.replace(",", "")) for x in row[1:]] == [round(runs[p][1].metrics["objective_cny"]) for p in runs]
     page.close()
+
+
+# ----------------------------------------------------------------------------- meters: measured vs forecast vs model
+METERED_SITE = "hami-1"
+MEASURED_KW = {"renewable_kw": 11.0, "grid_kw": 13.0}        # hami-1's model is 32 kW of wind: it varies
+
+
+@pytest.fixture(scope="module")
+def metered(tmp_path_factory) -> Iterator[Service]:
+    """A service first served 30 h ago (its epoch; readings may not predate it) where hami-1's agent
+    ran a job and then posted 30 h of readings through `POST /v1/agent/hami-1/meter` (11 kW of
+    renewables, 13 kW from the grid, whatever its wind model says), so the job's invoice line is
+    re-priced from the meters; then served again on the same database, whose first forecast issue
+    reads those readings (the controller issues once an hour). No other site has readings."""
+    from datetime import UTC, datetime, timedelta
+
+    from suanli.service.db import open_db
+    from suanli.service.models import Meta
+
+    d = tmp_path_factory.mktemp("metered")
+    url = f"sqlite:///{d / 'suanli.db'}"
+    epoch = datetime.now(UTC) - timedelta(hours=30, minutes=17)     # not on the hour: slots straddle hours
+    sessions = open_db(url)
+    with sessions.begin() as s:
+        s.merge(Meta(key="epoch", value=epoch.isoformat()))
+    sessions.kw["bind"].dispose()
+    app = build(NETWORK, url, policy="cheapest", tick_s=0.2, heartbeat_timeout_s=3.0)
+    with ThreadServer(app) as base:
+        s1 = Service(base, app, "sqlite")
+        tokens = {"acme": s1.tenant("acme"), "admin": s1.admin_token()}
+        try:
+            s1.start_agent(METERED_SITE, d)
+            admin, acme = s1.client(tokens["admin"]), s1.client(tokens["acme"])
+            wait_for(lambda: any(x["up"] for x in admin.get("/v1/sites").json() if x["id"] == METERED_SITE), 60)
+            jid = acme.post("/v1/jobs", json=job_body(name="metered-run", origin="hami", work_h=0.001)).json()["id"]
+            job = wait_for(lambda: (j := acme.get(f"/v1/jobs/{jid}").json())["state"] == "SUCCEEDED" and j, 90)
+            assert job["site"] == METERED_SITE
+        finally:
+            for p in s1.agents:
+                p.terminate()
+                p.wait(timeout=15)
+        first, now = epoch + timedelta(minutes=20), datetime.now(UTC)
+        at = [first + timedelta(minutes=10 * k) for k in range(int((now - first) / timedelta(minutes=10)) + 1)]
+        at = [t for t in at if t < now] + [now]          # the last at the end: the run's last hold is final
+        body = {"readings": [{"at": t.isoformat(), "it_kw": 20.0, "facility_kw": 24.0, "battery_soc_kwh": None,
+                              **MEASURED_KW} for t in at]}
+        r = s1.client(s1.site_token(METERED_SITE)).post(f"/v1/agent/{METERED_SITE}/meter", json=body)
+        assert r.status_code == 202, r.text
+        month = (epoch + timedelta(hours=app.state.controller.now_h())).strftime("%Y-%m")
+        wait_for(lambda: [ln["energy_basis"] for ln in acme.get("/v1/invoices", params={"month": month}).json()[0]
+                          ["lines"] if ln["job_id"] == jid] == ["metered"], 90,
+                 dump=lambda: acme.get("/v1/invoices", params={"month": month}).json())
+    app = build(NETWORK, url, policy="cheapest", tick_s=0.2, heartbeat_timeout_s=3.0)
+    with ThreadServer(app) as base:
+        s2 = Service(base, app, "sqlite")
+        s2.tokens = tokens
+        s2.metered_job = jid
+        wait_for(lambda: app.state.controller.live.issue_h is not None, 60)
+        yield s2
+
+
+def _meters_table(page) -> dict[str, dict[str, float | None]]:
+    """The site view's meters table (the charts' text alternative): UTC hour -> series -> kW."""
+    return page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#meters-table tbody tr')].map(
+        (tr) => [tr.dataset.at, Object.fromEntries([...tr.querySelectorAll('td[data-k]')].map(
+            (td) => [td.dataset.k, td.dataset.v === '' ? null : Number(td.dataset.v)]))]))""")
+
+
+def _slot_weighted(series: dict, hour, epoch_iso: str) -> float | None:
+    """The series endpoint's per-slot `renewable_kw` as the UTC hour's mean (slots start at the epoch)."""
+    from datetime import datetime
+    a = (hour - datetime.fromisoformat(epoch_iso)).total_seconds() / 3600.0
+    k = int(a // 1)
+    w = k + 1 - a
+    by_slot = dict(zip(series["hours"], series["renewable_kw"], strict=True))
+    if k not in by_slot or k + 1 not in by_slot:
+        return None
+    return w * by_slot[k] + (1 - w) * by_slot[k + 1]
+
+
+def test_the_site_view_draws_measured_against_forecast_against_the_model(metered, browser):
+    admin = api(metered, "admin")
+    ctx, page = _context(browser)
+    login(page, metered, "admin", f"#/sites/{METERED_SITE}")
+    page.wait_for_selector("#meters-renewables canvas")
+    page.wait_for_selector("#meters-grid canvas")
+    assert page.locator("#meters").get_attribute("data-readings") == "yes"
+    from datetime import datetime, timedelta
+    table = {datetime.fromisoformat(h): v for h, v in _meters_table(page).items()}
+    me = admin.get("/v1/dashboard/me").json()
+    series = admin.get(f"/v1/dashboard/sites/{METERED_SITE}/series").json()
+    hours = sorted(table)
+    assert len(hours) == 24 + 48 and hours == [hours[0] + timedelta(hours=k) for k in range(72)]
+    got = admin.get(f"/v1/sites/{METERED_SITE}/energy", params={
+        "from": hours[0].isoformat(), "to": (hours[-1] + timedelta(hours=1)).isoformat()})
+    assert got.status_code == 200, got.text
+    rows = {datetime.fromisoformat(r["at"]): r for r in got.json()}
+    # measured: every past hour the readings covered whole is 11 kW of renewables and 13 kW of grid
+    full = [h for h in hours if rows.get(h) and rows[h]["measured"] and rows[h]["measured"]["covered_s"] == 3600]
+    assert len(full) >= 20
+    for h in full:
+        assert table[h]["measured"] == pytest.approx(MEASURED_KW["renewable_kw"])
+        assert table[h]["grid_measured"] == pytest.approx(MEASURED_KW["grid_kw"])
+    # forecast: the energy endpoint's forecast rows (what the scheduler plans with), hours ahead only
+    ahead = [h for h in hours if rows.get(h) and rows[h]["forecast"]]
+    assert len(ahead) >= 47
+    for h in hours:
+        want = rows[h]["forecast"]["renewable_kw"] if rows.get(h) and rows[h]["forecast"] else None
+        assert table[h]["forecast"] == (pytest.approx(want) if want is not None else None), h
+    assert metered.app.state.controller.live.current.get(METERED_SITE) is not None    # issued from the readings
+    # the model: the network file's, as the site view's energy chart has it per slot
+    checked = 0
+    for h in hours:
+        want = _slot_weighted(series, h, me["epoch"])
+        if want is not None:
+            assert table[h]["model"] == pytest.approx(want, abs=1e-6), h
+            checked += 1
+    assert checked >= 40
+    # the three differ: the meters read 11 kW where the model's wind does not; the forecast starts from them
+    modelled = [h for h in hours if table[h]["model"] is not None]
+    assert any(abs(table[h]["model"] - MEASURED_KW["renewable_kw"]) > 1.0 for h in full if h in modelled)
+    assert any(abs(table[h]["forecast"] - table[h]["model"]) > 0.1 for h in ahead if h in modelled)
+    summary = page.locator("#meters-renewables + .chart-summary").inner_text()
+    assert "measured 11.00 kW on average" in summary, summary
+    assert page.locator("#meters-renewables").get_attribute("role") == "img"
+    assert "only the hours ahead are forecast" in page.locator("#meters-note").inner_text()
+    page.wait_for_timeout(300)
+    shot(page, "dashboard-site-meters.png")
+    # no readings at beijing-1: said in words, no empty chart
+    page.goto(f"{metered.url}/#/sites/beijing-1")
+    page.wait_for_selector('#meters[data-readings="no"]')
+    assert page.locator("#meters-note").inner_text() == "No meter readings: the model is used."
+    assert page.locator("#meters-charts").is_hidden()
+    _finish(ctx, page)
+
+
+def test_a_tenant_sees_no_meters_and_asks_for_none(metered, browser):
+    ctx, page = _context(browser)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/meters" in r.url else None)
+    login(page, metered, "acme", f"#/sites/{METERED_SITE}")
+    page.wait_for_selector("#energy canvas")
+    page.wait_for_function("() => document.getElementById('status').textContent.length > 0")
+    assert page.locator("#meters").count() == 0 and asked == []
+    assert page.locator("#view-error").is_hidden()
+    assert api(metered, "acme").get(f"/v1/dashboard/sites/{METERED_SITE}/meters").status_code == 403
+    _finish(ctx, page)
+
+
+@pytest.mark.parametrize("lang", ["en-US", "zh-CN"])
+def test_the_meters_pass_axe_and_fit_a_phone(metered, browser, lang):
+    zh = lang == "zh-CN"
+    bad = {}
+    for name, viewport in (("desktop", None), ("phone", PHONE)):
+        ctx, page = _context(browser, lang, viewport)
+        login(page, metered, "admin", f"#/sites/{METERED_SITE}")
+        open_view(page, metered, f"#/sites/{METERED_SITE}", "#meters-renewables canvas")
+        if zh:
+            assert page.locator("#meters h2").inner_text() == "电表：实测、预测与模型对比"
+            assert "实测" in page.locator("#meters-renewables + .chart-summary").inner_text()
+            assert re.search(r"\d{2}-\d{2} \d{2}:00", page.locator("#meters-table tbody th").first.inner_text())
+        sw, iw = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        if sw > iw:
+            bad[f"{name} width"] = sw - iw
+        page.click("#meters-data summary")          # the table open too
+        if found := axe(page, f"{lang} {name} site meters"):
+            bad[name] = found
+        page.click("#meters-data summary")
+        if zh:
+            page.wait_for_timeout(300)
+            shot(page, "dashboard-zh-site-meters.png" if name == "desktop" else "dashboard-phone-site-meters.png")
+        open_view(page, metered, "#/sites/beijing-1", '#meters[data-readings="no"]')
+        if zh:
+            assert page.locator("#meters-note").inner_text() == "没有电表读数：使用模型。"
+        if found := axe(page, f"{lang} {name} site without readings"):
+            bad[f"{name} no readings"] = found
+        _finish(ctx, page)
+    assert not bad, bad
+
+
+def test_the_invoice_says_metered_or_modelled_and_shows_true_ups_apart(metered, browser):
+    acme = api(metered, "acme")
+    month = _month(metered)
+    real = acme.get("/v1/dashboard/tenants", params={"month": month}).json()
+    jid = metered.metered_job
+    lines = real["tenants"][0]["invoice"]["lines"]
+    assert [ln["energy_basis"] for ln in lines if ln["job_id"] == jid] == ["metered"]
+    ctx, page = _context(browser)
+    login(page, metered, "acme", "#/tenant")
+    row = page.locator(f'.invoice table.lines tbody tr[data-job="{jid}"]')
+    row.wait_for()
+    assert row.locator("td.basis-cell").inner_text() == "metered"
+    assert row.get_attribute("data-kind") == "run"
+    shot(page, "dashboard-invoice-metered.png")
+    # a true-up (a run of a closed month re-priced from the meters) is a row of its own, marked; and a
+    # job whose runs differ says how many of each (a synthetic page: no month closes during a test)
+    run = next(ln for ln in lines if ln["job_id"] == jid)
+    extra = [{**run, "kind": "true-up", "energy_kwh": -0.01, "gpu_h": 0.0, "total_cny": -0.002},
+             {**run, "job_id": jid + 1000, "energy_basis": "modelled"},
+             {**run, "job_id": jid + 1000, "energy_basis": "metered"}]
+    fake = json.loads(json.dumps(real))
+    fake["tenants"][0]["invoice"]["lines"] = lines + extra
+    page.route("**/v1/dashboard/tenants*", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps(fake)))
+    page.evaluate("localStorage.setItem('suanli.lang', 'zh')")
+    page.reload()
+    page.wait_for_selector('.invoice table.lines tbody tr[data-kind="true-up"]')
+    rows = page.locator(f'.invoice table.lines tbody tr[data-job="{jid}"]')
+    assert rows.count() == 2                                  # the run and its true-up apart
+    up = page.locator(f'.invoice table.lines tbody tr[data-job="{jid}"][data-kind="true-up"]')
+    assert "true-up" in up.get_attribute("class") and "电表补差" in up.inner_text()
+    assert up.locator("td.basis-cell").inner_text() == "计量"
+    mixed = page.locator(f'.invoice table.lines tbody tr[data-job="{jid + 1000}"] td.basis-cell')
+    assert mixed.get_attribute("data-basis") == "mixed" and mixed.inner_text() == "计量 ×1 模型 ×1"
+    _finish(ctx, page)

@@ -4,6 +4,10 @@
 // curtailed; battery charge), its tariff and its grid carbon intensity. The past comes from
 // metered runs, the future from placed jobs and the network's forecast series
 // (GET /v1/dashboard/sites/{id}/series). Each chart has a label and a summary in words.
+// For the operator only (the meters are the operator's: GET /v1/sites/{site}/energy), the
+// site's renewable power and grid import by hour, measured (the meters) against forecast (what
+// the scheduler plans with, hours ahead only) against the model (the network file's), with the
+// figures as a table (GET /v1/dashboard/sites/{id}/meters). A tenant's view has no such card.
 import { get } from "../api.js";
 import { chart, describe } from "../charts.js";
 import { badge, hourLabel, html, money, num, qty, raw, stamp, wall, when } from "../format.js";
@@ -13,7 +17,8 @@ export const title = ({ id }) => t("site.h1", { site: siteName(id) });
 
 const RANGES = [24, 72, 168];
 
-export function mount(app, { id, params }) {
+export function mount(app, { id, params }, me) {
+  const operator = me?.role === "admin";
   const past = RANGES.includes(Number(params.past_h)) ? Number(params.past_h) : 24;
   app.innerHTML = html`
     <section class="site" id="site" data-site="${id}">
@@ -26,13 +31,19 @@ export function mount(app, { id, params }) {
       <div class="card"><h2>${t("site.energy")}</h2>
         <div id="energy" class="chart"></div></div>
       <div class="card"><h2>${t("site.prices")}</h2><div id="prices" class="chart short"></div></div>
+      ${raw(operator ? html`<div class="card" id="meters"><h2>${t("meters.h2")}</h2>
+        <p class="muted" id="meters-note">…</p>
+        <div id="meters-charts"><h3>${t("meters.renewables")}</h3><div id="meters-renewables" class="chart short"></div>
+        <h3>${t("meters.grid")}</h3><div id="meters-grid" class="chart short"></div>
+        <details class="chart-data" id="meters-data"><summary>${t("meters.table")}</summary><div class="scroll"></div></details></div>
+        </div>` : "")}
       <div class="card"><h2>${t("site.totals")}</h2><dl id="site-totals"></dl></div>
       <div class="card"><h2>${t("site.jobs")}</h2><div class="scroll" id="site-jobs"></div></div>
     </section>`;
   document.getElementById("site-range").onchange = (e) => {
     location.hash = `#/sites/${encodeURIComponent(id)}${e.target.value === "24" ? "" : `?past_h=${e.target.value}`}`;
   };
-  return { refresh: () => refresh(id, past) };
+  return { refresh: () => Promise.all([refresh(id, past), operator ? meters(id, past) : null]) };
 }
 
 async function agent(id) {
@@ -141,4 +152,79 @@ async function refresh(id, past) {
     <dt>${t("t.grid")}</dt><dd>${qty(sum(d.grid_kwh))} kWh</dd>
     <dt>${t("t.curtailed")}</dt><dd>${qty(sum(d.curtailed_kwh))} kWh</dd>
     <dt>${t("t.carbon")}</dt><dd>${qty(d.grid_kwh.reduce((a, g, i) => a + g * d.carbon_kg_per_kwh[i], 0))} kg CO₂e</dd>`;
+}
+
+// The operator's meters: measured, forecast and model on UTC hours (shown in Beijing time).
+async function meters(id, past) {
+  const { data: d, changed } = await get(`/v1/dashboard/sites/${encodeURIComponent(id)}/meters`,
+                                         past === 24 ? {} : { past_h: past, future_h: 48 });
+  const box = document.getElementById("meters-charts");
+  if (!box || (!changed && box.dataset.drawn)) return;
+  box.dataset.drawn = "1";
+  const note = document.getElementById("meters-note");
+  const card = document.getElementById("meters");
+  card.dataset.readings = d.readings ? "yes" : "no";
+  if (!d.readings) {
+    // nothing measured in the window: say so, rather than draw a chart with no measured line
+    box.hidden = true;
+    note.className = "no-readings";
+    note.textContent = t("meters.none");
+    return;
+  }
+  box.hidden = false;
+  note.className = "muted";
+  note.textContent = t(d.forecast_from === "readings" ? "meters.note.readings" : "meters.note.model");
+  const labels = d.hours.map((h) => hourLabel(new Date(h)));
+  const narrow = (document.getElementById("meters-renewables")?.clientWidth ?? 1000) < 560;
+  const every = Math.max(11, Math.round(labels.length / (narrow ? 3 : 6)) - 1);
+  const nowIx = d.now_index ?? labels.length - 1;
+  const nowLine = { symbol: "none", silent: true, lineStyle: { color: "#c92a2a", type: "solid", width: 1.5 },
+                    label: { formatter: t("s.now"), color: "#c92a2a" }, data: [{ xAxis: labels[nowIx] }] };
+  const line = (name, data, color, type, extra = {}) => ({
+    name, type: "line", step: "middle", symbol: "none", connectNulls: false, data,
+    lineStyle: { color, type, width: type === "solid" ? 2.5 : 2 }, itemStyle: { color }, ...extra });
+  const measured = t("meters.measured");
+  const forecast = t("meters.forecast");
+  const model = t("meters.model");
+  const options = (series) => ({
+    animation: false,
+    tooltip: { trigger: "axis", confine: true, valueFormatter: (v) => (v === null || v === undefined ? "—" : `${qty(v)} kW`) },
+    legend: { top: 0, type: narrow ? "scroll" : "plain" },
+    grid: { left: 55, right: 20, top: 40, bottom: 30 },
+    xAxis: { type: "category", data: labels, axisLabel: { interval: every } },
+    yAxis: { type: "value", name: "kW" },
+    series,
+  });
+  const ren = document.getElementById("meters-renewables");
+  chart(ren).setOption(options([
+    line(measured, d.measured_renewable_kw, "#1e6b30", "solid", { markLine: nowLine }),
+    line(forecast, d.forecast_renewable_kw, "#1971c2", "dashed"),
+    line(model, d.model_renewable_kw, "#868e96", "dotted"),
+  ]), true);
+  const grid = document.getElementById("meters-grid");
+  chart(grid).setOption(options([
+    line(measured, d.measured_grid_kw, "#5c3d2e", "solid", { markLine: nowLine }),
+    line(model, d.model_grid_kw, "#868e96", "dotted"),
+  ]), true);
+  // the summaries: mean of each series over the hours it has a value, and how many hours that is
+  const mean = (a) => {
+    const v = a.filter((x) => x !== null && x !== undefined);
+    return v.length ? { kw: qty(v.reduce((x, y) => x + y, 0) / v.length), n: v.length } : { kw: "—", n: 0 };
+  };
+  const [mr, fr, nr, mg, ng] = [d.measured_renewable_kw, d.forecast_renewable_kw, d.model_renewable_kw,
+                                d.measured_grid_kw, d.model_grid_kw].map(mean);
+  describe(ren, t("meters.renewables"), t("meters.renewables.summary", {
+    mkw: mr.kw, mn: mr.n, fkw: fr.kw, fn: fr.n, nkw: nr.kw, nn: nr.n }));
+  describe(grid, t("meters.grid"), t("meters.grid.summary", { mkw: mg.kw, mn: mg.n, nkw: ng.kw, nn: ng.n }));
+  // the chart as a table: one row per hour, every figure of both charts (data-* for scripts and tests)
+  const cell = (k, v) => html`<td class="n" data-k="${k}" data-v="${v ?? ""}">${v === null || v === undefined ? "—" : qty(v)}</td>`;
+  const table = html`<table class="grid" id="meters-table"><thead><tr><th scope="col">${t("col.hour")}</th>
+      <th scope="col" class="n">${t("meters.col.measured")}</th><th scope="col" class="n">${t("meters.col.forecast")}</th>
+      <th scope="col" class="n">${t("meters.col.model")}</th><th scope="col" class="n">${t("meters.col.grid_measured")}</th>
+      <th scope="col" class="n">${t("meters.col.grid_model")}</th></tr></thead><tbody>
+    ${raw(d.hours.map((h, i) => html`<tr data-at="${h}" class="${i === nowIx ? "now" : ""}"><th scope="row">${labels[i]}</th>
+      ${raw(cell("measured", d.measured_renewable_kw[i]))}${raw(cell("forecast", d.forecast_renewable_kw[i]))}
+      ${raw(cell("model", d.model_renewable_kw[i]))}${raw(cell("grid_measured", d.measured_grid_kw[i]))}
+      ${raw(cell("grid_model", d.model_grid_kw[i]))}</tr>`).join(""))}</tbody></table>`;
+  document.querySelector("#meters-data .scroll").innerHTML = table;
 }
