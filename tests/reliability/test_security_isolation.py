@@ -437,6 +437,16 @@ def dashboard_series(w: World) -> None:
         _refused(s.get("/v1/dashboard/sites/west-1/series"), 403)
 
 
+def dashboard_meters(w: World) -> None:
+    """A site's metered energy is the operator's, as GET /v1/sites/{site}/energy: no tenant, no site."""
+    for who in ("rival", "acme", "west", "east"):
+        with w.c(who) as c:
+            for site in ("east-1", "west-1"):
+                _refused(c.get(f"/v1/dashboard/sites/{site}/meters"), 403)
+    with w.c("admin") as a:
+        assert a.get("/v1/dashboard/sites/east-1/meters").status_code == 200
+
+
 def dashboard_tenants(w: World) -> None:
     with w.c("rival") as b:
         for params in ({"month": w.month}, {"month": w.month, "tenant": "rival"}):
@@ -510,6 +520,7 @@ ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("GET", "/v1/dashboard/me"): dashboard_me,
     ("GET", "/v1/dashboard/network"): dashboard_network,
     ("GET", "/v1/dashboard/sites/{site}/series"): dashboard_series,
+    ("GET", "/v1/dashboard/sites/{site}/meters"): dashboard_meters,
     ("GET", "/v1/dashboard/tenants"): dashboard_tenants,
     ("GET", "/"): dashboard_page,
     ("GET", "/assets/{name}"): dashboard_asset,
