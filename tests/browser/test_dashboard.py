@@ -980,7 +980,7 @@ def test_the_meters_pass_axe_and_fit_a_phone(metered, browser, lang):
         if zh:
             assert page.locator("#meters h2").inner_text() == "电表：实测、预测与模型对比"
             assert "实测" in page.locator("#meters-renewables + .chart-summary").inner_text()
-            assert re.search(r"\d{2}-\d{2} \d{2}:00", page.locator("#meters-table tbody th").first.inner_text())
+            assert re.search(r"\d{2}-\d{2} \d{2}:00", page.locator("#meters-table tbody th").first.text_content())
         sw, iw = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
         if sw > iw:
             bad[f"{name} width"] = sw - iw
