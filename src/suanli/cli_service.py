@@ -365,6 +365,9 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
                               "the readings go to the controller (docs/SITES.md, Meters)")] = None,
           meter_interval_s: Annotated[float, typer.Option(
               "--meter-interval-s", help="seconds between meter readings")] = 15.0,
+          gpus: Annotated[int | None, typer.Option(
+              "--gpus", help="local: this host's GPUs (default: as many as NVML counts, else the site's pools); "
+                             "each job gets distinct indices of them in CUDA_VISIBLE_DEVICES")] = None,
           log_format: Annotated[str, typer.Option("--log-format", help="text or json (one object a line)")] = "text",
           log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR")] = "INFO",
           ) -> None:
@@ -402,7 +405,7 @@ def agent(site: Annotated[str, typer.Option("--site", help="this site's id")],
         try:
             a = Agent(site, controller, site_token, executor, workdir, interval_s, checkpoint_dir, partition,
                       ray_address, parse_size(max_checkpoint_bytes), checkpoint_timeout_s, policy=policy,
-                      meter=meters, meter_interval_s=meter_interval_s)
+                      meter=meters, meter_interval_s=meter_interval_s, gpus=gpus)
         except BaseException:
             if meters is not None:
                 meters.close()

@@ -158,3 +158,64 @@ def test_nobody_listening_fails_the_poll():
         pass                                          # the port is free again
     with pytest.raises(MeterError, match="cannot scrape: ConnectError"):
         source(f"prometheus:{url}/metrics").poll()
+
+
+# ------------------------------------------------------------------------------------ per GPU
+def test_dcgm_power_is_also_kept_per_gpu_by_its_index_label(exporter):
+    reg, url = exporter
+    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", ["gpu", "UUID", "Hostname"], registry=reg)
+    for i, w in enumerate([301.5, 298.25, 120.0, 80.25]):
+        g.labels(str(i), f"GPU-{i}", "node1").set(w)
+    src = source(f"prometheus:{url},pue=1.2")
+    assert src.per_gpu
+    [s] = src.poll()
+    assert s.gpu_w == {0: 301.5, 1: 298.25, 2: 120.0, 3: 80.25}
+    assert sum(s.gpu_w.values()) / 1000 == pytest.approx(s.it_kw)
+    g.labels("2", "GPU-2", "node1").set(420.0)                 # read afresh at each poll
+    [s] = src.poll()
+    assert s.gpu_w[2] == 420.0 and src.per_gpu_w == s.gpu_w
+    src.close()
+
+
+def test_series_that_cannot_be_told_apart_by_gpu_give_no_per_gpu_power_but_still_it_kw(exporter):
+    reg, url = exporter
+    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "W", ["gpu", "Hostname"], registry=reg)
+    g.labels("0", "node1").set(100.0)
+    g.labels("0", "node2").set(200.0)                          # two hosts' GPU 0
+    src = source(f"prometheus:{url}")
+    [s] = src.poll()
+    assert s.gpu_w is None and s.it_kw == pytest.approx(0.3)
+    g.remove("0", "node2")
+    g.labels("x", "node2").set(200.0)                          # a label that is no index
+    [s] = src.poll()
+    assert s.gpu_w is None and s.it_kw == pytest.approx(0.3)
+    src.close()
+
+
+def test_per_gpu_power_needs_every_it_series_labelled_and_can_be_turned_off(exporter):
+    reg, url = exporter
+    Gauge("DCGM_FI_DEV_POWER_USAGE", "W", ["gpu"], registry=reg).labels("0").set(100.0)
+    Gauge("node_fan_watts", "W", registry=reg).set(40.0)        # no gpu label: per-GPU would not add up
+    src = source(f"prometheus:{url},it=DCGM_FI_DEV_POWER_USAGE+node_fan_watts")
+    [s] = src.poll()
+    assert s.gpu_w is None and s.it_kw == pytest.approx(0.14)
+    src.close()
+    off = source(f"prometheus:{url},gpu_label=")
+    assert not off.per_gpu
+    [s] = off.poll()
+    assert s.gpu_w is None
+    off.close()
+    other = source(f"prometheus:{url},gpu_label=device")       # a label of another name
+    assert other.per_gpu and other.poll()[0].gpu_w is None
+    other.close()
+    nothing = source(f"prometheus:{url},it=,facility=node_fan_watts")
+    assert not nothing.per_gpu                                  # no IT power: nothing per GPU
+    nothing.close()
+
+
+def test_a_bad_gpu_label_is_one_line(exporter):
+    from suanli.errors import UserError
+    _, url = exporter
+    with pytest.raises(UserError) as e:
+        parse_spec(f"prometheus:{url},gpu_label=a-b")
+    assert "gpu_label: 'a-b' is not a label name" in str(e.value)

@@ -205,3 +205,56 @@ def test_a_source_that_hangs_holds_its_own_thread_only(dcgm, caplog):
         wait_for(lambda: m.sent >= 1)
         m.stop()
     assert posts(got)[0][2]["readings"][0]["renewable_kw"] == 0.5
+
+
+# ------------------------------------------------------------------------------------ per-GPU power
+def exporter_with_gpus(watts: list[float]):
+    reg = CollectorRegistry()
+    httpd, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
+    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "W", ["gpu"], registry=reg)
+    for i, w in enumerate(watts):
+        g.labels(str(i)).set(w)
+    return httpd, g, f"http://127.0.0.1:{httpd.server_port}/metrics"
+
+
+def test_the_per_gpu_source_feeds_each_gpus_energy_while_readings_go_on():
+    httpd, _, url = exporter_with_gpus([300.0, 200.0, 100.0, 50.0])
+    script = Script(status=202, body=b"{}")
+    try:
+        with text_server(script) as ctl:
+            m = run("s", open_sources([f"prometheus:{url},pue=1.25"]), ctl, interval_s=0.3)
+            try:
+                assert m.gpu_energy is not None and not m.per_gpu_note
+                wait_for(lambda: m.gpu_energy.samples >= 2)
+                a, b = m.gpu_energy.mark([0, 1]), m.gpu_energy.mark([2, 3])
+                t0 = time.monotonic()
+                time.sleep(1.0)
+                ea, eb = m.gpu_energy.energy_kwh(a), m.gpu_energy.energy_kwh(b)
+                dt = time.monotonic() - t0
+                # constant power: each run's GPUs' watts times its time, whatever the polls' times
+                assert ea * 3.6e6 == pytest.approx(500.0 * dt, rel=0.02)
+                assert eb * 3.6e6 == pytest.approx(150.0 * dt, rel=0.02)
+                wait_for(lambda: posts(script))             # and the site's readings are posted as ever
+            finally:
+                m.stop()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_two_per_gpu_sources_cannot_be_told_apart_and_neither_is_used():
+    h1, _, u1 = exporter_with_gpus([100.0])
+    h2, _, u2 = exporter_with_gpus([200.0])
+    try:
+        m = Metering("s", open_sources([f"prometheus:{u1},pue=1.2", f"prometheus:{u2}"]), lambda body: None,
+                     interval_s=0.05)
+        assert m.gpu_energy is None and "both read per-GPU power" in m.per_gpu_note
+        m2 = Metering("s", open_sources([f"prometheus:{u1},pue=1.2", f"prometheus:{u2},gpu_label="]),
+                      lambda body: None, interval_s=0.05)
+        assert m2.gpu_energy is not None                 # the other told to give none: this one is used
+        m.meter.close()
+        m2.meter.close()
+    finally:
+        for h in (h1, h2):
+            h.shutdown()
+            h.server_close()

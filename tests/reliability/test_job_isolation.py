@@ -39,8 +39,9 @@ ROOT = os.geteuid() == 0
 NOT_ROOT = "jobs run under their tenants' uids only when the agent is root (CI runs as root)"
 PID_NS = ROOT and pid_namespaces(shutil.which("unshare"))
 # what a job's environment may hold (executors/base.py): the allow-list and what the agent sets
-ALLOWED = set(SAFE_ENV) | {"HOME", "TMPDIR", "USER", "LOGNAME", "CUDA_VISIBLE_DEVICES", "PWD", "SHLVL", "OLDPWD", "_",
-                           "SUANLI_JOB_ID", "SUANLI_FENCE", "SUANLI_SITE", "SUANLI_CHECKPOINT_DIR"}
+ALLOWED = set(SAFE_ENV) | {"HOME", "TMPDIR", "USER", "LOGNAME", "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+                           "CUDA_DEVICE_ORDER", "PWD", "SHLVL", "OLDPWD", "_", "SUANLI_JOB_ID", "SUANLI_FENCE",
+                           "SUANLI_SITE", "SUANLI_CHECKPOINT_DIR"}
 
 
 @pytest.fixture

@@ -264,6 +264,16 @@ def report(w: World) -> None:
     assert w.job(w.running)["state"] == "RUNNING"
 
 
+def run_energy(w: World) -> None:
+    """Only the run's own site may give a stopped run's GPU energy (which weights its bill)."""
+    body = {"fence": w.fence, "gpu_kwh": 0.0}
+    with w.c("rival") as b:
+        _refused(b.post(f"/v1/agent/east-1/jobs/{w.done}/energy", json=body), 403)
+    with w.c("west") as s:
+        _refused(s.post(f"/v1/agent/east-1/jobs/{w.done}/energy", json=body), 403)
+        _refused(s.post(f"/v1/agent/west-1/jobs/{w.done}/energy", json=body), 404)
+
+
 def put_checkpoint(w: World) -> None:
     params = {"fence": w.fence, "at": datetime.now(UTC).isoformat()}
     headers = {"Content-Type": "application/gzip"}
@@ -508,6 +518,7 @@ ISOLATION: dict[tuple[str, str], Callable[[World], None]] = {
     ("POST", "/v1/agent/{site}/heartbeat"): heartbeat,
     ("POST", "/v1/agent/{site}/assignments"): assignments,
     ("POST", "/v1/agent/{site}/jobs/{job_id}/report"): report,
+    ("POST", "/v1/agent/{site}/jobs/{job_id}/energy"): run_energy,
     ("PUT", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): put_checkpoint,
     ("GET", "/v1/agent/{site}/jobs/{job_id}/checkpoint"): get_checkpoint,
     ("GET", "/v1/jobs/{job_id}/logs"): get_logs,

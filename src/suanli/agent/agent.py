@@ -25,6 +25,11 @@ stopped first).
 
 Meters (`--meter SPEC`, agent/meters/): read and posted by threads of their own (agent/metering.py),
 never by this loop; a meter that fails or hangs stops its readings only.
+GPU energy: where a meter source reads each GPU's power (nvml, or a DCGM exporter through
+prometheus), a local run's GPUs' energy over the run (agent/gpu_energy.py) goes in its SUCCEEDED
+or FAILED report as `gpu_kwh`; a run the agent stops (cancelled, preempted, moved) has its
+energy sent to `POST /v1/agent/{site}/jobs/{id}/energy`, for the ledger row the controller made
+when it stopped it. The controller then shares the site's metered energy by it (service/bills.py).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from pathlib import Path
 from suanli.agent import checkpoints as ck
 from suanli.agent.executors.base import JobPolicy
 from suanli.agent.executors.local import LocalExecutor
+from suanli.agent.gpu_energy import Mark
 from suanli.agent.metering import Metering
 from suanli.agent.meters import Composite
 from suanli.errors import UserError
@@ -129,7 +135,10 @@ class Outbox:
         names = sorted(p.name for p in root.glob("*.json"))
         self.seq = int(names[-1].split("-")[0]) + 1 if names else 0
 
-    def add(self, job_id: int, body: dict) -> None:
+    def add(self, job_id: int, body: dict, kind: str = "report") -> None:
+        """Journal a report (`kind` "report": POST .../report) or a stopped run's energy ("energy")."""
+        if kind != "report":
+            body = {**body, "_kind": kind}
         path = self.root / f"{self.seq:012d}-{job_id}.json"
         self.seq += 1
         tmp = path.with_suffix(".tmp")
@@ -165,9 +174,14 @@ class Agent:
                  max_checkpoint_bytes: int = MAX_CHECKPOINT_BYTES, checkpoint_timeout_s: float = CHECKPOINT_TIMEOUT_S,
                  connect_wait_s: float = 60.0, policy: JobPolicy | None = None,
                  meter: Composite | None = None, meter_interval_s: float = 15.0,
-                 output_every_s: float = OUTPUT_EVERY_S):
+                 output_every_s: float = OUTPUT_EVERY_S, gpus: int | None = None):
         if executor not in EXECUTORS:
             raise UserError(f"--executor: unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
+        if gpus is not None and executor != "local":
+            raise UserError(f"--gpus: only the local executor gives jobs their GPUs itself; {executor} assigns "
+                            f"its own (docs/SITES.md, Meters)")
+        if gpus is not None and not 0 <= gpus <= 1024:
+            raise UserError(f"--gpus: must lie in [0, 1024], got {gpus}")
         self.site = site
         self.instance = uuid.uuid4().hex            # new at every start: the controller sees a restart
         self.client = Client(controller, token)
@@ -197,7 +211,7 @@ class Agent:
             from suanli.agent.executors.ray import RayExecutor
             self.executor = RayExecutor(site, workdir, ray_address, checkpoint_dir, policy=policy)
         else:
-            self.executor = LocalExecutor(site, pools, workdir, checkpoint_dir, policy=policy)
+            self.executor = LocalExecutor(site, pools, workdir, checkpoint_dir, policy=policy, gpus=gpus)
         if executor != "local" and self.executor.count != pools:
             log.warning("site %s: the %s cluster has GPUs %s; the controller's network says %s",
                         site, executor, self.executor.count, pools)
@@ -214,6 +228,13 @@ class Agent:
         log.info("site %s: pools %s, %d run(s) adopted; polling every %g s", site, pools,
                  len(self.executor.runs), interval_s)
         self.metering = Metering(site, meter, self._meter_post(), meter_interval_s) if meter is not None else None
+        # runs' GPU energy: local runs only (the agent knows their GPU indices), from a per-GPU source
+        self.gpu_energy = self.metering.gpu_energy if self.metering is not None and executor == "local" else None
+        self.energy_marks: dict[tuple[int, int], Mark | None] = {}
+        if self.metering is not None and self.gpu_energy is None:
+            log.info("site %s: no run's GPU energy is measured (%s): the controller weights runs by their GPUs' "
+                     "rating", site, f"the runs' GPU indices are the {executor} cluster's" if executor != "local"
+                     else "no meter source reads each GPU's power")
 
     def _meter_post(self):
         """The metering thread's way to post a batch: a client of its own, never the loop's."""
@@ -266,6 +287,9 @@ class Agent:
         other refusal is logged and the report dropped: a report it will never take must not hold
         up the others)."""
         for path, job_id, body in self.outbox.pending():
+            if body.get("_kind") == "energy":
+                self._send_energy(path, job_id, body)
+                continue
             try:
                 self.client.call("POST", f"/v1/agent/{self.site}/jobs/{job_id}/report", json=body)
                 log.info("job %s fence %s: reported %s", job_id, body.get("fence"), body.get("state"),
@@ -284,6 +308,38 @@ class Agent:
                               body.get("fence"), body.get("state"), e, **_j(job_id, body.get("fence")))
             self.outbox.done(path)
 
+    def _send_energy(self, path: Path, job_id: int, body: dict) -> None:
+        """A stopped run's GPU energy, for its ledger row. Refused (the row already billed from the
+        meters, or none: 404/409/422): logged and dropped, the run stays weighted by its rating."""
+        body = {k: v for k, v in body.items() if k != "_kind"}
+        try:
+            self.client.call("POST", f"/v1/agent/{self.site}/jobs/{job_id}/energy", json=body)
+            log.info("job %s fence %s: its GPU energy sent (%.6f kWh)", job_id, body.get("fence"),
+                     body.get("gpu_kwh"), **_j(job_id, body.get("fence")))
+        except UserError as e:
+            if transient(e) or fatal(e):
+                raise
+            log.warning("job %s fence %s: the controller did not take its GPU energy (%s): dropped", job_id,
+                        body.get("fence"), e, **_j(job_id, body.get("fence")))
+        self.outbox.done(path)
+
+    # ------------------------------------------------------------------ GPU energy (agent/gpu_energy.py)
+    def _mark(self, run) -> None:
+        """A local run has just started: its GPUs' energy counters now."""
+        if self.gpu_energy is not None and getattr(run, "devices", None):
+            self.energy_marks[(run.job_id, run.fence)] = self.gpu_energy.mark(run.devices)
+
+    def _energy(self, run) -> float | None:
+        """The run's GPUs' energy since it started, kWh (None: not measured; its mark dropped)."""
+        key = (run.job_id, run.fence)
+        if self.gpu_energy is None or key not in self.energy_marks:
+            return None
+        kwh = self.gpu_energy.energy_kwh(self.energy_marks.pop(key))
+        if kwh is None:
+            log.info("job %s fence %s: its GPU energy is not measured (no fresh per-GPU sample at its start or "
+                     "end, or a gap between): billed by its GPUs' rating", *key, **_j(*key))
+        return kwh
+
     # ------------------------------------------------------------------ the loop
     def step(self) -> None:
         ex = self.executor
@@ -296,7 +352,7 @@ class Agent:
         running += [{"job_id": a["job_id"], "fence": a["fence"]} for a in self.waiting]
         held = {(r["job_id"], r["fence"]) for r in running}
         running += [{"job_id": j, "fence": b["fence"]} for _, j, b in self.outbox.pending()
-                    if (j, b["fence"]) not in held]            # ended, the result not yet delivered
+                    if (j, b["fence"]) not in held and "_kind" not in b]   # ended, the result not yet delivered
         reply = self.client.call("POST", f"/v1/agent/{self.site}/heartbeat", json={
             "executor": ex.name, "instance": self.instance, "running": running,
             "pools": [{"gpu_type": g, "count": n, "busy": ex.busy()[g]} for g, n in ex.count.items()]})
@@ -343,11 +399,14 @@ class Agent:
         for run, code, wall_s in finished:
             body = {"fence": run.fence, "state": "SUCCEEDED" if code == 0 else "FAILED", "exit_code": code,
                     "gpu_seconds": max(0.0, wall_s) * run.gpus}
+            kwh = self._energy(run)
+            if kwh is not None:
+                body["gpu_kwh"] = kwh
             if code != 0:
                 body["log_tail"] = clean_text(log_tail(ex.log_path(run)), 2000, tail=True)  # the log stays here
             self.send_output(run)                # before the result: the job's owner reads it once it ended
-            log.info("job %s fence %s: ended, exit code %s after %.1f s", run.job_id, run.fence, code, wall_s,
-                     **_j(run.job_id, run.fence))
+            log.info("job %s fence %s: ended, exit code %s after %.1f s%s", run.job_id, run.fence, code, wall_s,
+                     f", its GPUs used {kwh:.6f} kWh" if kwh is not None else "", **_j(run.job_id, run.fence))
             self.outbox.add(run.job_id, body)
 
     def _stop(self, job_id: int, fence: int, why: str) -> None:
@@ -357,6 +416,9 @@ class Agent:
             stopped = self.executor.stop(job_id)
             if stopped is not None:
                 self.send_output(stopped[0])
+                kwh = self._energy(stopped[0])
+                if kwh is not None:           # the controller metered the run when it stopped it
+                    self.outbox.add(job_id, {"fence": stopped[0].fence, "gpu_kwh": kwh}, kind="energy")
         except Exception as e:
             log.error("job %s fence %s: cannot stop it: %s: %s", job_id, fence, type(e).__name__, e,
                       **_j(job_id, fence))
@@ -450,19 +512,22 @@ class Agent:
             self._start(a)
         live = {(r.job_id, r.fence) for r in ex.runs.values()} | {(a["job_id"], a["fence"]) for a in self.waiting}
         self.notes = {k: v for k, v in self.notes.items() if k in live}
+        self.energy_marks = {k: v for k, v in self.energy_marks.items() if k in live}
 
     def _start(self, a: dict) -> None:
         ex = self.executor
         free = getattr(ex, "free", None)
         saved = {g: list(d) for g, d in free.items()} if isinstance(free, dict) else None
         try:
-            ex.start(a)
+            run = ex.start(a)
         except Exception as e:
             run = ex.runs.get(a["job_id"])
             if run is None or run.fence != a["fence"]:
                 if saved is not None:
                     ex.free = saved               # the GPUs it took are free again
             self._fail(a, f"the agent could not start it: {type(e).__name__}: {e}")
+            return
+        self._mark(run)
 
     # ------------------------------------------------------------------ checkpoints (agent/checkpoints.py)
     def _resume_ready(self, a: dict) -> bool | None:

@@ -10,6 +10,10 @@ Threads, none of them the agent's loop (whose heartbeats keep their interval wha
   `batch` to `POST /v1/agent/{site}/meter`. A 2xx takes the batch; a 422 refuses it for good (the
   server's message is logged and the batch dropped: it will never be taken); a 413 halves the
   batch; anything else (unreachable, 5xx, 429, 401) keeps it and tries again backing off.
+Per-GPU power: where exactly one source reads each GPU's power (`per_gpu`: nvml, or prometheus of
+a DCGM exporter), its poller gives every sample's `gpu_w` to `gpu_energy` (agent/gpu_energy.py),
+from which the agent reports each local run's GPU energy. Two such sources (nvml and a DCGM
+exporter, or two hosts' exporters) cannot be told apart by GPU index: then none is used, and said.
 Nothing here raises into the agent: a bug is logged and the loop goes on.
 """
 
@@ -23,6 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from suanli.agent.gpu_energy import GpuEnergy
 from suanli.agent.meters import Composite, MeterSource, Reading, Sample
 from suanli.agent.meters.base import MeterError, now
 from suanli.errors import UserError
@@ -41,8 +46,10 @@ def _status(e: UserError) -> int | None:
 class Poller:
     """One source's thread: its latest sample (live) or its samples not yet taken (replay)."""
 
-    def __init__(self, source: MeterSource, interval_s: float, stopping: threading.Event, hang_s: float):
+    def __init__(self, source: MeterSource, interval_s: float, stopping: threading.Event, hang_s: float,
+                 gpu_energy: GpuEnergy | None = None):
         self.source = source
+        self.gpu_energy = gpu_energy                            # given each sample's per-GPU power
         self.interval_s = interval_s
         self.hang_s = hang_s
         self.stopping = stopping
@@ -75,6 +82,8 @@ class Poller:
                         self.pending.extend(samples)
                     elif samples:
                         self.latest = (time.monotonic(), samples[-1])
+                if self.gpu_energy is not None and samples and samples[-1].gpu_w:
+                    self.gpu_energy.record(samples[-1].gpu_w)
                 if self.error:
                     log.warning("meter %s: read again, after %s", self.source.name, self.error)
                 self.error, self.delay = "", 0.0
@@ -123,7 +132,17 @@ class Metering:
         self.buffer: deque[Reading] = deque(maxlen=max_buffer)
         self.stopping = threading.Event()
         hang = hang_s if hang_s is not None else max(60.0, 4 * interval_s)
-        self.pollers = [Poller(s, interval_s, self.stopping, hang) for s in meter.sources]
+        per_gpu = [s for s in meter.sources if getattr(s, "per_gpu", False)]
+        self.per_gpu_note = ""
+        if len(per_gpu) > 1:
+            self.per_gpu_note = (f"{' and '.join(s.name for s in per_gpu)} both read per-GPU power, and their GPU "
+                                 f"indices cannot be told apart: no run's GPU energy is measured (they are billed "
+                                 f"by their GPUs' rating); give the others gpu_label= (empty)")
+            per_gpu = []
+        # a sample holds at most stale_s: a run across a longer gap has no measured GPU energy
+        self.gpu_energy = GpuEnergy(self.stale_s) if per_gpu else None
+        self.pollers = [Poller(s, interval_s, self.stopping, hang, self.gpu_energy if s in per_gpu else None)
+                        for s in meter.sources]
         self.next_post = 0.0
         self.post_delay = 0.0
         self.dropped = 0                     # readings pushed out of a full buffer
@@ -141,6 +160,8 @@ class Metering:
     def start(self) -> None:
         for note in self.meter.notes():
             log.info("meters: %s", note)
+        if self.per_gpu_note:
+            log.warning("meters: %s", self.per_gpu_note)
         log.info("meters: %s, read every %g s, posted in batches of up to %d", ", ".join(
             s.name for s in self.meter.sources), self.interval_s, self.batch)
         for p in self.pollers:

@@ -371,6 +371,23 @@ class Report(BaseModel):
                              description="where the run's output (stdout and stderr) is written on the site")
 
 
+class RunEnergy(BaseModel):
+    """A run's GPU energy as the agent measured it, sent after it stopped the run (cancelled,
+    preempted, moved): the run's ledger row, made when the controller stopped it, is shared from
+    the meters by it (service/bills.py)."""
+    model_config = _STRICT
+    fence: Fence
+    gpu_kwh: float = Field(ge=0, le=MAX_HOURS * MAX_GPUS * MAX_GPU_KW,
+                           description="the run's GPU energy from its start until the agent stopped it, kWh")
+
+
+class RunEnergyOut(BaseModel):
+    job_id: int
+    fence: int
+    gpu_kwh: float
+    energy_basis: str = Field(description="the run's ledger row: modelled until the meters cover it")
+
+
 # ----------------------------------------------------------------------------- errors
 class Problem(BaseModel):
     """Every refusal: one line naming the field and the value (`gpus: ... (got 0)`)."""

@@ -15,7 +15,9 @@ re-placed on another site resumes too, with no shared file system.
 Isolation (docs/SITES.md, "Isolation"). A job's environment is built from an allow-list, never
 copied from the agent's: `PATH`, `LANG`, `LANGUAGE`, `LC_*`, `TZ`, `TERM`, the names the
 operator adds (`suanli agent --job-env NAME`), then `HOME` and `TMPDIR` (the job's private
-directory), the `SUANLI_*` variables below and, on the local executor, `CUDA_VISIBLE_DEVICES`.
+directory), the `SUANLI_*` variables below and, on the local executor, the GPUs it holds: `CUDA_VISIBLE_DEVICES`
+and `NVIDIA_VISIBLE_DEVICES` (the same indices, for a container runtime), with
+`CUDA_DEVICE_ORDER=PCI_BUS_ID` so that CUDA numbers the GPUs as NVML and DCGM do (executors/local.py).
 No other variable of the agent reaches a job (its token, `SUANLI_AGENT_TOKEN`, least of all).
 
 When the agent runs as root (and not `--jobs-as-agent-user`), the local executor runs each job
@@ -236,7 +238,10 @@ class Executor:
             env.update({k: os.environ[k] for k in ("USER", "LOGNAME") if k in os.environ})
         env.update(self.job_env(a, ckpt))
         if devices is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+            # CUDA's own order (fastest first) may differ from NVML's: the indices are NVML's (the
+            # meters' per-GPU power is read by them), so CUDA is told to number by PCI bus as NVML does
+            env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         return env
 
     def can_start(self, a: dict) -> bool:

@@ -1,8 +1,15 @@
 """The `local` executor: each job's command runs as a shell subprocess on this machine, with
 
 - `SUANLI_JOB_ID`, `SUANLI_FENCE`, `SUANLI_SITE`, `SUANLI_CHECKPOINT_DIR` (executors/base.py);
-- `CUDA_VISIBLE_DEVICES`: the GPUs of the site's simulated pool the job holds (indices into
-  the pool of its GPU type: a gang gets `gpus` of them, never shared with another job).
+- `CUDA_VISIBLE_DEVICES` and `NVIDIA_VISIBLE_DEVICES`: the GPUs the job holds, by their index on
+  this host (NVML's numbering; `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes CUDA's the same): a gang gets
+  `gpus` of them, never shared with another job, given back when its run ends or is stopped.
+
+The host's GPUs (`host_gpus`): `suanli agent --gpus N`, else the GPUs NVML counts, else (no NVIDIA
+GPU: a demo, a test) the pools' own total. The site's pools, as the controller's network file
+lists them and the agent announces them, take consecutive indices in that order: pools
+{a800: 4, h100: 2} are a800 = 0-3, h100 = 4-5. A host with fewer GPUs than its pools is refused at
+start-up (a job would be given an index that is not there); more are left unused, and said.
 
 Its stdout and stderr go to `<workdir>/<site>/<job id>/fence-<n>.log`. The command (kept in
 `fence-<n>.sh`) runs under a small wrapper that writes its exit code to `fence-<n>.exit` when it
@@ -97,15 +104,55 @@ def _kill_group(pgid: int, grace_s: float = 5.0) -> None:
         pass
 
 
+def host_gpu_count(given: int | None) -> tuple[int | None, str]:
+    """(this host's GPUs, where the number comes from): `--gpus N`, else NVML's count, else None."""
+    if given is not None:
+        return given, "--gpus"
+    from suanli.agent.meters.nvml import gpu_count
+    n, _ = gpu_count()
+    if n > 0:
+        import pynvml
+        try:
+            pynvml.nvmlShutdown()            # gpu_count leaves NVML initialised: the meter opens its own
+        except pynvml.NVMLError:
+            pass
+        return n, "NVML"
+    return None, ""
+
+
+def gpu_indices(site: str, pools: dict[str, int], host_gpus: int | None, source: str = "--gpus"
+                ) -> dict[str, list[int]]:
+    """Each pool's GPU indices on this host (module docstring): consecutive, in the pools' order."""
+    total = sum(pools.values())
+    shown = ", ".join(f"{g} {n}" for g, n in pools.items())
+    if host_gpus is not None and host_gpus < total:
+        raise UserError(f"{source}: this host has {host_gpus} GPU(s), and site {site}'s pools ({shown}) hold "
+                        f"{total}: a job would be given a GPU that is not there (fix the network file's pools, "
+                        f"or run the agent on a host with them all)")
+    if host_gpus is not None and host_gpus > total:
+        log.warning("site %s: this host has %d GPUs (%s); the pools (%s) use indices 0-%d, the others stay idle",
+                    site, host_gpus, source, shown, total - 1)
+    out, k = {}, 0
+    for g, n in pools.items():
+        out[g] = list(range(k, k + n))
+        k += n
+    return out
+
+
 class LocalExecutor(Executor):
     name = "local"
 
     runs_jobs_itself = True
 
     def __init__(self, site: str, pools: dict[str, int], workdir: str, checkpoint_root: str | None = None,
-                 policy: JobPolicy | None = None):
+                 policy: JobPolicy | None = None, gpus: int | None = None):
         super().__init__(site, workdir, checkpoint_root, policy)
-        self.free: dict[str, list[int]] = {g: list(range(n)) for g, n in pools.items()}
+        self.host_gpus, where = host_gpu_count(gpus)       # gpus: `--gpus N`
+        self.free = gpu_indices(site, pools, self.host_gpus, where)
+        log.info("site %s: GPU indices %s (%s)", site, {g: f"{d[0]}-{d[-1]}" if d else "none"
+                                                          for g, d in self.free.items()},
+                 f"this host's {self.host_gpus} GPUs, from {where}" if self.host_gpus is not None
+                 else "no NVIDIA GPU seen and no --gpus: the pools' own numbering")
         self.count = dict(pools)
         self.setpriv = shutil.which("setpriv")
         self.unshare = shutil.which("unshare")

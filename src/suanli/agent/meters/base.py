@@ -9,6 +9,7 @@ battery (< 0 charges it). Every other power is >= 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import ClassVar, Protocol, runtime_checkable
@@ -24,6 +25,9 @@ READING_FIELDS = (*POWER_FIELDS, "battery_soc_kwh")
 # needs to compute grid import where no meter measures it (composite.py) but the controller does not take
 SAMPLE_FIELDS = (*READING_FIELDS, "battery_kw")
 SIGNED = frozenset({"grid_kw", "battery_kw"})
+# per-GPU power (Sample.gpu_w): GPU indices as NVML numbers them (DCGM's `gpu` label), watts
+MAX_GPU_INDEX = 1023
+MAX_GPU_W = 5000.0               # one board's power, W: beyond any (the controller's bound, MAX_GPU_KW)
 
 
 class MeterError(Exception):
@@ -80,6 +84,9 @@ class Sample:
     grid_kw: float | None = None
     battery_soc_kwh: float | None = None
     battery_kw: float | None = None
+    # each GPU's power, W, by its index on this host (NVML's, DCGM's `gpu` label), where the source
+    # reads it: what the agent integrates into each run's GPU energy (agent/gpu_energy.py)
+    gpu_w: Mapping[int, float] | None = None
     NAMES: ClassVar[tuple[str, ...]] = SAMPLE_FIELDS
 
     def __post_init__(self):
@@ -87,12 +94,17 @@ class Sample:
             raise ValueError("Sample.at must be timezone-aware")
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "at" or v is None:
+            if f.name in ("at", "gpu_w") or v is None:
                 continue
             if not math.isfinite(v):
                 raise MeterError(f"{f.name}: not a finite number ({v})")
             if f.name not in SIGNED and v < 0:
                 raise MeterError(f"{f.name}: negative ({v})")
+        for i, w in (self.gpu_w or {}).items():
+            if not (isinstance(i, int) and 0 <= i <= MAX_GPU_INDEX):
+                raise MeterError(f"gpu_w: GPU index {i!r} is not in [0, {MAX_GPU_INDEX}]")
+            if not (math.isfinite(w) and 0 <= w <= MAX_GPU_W):
+                raise MeterError(f"gpu_w: GPU {i}: {w} W is not in [0, {MAX_GPU_W:g}]")
 
     def measured(self) -> dict[str, float]:
         return {n: getattr(self, n) for n in SAMPLE_FIELDS if getattr(self, n) is not None}
@@ -112,6 +124,8 @@ class MeterSource(Protocol):
     name: str
     measures: frozenset[str]
     replay: bool                      # True: its samples are whole readings with their own times (csv)
+    # (optional attribute) per_gpu: True where its samples carry `gpu_w`, each GPU's power (nvml,
+    # prometheus of a DCGM exporter); read with getattr(source, "per_gpu", False)
 
     def poll(self) -> list[Sample]: ...
 

@@ -2,7 +2,8 @@
 
 At each poll: every GPU's `nvmlDeviceGetPowerUsage` (mW; the board's power draw, averaged by the
 driver over about a second), summed: `it_kw`; with `pue=F`, `facility_kw` = `it_kw` times F.
-`per_gpu_w` keeps the last poll's watts per GPU index, for whatever attributes energy to jobs.
+Each sample also carries every GPU's watts by its NVML index (`Sample.gpu_w`; `per_gpu_w` keeps
+the last poll's): the agent integrates them into each local run's GPU energy (agent/gpu_energy.py).
 
 A host without an NVIDIA GPU (no driver, no library, no device) cannot use this source: it is
 said in one line at start-up (MeterUnavailable: exit code 2), not discovered at the first poll.
@@ -57,6 +58,7 @@ def gpu_count() -> tuple[int, str]:
 
 class NvmlSource:
     replay = False
+    per_gpu = True
 
     def __init__(self, config: NvmlConfig):
         n, why = gpu_count()
@@ -80,7 +82,7 @@ class NvmlSource:
         self.per_gpu_w = watts
         it = sum(watts.values()) / 1000.0
         facility = it * self.config.pue if self.config.pue else None
-        return [Sample(at=now(), it_kw=it, facility_kw=facility)]
+        return [Sample(at=now(), it_kw=it, facility_kw=facility, gpu_w=dict(watts))]
 
     def close(self) -> None:
         try:

@@ -1,4 +1,5 @@
-"""`prometheus:URL[,it=M+M..][,facility=M..][,renewable=M..][,grid=M..][,pue=F][,timeout=S][,max_bytes=N]`:
+"""`prometheus:URL[,it=M+M..][,facility=M..][,renewable=M..][,grid=M..][,pue=F][,gpu_label=L][,timeout=S]
+[,max_bytes=N]`:
 scrape one Prometheus text endpoint (an exporter's /metrics) at each poll.
 
 Each field is the sum of the named metrics over all their series (every GPU, every node, every
@@ -15,6 +16,14 @@ building meter exposed through node exporter's textfile collector), or `pue=F`: 
 power times F. A metric named but missing from the scrape fails the poll: a meter that stopped
 exporting must not read as 0 kW.
 
+Per GPU: where every series of the `it` metrics is a gauge with a `gpu_label` label (default `gpu`,
+as DCGM exporter labels each GPU by its NVML index: `gpu="0"`), each sample also carries each GPU's
+watts by that index (`Sample.gpu_w`, the sum over the `it` metrics; they add up to `it_kw`), which
+the agent integrates into each local run's GPU energy (agent/gpu_energy.py). A series without the
+label, a label that is not an index, two series of one metric for one index (two hosts' GPU 0),
+or a value no board draws (over 5 kW) leaves a poll without per-GPU values (its `it_kw` is read
+as ever). `gpu_label=` (empty): none.
+
 Bounded: `timeout` seconds (default 5) for the whole scrape (checked at each chunk received; a
 server silent past the read timeout, the same `timeout`, is cut there), at most `max_bytes` of
 answer (default 8 MiB).
@@ -22,6 +31,7 @@ answer (default 8 MiB).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -30,13 +40,15 @@ from urllib.parse import urlsplit
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from suanli.agent.meters.base import MeterError, Options, Sample, now
+from suanli.agent.meters.base import MAX_GPU_INDEX, MAX_GPU_W, MeterError, Options, Sample, now
 from suanli.errors import UserError
 
 FIELDS = {"it": "it_kw", "facility": "facility_kw", "renewable": "renewable_kw", "grid": "grid_kw"}
-OPTIONS = (*FIELDS, "pue", "timeout", "max_bytes")
+OPTIONS = (*FIELDS, "pue", "gpu_label", "timeout", "max_bytes")
 DCGM_POWER = "DCGM_FI_DEV_POWER_USAGE"
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,199}")
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,99}")
+GPU_INDEX = re.compile(r"[0-9]{1,4}")
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,7 @@ class PrometheusConfig:
     pue: float | None = None
     timeout_s: float = 5.0
     max_bytes: int = 8 * 2**20
+    gpu_label: str = "gpu"                # the label naming a GPU's index in the `it` metrics ("": none)
 
     def open(self) -> PrometheusSource:
         return PrometheusSource(self)
@@ -72,10 +85,13 @@ def parse(target: str, opts: Options) -> PrometheusConfig:
         raise UserError(f"--meter {opts.spec!r}: pue: multiplies this source's IT power, and it reads none (it=)")
     timeout = opts.number("timeout", 5.0, 0.1, 120.0)
     max_bytes = opts.integer("max_bytes", 8 * 2**20, 1024, 256 * 2**20)
+    gpu_label = opts.text("gpu_label", "gpu")
+    if gpu_label and not LABEL_NAME.fullmatch(gpu_label):
+        raise UserError(f"--meter {opts.spec!r}: gpu_label: {gpu_label!r} is not a label name")
     opts.done(OPTIONS)
     if not metrics:
         raise UserError(f"--meter {opts.spec!r}: reads no metric (give it=, facility=, renewable= or grid=)")
-    return PrometheusConfig(target, metrics, pue, timeout, max_bytes)
+    return PrometheusConfig(target, metrics, pue, timeout, max_bytes, gpu_label)
 
 
 class PrometheusSource:
@@ -87,6 +103,8 @@ class PrometheusSource:
         self.measures = frozenset(config.metrics) | ({"facility_kw"} if config.pue else frozenset())
         self.http = httpx.Client(timeout=config.timeout_s, follow_redirects=False)
         self.counters: dict[str, tuple[float, float]] = {}      # counter -> (monotonic time, joules)
+        self.per_gpu = bool(config.gpu_label) and "it_kw" in config.metrics
+        self.per_gpu_w: dict[int, float] = {}                   # the last poll's, W by GPU index
 
     def scrape(self) -> str:
         """The endpoint's answer, bounded in bytes and in time (a server that sends one byte a
@@ -113,7 +131,9 @@ class PrometheusSource:
         text = self.scrape()
         t = time.monotonic()
         wanted = {m for names in self.config.metrics.values() for m in names}
+        it_metrics = set(self.config.metrics.get("it_kw", ())) if self.per_gpu else set()
         found: dict[str, tuple[str, float]] = {}                 # metric -> (type, sum of its series)
+        by_gpu: dict[tuple[str, int], float] | None = {} if it_metrics else None   # (metric, GPU) -> W
         try:
             for fam in text_string_to_metric_families(text):
                 for s in fam.samples:
@@ -124,6 +144,8 @@ class PrometheusSource:
                         raise MeterError(f"{name}: a {fam.type}, not a gauge (W) or a counter (J)")
                     kind = "counter" if fam.type == "counter" else "gauge"
                     found[name] = (kind, found.get(name, (kind, 0.0))[1] + float(s.value))
+                    if by_gpu is not None and name in it_metrics:
+                        by_gpu = self._per_gpu(by_gpu, name, kind, s.labels, float(s.value))
         except ValueError as e:
             raise MeterError(f"not Prometheus text: {e}") from None
         watts: dict[str, float] = {}
@@ -146,7 +168,28 @@ class PrometheusSource:
         kw = {f: sum(watts[m] for m in names) / 1000.0 for f, names in self.config.metrics.items()}
         if self.config.pue is not None:
             kw["facility_kw"] = kw["it_kw"] * self.config.pue
-        return [Sample(at=now(), **kw)]
+        gpu_w: dict[int, float] | None = None
+        if by_gpu:
+            gpu_w = {}
+            for (_, i), w in by_gpu.items():
+                gpu_w[i] = gpu_w.get(i, 0.0) + w
+        self.per_gpu_w = gpu_w or {}
+        return [Sample(at=now(), **kw, gpu_w=gpu_w)]
+
+    def _per_gpu(self, by_gpu: dict[tuple[str, int], float], name: str, kind: str, labels: dict[str, str],
+                 watts: float) -> dict[tuple[str, int], float] | None:
+        """`by_gpu` with one more series of an `it` metric, or None once the series cannot be
+        told apart by GPU (the module's rule): that poll carries no per-GPU values."""
+        raw = labels.get(self.config.gpu_label)
+        if kind != "gauge" or raw is None or not GPU_INDEX.fullmatch(raw) or int(raw) > MAX_GPU_INDEX:
+            return None
+        if not (math.isfinite(watts) and 0 <= watts <= MAX_GPU_W):
+            return None                        # no board draws it: the site's it_kw says the rest
+        key = (name, int(raw))
+        if key in by_gpu:
+            return None
+        by_gpu[key] = watts
+        return by_gpu
 
     def close(self) -> None:
         self.http.close()

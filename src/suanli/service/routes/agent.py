@@ -20,7 +20,7 @@ from suanli.service.checkpoints import OverQuota, StoreFull, TooLarge, move_pric
 from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
-from suanli.service.models import RunOutput, SiteAgent, Transition, utcnow
+from suanli.service.models import RunOutput, SiteAgent, Transition, Usage, utcnow
 from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, site_only
 from suanli.service.schemas import (
     MAX_GPU_KW,
@@ -31,6 +31,8 @@ from suanli.service.schemas import (
     JobIdPath,
     JobOut,
     Report,
+    RunEnergy,
+    RunEnergyOut,
     RunningRef,
     RunOutputOut,
 )
@@ -342,6 +344,37 @@ def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who
             raise HTTPException(409, f"job {job_id}: CANCELLED is reported only for a cancelled job")
         s.commit()
         return done(s, job_out(c, s, row))
+
+
+@router.post("/v1/agent/{site}/jobs/{job_id}/energy", response_model=RunEnergyOut)
+def run_energy(received: Arrived, site: str, job_id: JobIdPath, body: RunEnergy, p: Who, s: DB, c: Ctl):
+    """The GPU energy of a run the agent stopped (cancelled, preempted, moved), for the ledger row
+    the controller made when it stopped it. Taken once, while the row is still priced from the
+    models (409 once the meters billed it, or a second time); bounded like a report's `gpu_kwh`,
+    by the row's GPUs at MAX_GPU_KW from its start until now (422)."""
+    site_only(p, site)
+    c.saw(site, received)
+    with c.lock:
+        alive(c, s, site, received)
+        row = s.get(JobRow, job_id)
+        u = s.scalar(select(Usage).where(Usage.job_id == job_id, Usage.fence == body.fence, Usage.kind == "run",
+                                         Usage.site == site).with_for_update())
+        if row is None or u is None:
+            raise HTTPException(404, f"job {job_id} fence {body.fence}: no run of it on site {site} is on the ledger")
+        if u.gpu_kwh is not None:
+            raise HTTPException(409, f"job {job_id} fence {body.fence}: its GPU energy was reported already "
+                                     f"({u.gpu_kwh:.6f} kWh)")
+        if u.energy_basis != "modelled":
+            raise HTTPException(409, f"job {job_id} fence {body.fence}: already billed from the meters")
+        wall_s = max(0.0, (c.now_h() - u.start_h) * 3600.0)
+        bound = u.gpus * (wall_s * (1 + GPU_SECONDS_SLACK) + CLOCK_SKEW_S) * MAX_GPU_KW / 3600.0
+        if body.gpu_kwh > bound:
+            raise implausible(site, row, body.fence, "gpu_kwh", body.gpu_kwh,
+                              f"{u.gpus} GPUs of at most {MAX_GPU_KW:g} kW since the run started allow at most "
+                              f"{bound:,.6f} kWh")
+        u.gpu_kwh = body.gpu_kwh
+        s.commit()
+        return RunEnergyOut(job_id=job_id, fence=body.fence, gpu_kwh=u.gpu_kwh, energy_basis=u.energy_basis)
 
 
 def output_row(s: Session, row: JobRow, site: str, fence: int) -> RunOutput:
