@@ -266,7 +266,7 @@ def report(w: World) -> None:
 
 def run_energy(w: World) -> None:
     """Only the run's own site may give a stopped run's GPU energy (which weights its bill)."""
-    body = {"fence": w.fence, "gpu_kwh": 0.0}
+    body = {"fence": w.fence, "gpu_kw": 0.0}
     with w.c("rival") as b:
         _refused(b.post(f"/v1/agent/east-1/jobs/{w.done}/energy", json=body), 403)
     with w.c("west") as s:

@@ -27,9 +27,10 @@ Meters (`--meter SPEC`, agent/meters/): read and posted by threads of their own 
 never by this loop; a meter that fails or hangs stops its readings only.
 GPU energy: where a meter source reads each GPU's power (nvml, or a DCGM exporter through
 prometheus), a local run's GPUs' energy over the run (agent/gpu_energy.py) goes in its SUCCEEDED
-or FAILED report as `gpu_kwh`; a run the agent stops (cancelled, preempted, moved) has its
-energy sent to `POST /v1/agent/{site}/jobs/{id}/energy`, for the ledger row the controller made
-when it stopped it. The controller then shares the site's metered energy by it (service/bills.py).
+or FAILED report as `gpu_kwh`, and its mean power so far in each heartbeat while it runs; a run the
+agent stops (cancelled, preempted, moved) has its mean power sent to
+`POST /v1/agent/{site}/jobs/{id}/energy`, for the ledger row the controller made when it stopped
+it. The controller shares the site's metered energy among the runs by these (service/bills.py).
 """
 
 from __future__ import annotations
@@ -309,13 +310,13 @@ class Agent:
             self.outbox.done(path)
 
     def _send_energy(self, path: Path, job_id: int, body: dict) -> None:
-        """A stopped run's GPU energy, for its ledger row. Refused (the row already billed from the
+        """A stopped run's GPUs' mean power, for its ledger row. Refused (the row already billed from the
         meters, or none: 404/409/422): logged and dropped, the run stays weighted by its rating."""
         body = {k: v for k, v in body.items() if k != "_kind"}
         try:
             self.client.call("POST", f"/v1/agent/{self.site}/jobs/{job_id}/energy", json=body)
-            log.info("job %s fence %s: its GPU energy sent (%.6f kWh)", job_id, body.get("fence"),
-                     body.get("gpu_kwh"), **_j(job_id, body.get("fence")))
+            log.info("job %s fence %s: its GPU energy sent (a mean %.4f kW)", job_id, body.get("fence"),
+                     body.get("gpu_kw"), **_j(job_id, body.get("fence")))
         except UserError as e:
             if transient(e) or fatal(e):
                 raise
@@ -340,6 +341,18 @@ class Agent:
                      "end, or a gap between): billed by its GPUs' rating", *key, **_j(*key))
         return kwh
 
+    def _ref(self, run) -> dict:
+        """A run in the heartbeat, with its GPUs' mean power so far where it is measured (the
+        controller shares the meter among the runs beside it by it)."""
+        ref = {"job_id": run.job_id, "fence": run.fence}
+        mark = self.energy_marks.get((run.job_id, run.fence))
+        if mark is not None and self.gpu_energy is not None:
+            t = time.monotonic()
+            kwh = self.gpu_energy.energy_kwh(mark, t)
+            if kwh is not None and t > mark.at:
+                ref["gpu_kw"] = kwh * 3600.0 / (t - mark.at)
+        return ref
+
     # ------------------------------------------------------------------ the loop
     def step(self) -> None:
         ex = self.executor
@@ -348,7 +361,7 @@ class Agent:
         except Exception as e:                 # the cluster manager did not answer: the runs as last seen
             self._once("refresh", logging.ERROR, "site %s: cannot read the %s cluster's state: %s", self.site,
                        ex.name, e)
-        running = [{"job_id": r.job_id, "fence": r.fence} for r in ex.runs.values()]
+        running = [self._ref(r) for r in ex.runs.values()]
         running += [{"job_id": a["job_id"], "fence": a["fence"]} for a in self.waiting]
         held = {(r["job_id"], r["fence"]) for r in running}
         running += [{"job_id": j, "fence": b["fence"]} for _, j, b in self.outbox.pending()
@@ -417,8 +430,9 @@ class Agent:
             if stopped is not None:
                 self.send_output(stopped[0])
                 kwh = self._energy(stopped[0])
-                if kwh is not None:           # the controller metered the run when it stopped it
-                    self.outbox.add(job_id, {"fence": stopped[0].fence, "gpu_kwh": kwh}, kind="energy")
+                if kwh is not None and stopped[1] > 0:    # the controller metered it when it stopped it
+                    self.outbox.add(job_id, {"fence": stopped[0].fence, "gpu_kw": kwh * 3600.0 / stopped[1]},
+                                    kind="energy")
         except Exception as e:
             log.error("job %s fence %s: cannot stop it: %s: %s", job_id, fence, type(e).__name__, e,
                       **_j(job_id, fence))

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session, aliased
 
 from suanli.model.scenario import Scenario
 from suanli.service import meters
+from suanli.service.metering import live_energy
 from suanli.service.meters import HOUR_US, MAX_GAP_S, US, from_us, to_us
 from suanli.service.models import Job as JobRow
 from suanli.service.models import MeterHour, MeterReading, Usage, UsageHour
@@ -227,11 +228,13 @@ def _true_up_site(s: Session, network: Scenario, epoch_us: int, now_h: float, mo
                 power_kw(network, u.gpus, u.gpu_type, u.end_h - u.start_h, u.gpu_kwh))
             for u in s.scalars(select(Usage).where(Usage.kind == "run", Usage.site == site,
                                                    Usage.start_h < hi_h, Usage.end_h > lo_h))]
+    live = live_energy(s, site)
     for j in s.scalars(select(JobRow).where(JobRow.site == site, JobRow.state == "RUNNING",
                                             JobRow.start_h.is_not(None), JobRow.start_h < hi_h)):
         if j.gpu_type in network.gpu_types and now_h > j.start_h:
+            fence, kw = live.get(j.id, (None, 0.0))
             runs.append(Run(-j.id, _us(epoch_us, j.start_h), _us(epoch_us, now_h),
-                            power_kw(network, j.gpus, j.gpu_type, 0.0, None)))
+                            kw if fence == j.fence else power_kw(network, j.gpus, j.gpu_type, 0.0, None)))
     carbon, tariff, ren_cny = _series(network, site)
     got = split(points, runs, {u.id for u in rows}, carbon=carbon, tariff=tariff, renewable_cny=ren_cny,
                 origin_us=epoch_us)

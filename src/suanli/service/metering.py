@@ -33,7 +33,7 @@ from suanli.model.scenario import Scenario
 from suanli.model.schedule import Segment
 from suanli.model.schema import Job
 from suanli.service.models import Job as JobRow
-from suanli.service.models import Tenant, Usage
+from suanli.service.models import SiteAgent, Tenant, Usage
 from suanli.service.schemas import Invoice, InvoiceLine
 
 
@@ -82,12 +82,29 @@ def price_segment(network: Scenario, job: Job, seg: Segment, neighbours: list[Se
     return out
 
 
+def live_energy(s: Session, site: str) -> dict[int, tuple[int, float]]:
+    """The site's running runs' GPUs' mean power so far, as its agent's last heartbeat measured it:
+    {job id: (fence, kW)} (routes/agent.py keeps it with the agent's record)."""
+    a = s.get(SiteAgent, site)
+    energy = ((a.info or {}).get("energy") if a is not None else None) or {}
+    out = {}
+    for jid, v in energy.items():
+        try:
+            out[int(jid)] = (int(v[0]), float(v[1]))
+        except (TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
 def meter(s: Session, network: Scenario, epoch: datetime, row: JobRow, job: Job, fence: int,
           start_h: float, end_h: float, gpu_seconds: float | None = None,
-          gpu_kwh: float | None = None) -> Usage | None:
+          gpu_kwh: float | None = None, stopped: bool = True) -> Usage | None:
     """Append the ledger row of `row`'s run [start_h, end_h) on its site (once per dispatch), its
     energy priced from the network file's models; `bills.true_up` re-prices it from the site's
-    meters once they cover the run. `gpu_kwh`: the run's GPU energy as the agent measured it."""
+    meters once they cover the run. `gpu_kwh`: the run's GPU energy as the agent measured it. A run
+    the controller `stopped` (cancelled, preempted, moved: no report of the agent ends it) gets its
+    mean power so far from the agent's last heartbeat times its length (`live_energy`), which the
+    agent's `POST .../energy` may then replace while the row is modelled."""
     if not end_h > start_h or row.site is None or row.gpu_type is None:
         return None
     if s.scalar(select(Usage.id).where(Usage.job_id == row.id, Usage.fence == fence, Usage.kind == "run")) is not None:
@@ -104,6 +121,10 @@ def meter(s: Session, network: Scenario, epoch: datetime, row: JobRow, job: Job,
         figures["transfer_cny"] += row.move_cny
         figures["total_cny"] += row.move_cny
         row.move_cny = 0.0
+    if gpu_kwh is None and stopped:
+        fence_at, kw = live_energy(s, row.site).get(row.id, (None, 0.0))
+        if fence_at == fence:
+            gpu_kwh = kw * (end_h - start_h)
     month = (epoch + timedelta(hours=end_h)).strftime("%Y-%m")
     usage = Usage(job_id=row.id, tenant_id=row.tenant_id, fence=fence, site=row.site, gpu_type=row.gpu_type,
                   gpus=row.gpus, start_h=start_h, end_h=end_h, month=month, gpu_kwh=gpu_kwh, **figures)

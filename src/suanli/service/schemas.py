@@ -322,6 +322,9 @@ class RunningIn(RunningRef):
     checkpoint_at: datetime | None = Field(default=None, description="the newest file in SUANLI_CHECKPOINT_DIR")
     checkpoint_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX,
                                          description="the checkpoint directory's size")
+    gpu_kw: float | None = Field(default=None, ge=0, le=MAX_GPUS * MAX_GPU_KW,
+                                 description="the run's GPUs' mean power so far, as measured (kW): bills of the runs "
+                                             "beside it share the site's meter by it while it runs")
 
 
 class Heartbeat(BaseModel):
@@ -372,19 +375,19 @@ class Report(BaseModel):
 
 
 class RunEnergy(BaseModel):
-    """A run's GPU energy as the agent measured it, sent after it stopped the run (cancelled,
+    """A run's GPUs' mean power as the agent measured it, sent after it stopped the run (cancelled,
     preempted, moved): the run's ledger row, made when the controller stopped it, is shared from
     the meters by it (service/bills.py)."""
     model_config = _STRICT
     fence: Fence
-    gpu_kwh: float = Field(ge=0, le=MAX_HOURS * MAX_GPUS * MAX_GPU_KW,
-                           description="the run's GPU energy from its start until the agent stopped it, kWh")
+    gpu_kw: float = Field(ge=0, le=MAX_GPUS * MAX_GPU_KW,
+                          description="the run's GPUs' mean power from its start until the agent stopped it, kW")
 
 
 class RunEnergyOut(BaseModel):
     job_id: int
     fence: int
-    gpu_kwh: float
+    gpu_kwh: float = Field(description="the run's GPU energy on the ledger: the mean power times its length there")
     energy_basis: str = Field(description="the run's ledger row: modelled until the meters cover it")
 
 

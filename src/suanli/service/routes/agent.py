@@ -98,16 +98,24 @@ def heartbeat(received: Arrived, site: str, body: Heartbeat, p: Who, s: DB, c: C
         info = {"executor": body.executor, "instance": body.instance, "pools": [x.model_dump() for x in body.pools]}
         before = (a.info or {}).get("instance") if a is not None else None
         if a is None:
-            s.add(SiteAgent(site=site, info=info))
+            a = SiteAgent(site=site, info=info)
+            s.add(a)
         else:
             a.last_seen_at = utcnow()
-            a.info = info
         cancel = []
+        energy: dict[str, list] = {}        # job id -> [fence, its GPUs' mean kW so far]: metering.live_energy
         for ref in sorted(body.running, key=lambda r: r.job_id):      # one lock order: no deadlock
             row = s.get(JobRow, ref.job_id, with_for_update=True)
             if (row is None or row.site != site or row.fence != ref.fence
                     or row.state not in ("TRANSFERRING", "RUNNING")):
                 cancel.append(RunningRef(job_id=ref.job_id, fence=ref.fence))
+            elif ref.gpu_kw is not None and row.state == "RUNNING":
+                if ref.gpu_kw <= row.gpus * MAX_GPU_KW:      # else left out: the run weighs its rating
+                    energy[str(row.id)] = [row.fence, ref.gpu_kw]
+                else:
+                    log.warning("implausible power in a heartbeat ignored: site %s, job %s, fence %s: gpu_kw %s "
+                                "over %d GPUs x %g kW", site, row.id, ref.fence, ref.gpu_kw, row.gpus, MAX_GPU_KW)
+        a.info = {**info, "energy": energy} if energy else info
         # the dispatched jobs the agent does not hold are lost (Controller.lost_runs)
         restarted = before is not None and body.instance is not None and before != body.instance
         c.lost_runs(s, site, {(r.job_id, r.fence) for r in body.running}, restarted, received)
@@ -325,7 +333,7 @@ def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who
                                       f"allow at most {bound:,.6f} kWh")
             if row.state == "RUNNING":
                 metering.meter(s, c.network, c.epoch, row, model_job(row), row.fence, row.start_h, now,
-                               body.gpu_seconds, body.gpu_kwh)
+                               body.gpu_seconds, body.gpu_kwh, stopped=False)
             row.end_h = now
             why = body.reason or (f"exit code {body.exit_code}" if body.exit_code is not None else "")
             if body.log_tail:
@@ -348,10 +356,12 @@ def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who
 
 @router.post("/v1/agent/{site}/jobs/{job_id}/energy", response_model=RunEnergyOut)
 def run_energy(received: Arrived, site: str, job_id: JobIdPath, body: RunEnergy, p: Who, s: DB, c: Ctl):
-    """The GPU energy of a run the agent stopped (cancelled, preempted, moved), for the ledger row
-    the controller made when it stopped it. Taken once, while the row is still priced from the
-    models (409 once the meters billed it, or a second time); bounded like a report's `gpu_kwh`,
-    by the row's GPUs at MAX_GPU_KW from its start until now (422)."""
+    """The GPUs' mean power of a run the agent stopped (cancelled, preempted, moved), for the ledger
+    row the controller made when it stopped it: its `gpu_kwh` becomes that power times the row's
+    length (the agent stops the run a heartbeat or so after the controller ended the row, so its
+    own energy would cover more time than the row). It replaces the estimate from the run's last
+    heartbeat (metering.meter) while the row is priced from the models; 409 once the meters billed
+    it; at most the row's GPUs at MAX_GPU_KW each (422)."""
     site_only(p, site)
     c.saw(site, received)
     with c.lock:
@@ -361,18 +371,12 @@ def run_energy(received: Arrived, site: str, job_id: JobIdPath, body: RunEnergy,
                                          Usage.site == site).with_for_update())
         if row is None or u is None:
             raise HTTPException(404, f"job {job_id} fence {body.fence}: no run of it on site {site} is on the ledger")
-        if u.gpu_kwh is not None:
-            raise HTTPException(409, f"job {job_id} fence {body.fence}: its GPU energy was reported already "
-                                     f"({u.gpu_kwh:.6f} kWh)")
         if u.energy_basis != "modelled":
             raise HTTPException(409, f"job {job_id} fence {body.fence}: already billed from the meters")
-        wall_s = max(0.0, (c.now_h() - u.start_h) * 3600.0)
-        bound = u.gpus * (wall_s * (1 + GPU_SECONDS_SLACK) + CLOCK_SKEW_S) * MAX_GPU_KW / 3600.0
-        if body.gpu_kwh > bound:
-            raise implausible(site, row, body.fence, "gpu_kwh", body.gpu_kwh,
-                              f"{u.gpus} GPUs of at most {MAX_GPU_KW:g} kW since the run started allow at most "
-                              f"{bound:,.6f} kWh")
-        u.gpu_kwh = body.gpu_kwh
+        if body.gpu_kw > u.gpus * MAX_GPU_KW:
+            raise implausible(site, row, body.fence, "gpu_kw", body.gpu_kw,
+                              f"{u.gpus} GPUs of at most {MAX_GPU_KW:g} kW each")
+        u.gpu_kwh = body.gpu_kw * max(0.0, u.end_h - u.start_h)
         s.commit()
         return RunEnergyOut(job_id=job_id, fence=body.fence, gpu_kwh=u.gpu_kwh, energy_basis=u.energy_basis)
 

@@ -1,0 +1,176 @@
+"""Each local run's GPU energy, measured per GPU, end to end: a real `suanli serve` (SQLite, and
+PostgreSQL when configured), a real agent process whose meter is prometheus_client's own HTTP
+exporter serving `DCGM_FI_DEV_POWER_USAGE{gpu="0"}`..`{gpu="3"}` at known watts, as DCGM exporter
+does. Two runs at once get GPU indices that do not overlap (each job writes the environment it
+sees), each reports its GPUs' energy (`gpu_kwh`: their watts times its time), and its invoice line
+is its share of the site's metered energy by that power (service/bills.py), not by its GPUs'
+rating. A run the controller stops (cancelled) keeps its measured power too. NVML is the same
+path with another source, checked only where the host has an NVIDIA GPU."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import svc
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from sqlalchemy import select
+from svc import job_body, wait_for
+from test_agent_meter import agent_log, start_agent
+
+from suanli.agent.meters.nvml import gpu_count
+from suanli.service.models import Usage
+
+db_url, service = svc.db_url, svc.service
+WATTS = [300.0, 200.0, 100.0, 50.0]       # east-1's 4 H100 (rated 0.7 kW each): all well below their rating
+PUE = 1.25
+H100_KW = 0.7
+
+
+@pytest.fixture
+def dcgm():
+    """A DCGM-like exporter: each GPU's power, W, labelled by its index."""
+    reg = CollectorRegistry()
+    httpd, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
+    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", ["gpu", "UUID", "Hostname"], registry=reg)
+    for i, w in enumerate(WATTS):
+        g.labels(str(i), f"GPU-{i}", "node1").set(w)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/metrics"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def seen_env(out: Path, job_id: int) -> dict[str, str] | None:
+    p = out / f"env-{job_id}"
+    if not p.exists():
+        return None
+    env = dict(line.split("=", 1) for line in p.read_text().splitlines() if "=" in line)
+    return env if "CUDA_VISIBLE_DEVICES" in env else None
+
+
+def ledger(service, job_id: int) -> Usage | None:
+    with service.sessions() as s:
+        return s.scalar(select(Usage).where(Usage.job_id == job_id, Usage.kind == "run"))
+
+
+def states(tenant, ids) -> list[str]:
+    return [tenant.get(f"/v1/jobs/{i}").json()["state"] for i in ids]
+
+
+def ended(tenant, ids) -> list[str] | None:
+    st = states(tenant, ids)
+    return st if all(x in ("SUCCEEDED", "FAILED", "CANCELLED") for x in st) else None
+
+
+def log_with(work: Path, *texts: str) -> str | None:
+    log = agent_log(work, "east-1")
+    return log if any(t in log for t in texts) else None
+
+
+def submit(tenant, command: str) -> int:
+    r = tenant.post("/v1/jobs", json=job_body(command=command, gpus=2, gpu_types=["h100"], work_h=0.02))
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def metered_lines(tenant, *jobs: int) -> dict[int, dict]:
+    month = datetime.now(UTC).strftime("%Y-%m")
+
+    def done():
+        (inv,) = tenant.get("/v1/invoices", params={"month": month}).json()
+        got = {ln["job_id"]: ln for ln in inv["lines"] if ln["job_id"] in jobs and ln["energy_basis"] == "metered"}
+        return got if len(got) == len(jobs) else None
+    return wait_for(done, timeout=90, every=0.3)
+
+
+def test_two_runs_get_distinct_gpus_and_are_billed_by_their_measured_energy(service, tmp_path, dcgm):
+    out = svc.writable(tmp_path)
+    go = out / "go"
+    work = tmp_path / "agent"
+    start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "0.2",
+                "--gpus", "4")
+    tenant = service.client(service.tenant("acme"))
+    # each job: what it sees, then its own start and end times around a wait for the test's signal
+    cmd = (f'env > {out}/env-$SUANLI_JOB_ID; date +%s.%N > {out}/t0-$SUANLI_JOB_ID; '
+           f'while [ ! -e {go} ]; do sleep 0.05; done; date +%s.%N > {out}/t1-$SUANLI_JOB_ID')
+    ids = [submit(tenant, cmd), submit(tenant, cmd)]
+    envs = wait_for(lambda: [seen_env(out, i) for i in ids] if all(seen_env(out, i) for i in ids) else None,
+                    timeout=90, every=0.2, dump=lambda: agent_log(work, "east-1")[-3000:])
+    time.sleep(3.0)                                      # both run at once, on their GPUs
+    go.touch()
+    assert wait_for(lambda: ended(tenant, ids), timeout=60, every=0.2) == ["SUCCEEDED", "SUCCEEDED"]
+
+    devices = {}
+    for i, env in zip(ids, envs, strict=True):
+        assert env["CUDA_VISIBLE_DEVICES"] == env["NVIDIA_VISIBLE_DEVICES"]
+        assert env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+        devices[i] = [int(d) for d in env["CUDA_VISIBLE_DEVICES"].split(",")]
+        assert len(devices[i]) == 2 and all(0 <= d < 4 for d in devices[i])
+    assert not set(devices[ids[0]]) & set(devices[ids[1]]), devices          # never one GPU for two runs
+
+    log = agent_log(work, "east-1")
+    for i in ids:
+        u = ledger(service, i)
+        watts = sum(WATTS[d] for d in devices[i])
+        assert u.gpu_kwh is not None, log[-3000:]
+        # the agent's own time for the run is its GPU-seconds over its GPUs: the same span it integrated
+        agent_s = u.gpu_seconds / u.gpus
+        assert u.gpu_kwh * 3.6e6 == pytest.approx(watts * agent_s, rel=0.02)
+        # and the job's own clock: the run holds what the job did, and a poll of the agent at most more
+        t0, t1 = (float((out / f"{n}-{i}").read_text()) for n in ("t0", "t1"))
+        assert watts * (t1 - t0) <= u.gpu_kwh * 3.6e6 * 1.03 and agent_s <= t1 - t0 + 3.0
+    assert "its GPUs used" in log
+
+    lines = metered_lines(tenant, *ids)
+    for i in ids:
+        u = ledger(service, i)
+        # the meter's IT power is the GPUs' (0.65 kW), below the runs' rating (2.8 kW): shared by
+        # measured power, each line is its GPUs' energy times the metered PUE
+        assert lines[i]["energy_kwh"] == pytest.approx(u.gpu_kwh * PUE, rel=0.05)
+    # by their rating (2 H100 each) the two lines would be alike; measured, they are apart as their watts
+    ratio = lines[ids[0]]["energy_kwh"] / lines[ids[1]]["energy_kwh"]
+    expect = sum(WATTS[d] for d in devices[ids[0]]) / sum(WATTS[d] for d in devices[ids[1]])
+    assert ratio == pytest.approx(expect, rel=0.1) and abs(expect - 1) > 0.5
+
+
+def test_a_run_the_controller_stops_keeps_its_measured_power(service, tmp_path, dcgm):
+    out = svc.writable(tmp_path)
+    work = tmp_path / "agent"
+    start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "0.2")
+    tenant = service.client(service.tenant("acme"))
+    job = submit(tenant, f"env > {out}/env-$SUANLI_JOB_ID; sleep 600")
+    env = wait_for(lambda: seen_env(out, job), timeout=90, every=0.2)
+    watts = sum(WATTS[int(d)] for d in env["CUDA_VISIBLE_DEVICES"].split(","))
+    time.sleep(2.0)
+    assert tenant.delete(f"/v1/jobs/{job}").status_code in (200, 202)
+    log = wait_for(lambda: log_with(work, "its GPU energy sent", "did not take its GPU energy"), timeout=60,
+                   every=0.2)
+    u = ledger(service, job)
+    # the heartbeat's mean power, or the agent's after it stopped the run (which replaced it while
+    # the row was modelled): either way its GPUs' watts, over the row's length
+    assert u.gpu_kwh is not None, log[-3000:]
+    assert u.gpu_kwh * 3.6e6 == pytest.approx(watts * (u.end_h - u.start_h) * 3600, rel=0.02)
+    assert u.gpu_kwh / (u.end_h - u.start_h) < 2 * H100_KW / 2.5           # far below its 2 GPUs' rating
+
+
+GPUS, WHY = gpu_count()
+
+
+@pytest.mark.skipif(GPUS == 0, reason=f"NVML: no NVIDIA GPU on this host ({WHY}); the nvml source feeds the "
+                                      f"same per-GPU path as the DCGM exporter above")
+def test_with_nvml_a_run_reports_its_gpus_energy(service, tmp_path):
+    out = svc.writable(tmp_path)
+    work = tmp_path / "agent"
+    start_agent(service, "east-1", work, "--meter", "nvml,pue=1.2", "--meter-interval-s", "0.2",
+                "--gpus", str(max(GPUS, 4)))
+    tenant = service.client(service.tenant("acme"))
+    r = tenant.post("/v1/jobs", json=job_body(command=f"env > {out}/env-$SUANLI_JOB_ID; sleep 3", gpus=1,
+                                              gpu_types=["h100"], work_h=0.02))
+    job = r.json()["id"]
+    wait_for(lambda: states(tenant, [job]) == ["SUCCEEDED"], timeout=90, every=0.2)
+    u = ledger(service, job)
+    assert u.gpu_kwh is not None and 0 < u.gpu_kwh / (u.gpu_seconds / 3600) < 2.0   # one board's power, kW
