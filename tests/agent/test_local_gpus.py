@@ -34,10 +34,12 @@ def test_pools_take_consecutive_indices_of_the_host_in_their_order():
     assert gpu_indices("s", {"a800": 4, "h100": 2}, None) == {"a800": [0, 1, 2, 3], "h100": [4, 5]}
     assert gpu_indices("s", {"a800": 2}, 8) == {"a800": [0, 1]}          # more GPUs than pools: idle
     with pytest.raises(UserError) as e:
-        gpu_indices("s", {"a800": 4, "h100": 2}, 4, "NVML")
+        gpu_indices("s", {"a800": 4, "h100": 2}, 4, "--gpus")
     msg = str(e.value)
-    assert msg.startswith("NVML: this host has 4 GPU(s), and site s's pools (a800 4, h100 2) hold 6")
+    assert msg.startswith("--gpus: this host has 4 GPU(s), and site s's pools (a800 4, h100 2) hold 6")
     assert "\n" not in msg
+    # NVML counting fewer (a demo network on a GPU machine): said, the indices past them simulated
+    assert gpu_indices("s", {"a800": 4, "h100": 2}, 4, "NVML") == {"a800": [0, 1, 2, 3], "h100": [4, 5]}
 
 
 def test_two_runs_get_distinct_gpus_that_they_see_and_give_back(tmp_path):

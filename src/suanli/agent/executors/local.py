@@ -8,8 +8,10 @@
 The host's GPUs (`host_gpus`): `suanli agent --gpus N`, else the GPUs NVML counts, else (no NVIDIA
 GPU: a demo, a test) the pools' own total. The site's pools, as the controller's network file
 lists them and the agent announces them, take consecutive indices in that order: pools
-{a800: 4, h100: 2} are a800 = 0-3, h100 = 4-5. A host with fewer GPUs than its pools is refused at
-start-up (a job would be given an index that is not there); more are left unused, and said.
+{a800: 4, h100: 2} are a800 = 0-3, h100 = 4-5. Given `--gpus N` fewer than the pools hold, the agent
+is refused at start-up (a job would be given an index that is not there); NVML counting fewer (a
+demo network on a GPU machine) is said, and the indices past the real GPUs are simulated. More
+GPUs than the pools are left unused, and said.
 
 Its stdout and stderr go to `<workdir>/<site>/<job id>/fence-<n>.log`. The command (kept in
 `fence-<n>.sh`) runs under a small wrapper that writes its exit code to `fence-<n>.exit` when it
@@ -125,7 +127,12 @@ def gpu_indices(site: str, pools: dict[str, int], host_gpus: int | None, source:
     """Each pool's GPU indices on this host (module docstring): consecutive, in the pools' order."""
     total = sum(pools.values())
     shown = ", ".join(f"{g} {n}" for g, n in pools.items())
-    if host_gpus is not None and host_gpus < total:
+    if host_gpus is not None and host_gpus < total and source != "--gpus":
+        # a demo or a test network on a GPU machine: its pools are simulated beyond the real GPUs
+        log.warning("site %s: this host has %d GPU(s) (%s), and the pools (%s) hold %d: indices %d-%d are not real "
+                    "GPUs (runs on them have no measured energy); give --gpus %d to have this refused", site,
+                    host_gpus, source, shown, total, host_gpus, total - 1, host_gpus)
+    elif host_gpus is not None and host_gpus < total:
         raise UserError(f"{source}: this host has {host_gpus} GPU(s), and site {site}'s pools ({shown}) hold "
                         f"{total}: a job would be given a GPU that is not there (fix the network file's pools, "
                         f"or run the agent on a host with them all)")
