@@ -10,7 +10,7 @@ path with another source, checked only where the host has an NVIDIA GPU."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,10 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from sqlalchemy import select
 from svc import job_body, wait_for
 from test_agent_meter import agent_log, start_agent
+from test_metered_bills import Site, _metered, _month, _submit
 
 from suanli.agent.meters.nvml import gpu_count
-from suanli.service.models import Usage
+from suanli.service.models import SiteAgent, Usage
 
 db_url, service = svc.db_url, svc.service
 WATTS = [300.0, 200.0, 100.0, 50.0]       # east-1's 4 H100 (rated 0.7 kW each): all well below their rating
@@ -174,3 +175,61 @@ def test_with_nvml_a_run_reports_its_gpus_energy(service, tmp_path):
     wait_for(lambda: states(tenant, [job]) == ["SUCCEEDED"], timeout=90, every=0.2)
     u = ledger(service, job)
     assert u.gpu_kwh is not None and 0 < u.gpu_kwh / (u.gpu_seconds / 3600) < 2.0   # one board's power, kW
+
+
+# ------------------------------------------------------------------------------ the controller's side
+# The test as west-1's agent (tests/service/test_metered_bills.py's Site): heartbeats that carry a
+# run's measured mean power, readings it posts itself, so every figure is known.
+def beat_with(site, kw: dict[int, float]) -> None:
+    running = [{"job_id": j, "fence": f, **({"gpu_kw": kw[j]} if j in kw else {})} for j, f in site.running.items()]
+    r = site.c.post(f"/v1/agent/{site.site}/heartbeat", json={"executor": "local", "pools": [], "running": running})
+    assert r.status_code == 200, r.text
+
+
+def live(service, site: str) -> dict:
+    with service.sessions() as s:
+        return dict((s.get(SiteAgent, site).info or {}).get("energy") or {})
+
+
+def test_a_running_neighbour_weighs_its_measured_power_and_a_stopped_run_keeps_it(service):
+    acme = service.tenant("acme")
+    ca = service.client(acme)
+    west = Site(service, "west-1")                    # A800, rated 0.4 kW each
+    west.beat()
+    t0 = datetime.now(UTC)
+    ja, jb = _submit(ca, 1, "a800"), _submit(ca, 3, "a800")
+    west.start(ja)
+    west.start(jb)
+    beat_with(west, {jb: 100.0})                       # more than 3 GPUs can draw: left out, and logged
+    assert str(jb) not in live(service, "west-1")
+    beat_with(west, {jb: 0.3})                         # b's 3 GPUs draw 0.3 kW in all (rated 1.2)
+    assert live(service, "west-1")[str(jb)] == [west.running[jb], 0.3]
+    time.sleep(1.0)
+    west.finish(ja, gpu_kwh=0.1 * (datetime.now(UTC) - t0).total_seconds() / 3600)     # about 0.1 kW
+    month = _month()
+    west.readings(t0, datetime.now(UTC) + timedelta(seconds=1), 1.0, 1.5, 1.0)
+    got_a = _metered(ca, month, ja)[ja]
+    a = ledger(service, ja)
+    # IT 1 kW > a's 0.1 + b's measured 0.3: a pays its own measured energy × the metered PUE 1.5;
+    # by b's rating (1.2 kW) the runs would have outdrawn the meter, and a paid 0.1/1.3 of it
+    assert got_a["energy_kwh"] == pytest.approx(a.gpu_kwh * 1.5, rel=1e-9)
+
+    fence_b = west.running.pop(jb)
+    assert ca.delete(f"/v1/jobs/{jb}").status_code == 200          # the controller stops b: its row now
+    b = ledger(service, jb)
+    length_h = b.end_h - b.start_h
+    assert b.gpu_kwh == pytest.approx(0.3 * length_h, rel=1e-9)       # priced by its last measured power
+    # the agent, having stopped it, sends its mean power up to then: it replaces the heartbeat's
+    url = f"/v1/agent/west-1/jobs/{jb}/energy"
+    r = west.c.post(url, json={"fence": fence_b, "gpu_kw": 0.25})
+    assert r.status_code == 200, r.text
+    assert r.json()["gpu_kwh"] == pytest.approx(0.25 * length_h, rel=1e-9) and r.json()["energy_basis"] == "modelled"
+    r = west.c.post(url, json={"fence": fence_b, "gpu_kw": 3 * 5.0 + 0.1})
+    assert r.status_code == 422 and r.json()["detail"].startswith("gpu_kw: 15.1 is not possible"), r.text
+    assert west.c.post(url, json={"fence": fence_b + 1, "gpu_kw": 0.2}).status_code == 404
+    assert west.c.post(url, json={"fence": fence_b, "gpu_kwh": 0.2}).status_code == 422         # not the field
+    west.readings(t0, datetime.now(UTC) + timedelta(seconds=1), 1.0, 1.5, 1.0)
+    got_b = _metered(ca, month, jb)[jb]
+    assert got_b["energy_kwh"] == pytest.approx(0.25 * length_h * 1.5, rel=1e-9)
+    r = west.c.post(url, json={"fence": fence_b, "gpu_kw": 0.2})
+    assert r.status_code == 409 and "already billed from the meters" in r.json()["detail"]
