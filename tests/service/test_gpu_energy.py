@@ -72,6 +72,12 @@ def log_with(work: Path, *texts: str) -> str | None:
     return log if any(t in log for t in texts) else None
 
 
+def readings_flow(work: Path) -> None:
+    """The site's readings reach the controller before a job starts: a run is billed from the
+    meters only when readings cover all of it."""
+    wait_for(lambda: log_with(work, "the controller takes the readings"), timeout=60, every=0.1)
+
+
 def submit(tenant, command: str) -> int:
     r = tenant.post("/v1/jobs", json=job_body(command=command, gpus=2, gpu_types=["h100"], work_h=0.02))
     assert r.status_code == 201, r.text
@@ -94,6 +100,7 @@ def test_two_runs_get_distinct_gpus_and_are_billed_by_their_measured_energy(serv
     work = tmp_path / "agent"
     start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "0.2",
                 "--gpus", "4")
+    readings_flow(work)
     tenant = service.client(service.tenant("acme"))
     # each job: what it sees, then its own start and end times around a wait for the test's signal
     cmd = (f'env > {out}/env-$SUANLI_JOB_ID; date +%s.%N > {out}/t0-$SUANLI_JOB_ID; '
@@ -120,7 +127,7 @@ def test_two_runs_get_distinct_gpus_and_are_billed_by_their_measured_energy(serv
         assert u.gpu_kwh is not None, log[-3000:]
         # the agent's own time for the run is its GPU-seconds over its GPUs: the same span it integrated
         agent_s = u.gpu_seconds / u.gpus
-        assert u.gpu_kwh * 3.6e6 == pytest.approx(watts * agent_s, rel=0.02)
+        assert u.gpu_kwh * 3.6e6 == pytest.approx(watts * agent_s, rel=0.01)
         # and the job's own clock: the run holds what the job did, and a poll of the agent at most more
         t0, t1 = (float((out / f"{n}-{i}").read_text()) for n in ("t0", "t1"))
         assert watts * (t1 - t0) <= u.gpu_kwh * 3.6e6 * 1.03 and agent_s <= t1 - t0 + 3.0
@@ -132,6 +139,12 @@ def test_two_runs_get_distinct_gpus_and_are_billed_by_their_measured_energy(serv
         # the meter's IT power is the GPUs' (0.65 kW), below the runs' rating (2.8 kW): shared by
         # measured power, each line is its GPUs' energy times the metered PUE
         assert lines[i]["energy_kwh"] == pytest.approx(u.gpu_kwh * PUE, rel=0.05)
+    for i in ids:
+        u = ledger(service, i)
+        print(f"job {i}: GPUs {devices[i]}, {sum(WATTS[d] for d in devices[i]):.0f} W, agent's time "
+              f"{u.gpu_seconds / u.gpus:.3f} s, gpu_kwh {u.gpu_kwh:.7f} (watts x time: "
+              f"{sum(WATTS[d] for d in devices[i]) * u.gpu_seconds / u.gpus / 3.6e6:.7f}), invoice line "
+              f"{lines[i]['energy_kwh']:.7f} kWh = {lines[i]['energy_kwh'] / u.gpu_kwh:.4f} x gpu_kwh")
     # by their rating (2 H100 each) the two lines would be alike; measured, they are apart as their watts
     ratio = lines[ids[0]]["energy_kwh"] / lines[ids[1]]["energy_kwh"]
     expect = sum(WATTS[d] for d in devices[ids[0]]) / sum(WATTS[d] for d in devices[ids[1]])
@@ -142,6 +155,7 @@ def test_a_run_the_controller_stops_keeps_its_measured_power(service, tmp_path, 
     out = svc.writable(tmp_path)
     work = tmp_path / "agent"
     start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "0.2")
+    readings_flow(work)
     tenant = service.client(service.tenant("acme"))
     job = submit(tenant, f"env > {out}/env-$SUANLI_JOB_ID; sleep 600")
     env = wait_for(lambda: seen_env(out, job), timeout=90, every=0.2)

@@ -409,10 +409,12 @@ class Agent:
         except Exception as e:
             self._once("finished", logging.ERROR, "site %s: cannot list the runs ended: %s", self.site, e)
             return
+        # their GPUs' energy now, as they were seen to end: before any upload below takes time
+        energy = {(run.job_id, run.fence): self._energy(run) for run, _, _ in finished}
         for run, code, wall_s in finished:
             body = {"fence": run.fence, "state": "SUCCEEDED" if code == 0 else "FAILED", "exit_code": code,
                     "gpu_seconds": max(0.0, wall_s) * run.gpus}
-            kwh = self._energy(run)
+            kwh = energy[(run.job_id, run.fence)]
             if kwh is not None:
                 body["gpu_kwh"] = kwh
             if code != 0:
