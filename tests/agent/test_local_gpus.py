@@ -48,7 +48,9 @@ def test_two_runs_get_distinct_gpus_that_they_see_and_give_back(tmp_path):
     ex = LocalExecutor("s", {"a800": 2, "h100": 2}, str(tmp_path / "w"), policy=POLICY, gpus=4)
     assert ex.free == {"a800": [0, 1], "h100": [2, 3]}
     hold = tmp_path / "go"
-    cmd = f'env > {out}/env-$SUANLI_JOB_ID; while [ ! -e {hold} ]; do sleep 0.05; done'
+    # written whole, then renamed: the test never reads half of it
+    cmd = (f'env > {out}/env-$SUANLI_JOB_ID.tmp && mv {out}/env-$SUANLI_JOB_ID.tmp {out}/env-$SUANLI_JOB_ID; '
+           f'while [ ! -e {hold} ]; do sleep 0.05; done')
     a = ex.start(assignment(1, 1, "a800", cmd))
     b = ex.start(assignment(2, 2, "h100", cmd))
     c = ex.start(assignment(3, 1, "a800", cmd))

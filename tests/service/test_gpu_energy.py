@@ -28,6 +28,8 @@ db_url, service = svc.db_url, svc.service
 WATTS = [300.0, 200.0, 100.0, 50.0]       # east-1's 4 H100 (rated 0.7 kW each): all well below their rating
 PUE = 1.25
 H100_KW = 0.7
+# a job writes the environment it sees, whole, then renames it: the test never reads half of it
+WRITE_ENV = "env > {out}/e-$SUANLI_JOB_ID && mv {out}/e-$SUANLI_JOB_ID {out}/env-$SUANLI_JOB_ID"
 
 
 @pytest.fixture
@@ -103,7 +105,7 @@ def test_two_runs_get_distinct_gpus_and_are_billed_by_their_measured_energy(serv
     readings_flow(work)
     tenant = service.client(service.tenant("acme"))
     # each job: what it sees, then its own start and end times around a wait for the test's signal
-    cmd = (f'env > {out}/env-$SUANLI_JOB_ID; date +%s.%N > {out}/t0-$SUANLI_JOB_ID; '
+    cmd = (f'{WRITE_ENV.format(out=out)}; date +%s.%N > {out}/t0-$SUANLI_JOB_ID; '
            f'while [ ! -e {go} ]; do sleep 0.05; done; date +%s.%N > {out}/t1-$SUANLI_JOB_ID')
     ids = [submit(tenant, cmd), submit(tenant, cmd)]
     envs = wait_for(lambda: [seen_env(out, i) for i in ids] if all(seen_env(out, i) for i in ids) else None,
@@ -157,7 +159,7 @@ def test_a_run_the_controller_stops_keeps_its_measured_power(service, tmp_path, 
     start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "0.2")
     readings_flow(work)
     tenant = service.client(service.tenant("acme"))
-    job = submit(tenant, f"env > {out}/env-$SUANLI_JOB_ID; sleep 600")
+    job = submit(tenant, f"{WRITE_ENV.format(out=out)}; sleep 600")
     env = wait_for(lambda: seen_env(out, job), timeout=90, every=0.2)
     watts = sum(WATTS[int(d)] for d in env["CUDA_VISIBLE_DEVICES"].split(","))
     time.sleep(2.0)
@@ -183,7 +185,7 @@ def test_with_nvml_a_run_reports_its_gpus_energy(service, tmp_path):
     start_agent(service, "east-1", work, "--meter", "nvml,pue=1.2", "--meter-interval-s", "0.2",
                 "--gpus", str(max(GPUS, 4)))
     tenant = service.client(service.tenant("acme"))
-    r = tenant.post("/v1/jobs", json=job_body(command=f"env > {out}/env-$SUANLI_JOB_ID; sleep 3", gpus=1,
+    r = tenant.post("/v1/jobs", json=job_body(command=f"{WRITE_ENV.format(out=out)}; sleep 3", gpus=1,
                                               gpu_types=["h100"], work_h=0.02))
     job = r.json()["id"]
     wait_for(lambda: states(tenant, [job]) == ["SUCCEEDED"], timeout=90, every=0.2)
