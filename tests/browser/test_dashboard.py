@@ -183,6 +183,38 @@ def test_network_view_shows_sites_cities_links_and_flows(dash, page):
     c.delete(f"/v1/jobs/{jid}")
 
 
+def test_the_submit_form_quotes_now_and_if_it_may_wait_then_submits_the_choice(dash, page):
+    """Issue "For the people who use it", 1: a quote in the submit form, from the policy the
+    controller runs, booking nothing; "Choose" sets the job's max_wait_h, which the submit keeps."""
+    c = api(dash, "acme")
+
+    def quoted() -> list[dict]:
+        return [j for j in c.get("/v1/jobs", params={"limit": 500}).json()["jobs"] if j["name"] == "quoted"]
+    assert quoted() == []
+    login(page, dash, "acme", "#/submit")
+    page.fill("#submit input[name=name]", "quoted")
+    page.fill("#submit input[name=command]", "sleep 1")
+    page.fill("#submit input[name=work_h]", "0.002")
+    page.click("#quote-button")
+    rows = page.locator("#quote table.quote tbody tr")
+    rows.first.wait_for()
+    body = {"name": "quoted", "command": "sleep 1", "gpus": 1, "work_h": 0.002, "origin": "beijing",
+            "data_gb": 0, "windows": [0, 6, 24]}
+    q = c.post("/v1/quotes", json=body).json()
+    assert rows.count() == len(q["options"]) == 3
+    first = rows.nth(0).inner_text()
+    assert "start now" in first and "¥" in first and "kg" in first, first
+    assert "may wait 6 h" in rows.nth(1).inner_text() and "may wait 24 h" in rows.nth(2).inner_text()
+    assert quoted() == []                                                   # a quote books nothing
+    shot(page, "dashboard-submit-quote.png")
+    rows.nth(1).locator("button").click()
+    assert page.input_value("#submit input[name=max_wait_h]") == "6"
+    page.click("#submit-button")
+    page.wait_for_url(re.compile(r"#/jobs/\d+$"))
+    jid = int(page.url.rsplit("/", 1)[1])
+    assert c.get(f"/v1/jobs/{jid}").json()["spec"]["max_wait_h"] == 6 and len(quoted()) == 1
+
+
 def test_a_tenant_submits_a_job_and_sees_it_placed_and_explained(dash, page):
     login(page, dash, "acme", "#/submit")
     page.fill("#submit input[name=name]", "ui-finetune")
