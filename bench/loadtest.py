@@ -154,6 +154,16 @@ def stack(db_url: str, workdir: Path, tenants: int, tick_s: float = 1.0, agent_i
                 p.wait()
 
 
+def _stop(p: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM a server, and SIGKILL it if it has not ended within `grace_s`."""
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc), 0.0 where unreadable."""
     try:

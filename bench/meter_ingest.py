@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from loadtest import _cpu_s, _port, _wait_up, database  # bench/: the same server helpers as the load test
+from loadtest import _cpu_s, _port, _stop, _wait_up, database  # bench/: the same server helpers as the load test
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK = str(ROOT / "tests" / "service" / "data" / "network.yaml")
@@ -101,12 +100,7 @@ def run(kind: str, readings: int, batch: int, sites: int) -> dict:
             wall = time.perf_counter() - t0
             cpu = _cpu_s(server.pid) - cpu0
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            _stop(server)
         with sessions() as s:
             stored = s.scalar(select(func.count()).select_from(MeterReading))
             hours = s.scalar(select(func.count()).select_from(MeterHour))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from loadtest import _port, _wait_up, database  # bench/: the same server helpers as the load test
+from loadtest import _port, _stop, _wait_up, database  # bench/: the same server helpers as the load test
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK = str(ROOT / "tests" / "service" / "data" / "network.yaml")
@@ -71,12 +70,7 @@ def run(kind: str, jobs: int, seed: int, step_s: float) -> dict:
             return _drive(url, tenants, site_token, admin_token, jobs, rng, step_s,
                           simulated(load_scenario(NETWORK), SITE, 4096, seed=seed)[0]) | {"db": kind}
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            _stop(server)
 
 
 def _client(url: str, token: str) -> httpx.Client:

@@ -22,14 +22,13 @@ import argparse
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from loadtest import _cpu_s, _port, _wait_up  # bench/: the same server helpers as the open-loop test
+from loadtest import _cpu_s, _port, _stop, _wait_up  # bench/: the same server helpers as the open-loop test
 
 ROOT = Path(__file__).resolve().parent.parent
 NETWORK = str(ROOT / "tests" / "service" / "data" / "network.yaml")
@@ -126,12 +125,7 @@ def run_once(connections: int, duration_s: float, tenants: int, threads: int, se
                 in_db = s.scalar(select(func.count()).select_from(Job))
                 keys = s.scalar(select(func.count(func.distinct(Job.idempotency_key))))
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            _stop(server)
         secs = res["duration_us"] / 1e6
         acc = res["statuses"].get("201", 0)
         errs = res["errors"]
