@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,13 @@ def _net():
 
 
 @pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
+def _stored_step(service, jid: int) -> int:
+    """The job's step in the checkpoint archive the controller stores (the job writes `step`)."""
+    with tarfile.open(service.app.state.controller.store.path(jid)) as t:
+        m = next(m for m in t.getmembers() if m.name.rsplit("/", 1)[-1] == "step")
+        return int(t.extractfile(m).read())
+
+
 def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service, tmp_path):
     """The sites share no file system: east-1's agent uploads the job's checkpoints to the
     controller; east-1 dies with its disk; west-1's agent downloads the stored checkpoint and the
@@ -57,6 +65,7 @@ def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service,
     _agent(service, "west-1", tmp_path)
     running = next(t for t in seen["transitions"] if t["to_state"] == "RUNNING")["reason"]
     pid = int(running.split()[1].rstrip(","))          # "pid N, GPUs [...]"
+    stored = _stored_step(service, jid)        # the step of the checkpoint the controller holds now
     east.send_signal(signal.SIGKILL)           # the site vanishes, and its job with it
     east.wait()
     os.killpg(pid, signal.SIGKILL)
@@ -70,9 +79,10 @@ def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service,
     assert "resumes from the checkpoint" in moved and "made on east-1" in moved and "moved in" in moved, moved
     west_dir = tmp_path / "west-1" / "checkpoints" / str(jid)
     first, last = map(int, (west_dir / "done-west-1").read_text().split())
-    # resumed from the stored checkpoint: at most the steps since the last upload are redone
-    # (the agent uploads after each heartbeat, every 0.2 s: one step of 0.2 s, plus the kill's race)
-    assert last == n and 1 <= first <= at_kill and at_kill - first <= 3, (first, at_kill)
+    # resumed from the stored checkpoint, the one held at the kill or a later upload: only the
+    # steps since the last upload are redone (how many depends on how far uploads lag on a loaded
+    # machine: 1 to 9 steps of 0.2 s seen, so that is not what is checked)
+    assert last == n and 1 <= max(stored - 1, 1) <= first <= at_kill, (stored, first, at_kill)
     with service.sessions() as s:
         row = s.get(JobRow, jid)
         assert row.checkpoint_site == "west-1" and row.move_cny == 0.0      # billed with the west-1 run
