@@ -55,13 +55,10 @@ def run_energy_cny(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: np.nda
 
 
 @njit(cache=True, nogil=True)
-def run_prices(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
-               ends: np.ndarray, bill: np.ndarray, late_cny_per_h: float, deadline: float, delay_cny_per_h: float,
-               soonest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each run i: its energy (as `run_energy_cny`), its lateness (late_cny_per_h per hour
-    its end passes `deadline`; NaN: no deadline), its delay (delay_cny_per_h per hour it starts
-    after `soonest`) and its total, bill[i] + energy + lateness + delay."""
-    energy = run_energy_cny(rows, base, site_pos, kw, starts, ends)
+def _with_terms(energy: np.ndarray, bill: np.ndarray, starts: np.ndarray, ends: np.ndarray, late_cny_per_h: float,
+                deadline: float, delay_cny_per_h: float,
+                soonest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`energy` with each run's lateness, delay and total (`run_prices`, `run_prices_expected`)."""
     n = len(starts)
     late = np.zeros(n)
     wait = np.empty(n)
@@ -72,6 +69,17 @@ def run_prices(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: np.ndarray
         wait[i] = delay_cny_per_h * (starts[i] - soonest)
         total[i] = bill[i] + energy[i] + late[i] + wait[i]
     return energy, late, wait, total
+
+
+@njit(cache=True, nogil=True)
+def run_prices(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: np.ndarray, starts: np.ndarray,
+               ends: np.ndarray, bill: np.ndarray, late_cny_per_h: float, deadline: float, delay_cny_per_h: float,
+               soonest: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each run i: its energy (as `run_energy_cny`), its lateness (late_cny_per_h per hour
+    its end passes `deadline`; NaN: no deadline), its delay (delay_cny_per_h per hour it starts
+    after `soonest`) and its total, bill[i] + energy + lateness + delay."""
+    energy = run_energy_cny(rows, base, site_pos, kw, starts, ends)
+    return _with_terms(energy, bill, starts, ends, late_cny_per_h, deadline, delay_cny_per_h, soonest)
 
 
 @njit(cache=True, nogil=True)
@@ -132,16 +140,7 @@ def run_prices_expected(rows: np.ndarray, base: int, site_pos: np.ndarray, kw: n
     """`run_prices` with the energy of `run_energy_expected` (lateness, delay and the bill as
     booked: the booking is what the run may hold)."""
     energy = run_energy_expected(rows, base, site_pos, kw, starts, ends, unit, ratios, sums)
-    n = len(starts)
-    late = np.zeros(n)
-    wait = np.empty(n)
-    total = np.empty(n)
-    for i in range(n):
-        if deadline == deadline:            # not NaN
-            late[i] = late_cny_per_h * max(0.0, ends[i] - deadline)
-        wait[i] = delay_cny_per_h * (starts[i] - soonest)
-        total[i] = bill[i] + energy[i] + late[i] + wait[i]
-    return energy, late, wait, total
+    return _with_terms(energy, bill, starts, ends, late_cny_per_h, deadline, delay_cny_per_h, soonest)
 
 
 @njit(cache=True, nogil=True)
