@@ -9,7 +9,9 @@ run costs 1 CNY per hour plus 1 kWh per hour at the tariff, so every number is e
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -145,6 +147,53 @@ def test_plans_reach_as_far_as_the_slack_in_uncertain_scenarios():
     assert result.segments[0].start_h == 100.0
     result, _ = run(scn, Suanli())
     assert result.segments[0].start_h < 73.0
+
+
+def _carbon_site(carbon, count=10_000):
+    """One grid-only site where carbon is all that costs (no rental, no tariff), large enough
+    that no job's start touches another's and the delay price is negligible (busy share ~0)."""
+    return [{"id": "east-1", "city": "east", "gpus": {"a800": {"count": count, "cny_per_gpu_h": 0.0}},
+             "grid": {"carbon_kg_per_kwh": carbon, "cny_per_kwh": 0.0}}]
+
+
+def _run_carbon(carbon: list[float], start: float, length: float) -> float:
+    """kg of a 1 kW run over [start, start + length) on hourly `carbon` (MODEL.md §4)."""
+    end, t, kg = start + length, math.floor(start), 0.0
+    while t < end - 1e-12:
+        kg += (min(end, t + 1) - max(start, t)) * carbon[t]
+        t += 1
+    return kg
+
+
+def test_a_window_longer_than_72_hours_is_weighed_at_every_hour():
+    # the only clean hour is hour 81, 81 h into a 95-hour window: walked in steps of 2 h, the
+    # window skipped it, and with every other start alike the job ran at once
+    carbon = [0.5] * 81 + [0.1] + [0.5] * 118
+    scn = scenario([job(max_wait_h=95.0)], [0.0], sites=_carbon_site(carbon), horizon_h=200,
+                   objective={"carbon_cny_per_kg": 100.0, "wait_cny_per_gpu_h": 1000.0})
+    result, m = run(scn, Suanli())
+    assert result.segments[0].start_h == 81.0
+    assert m["carbon_kg"] == pytest.approx(0.1)
+
+
+def test_single_starts_match_an_exhaustive_search_on_long_windows():
+    # LWA's setup in small (bench/reproduce_gaia_lwa.py): jobs alone on a large grid-only site,
+    # waits up to 100 h, submissions, lengths and waits on half hours. A run's carbon is piecewise
+    # linear in its start with corners where its start or end meets a whole hour, all on the
+    # half-hour grid here, so trying every half hour of each window finds each job's best start.
+    rng = random.Random(15)
+    carbon = [round(rng.uniform(0.1, 0.6), 6) for _ in range(300)]
+    jobs = [job(id=f"j{i}", submit_h=rng.randrange(0, 80) / 2, work_h=rng.randrange(1, 60) / 2,
+                max_wait_h=rng.randrange(146, 200) / 2) for i in range(12)]
+    scn = scenario(jobs, [0.0], sites=_carbon_site(carbon), horizon_h=300,
+                   objective={"carbon_cny_per_kg": 100.0, "wait_cny_per_gpu_h": 1000.0})
+    result, _ = run(scn, Suanli())
+    ours = {s.job_id: _run_carbon(carbon, s.start_h, s.end_h - s.start_h) for s in result.segments}
+    assert len(ours) == len(jobs)                     # each job in one run
+    for j in jobs:
+        starts = [j["submit_h"] + k / 2 for k in range(int(2 * j["max_wait_h"]) + 1)]
+        best = min(_run_carbon(carbon, s, j["work_h"]) for s in starts)
+        assert ours[j["id"]] == pytest.approx(best, rel=1e-9), j
 
 
 # ----------------------------------------------------------------------------- the predictor
