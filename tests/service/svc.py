@@ -202,6 +202,19 @@ def reap_jobs(root: Path, timeout: float = 10.0) -> dict[int, int]:
     return found
 
 
+def no_job_left(root: Path) -> None:
+    """Wait until no process of a job run under `root` is left (job_processes): a run that ended,
+    or that its agent or the test stopped, leaves nothing behind."""
+    wait_for(lambda: not job_processes(root), 15, dump=lambda: job_processes(root))
+
+
+def run_pid(job: dict) -> int:
+    """The pid (and process group) of a job's first run, from its RUNNING transition's reason
+    ("pid N, GPUs [...]", the local executor's)."""
+    running = next(t for t in job["transitions"] if t["to_state"] == "RUNNING")["reason"]
+    return int(running.split()[1].rstrip(","))
+
+
 def job_body(**over) -> dict:
     body = {"name": "train", "command": "true", "gpus": 1, "work_h": 0.0005, "origin": "beijing"}
     body.update(over)

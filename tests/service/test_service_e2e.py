@@ -107,7 +107,7 @@ def test_a_dead_agents_running_job_is_preempted_and_runs_again_elsewhere(service
     cmd = 'if [ "$SUANLI_SITE" = east-1 ]; then sleep 60; fi'
     jid = c.post("/v1/jobs", json=job_body(command=cmd, work_h=0.001)).json()["id"]
     running = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] == "RUNNING" and j, 30)
-    pid = int(next(t for t in running["transitions"] if t["to_state"] == "RUNNING")["reason"].split()[1].rstrip(","))
+    pid = svc.run_pid(running)
     service.start_agent("west-1", tmp_path)
     assert pid in svc.job_processes(tmp_path / "east-1")
     east.send_signal(signal.SIGKILL)           # the site vanishes: no more heartbeats
@@ -122,7 +122,7 @@ def test_a_dead_agents_running_job_is_preempted_and_runs_again_elsewhere(service
     assert fences[0].endswith("(fence 1)") and fences[1].endswith("(fence 3)")
     # the dead agent's `sleep 60` runs on (its own session), and nothing will stop it: the test does
     svc.reap_jobs(tmp_path / "east-1")
-    wait_for(lambda: not svc.job_processes(tmp_path), 15, dump=lambda: svc.job_processes(tmp_path))
+    svc.no_job_left(tmp_path)
 
 
 def test_cancelling_a_running_job_stops_its_process_and_bills_the_run(service, tmp_path):
