@@ -1,4 +1,6 @@
 """Real servers for the meter tests (imported by name: tests/agent is on sys.path):
+- `prometheus_exporter`: prometheus_client's own HTTP exporter on an ephemeral port, serving a registry the
+  test fills (`dcgm_power` adds the per-GPU power gauge as DCGM exporter writes it);
 - `text_server`: an http.server on an ephemeral port that answers what the test sets (a status, a
   body, a delay per chunk, or no answer at all), and records the requests it got;
 - `sunspec_server`: pymodbus's own Modbus TCP server on an ephemeral port, serving holding
@@ -15,6 +17,33 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+DCGM_POWER = "DCGM_FI_DEV_POWER_USAGE"
+
+
+@contextmanager
+def prometheus_exporter(registry: CollectorRegistry | None = None) -> Iterator[tuple[CollectorRegistry, str]]:
+    """prometheus_client's HTTP server on 127.0.0.1, an ephemeral port, serving `registry` (a new
+    one by default): yields (the registry, its /metrics URL); shut down after."""
+    reg = registry if registry is not None else CollectorRegistry()
+    httpd, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
+    try:
+        yield reg, f"http://127.0.0.1:{httpd.server_port}/metrics"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def dcgm_power(reg: CollectorRegistry, watts: list[float], labels: tuple[str, ...] = ("gpu",)) -> Gauge:
+    """DCGM exporter's power gauge in `reg`, GPU i (its `gpu` label) at watts[i] W; with the
+    labels ("gpu", "UUID", "Hostname") as DCGM exporter writes them: UUID GPU-i, Hostname node1."""
+    g = Gauge(DCGM_POWER, "Power draw (in W).", list(labels), registry=reg)
+    extra = {"UUID": lambda i: f"GPU-{i}", "Hostname": lambda i: "node1"}
+    for i, w in enumerate(watts):
+        g.labels(*(str(i) if name == "gpu" else extra[name](i) for name in labels)).set(w)
+    return g
 
 
 @dataclass

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from meterkit import battery_802, inverter, sunspec_registers, sunspec_server
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from meterkit import battery_802, dcgm_power, inverter, prometheus_exporter, sunspec_registers, sunspec_server
 
 from suanli.agent.meters import Composite, MeterError, Sample, open_sources
 
@@ -50,22 +49,13 @@ def test_a_merge_without_it_or_facility_power_is_no_reading():
 
 
 def test_dcgm_and_a_sunspec_device_make_one_reading():
-    reg = CollectorRegistry()
-    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "W", ["gpu"], registry=reg)
-    for i in range(8):
-        g.labels(str(i)).set(500.0)                                            # 4 kW of GPUs
-    httpd, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
     regs = sunspec_registers(inverter(1500, 0), battery_802(20, 3, 50, 0, 500, 0))   # 1.5 kW PV; 10 kWh, +0.5 kW
-    try:
-        with sunspec_server(regs) as port:
-            m = open_sources([f"prometheus:http://127.0.0.1:{httpd.server_port}/metrics,pue=1.25",
-                              f"modbus:127.0.0.1:{port}"])
-            assert m.notes() == ["grid_kw is computed: facility - renewable - battery discharge"]
-            samples = [s.poll()[0] for s in m.sources]
-            m.close()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with prometheus_exporter() as (reg, url), sunspec_server(regs) as port:
+        dcgm_power(reg, [500.0] * 8)                                             # 4 kW of GPUs
+        m = open_sources([f"prometheus:{url},pue=1.25", f"modbus:127.0.0.1:{port}"])
+        assert m.notes() == ["grid_kw is computed: facility - renewable - battery discharge"]
+        samples = [s.poll()[0] for s in m.sources]
+        m.close()
     r = Composite.merge(AT, samples)
     assert (r.it_kw, r.facility_kw, r.renewable_kw, r.battery_soc_kwh) == (4.0, 5.0, 1.5, 10.0)
     assert r.grid_kw == pytest.approx(5.0 - 1.5 - 0.5)

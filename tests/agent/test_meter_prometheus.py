@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-from meterkit import Script, text_server
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from meterkit import Script, dcgm_power, prometheus_exporter, text_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from suanli.agent.meters import MeterError, parse_spec
 
@@ -17,13 +17,12 @@ from suanli.agent.meters import MeterError, parse_spec
 @pytest.fixture
 def exporter():
     """prometheus_client's HTTP server on an ephemeral port, serving its own registry."""
-    reg = CollectorRegistry()
-    httpd, thread = start_http_server(0, addr="127.0.0.1", registry=reg)
-    try:
-        yield reg, f"http://127.0.0.1:{httpd.server_port}/metrics"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with prometheus_exporter() as (reg, url):
+        yield reg, url
+
+
+FOUR_GPUS_W = [301.5, 298.25, 120.0, 80.25]
+DCGM_LABELS = ("gpu", "UUID", "Hostname")          # as DCGM exporter labels its power gauge
 
 
 def source(spec: str):
@@ -32,9 +31,7 @@ def source(spec: str):
 
 def test_dcgm_power_of_every_gpu_is_summed_into_it_kw(exporter):
     reg, url = exporter
-    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", ["gpu", "UUID", "Hostname"], registry=reg)
-    for i, w in enumerate([301.5, 298.25, 120.0, 80.25]):
-        g.labels(str(i), f"GPU-{i}", "node1").set(w)
+    dcgm_power(reg, FOUR_GPUS_W, DCGM_LABELS)
     src = source(f"prometheus:{url}")
     assert src.measures == {"it_kw"}
     [s] = src.poll()
@@ -133,24 +130,19 @@ def test_a_bad_answer_fails_the_poll_with_its_reason(script, says):
             src.poll()
 
 
-def test_a_server_that_drips_is_cut_at_the_timeout():
-    script = Script(body=b"DCGM_FI_DEV_POWER_USAGE 1\n" * 20, drip_s=0.05)    # 520 bytes: 26 s
-    with text_server(script) as url:
-        src = source(f"prometheus:{url}/metrics,timeout=1")
+@pytest.mark.parametrize("slow, timeout_s, says, within_s", [
+    # 520 bytes, one every 0.05 s: 26 s to read whole
+    (lambda: Script(body=b"DCGM_FI_DEV_POWER_USAGE 1\n" * 20, drip_s=0.05), 1, "not complete after 1 s", 3),
+    (lambda: Script(body=b"DCGM_FI_DEV_POWER_USAGE 1\n", hang=threading.Event()), 0.5,
+     "cannot scrape: ReadTimeout", 2.5),
+], ids=["drips", "never-answers"])
+def test_a_server_that_drips_or_never_answers_is_cut_at_the_timeout(slow, timeout_s, says, within_s):
+    with text_server(slow()) as url:
+        src = source(f"prometheus:{url}/metrics,timeout={timeout_s}")
         t = time.monotonic()
-        with pytest.raises(MeterError, match="not complete after 1 s"):
+        with pytest.raises(MeterError, match=says):
             src.poll()
-        assert time.monotonic() - t < 3
-
-
-def test_a_server_that_never_answers_is_cut_at_the_timeout():
-    script = Script(body=b"DCGM_FI_DEV_POWER_USAGE 1\n", hang=threading.Event())
-    with text_server(script) as url:
-        src = source(f"prometheus:{url}/metrics,timeout=0.5")
-        t = time.monotonic()
-        with pytest.raises(MeterError, match="cannot scrape: ReadTimeout"):
-            src.poll()
-        assert time.monotonic() - t < 2.5
+        assert time.monotonic() - t < within_s
 
 
 def test_nobody_listening_fails_the_poll():
@@ -163,9 +155,7 @@ def test_nobody_listening_fails_the_poll():
 # ------------------------------------------------------------------------------------ per GPU
 def test_dcgm_power_is_also_kept_per_gpu_by_its_index_label(exporter):
     reg, url = exporter
-    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", ["gpu", "UUID", "Hostname"], registry=reg)
-    for i, w in enumerate([301.5, 298.25, 120.0, 80.25]):
-        g.labels(str(i), f"GPU-{i}", "node1").set(w)
+    g = dcgm_power(reg, FOUR_GPUS_W, DCGM_LABELS)
     src = source(f"prometheus:{url},pue=1.2")
     assert src.per_gpu
     [s] = src.poll()

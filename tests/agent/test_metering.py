@@ -9,8 +9,7 @@ import threading
 import time
 
 import pytest
-from meterkit import Script, text_server
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from meterkit import Script, dcgm_power, prometheus_exporter, text_server
 
 from suanli.agent.metering import Metering
 from suanli.agent.meters import Composite, Sample, open_sources
@@ -157,12 +156,9 @@ class Blocking:
 
 @pytest.fixture
 def dcgm():
-    reg = CollectorRegistry()
-    Gauge("DCGM_FI_DEV_POWER_USAGE", "W", ["gpu"], registry=reg).labels("0").set(1000)
-    httpd, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
-    yield f"prometheus:http://127.0.0.1:{httpd.server_port}/metrics,pue=1.5"
-    httpd.shutdown()
-    httpd.server_close()
+    with prometheus_exporter() as (reg, url):
+        dcgm_power(reg, [1000])
+        yield f"prometheus:{url},pue=1.5"
 
 
 def test_a_source_that_fails_holds_the_readings_and_is_retried_backing_off(dcgm, caplog):
@@ -208,44 +204,31 @@ def test_a_source_that_hangs_holds_its_own_thread_only(dcgm, caplog):
 
 
 # ------------------------------------------------------------------------------------ per-GPU power
-def exporter_with_gpus(watts: list[float]):
-    reg = CollectorRegistry()
-    httpd, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
-    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "W", ["gpu"], registry=reg)
-    for i, w in enumerate(watts):
-        g.labels(str(i)).set(w)
-    return httpd, g, f"http://127.0.0.1:{httpd.server_port}/metrics"
-
-
 def test_the_per_gpu_source_feeds_each_gpus_energy_while_readings_go_on():
-    httpd, _, url = exporter_with_gpus([300.0, 200.0, 100.0, 50.0])
     script = Script(status=202, body=b"{}")
-    try:
-        with text_server(script) as ctl:
-            m = run("s", open_sources([f"prometheus:{url},pue=1.25"]), ctl, interval_s=0.3)
-            try:
-                assert m.gpu_energy is not None and not m.per_gpu_note
-                wait_for(lambda: m.gpu_energy.samples >= 2)
-                a, b = m.gpu_energy.mark([0, 1]), m.gpu_energy.mark([2, 3])
-                t0 = time.monotonic()
-                time.sleep(1.0)
-                ea, eb = m.gpu_energy.energy_kwh(a), m.gpu_energy.energy_kwh(b)
-                dt = time.monotonic() - t0
-                # constant power: each run's GPUs' watts times its time, whatever the polls' times
-                assert ea * 3.6e6 == pytest.approx(500.0 * dt, rel=0.02)
-                assert eb * 3.6e6 == pytest.approx(150.0 * dt, rel=0.02)
-                wait_for(lambda: posts(script))             # and the site's readings are posted as ever
-            finally:
-                m.stop()
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with prometheus_exporter() as (reg, url), text_server(script) as ctl:
+        dcgm_power(reg, [300.0, 200.0, 100.0, 50.0])
+        m = run("s", open_sources([f"prometheus:{url},pue=1.25"]), ctl, interval_s=0.3)
+        try:
+            assert m.gpu_energy is not None and not m.per_gpu_note
+            wait_for(lambda: m.gpu_energy.samples >= 2)
+            a, b = m.gpu_energy.mark([0, 1]), m.gpu_energy.mark([2, 3])
+            t0 = time.monotonic()
+            time.sleep(1.0)
+            ea, eb = m.gpu_energy.energy_kwh(a), m.gpu_energy.energy_kwh(b)
+            dt = time.monotonic() - t0
+            # constant power: each run's GPUs' watts times its time, whatever the polls' times
+            assert ea * 3.6e6 == pytest.approx(500.0 * dt, rel=0.02)
+            assert eb * 3.6e6 == pytest.approx(150.0 * dt, rel=0.02)
+            wait_for(lambda: posts(script))             # and the site's readings are posted as ever
+        finally:
+            m.stop()
 
 
 def test_two_per_gpu_sources_cannot_be_told_apart_and_neither_is_used():
-    h1, _, u1 = exporter_with_gpus([100.0])
-    h2, _, u2 = exporter_with_gpus([200.0])
-    try:
+    with prometheus_exporter() as (r1, u1), prometheus_exporter() as (r2, u2):
+        dcgm_power(r1, [100.0])
+        dcgm_power(r2, [200.0])
         m = Metering("s", open_sources([f"prometheus:{u1},pue=1.2", f"prometheus:{u2}"]), lambda body: None,
                      interval_s=0.05)
         assert m.gpu_energy is None and "both read per-GPU power" in m.per_gpu_note
@@ -254,7 +237,3 @@ def test_two_per_gpu_sources_cannot_be_told_apart_and_neither_is_used():
         assert m2.gpu_energy is not None                 # the other told to give none: this one is used
         m.meter.close()
         m2.meter.close()
-    finally:
-        for h in (h1, h2):
-            h.shutdown()
-            h.server_close()

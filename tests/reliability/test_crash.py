@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
-from svc import NETWORK, agent_env, job_body, pg_schema, stop_all, wait_for  # noqa: E402
+from svc import NETWORK, agent_env, job_body, no_job_left, pg_schema, reap_jobs, stop_all, wait_for  # noqa: E402
 
 from suanli.service import auth, metering  # noqa: E402
 from suanli.service.db import open_db  # noqa: E402
@@ -107,6 +107,7 @@ class Cluster:
 
     def stop(self) -> None:
         stop_all([self.server, *self.agents.values()])
+        reap_jobs(self.tmp)          # the jobs a SIGKILLed agent left, when the test failed before they ended
 
     def wait_agents_up(self) -> None:
         """Until every agent has made contact (on a busy machine an agent takes seconds to start,
@@ -267,6 +268,8 @@ def test_agent_sigkilled_mid_report_loses_no_result(crash_db, tmp_path, seed):
                                                   for a, b in zip(seq, seq[1:], strict=False)), seq
         lines = Counter(int(ln) for ln in ran.read_text().split())
         assert set(lines) == set(acked.values())
+        # every job ended: a run a killed agent left behind ended too (adopted, or on its own)
+        no_job_left(tmp_path)
         print(f"agent crash ({crash_db.split(':')[0]}, seed {seed}): {n} jobs, 4 agent SIGKILLs; billed once each; "
               f"{sum(v - 1 for v in lines.values())} runs cut short and run again")
     finally:

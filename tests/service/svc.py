@@ -9,6 +9,7 @@ Each PostgreSQL test gets its own schema (`search_path`), so tests never see eac
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def service(db_url, tmp_path, request) -> Iterator[Service]:
             yield svc
         finally:
             stop_all(svc.agents)
+            reap_jobs(tmp_path)         # what a SIGKILLed agent left running (its jobs outlive it)
 
 
 def stop_all(procs, grace_s: float = 15.0) -> None:
@@ -154,6 +156,63 @@ def stop_all(procs, grace_s: float = 15.0) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def job_processes(root: Path) -> dict[int, int]:
+    """The live processes of jobs that agents started with a workdir (or checkpoint directory)
+    under `root`, a test's tmp_path: {pid: process group}. A job's processes carry its
+    environment (executors/base.py), whose SUANLI_CHECKPOINT_DIR names its directory; they run in
+    sessions of their own under the tenant's uid, and outlive an agent that is SIGKILLed. Reading
+    another uid's /proc/<pid>/environ takes root, as running jobs under tenants' uids does; a
+    zombie (its environment gone) is not running."""
+    under = str(Path(root).resolve()) + "/"
+    found: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            environ = (d / "environ").read_bytes()
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()     # after "(comm)": state ppid pgrp
+        except (OSError, IndexError):
+            continue                   # ended meanwhile, or not ours to read
+        if fields[0] == "Z":
+            continue
+        for var in environ.split(b"\0"):
+            if var.startswith(b"SUANLI_CHECKPOINT_DIR=") and var.split(b"=", 1)[1].decode(errors="replace"
+                                                                                    ).startswith(under):
+                found[int(d.name)] = int(fields[2])
+                break
+    return found
+
+
+def reap_jobs(root: Path, timeout: float = 10.0) -> dict[int, int]:
+    """SIGKILL the process groups (and the processes) of the jobs still running under `root`
+    (job_processes) and wait until none is left; returns those found. A test that SIGKILLs an
+    agent calls it for what that agent left, and the `service` fixture when it tears down."""
+    found = job_processes(root)
+    for pid, pgid in found.items():
+        for kill, target in ((os.killpg, pgid), (os.kill, pid)):
+            if kill is os.killpg and pgid == os.getpgrp():
+                continue                # a job is in a session of its own: never the test's group
+            try:
+                kill(target, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    wait_for(lambda: not job_processes(root), timeout, dump=lambda: job_processes(root))
+    return found
+
+
+def no_job_left(root: Path) -> None:
+    """Wait until no process of a job run under `root` is left (job_processes): a run that ended,
+    or that its agent or the test stopped, leaves nothing behind."""
+    wait_for(lambda: not job_processes(root), 15, dump=lambda: job_processes(root))
+
+
+def run_pid(job: dict) -> int:
+    """The pid (and process group) of a job's first run, from its RUNNING transition's reason
+    ("pid N, GPUs [...]", the local executor's)."""
+    running = next(t for t in job["transitions"] if t["to_state"] == "RUNNING")["reason"]
+    return int(running.split()[1].rstrip(","))
 
 
 def job_body(**over) -> dict:

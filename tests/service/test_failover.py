@@ -18,7 +18,7 @@ import svc
 import yaml
 from sites import job_command
 from sqlalchemy import select
-from svc import NETWORK, ThreadServer, agent_env, build, job_body, searchable, wait_for
+from svc import NETWORK, ThreadServer, agent_env, build, job_body, no_job_left, run_pid, searchable, wait_for
 
 from suanli.service.controller import Controller
 from suanli.service.models import Job as JobRow
@@ -40,7 +40,6 @@ def _net():
     return load_network(NETWORK)
 
 
-@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def _stored_step(service, jid: int) -> int:
     """The job's step in the checkpoint archive the controller stores (the job writes `step`)."""
     with tarfile.open(service.app.state.controller.store.path(jid)) as t:
@@ -48,6 +47,7 @@ def _stored_step(service, jid: int) -> int:
         return int(t.extractfile(m).read())
 
 
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
 def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service, tmp_path):
     """The sites share no file system: east-1's agent uploads the job's checkpoints to the
     controller; east-1 dies with its disk; west-1's agent downloads the stored checkpoint and the
@@ -63,12 +63,12 @@ def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service,
     assert seen["checkpoint_bytes"] > 0 and seen["checkpoint_h"] > seen["start_h"]
     assert service.app.state.controller.store.has(jid)
     _agent(service, "west-1", tmp_path)
-    running = next(t for t in seen["transitions"] if t["to_state"] == "RUNNING")["reason"]
-    pid = int(running.split()[1].rstrip(","))          # "pid N, GPUs [...]"
+    pid = run_pid(seen)
+    assert pid in svc.job_processes(tmp_path / "east-1")
     stored = _stored_step(service, jid)        # the step of the checkpoint the controller holds now
     east.send_signal(signal.SIGKILL)           # the site vanishes, and its job with it
     east.wait()
-    os.killpg(pid, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)             # the machine with it (its processes outlive the agent)
     at_kill = int((east_dir / "step").read_text())
     shutil.rmtree(tmp_path / "east-1")         # its disk too
     done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] in ("SUCCEEDED", "FAILED") and j, 120)
@@ -90,6 +90,7 @@ def test_a_dead_site_s_job_resumes_elsewhere_from_its_stored_checkpoint(service,
     east_city, west_city = (_net().sites[k].city for k in ("east-1", "west-1"))
     path = _net().network.path(east_city, west_city)
     assert use.site == "west-1" and use.transfer_cny > 0 and path.cny_per_gb > 0
+    no_job_left(tmp_path)
 
 
 def test_an_agent_restarted_within_the_timeout_adopts_its_runs(service, tmp_path):
@@ -102,11 +103,10 @@ def test_an_agent_restarted_within_the_timeout_adopts_its_runs(service, tmp_path
     jid = c.post("/v1/jobs", json=job_body(command=job_command(tmp_path, 15, 0.2), work_h=0.002)).json()["id"]
     ckpt = tmp_path / "east-1" / "checkpoints" / str(jid)
     wait_for(lambda: (ckpt / "step").exists() and int((ckpt / "step").read_text()) >= 3, 60)
-    running = next(t for t in c.get(f"/v1/jobs/{jid}").json()["transitions"] if t["to_state"] == "RUNNING")
-    pid = int(running["reason"].split()[1].rstrip(","))
+    pid = run_pid(c.get(f"/v1/jobs/{jid}").json())
     first.send_signal(signal.SIGKILL)
     first.wait()
-    os.kill(pid, 0)                              # the job's process outlives its agent
+    assert pid in svc.job_processes(tmp_path)    # the job's process outlives its agent
     service.start_agent("east-1", tmp_path, token)
     done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] in ("SUCCEEDED", "FAILED") and j, 90)
     assert done["state"] == "SUCCEEDED", done["transitions"]
@@ -116,6 +116,7 @@ def test_an_agent_restarted_within_the_timeout_adopts_its_runs(service, tmp_path
     assert fences == {"1"}                       # one run, start to end
     assert (ckpt / "done-east-1").read_text().split() == ["0", "15"]
     assert done["usage"]["gpu_seconds"] > 0       # billed once, by the agent that adopted it
+    no_job_left(tmp_path)
 
 
 def test_an_agent_restarted_gives_up_runs_it_cannot_adopt(service, tmp_path):
@@ -127,10 +128,10 @@ def test_an_agent_restarted_gives_up_runs_it_cannot_adopt(service, tmp_path):
     first = service.start_agent("east-1", tmp_path / "w1", token)
     jid = c.post("/v1/jobs", json=job_body(command="sleep 30", work_h=0.002)).json()["id"]
     wait_for(lambda: c.get(f"/v1/jobs/{jid}").json()["state"] == "RUNNING", 60)
-    running = next(t for t in c.get(f"/v1/jobs/{jid}").json()["transitions"] if t["to_state"] == "RUNNING")
-    pid = int(running["reason"].split()[1].rstrip(","))
+    pid = run_pid(c.get(f"/v1/jobs/{jid}").json())
     first.send_signal(signal.SIGKILL)
     first.wait()
+    assert pid in svc.job_processes(tmp_path / "w1")     # left running: nothing on the new disk names it
     os.killpg(pid, signal.SIGKILL)
     service.start_agent("east-1", tmp_path / "w2", token)      # a fresh disk
     j = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] == "RUNNING"
@@ -139,6 +140,34 @@ def test_an_agent_restarted_gives_up_runs_it_cannot_adopt(service, tmp_path):
     assert "the agent of east-1 restarted and no longer runs it" in pre["reason"], pre
     assert "stopped heartbeating" not in str(j["transitions"])       # caught before the timeout
     c.delete(f"/v1/jobs/{jid}")
+    no_job_left(tmp_path)                         # the new agent stops the cancelled run
+
+
+@pytest.mark.heartbeat_timeout(3.0)      # a test of failover through the timeout
+def test_a_returning_stale_agent_kills_the_run_its_predecessor_left(service, tmp_path):
+    """east-1's agent is SIGKILLed; its job's processes run on (sessions of their own), east-1
+    counts as down and the job runs again at west-1. When east-1's agent comes back on its workdir
+    it adopts the run its predecessor left, hears that its fence is stale, and kills it: no process
+    of it is left, and the job finished once, at west-1 (the local twin of test_slurm_site's)."""
+    c = service.client(service.tenant("acme"))
+    token = service.site_token("east-1")
+    east = service.start_agent("east-1", tmp_path, token)
+    wait_for(lambda: any(s["up"] for s in c.get("/v1/sites").json() if s["id"] == "east-1"), 30)
+    cmd = 'if [ "$SUANLI_SITE" = east-1 ]; then sleep 600; fi'        # beijing: fifo's tie goes to east-1
+    jid = c.post("/v1/jobs", json=job_body(command=cmd, work_h=0.001)).json()["id"]
+    pid = run_pid(wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] == "RUNNING" and j, 30))
+    service.start_agent("west-1", tmp_path)
+    east.send_signal(signal.SIGKILL)
+    east.wait()
+    done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] in ("SUCCEEDED", "FAILED") and j, 60)
+    assert done["state"] == "SUCCEEDED" and done["site"] == "west-1", done["transitions"]
+    assert pid in svc.job_processes(tmp_path / "east-1")          # nobody told it yet
+    service.start_agent("east-1", tmp_path, token)
+    no_job_left(tmp_path / "east-1")
+    after = c.get(f"/v1/jobs/{jid}").json()
+    assert after["state"] == "SUCCEEDED" and after["site"] == "west-1"
+    assert [t["to_state"] for t in after["transitions"]].count("SUCCEEDED") == 1
+    assert after["transitions"] == done["transitions"]            # the stale run's end changed nothing
 
 
 def _agent(service, site: str, workdir: Path) -> subprocess.Popen:
@@ -192,17 +221,18 @@ def test_work_cut_by_an_outage_goes_to_the_dead_sites_backup(tmp_path):
             wait_for(lambda: any(x["up"] for x in c.get("/v1/sites").json() if x["id"] == "east-1"), 30)
             cmd = 'if [ "$SUANLI_SITE" = east-1 ]; then sleep 60; fi'
             jid = c.post("/v1/jobs", json=job_body(command=cmd, work_h=0.001, deadline_h=0.05)).json()["id"]
-            wait_for(lambda: c.get(f"/v1/jobs/{jid}").json()["state"] == "RUNNING", 30)
+            pid = run_pid(wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] == "RUNNING" and j, 30))
             s.start_agent("west-1", tmp_path)
             s.start_agent("west-2", tmp_path)
             wait_for(lambda: sum(x["up"] for x in c.get("/v1/sites").json()) == 3, 30)
+            assert pid in svc.job_processes(tmp_path / "east-1")
             east.send_signal(signal.SIGKILL)
             east.wait()
             done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] in ("SUCCEEDED", "FAILED")
                             and j, 60)
             assert done["state"] == "SUCCEEDED" and done["site"] == "west-2", done
+            svc.reap_jobs(tmp_path / "east-1")   # its `sleep 60`: the killed agent is not coming back to stop it
+            no_job_left(tmp_path)
         finally:
-            for p in s.agents:
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
+            svc.stop_all(s.agents)
+            svc.reap_jobs(tmp_path)

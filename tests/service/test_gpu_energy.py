@@ -9,17 +9,20 @@ path with another source, checked only where the host has an NVIDIA GPU."""
 
 from __future__ import annotations
 
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import svc
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from sqlalchemy import select
 from svc import job_body, wait_for
 from test_agent_meter import agent_log, start_agent
 from test_metered_bills import Site, _metered, _month, _submit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))      # meterkit.py, as tests/agent imports it
+from meterkit import dcgm_power, prometheus_exporter  # noqa: E402
 
 from suanli.agent.meters.nvml import gpu_count
 from suanli.service.models import SiteAgent, Usage
@@ -35,16 +38,9 @@ WRITE_ENV = "env > {out}/e-$SUANLI_JOB_ID && mv {out}/e-$SUANLI_JOB_ID {out}/env
 @pytest.fixture
 def dcgm():
     """A DCGM-like exporter: each GPU's power, W, labelled by its index."""
-    reg = CollectorRegistry()
-    httpd, _ = start_http_server(0, addr="127.0.0.1", registry=reg)
-    g = Gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", ["gpu", "UUID", "Hostname"], registry=reg)
-    for i, w in enumerate(WATTS):
-        g.labels(str(i), f"GPU-{i}", "node1").set(w)
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}/metrics"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with prometheus_exporter() as (reg, url):
+        dcgm_power(reg, WATTS, ("gpu", "UUID", "Hostname"))
+        yield url
 
 
 def seen_env(out: Path, job_id: int) -> dict[str, str] | None:

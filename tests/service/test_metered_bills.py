@@ -12,6 +12,7 @@ import io
 import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 import svc
 from sqlalchemy import select, update
@@ -74,6 +75,26 @@ def _submit(client, gpus: int, gpu_type: str) -> int:
     r = client.post("/v1/jobs", json=job_body(gpus=gpus, gpu_types=[gpu_type], work_h=0.05))
     assert r.status_code in (200, 201), r.text
     return r.json()["id"]
+
+
+def _run_on_west(service, gpus: int, run_s: float) -> tuple[httpx.Client, Site, datetime, int]:
+    """acme's client; west-1, the test as its agent; the time before; acme's job of `gpus` A800s,
+    started on west-1 and left running for `run_s` seconds."""
+    ca = service.client(service.tenant("acme"))
+    west = Site(service, "west-1")
+    west.beat()
+    t0 = datetime.now(UTC)
+    ja = _submit(ca, gpus, "a800")
+    west.start(ja)
+    time.sleep(run_s)
+    return ca, west, t0, ja
+
+
+def _no_true_up_left(service) -> None:
+    """A true-up is applied once: a second pass finds nothing to do."""
+    c = service.app.state.controller
+    with c.sessions.begin() as s:
+        assert bills.true_up(s, c.network, c.epoch, c.now_h()) == []
 
 
 def _span(service, job_id: int) -> tuple[datetime, datetime]:
@@ -176,9 +197,7 @@ def test_runs_share_the_meter_by_gpu_power_and_with_the_idle_share_add_up_to_it(
     assert all(m["settled"] for m in hours)
     assert all(m["idle_kwh"] > 0 for m in hours)          # the site drew 3 kW of IT, the runs 1.6 at most
     # a true-up is applied once: a second pass finds nothing to do and changes no line
-    c = service.app.state.controller
-    with c.sessions.begin() as s:
-        assert bills.true_up(s, c.network, c.epoch, c.now_h()) == []
+    _no_true_up_left(service)
     assert _lines(ca, month)[ja] == [got[ja]]
 
 
@@ -186,14 +205,8 @@ def test_runs_drawing_more_than_the_meter_share_all_of_it_and_a_run_still_going_
     """IT 1 kW < the runs' 0.4 + 1.2 kW: while both run they share the whole facility power 1:3;
     alone, a run takes 0.4/1 (run a) or 1.2/1.2 (run b) of it. Run a is trued up while run b still
     runs (b's share is kept for it), b after it ends: together with the idle share, the meter."""
-    acme = service.tenant("acme")
-    ca, admin = service.client(acme), service.client(service.admin_token())
-    west = Site(service, "west-1")
-    west.beat()
-    t0 = datetime.now(UTC)
-    ja = _submit(ca, 1, "a800")
-    west.start(ja)
-    time.sleep(0.5)
+    admin = service.client(service.admin_token())
+    ca, west, t0, ja = _run_on_west(service, 1, 0.5)
     jb = _submit(ca, 3, "a800")
     west.start(jb)
     time.sleep(1.0)
@@ -221,14 +234,7 @@ def test_a_run_of_a_closed_month_is_trued_up_by_a_line_of_its_own_in_the_current
     """The run's row says it ended last month (as a run that ended just before midnight on the
     last day would): once the readings cover it, last month's line is left as it was, and this
     month gets a true-up line of the difference, metered; together they are the metered energy."""
-    acme = service.tenant("acme")
-    ca = service.client(acme)
-    west = Site(service, "west-1")
-    west.beat()
-    t0 = datetime.now(UTC)
-    ja = _submit(ca, 2, "a800")
-    west.start(ja)
-    time.sleep(1.0)
+    ca, west, t0, ja = _run_on_west(service, 2, 1.0)
     west.finish(ja)
     month = _month()
     last_month = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
@@ -243,9 +249,7 @@ def test_a_run_of_a_closed_month_is_trued_up_by_a_line_of_its_own_in_the_current
     assert (up["kind"], up["energy_basis"], up["gpu_h"], up["gpu_cny"]) == ("true-up", "metered", 0.0, 0.0)
     assert closed["energy_kwh"] + up["energy_kwh"] == pytest.approx(metered, rel=1e-9)
     assert up["total_cny"] == pytest.approx(up["energy_cny"], rel=1e-12)
-    c = service.app.state.controller
-    with c.sessions.begin() as s:                               # once only
-        assert bills.true_up(s, c.network, c.epoch, c.now_h()) == []
+    _no_true_up_left(service)                                   # once only
     assert len(_lines(ca, month)[ja]) == 1
 
 
@@ -253,14 +257,7 @@ def test_a_run_whose_gpu_energy_was_measured_shares_the_meter_by_its_measured_po
     """The agent reports the run's GPU energy (NVML): the run draws that energy over its length,
     here half its GPUs' rating, so it takes half the meter the rating would give it. A report of
     more than its GPUs could draw at 5 kW each since the dispatch is refused, 422 naming gpu_kwh."""
-    acme = service.tenant("acme")
-    ca = service.client(acme)
-    west = Site(service, "west-1")
-    west.beat()
-    t0 = datetime.now(UTC)
-    ja = _submit(ca, 2, "a800")
-    west.start(ja)
-    time.sleep(1.0)
+    ca, west, t0, ja = _run_on_west(service, 2, 1.0)
     fence = west.running[ja]
     r = west.c.post(f"/v1/agent/west-1/jobs/{ja}/report", json={"fence": fence, "state": "SUCCEEDED", "gpu_kwh": 1.0})
     assert r.status_code == 422 and r.json()["detail"].startswith("gpu_kwh: 1.0") and "at most" in r.json()["detail"]

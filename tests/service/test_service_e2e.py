@@ -106,8 +106,10 @@ def test_a_dead_agents_running_job_is_preempted_and_runs_again_elsewhere(service
     wait_for(lambda: any(s["up"] for s in c.get("/v1/sites").json() if s["id"] == "east-1"), 30)
     cmd = 'if [ "$SUANLI_SITE" = east-1 ]; then sleep 60; fi'
     jid = c.post("/v1/jobs", json=job_body(command=cmd, work_h=0.001)).json()["id"]
-    wait_for(lambda: c.get(f"/v1/jobs/{jid}").json()["state"] == "RUNNING", 30)
+    running = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] == "RUNNING" and j, 30)
+    pid = svc.run_pid(running)
     service.start_agent("west-1", tmp_path)
+    assert pid in svc.job_processes(tmp_path / "east-1")
     east.send_signal(signal.SIGKILL)           # the site vanishes: no more heartbeats
     east.wait()
     done = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["state"] == "SUCCEEDED" and j, 60)
@@ -118,6 +120,9 @@ def test_a_dead_agents_running_job_is_preempted_and_runs_again_elsewhere(service
     assert "east-1 stopped heartbeating" in done["transitions"][4]["reason"]
     fences = [t["reason"] for t in done["transitions"] if t["to_state"] == "TRANSFERRING"]
     assert fences[0].endswith("(fence 1)") and fences[1].endswith("(fence 3)")
+    # the dead agent's `sleep 60` runs on (its own session), and nothing will stop it: the test does
+    svc.reap_jobs(tmp_path / "east-1")
+    svc.no_job_left(tmp_path)
 
 
 def test_cancelling_a_running_job_stops_its_process_and_bills_the_run(service, tmp_path):
