@@ -103,3 +103,52 @@ def test_a_held_plan_nothing_touches_is_kept_without_pricing_it_again():
     assert lazy._replanned == 1                        # priced again only at its planned start,
     assert runs["lazy"]["lax"] == ("east-1", 2.0)      # where it is committed, as planned
     assert eager._replanned == eager._offered          # eager: priced again every time it comes back
+
+
+def _uncertain_two_sites(**more) -> dict:
+    """`_two_sites` written for uncertainty: the lax job has a window (`max_wait_h`), and no
+    forecast is given (perfect series)."""
+    scn = _two_sites()
+    scn["jobs"][0] = {**scn["jobs"][0], "max_wait_h": 12.0, **more}
+    return scn
+
+
+def _lax_answers(policy: Suanli, scn: dict) -> list[tuple[float, str, bool]]:
+    """Each answer `policy` gave for the lax job: (when, Defer or Place, whether it was priced again
+    rather than kept as it was)."""
+    answers: list[tuple[float, str, bool]] = []
+    decide = policy.decide
+
+    def spy(view, jobs):
+        before = policy._replanned
+        out = decide(view, jobs)
+        answers.extend((view.now, type(d).__name__, policy._replanned > before) for d in out if d.job_id == "lax")
+        return out
+
+    policy.decide = spy                        # type: ignore[method-assign]
+    parsed = parse_scenario(scn, "replan")
+    res = simulate(parsed, policy)
+    assert validate(parsed, res.segments)[0] == []
+    return answers
+
+
+def test_in_a_scenario_written_for_uncertainty_held_plans_are_priced_again_every_hour():
+    # the lax job waits for the cheap tariff at 2 h; nothing touches east-1, so in an older
+    # scenario its plan is kept as it is until its planned start ...
+    old = _lax_answers(Suanli(), _two_sites())
+    assert [t for t, _, priced in old if priced] == [2.0]
+    # ... but in one written for uncertainty it is priced again at 1 h, a new hour, forecasts or
+    # not (as it would be with them). By then the west jobs keep the network busy enough that
+    # the delay price outweighs the dearer hour: it starts at once
+    new = _lax_answers(Suanli(), _uncertain_two_sites())
+    assert [t for t, _, priced in new if priced] == [1.0]
+    assert new[-1][:2] == (1.0, "Place")
+
+
+def test_in_a_scenario_written_for_uncertainty_the_budget_grows_with_the_jobs():
+    # a budget of nothing: an older scenario commits the lax job's plan the first time it comes
+    # back (0.1 h); one written for uncertainty has REPLAN_PER_JOB more per job seen, so it holds on
+    old = _lax_answers(Suanli(replan_budget=0), _two_sites())
+    new = _lax_answers(Suanli(replan_budget=0), _uncertain_two_sites())
+    assert [a[:2] for a in old[:2]] == [(0.0, "Defer"), (0.1, "Place")]
+    assert [a[:2] for a in new[:2]] == [(0.0, "Defer"), (0.1, "Defer")]

@@ -233,3 +233,46 @@ def test_property_every_job_finishes_on_its_true_work_whatever_the_estimates(fac
     violations, outcomes = validate(scn, result.segments)
     assert violations == []
     assert all(o.finished for o in outcomes.values())
+
+
+class _HoldUntil3:
+    """Holds every job's run for [3, 4) (waking at 3) and places it when offered at 3; records
+    when each job was offered."""
+    name = "hold-until-3"
+
+    def __init__(self):
+        self.offered: list[float] = []
+
+    def decide(self, view, jobs):
+        out = []
+        for pj in jobs:
+            self.offered.append(view.now)
+            if view.now < 3:
+                out.append(Defer(pj.job.id, "later", hold=("east-1", "a800", 3.0, 3.0 + pj.remaining_work),
+                                 retry_at=3.0))
+            else:
+                out.append(Place(pj.job.id, "east-1", "a800", 3.0, 3.0 + pj.remaining_work))
+        return out
+
+
+@pytest.mark.parametrize("field", ["max_wait_h", "actual_work_h", "forecast"])
+def test_held_plans_come_back_every_hour_in_a_scenario_with_any_uncertainty_field(field):
+    # forecasts or not: re-planning held plans must not hang on a forecast being there (a
+    # perfect-information run would otherwise re-plan less than one with forecasts)
+    more = {"max_wait_h": {"max_wait_h": 1.0}, "actual_work_h": {"actual_work_h": 1.0}}.get(field, {})
+    scn = scenario([east_job("j", 1.0, submit_h=0.5, **more)])
+    if field == "forecast":
+        scn.forecast = Forecast(renewables=ForecastError(error=0.3, seed=1))
+    policy = _HoldUntil3()
+    result = simulate(scn, policy)
+    assert policy.offered == [0.5, 1.0, 2.0, 3.0]
+    assert result.segments == [Segment("j", "east-1", "a800", 4, 3.0, 4.0)]
+
+
+def test_a_scenario_without_the_uncertainty_fields_has_no_hourly_event():
+    # older scenarios keep their schedules exactly: the held plan comes back only at its wake-up
+    scn = scenario([east_job("j", 1.0, submit_h=0.5)])
+    policy = _HoldUntil3()
+    result = simulate(scn, policy)
+    assert policy.offered == [0.5, 3.0]
+    assert result.segments == [Segment("j", "east-1", "a800", 4, 3.0, 4.0)]

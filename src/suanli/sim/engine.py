@@ -35,6 +35,12 @@ Under uncertainty (MODEL.md §7) a policy plans with estimates; the simulator ke
   first, is voided and offered again at once, as after an outage.
 - With a `forecast:` block, at each instant a policy sees the renewables and grid carbon that
   `scheduling.forecast` issued at the start of the hour (exact for the current slot).
+- In a scenario that uses any of these fields (a `forecast:` block, or a job with `max_wait_h` or
+  `actual_work_h`: `replans_hourly`), every plan held for later comes back at each whole hour, its
+  hold released, so the policy plans the queue again with what it knows then (new forecasts, runs
+  that ended early or overran, windows drawing to their end). That does not hang on a forecast
+  being there: with perfect information the queue is re-planned as often as with forecasts. An
+  older scenario, without any of them, has no hourly event and keeps its schedules exactly.
 - The offline reference (`optimal`) sees everything: the true work as `work_h`, the true series.
 """
 
@@ -64,7 +70,7 @@ from suanli.scheduling.state import (
     StateView,
 )
 
-_OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _WAKE, _ARRIVAL, _FORECAST = range(7)
+_OUTAGE_END, _OUTAGE_START, _CAP_NOTICE, _SEG_END, _WAKE, _ARRIVAL, _HOUR = range(7)
 
 
 class PolicyError(RuntimeError):
@@ -158,8 +164,10 @@ class Simulation:
                 self._push(e.end_h, _OUTAGE_END, e)
             else:
                 self._push(e.start_h - (e.notice_h or 0.0), _CAP_NOTICE, e)
-        if self.forecaster is not None and scn.jobs:      # forecasts are issued at every whole hour
-            self._push(math.floor(min(j.submit_h for j in scn.jobs)) + 1.0, _FORECAST, None)
+        # every whole hour (forecasts are issued then), held plans are offered again (`replans_hourly`)
+        self.hourly = not self.offline and replans_hourly(scn)
+        if self.hourly and scn.jobs:
+            self._push(math.floor(min(j.submit_h for j in scn.jobs)) + 1.0, _HOUR, None)
         deferred: list[PendingJob] = []
         arrived = 0
         total = len(scn.jobs)
@@ -193,12 +201,13 @@ class Simulation:
                     changed = replan = True
                 elif kind == _WAKE:
                     replan |= data in self.held
-                elif kind == _FORECAST:
-                    # new forecasts: the plans held for later are priced again with them (the
-                    # policy sees the new issue hour); the next issue while anything is left to happen
+                elif kind == _HOUR:
+                    # a new hour (and new forecasts, if any: the policy sees the new issue hour):
+                    # the plans held for later are offered again; the next hour while anything is
+                    # left to happen
                     replan |= bool(self.held)
                     if self._heap:
-                        self._push(now + 1.0, _FORECAST, None)
+                        self._push(now + 1.0, _HOUR, None)
                 else:
                     self.known_caps.append(data)
             if changed and deferred:
@@ -530,6 +539,15 @@ class Simulation:
             back.append(pj)
         self.by_site[site].clear()
         return back
+
+
+def replans_hourly(scn: Scenario) -> bool:
+    """Whether the simulator offers held plans again at every whole hour: in a scenario written
+    with uncertainty in mind (MODEL.md §7: a `forecast:` block, or a job with `max_wait_h` or
+    `actual_work_h`), whatever its level of information. Older scenarios have no hourly event,
+    so their schedules stay exactly as they were."""
+    return scn.forecast is not None or any(j.max_wait_h is not None or j.actual_work_h is not None
+                                           for j in scn.jobs)
 
 
 def _estimate_only(job: Job) -> Job:

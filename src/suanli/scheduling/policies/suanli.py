@@ -68,6 +68,8 @@ DELAY_CNY_PER_GPU_H = 20.0  # the price of holding a job back past its earliest 
                             # at a fully busy network (scaled by the busy share squared)
 REPLAN_BUDGET = 2_000       # held plans priced again, at most, in one run
 REPLAN_CELLS = 2_500_000    # hour-slots of runs priced while re-planning, at most, in one run
+REPLAN_PER_JOB = 24         # ... and, in a scenario written for uncertainty (`uncertain`), this many more held
+                            # plans offered again per job seen: a day of hourly re-plans each (see `decide`)
 PREEMPT_TRIES = 6           # running jobs tried, at most, when a job would be late
 PREEMPT_MAX_SEGMENTS = 3    # a running job is stopped only while it has had fewer segments before this run
 PREEMPT_MARGIN = 0.05       # a stop must save more than this share of what it gains the late job
@@ -117,6 +119,7 @@ class Suanli(Pipeline):
         self._pricing_held = False        # the job being priced has a held plan
         self._world: tuple | None = None  # sites down and grid caps known at the last call
         self._offered = 0                 # held jobs offered again, so far in the run
+        self._jobs_seen: set[str] = set()  # jobs offered so far in the run (the budget grows with them)
         self._replanned = 0               # ... and priced again
         self._replan_cells = 0            # hour-slots of the runs priced for held jobs priced again
         self._may_hold = True
@@ -159,16 +162,33 @@ class Suanli(Pipeline):
         # priced again): a busy or long-running network would pay that many times over, so
         # holding stops for good once the budget is spent.
         self._offered += sum(1 for pj in jobs if pj.job.id in self._held)
-        self._may_hold = self._offered <= self.replan_budget and self._replan_cells <= self.replan_cells
+        self._may_hold = self._offered <= self._budget(jobs) and self._replan_cells <= self.replan_cells
         # Sites going down or up, grid caps announced and forecasts issued anew change what
         # every plan costs, and a run booked longer past its estimate may take a plan's GPUs:
-        # then every held plan is priced again.
-        world = (view.down, len(view.grid_caps), view.overruns, view.ledger.issue)
+        # then every held plan is priced again. In a scenario written for uncertainty, so is every
+        # new hour, forecasts or not: GPUs that runs ending early, plans moving later and
+        # newcomers' choices left free are otherwise never taken back by the plans behind them,
+        # and a perfect-information run would re-plan less than one with forecasts
+        # (docs/SCHEDULER.md, "Re-planning every hour").
+        hour = math.floor(view.now) if self._uncertain else None
+        world = (view.down, len(view.grid_caps), view.overruns, view.ledger.issue, hour)
         self._replan_all = not self.lazy_replan or world != self._world
         self._world = world
         out = super().decide(view, jobs)
         self._held = {d.job_id: d for d in out if isinstance(d, Defer) and d.hold is not None}
         return out
+
+    def _budget(self, jobs: Sequence[PendingJob]) -> int:
+        """Held plans that may come back in the run before holding stops: `replan_budget`, and in
+        a scenario written for uncertainty `REPLAN_PER_JOB` more per job seen so far, so that
+        hourly re-planning does not run out of budget part-way through a few hundred jobs and
+        commit every plan at once (then a far-off plan on a pool an overrun will need is voided
+        and placed again behind everything committed: seed 8 of the 300-job network lost
+        161,972 CNY of wait-excess so, all on one 48-GPU gang)."""
+        if not self._uncertain:
+            return self.replan_budget
+        self._jobs_seen.update(pj.job.id for pj in jobs)
+        return self.replan_budget + REPLAN_PER_JOB * len(self._jobs_seen)
 
     def _predicted(self, view: StateView, jobs: Sequence[PendingJob]) -> Sequence[PendingJob]:
         """`jobs` with the work of those not started yet as the run-time predictor has it (the
@@ -194,6 +214,7 @@ class Suanli(Pipeline):
         if view.scenario is not self._scenario:
             self._scenario, self._held, self._world = view.scenario, {}, None
             self._offered = self._replanned = self._replan_cells = 0
+            self._jobs_seen = set()
             if self.predictor is not None:
                 self.predictor.reset()
             scn = view.scenario
@@ -391,8 +412,7 @@ class Suanli(Pipeline):
                 scratch.reserve(site, g, a, b, gpus)
         return answer
 
-    @staticmethod
-    def _priority(view, pj) -> tuple:
+    def _priority(self, view, pj) -> tuple:
         """Most urgent first: the latest start that still meets the deadline on the fastest
         allowed type, or the end of the job's `max_wait_h` window if sooner (a soft deadline:
         past it the wait is priced); jobs with neither after all others, in arrival order.
@@ -400,13 +420,20 @@ class Suanli(Pipeline):
         with a deadline and was pushed past its window's end: on a generated 300-job, 10-site
         network with GAIA's windows (bench/scenarios/uncertain-300x10.yaml), suanli with
         perfect information scored 246,615 CNY with 2,386 wait-excess GPU-hours, worse than
-        fifo (202,155); with it, 154,487 (556)."""
+        fifo (202,155); with it, 154,487 (556).
+
+        The rest of a job run in pieces has no window any more (it has started), but its plan
+        has an end it keeps to (`_finish`): that end counts as a deadline here. Without it, the
+        rest came last whenever held plans were priced again (every hour, in a scenario written
+        for uncertainty), and a lax newcomer took the clean hours its later pieces held."""
         job = pj.job
         window = Suanli._window_end(pj)
-        if job.deadline_h is None:
+        finish = self._finish.get(job.id) if self._finish else None
+        due = job.deadline_h if finish is None else finish if job.deadline_h is None else min(job.deadline_h, finish)
+        if due is None:
             return (1, job.submit_h) if window is None else (0, window)
         fastest = max(view.scenario.speed(job, g) for g in view.scenario.allowed_types(job))
-        latest = job.deadline_h - pj.remaining_work / fastest
+        latest = due - pj.remaining_work / fastest
         return (0, latest if window is None else min(latest, window))
 
     def _latest(self, view, pj, o, first: float) -> float:
