@@ -85,8 +85,8 @@ def _start(app, url: str, db_url: str, tmp_path: Path):
     return s, c
 
 
-def _submit(app, c, tmp_path: Path, checkpoint: bool) -> int:
-    body = job_body(command=job_command(tmp_path, STEPS, STEP_S), work_h=WORK_H,
+def _submit(app, c, tmp_path: Path, checkpoint: bool, command: str | None = None) -> int:
+    body = job_body(command=command or job_command(tmp_path, STEPS, STEP_S), work_h=WORK_H,
                     gpu_types=["h100"], deadline_h=3.0 - app.state.controller.now_h(), max_wait_h=2.0)
     if checkpoint:
         body["checkpoint_h"] = 1 / 60
@@ -188,5 +188,32 @@ def test_a_job_is_not_split_without_checkpoints_or_with_suspend_off(db_url, tmp_
             j = c.get(f"/v1/jobs/{job}").json()
             assert j["state"] == "RUNNING" and "PREEMPTED" not in _states(j), j["transitions"]
             assert c.delete(f"/v1/jobs/{job}").status_code in (200, 202)
+        finally:
+            svc.stop_all(s.agents)
+
+
+def test_a_job_that_ends_within_its_first_piece_or_is_cancelled_gives_its_later_pieces_back(db_url, tmp_path):
+    """While a plan in pieces runs its first piece, the GPUs of its later piece (hour 2) are held in
+    the controller's ledger; a job that ends early, or is cancelled, gives them back."""
+    app, server = _serve(db_url, tmp_path)
+    with server as url:
+        s, c = _start(app, url, db_url, tmp_path)
+        ctl = app.state.controller
+        try:
+            def later_free() -> bool:         # all 4 H100s free in the later pieces' hour
+                with ctl.lock:
+                    return ctl.ledger.calendars[("east-1", "h100")].fits(2.0, 2.0 + 10 / 3600, 4)
+
+            quick, slow = (_submit(app, c, tmp_path, checkpoint=True, command=cmd) for cmd in ("true", "sleep 600"))
+            running = wait_for(lambda: (j := c.get(f"/v1/jobs/{slow}").json())["state"] == "RUNNING" and j, 20,
+                               dump=lambda: c.get(f"/v1/jobs/{slow}").json())
+            assert running["pieces"] and running["pieces"][0][0] == pytest.approx(2.0)
+            assert not later_free()
+            done = wait_for(lambda: (j := c.get(f"/v1/jobs/{quick}").json())["state"] == "SUCCEEDED" and j, 20)
+            assert "in 2 pieces" in next(t for t in done["transitions"] if t["to_state"] == "PLACED")["reason"]
+            assert done["pieces"] is None and "PREEMPTED" not in _states(done)
+            assert c.delete(f"/v1/jobs/{slow}").status_code == 200
+            wait_for(later_free, 10)
+            assert not [k for k in ctl._held if k.startswith((f"j{quick}", f"j{slow}"))]
         finally:
             svc.stop_all(s.agents)
