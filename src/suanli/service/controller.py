@@ -31,7 +31,12 @@ Each tick (every `tick_s` seconds):
    (on by default) the policy also sees the RUNNING jobs (`StateView.running_on`) and may stop
    one for a job that would be late (`Preempt`): the run is metered up to now, the job goes
    PREEMPTED → PENDING under a new fence keeping its checkpointed work (as when its site dies,
-   so its agent is told to stop it), and the same answer places its rest.
+   so its agent is told to stop it), and the same answer places its rest. With `suspend` (on by
+   default; `suanli serve --no-suspend`) the policy may plan a checkpointing job in pieces
+   (`StateView.pieces`, `Place.pieces`): the placement is the first piece, the later ones are
+   held in the ledger (the job's `pieces`), and at the first piece's end the run is stopped as a
+   preemption stops one (`_suspend_due`, before the overrun review), "suspended for price and
+   carbon", and its rest offered again, re-planned on the forecasts of then.
 Agents pull due placements (PLACED → TRANSFERRING, a new fence per dispatch) and report
 RUNNING, SUCCEEDED or FAILED; reports with an old fence are refused, so a job runs under one
 dispatch at a time. A FAILED run is retried (`preempt`) until `max_attempts` runs have failed.
