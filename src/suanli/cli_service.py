@@ -99,6 +99,9 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                                                      "this many times is FAILED; before that it runs again")] = 3,
           preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="let the policy stop a running job "
                                                 "(its checkpoints kept) for one that would be late")] = True,
+          suspend: Annotated[bool, typer.Option("--suspend/--no-suspend", help="follow plans in pieces: a "
+                                                "checkpointing job may be stopped in dear or dirty hours and "
+                                                "resumed from its checkpoint in cheaper ones")] = True,
           checkpoint_quota_bytes: Annotated[int | None, typer.Option(
               "--checkpoint-quota-bytes", help="the checkpoint store's bytes per tenant, all its jobs together; "
                                                "an upload past it is refused (507). Default: no limit")] = None,
@@ -168,7 +171,7 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                    max_agent_losses=max_agent_losses,
                    checkpoint_quota_bytes=checkpoint_quota_bytes, checkpoint_keep_h=checkpoint_keep_h,
                    overrun_margin=overrun_margin, overrun_min_s=overrun_min_s,
-                   meter_retention_days=meter_retention_days)
+                   meter_retention_days=meter_retention_days, suspend=suspend)
     except BindError as e:
         err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(3) from None

@@ -31,7 +31,12 @@ Each tick (every `tick_s` seconds):
    (on by default) the policy also sees the RUNNING jobs (`StateView.running_on`) and may stop
    one for a job that would be late (`Preempt`): the run is metered up to now, the job goes
    PREEMPTED → PENDING under a new fence keeping its checkpointed work (as when its site dies,
-   so its agent is told to stop it), and the same answer places its rest.
+   so its agent is told to stop it), and the same answer places its rest. With `suspend` (on by
+   default; `suanli serve --no-suspend`) the policy may plan a checkpointing job in pieces
+   (`StateView.pieces`, `Place.pieces`): the placement is the first piece, the later ones are
+   held in the ledger (the job's `pieces`), and at the first piece's end the run is stopped as a
+   preemption stops one (`_suspend_due`, before the overrun review), "suspended for price and
+   carbon", and its rest offered again, re-planned on the forecasts of then.
 Agents pull due placements (PLACED → TRANSFERRING, a new fence per dispatch) and report
 RUNNING, SUCCEEDED or FAILED; reports with an old fence are refused, so a job runs under one
 dispatch at a time. A FAILED run is retried (`preempt`) until `max_attempts` runs have failed.
@@ -111,8 +116,11 @@ def set_drain(s: Session, site: str, on: bool = True) -> None:
 def _scored(c: Scored | None) -> dict[str, Any] | None:
     if c is None:
         return None
-    return {"site": c.site, "gpu_type": c.gpu_type, "start_h": c.start_h, "end_h": c.end_h,
-            "parts": dict(c.parts), "total": c.total}
+    out = {"site": c.site, "gpu_type": c.gpu_type, "start_h": c.start_h, "end_h": c.end_h,
+           "parts": dict(c.parts), "total": c.total}
+    if c.pieces:                    # a suspend-resume plan: [start_h, end_h) is its first piece
+        out["pieces"] = [[a, b] for a, b in c.pieces]
+    return out
 
 
 def explanation_json(kind: str, reason: str, e: Explanation | None) -> dict[str, Any]:
@@ -138,9 +146,11 @@ class Controller:
     def __init__(self, sessions: sessionmaker[Session], network: Scenario, policy: str, epoch: datetime,
                  tick_s: float = 1.0, heartbeat_timeout_s: float | None = None,
                  store: CheckpointStore | None = None, max_attempts: int = 3,
-                 recovery_s: float | None = None, preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES):
+                 recovery_s: float | None = None, preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES,
+                 suspend: bool = True):
         self.sessions = sessions
         self.preemption = preempt               # the policy may stop a running job (`Preempt`)
+        self.suspend = suspend                  # follow suspend-resume plans (`StateView.pieces`)
         self.store = store
         self.max_attempts = max_attempts        # a job whose runs fail this many times is FAILED
         self.network = network
@@ -153,6 +163,11 @@ class Controller:
         self._bad_forecast: dict[str, str] = {}   # site -> the error its last nowcast raised (logged once)
         self.policy_name = policy
         self.policy = policies.make(policy)
+        if suspend and getattr(self.policy, "suspend", False) is None:
+            # suanli weighs plans in pieces only where its uncertainty features are on (a network's
+            # `forecast:` block), so that simulated scenarios keep their schedules; the live
+            # controller always plans on forecasts (the nowcasts), and follows the plans it gets
+            self.policy.suspend = True
         self.epoch = epoch
         self.tick_s = tick_s
         self.heartbeat_timeout_s = HEARTBEAT_TIMEOUT_S if heartbeat_timeout_s is None else heartbeat_timeout_s
@@ -310,6 +325,7 @@ class Controller:
             up = self.up_sites(s)
             drained = drained_sites(s)
             self._site_failures(s, now, up, drained)
+            self._suspend_due(s, now)        # plans in pieces: runs whose piece ended stop (before overruns)
             overrun.review(self, s, now)     # runs past their estimate: extended or stopped (overrun.py)
             if self.store is not None:       # ended jobs' checkpoints past their keep time (checkpoints.py)
                 self.store.sweep(s)
@@ -473,6 +489,7 @@ class Controller:
                     move(s, row, "PENDING", now, "offered again after preemption" if row.state == "PREEMPTED"
                          else "its placement is void: the controller fails the job")
                     row.site = row.gpu_type = row.start_h = row.end_h = None
+                row.pieces = None
                 dispatched = row.state in ("TRANSFERRING", "RUNNING")
                 move(s, row, "FAILED", now, why)
                 if dispatched:
@@ -521,6 +538,7 @@ class Controller:
             why = "was drained" if site in up else "went down"
             move(s, row, "PENDING", now, f"site {site} {why} before the job was dispatched")
             row.site = row.gpu_type = row.start_h = row.end_h = None
+            row.pieces = None
             self._decided("deferred", row, row.reason, site)
             return
         self.preempt(s, row, now, f"site {site} stopped heartbeating")
@@ -531,10 +549,12 @@ class Controller:
         if self.contained(s, row, "while preempting it", self.preempt, s, row, now, why):
             self._decided("preempted", row, why)
 
-    def preempt(self, s: Session, row: JobRow, now: float, why: str) -> None:
+    def preempt(self, s: Session, row: JobRow, now: float, why: str,
+                again: str = "offered again after preemption") -> None:
         """A dispatched job lost its run (its site died, or its agent restarted without it): PREEMPTED,
-        keeping the work up to its last checkpoint, then PENDING again under a new fence, so the old
-        dispatch's reports are refused and a returning agent kills what it still runs of it."""
+        keeping the work up to its last checkpoint, then PENDING again (`again`: why) under a new
+        fence, so the old dispatch's reports are refused and a returning agent kills what it still
+        runs of it. A plan in pieces it followed is over: its rest is planned again."""
         job = model_job(row)
         kept, how = 0.0, ""
         if row.state == "RUNNING" and row.start_h is not None:
@@ -550,8 +570,9 @@ class Controller:
         row.hosted = sorted(set(row.hosted) | {site})
         row.preempted_from = site
         row.fence += 1
-        move(s, row, "PENDING", now, "offered again after preemption")
+        move(s, row, "PENDING", now, again)
         row.site = row.gpu_type = row.start_h = row.end_h = None
+        row.pieces = None
 
     def lost_runs(self, s: Session, site: str, held: set[tuple[int, int]], restarted: bool,
                   received: datetime) -> None:
@@ -632,6 +653,36 @@ class Controller:
             self.contained(s, r, "while reading it as a running job", one, writes=False)
         return ok, by_pool
 
+    def _suspend_due(self, s: Session, now: float) -> None:
+        """Plans in pieces (`Place.pieces`; docs/SCHEDULER.md, "Suspend and resume"): a run whose
+        piece has ended is stopped as a preemption stops one (`_suspend`), and a placement whose
+        piece's hours passed before an agent took it is void; either way the job is PENDING again
+        with its rest, which this tick offers to the policy, planned again on the forecasts of now."""
+        rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.end_h <= now,
+                                              JobRow.pieces.is_not(None))
+                         .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
+        for row in rows:
+            if row.pieces:
+                self.contained(s, row, "while suspending it at the end of its piece", self._suspend, s, row, now)
+
+    def _suspend(self, s: Session, row: JobRow, now: float) -> None:
+        site, g, end, (nxt, _) = row.site, row.gpu_type, row.end_h, row.pieces[0]
+        if row.state == "PLACED":
+            move(s, row, "PENDING", now, f"suspended: the hours of its piece on {site}/{g} (to {end:.4f} h) passed "
+                                         "before its agent took it; its rest is planned again")
+            row.site = row.gpu_type = row.start_h = row.end_h = None
+            row.pieces = None
+            self._decided("deferred", row, row.reason, site)
+            return
+        if row.state == "RUNNING":          # a run that never started (TRANSFERRING) has nothing to bill
+            metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
+        why = (f"suspended for price and carbon: its plan in pieces stops it on {site}/{g} at the end of its "
+               f"piece, {end:.4f} h, and resumes it at {nxt:.4f} h, where the energy costs less as forecast")
+        self.preempt(s, row, now, why, again=f"suspended: waits to resume from its checkpoint (its plan's next "
+                                             f"piece: {nxt:.4f} h); its rest is planned again")
+        row.preempted_from = None           # not an outage: no reason to prefer the site's backup
+        self._decided("suspended", row, why, site)
+
     def _stop_run(self, s: Session, row: JobRow, now: float, d: Preempt) -> None:
         """The policy stops a running job: its run so far is metered, its GPUs are free in the
         ledger at once, and it is PENDING again (`preempt`) for the same answer to place."""
@@ -651,14 +702,29 @@ class Controller:
             if row.site is None or row.start_h is None or row.end_h is None:
                 continue
             start, end = row.start_h, row.end_h
-            if row.state == "PLACED" and start < now:          # not picked up yet: it starts later
+            if row.pieces and row.state == "PLACED":   # a piece of a plan: it stops at its end (`_suspend_due`)
+                start = max(start, now)
+                end = max(end, start + self.tick_s / 3600.0)
+            elif row.state == "PLACED" and start < now:        # not picked up yet: it starts later
                 end, start = now + (end - start), now
             elif row.state != "PLACED":
                 end = max(end, now + self.tick_s / 3600.0)      # overrunning its plan: still holds the GPUs
-            want[f"j{row.id}"] = ((row.site, row.gpu_type, row.gpus, start, end), row)
+            for key, run in self._runs(row, start, end).items():
+                want[key] = (run, row)
         for u in s.scalars(select(Usage).where(Usage.end_h > now - 48.0, Usage.kind == "run")):   # the metered past
             want[f"u{u.id}"] = ((u.site, u.gpu_type, u.gpus, u.start_h, u.end_h), None)
         return want
+
+    @staticmethod
+    def _runs(row: JobRow, start: float | None = None,
+              end: float | None = None) -> dict[str, tuple[str, str, int, float, float]]:
+        """What the ledger holds for an active job, by key: its run (from `start` to `end`, by
+        default as planned), and the later pieces of the plan it follows, if any."""
+        out = {f"j{row.id}": (row.site, row.gpu_type, row.gpus,
+                              row.start_h if start is None else start, row.end_h if end is None else end)}
+        for k, (a, b) in enumerate(row.pieces or ()):
+            out[f"j{row.id}p{k}"] = (row.site, row.gpu_type, row.gpus, float(a), float(b))
+        return out
 
     def _unhold(self, key: str) -> None:
         """Take what the ledger holds for `key` (a job's run, or a metered one) out of it."""
@@ -744,7 +810,7 @@ class Controller:
         running = self._running(s, now, names) if self.preemption else None
         view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps,
                          running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None,
-                         ended=self.ended_jobs(s, names))
+                         ended=self.ended_jobs(s, names), pieces=self.suspend)
         return view, running
 
     MAX_ENDED = 100_000
@@ -787,14 +853,15 @@ class Controller:
             return
         names = dict(s.execute(select(Tenant.id, Tenant.name)).all())
         view, _ = self._view(s, now, up, names)
-        view = replace(view, running_on=None)        # moving a placement never stops a run
+        # moving a placement never stops a run, nor cuts a single run into pieces
+        view = replace(view, running_on=None, pieces=False)
         for row in rows:
             self.contained(s, row, "while placing it earlier", self._earlier, s, now, view, row, names)
 
     def _earlier(self, s: Session, now: float, view: StateView, row: JobRow, names: dict) -> None:
         key = f"j{row.id}"
         held = self._held.get(key)
-        if held is None:
+        if held is None or row.pieces:     # a plan in pieces keeps its hours: they were chosen for their prices
             return
         pj = PendingJob(model_job(row, names.get(row.tenant_id)), row.remaining_work, max(row.submit_h, 0.0),
                         frozenset(row.hosted), from_site=row.preempted_from)
@@ -903,17 +970,23 @@ class Controller:
     def _carry_out(self, s: Session, now: float, d, row: JobRow, down: frozenset[str]) -> None:
         if isinstance(d, Place):
             cal = self.ledger.calendars.get((d.site, d.gpu_type))
-            if d.site in down or cal is None or not cal.fits(d.start_h, d.end_h, row.gpus):
+            if d.site in down or cal is None or not all(cal.fits(a, b, row.gpus)
+                                                        for a, b in ((d.start_h, d.end_h), *d.pieces)):
                 row.reason = f"placement on {d.site}/{d.gpu_type} no longer fits; offered again"
                 self._decided("deferred", row, row.reason, d.site)
                 return
+            if d.pieces and not self.suspend:
+                raise ValueError(f"policy {self.policy_name} planned it in pieces, which this controller "
+                                 "does not follow (--no-suspend)")
             row.site, row.gpu_type, row.start_h, row.end_h = d.site, d.gpu_type, d.start_h, d.end_h
+            row.pieces = [[float(a), float(b)] for a, b in d.pieces] or None
             row.preempted_from = None
             row.explanation = explanation_json("place", d.reason, d.explain)
             move(s, row, "PLACED", now, d.reason or f"{self.policy_name}: {d.site}/{d.gpu_type} at "
                  f"{d.start_h:.4f} h")
-            self.ledger.add(d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)       # last: nothing after it raises
-            self._held[f"j{row.id}"] = (d.site, d.gpu_type, row.gpus, d.start_h, d.end_h)
+            for key, run in self._runs(row).items():       # last: nothing after it raises
+                self.ledger.add(*run)
+                self._held[key] = run
             self._decided("placed", row, row.reason, d.site, gpu_type=d.gpu_type, start_h=d.start_h)
             if not row.hosted:       # not run yet: its wait since submit (a voided placement made again counts again)
                 self.telemetry.placed_after((now - row.submit_h) * 3600.0)

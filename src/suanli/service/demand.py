@@ -321,5 +321,6 @@ def _void_due(c: Controller, s: Session, site: str, ev: DemandEvent, now: float)
             move(s, row, "PENDING", now, f"site {site} is over its grid cap (demand-response event {ev.id}): "
                                          "placement void before dispatch, offered again")
             row.site = row.gpu_type = row.start_h = row.end_h = None
+            row.pieces = None
             _decided("deferred", row, row.reason, site)
         c.contained(s, row, "while voiding its placement for demand response", void)

@@ -91,6 +91,10 @@ class Job(Base):
     move_cny: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")  # checkpoint moves not yet billed
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")    # runs that failed so far
     preempted_from: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the site an outage cut it from
+    # a suspend-resume plan being followed (controller.py, "Suspend and resume"): the later pieces
+    # [start_h, end_h) on the same pool after the run [start_h, end_h) above, which then stops at
+    # its end_h keeping its checkpoints; None for a run that goes on to its end
+    pieces: Mapped[list[list[float]] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

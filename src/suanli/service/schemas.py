@@ -230,6 +230,9 @@ class JobOut(BaseModel):
     usage: UsageOut
     checkpoint_h: float | None = Field(default=None, description="controller hour of the last checkpoint file")
     checkpoint_bytes: int | None = Field(default=None, description="the checkpoint directory's size then")
+    pieces: list[list[float]] | None = Field(
+        default=None, description="a plan in pieces being followed: its later pieces [start_h, end_h) on the same "
+                                  "pool; the run [start_h, end_h) is its first, and stops at end_h (suspended)")
     transitions: list[Transition] = []
     outputs: list[RunOutputOut] = Field(default_factory=list, description="where each run's output lies (one job's "
                                                                           "view only; `suanli logs` prints it)")

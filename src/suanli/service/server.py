@@ -87,7 +87,7 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
           max_attempts: int = 3, preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES,
           checkpoint_quota_bytes: int | None = None, checkpoint_keep_h: float = 24.0,
           overrun_margin: float = 0.5, overrun_min_s: float = 60.0,
-          meter_retention_days: float = meters.RETENTION_DAYS):
+          meter_retention_days: float = meters.RETENTION_DAYS, suspend: bool = True):
     scn = load_network(network) if isinstance(network, str) else network
     policies.make(policy)                       # an unknown name is one line, before the database
     sessions = open_db(db_url)
@@ -96,7 +96,8 @@ def build(network: str | Scenario, db_url: str | None = None, policy: str = "sua
                             heartbeat_timeout_s=heartbeat_timeout_s,
                             store=CheckpointStore(Path(checkpoint_store or default_store(db_url)),
                                                   quota_bytes=checkpoint_quota_bytes, keep_h=checkpoint_keep_h),
-                            max_attempts=max_attempts, preempt=preempt, max_agent_losses=max_agent_losses)
+                            max_attempts=max_attempts, preempt=preempt, max_agent_losses=max_agent_losses,
+                            suspend=suspend)
     controller.overrun = overrun.Rules(margin=overrun_margin, min_s=overrun_min_s)   # service/overrun.py
     controller.meter_retention_days = meter_retention_days                            # service/meters.py
     return create_app(controller)
@@ -107,7 +108,7 @@ def serve(network: str, db_url: str | None, host: str, port: int, policy: str, t
           preempt: bool = True, max_agent_losses: int = MAX_AGENT_LOSSES,
           metrics_listen: tuple[str, int] | None = None, **bounds) -> None:
     """`bounds`: `build`'s checkpoint_quota_bytes, checkpoint_keep_h, overrun_margin, overrun_min_s,
-    meter_retention_days.
+    meter_retention_days, suspend.
     `metrics_listen`: (host, port) where /metrics is served without a token (metrics.metrics_app).
     The addresses are taken first: one in use is a `BindError`, before the database is opened."""
     sock = bind(host, port)

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import Metric
 
-OUTCOMES = ("placed", "placed earlier", "deferred", "rejected", "preempted", "failed")
+OUTCOMES = ("placed", "placed earlier", "deferred", "rejected", "preempted", "suspended", "failed")
 
 # seconds: a tick on a small network is milliseconds; one over a second is a problem worth seeing
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -310,8 +310,11 @@ def report(received: Arrived, site: str, job_id: JobIdPath, body: Report, p: Who
                 return done(s, job_out(c, s, row))      # said again (an agent that restarted and adopted it)
             if row.state != "TRANSFERRING":
                 raise HTTPException(409, f"job {job_id} is {row.state}, not TRANSFERRING")
-            dur = row.end_h - row.start_h
-            row.start_h, row.end_h = now, now + dur
+            if row.pieces:          # a piece of a plan: it stops when its hours end, however late it started
+                row.start_h = now
+            else:
+                dur = row.end_h - row.start_h
+                row.start_h, row.end_h = now, now + dur
             move(s, row, "RUNNING", now, body.reason or "process started")
         elif body.state in ("SUCCEEDED", "FAILED"):
             if row.state not in ("TRANSFERRING", "RUNNING"):

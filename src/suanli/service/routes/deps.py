@@ -23,7 +23,7 @@ from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job
 from suanli.service.models import Job as JobRow
 from suanli.service.models import RunOutput, Tenant, Transition, Usage
-from suanli.service.schemas import LEDGER_FIELDS, JobOut, RunOutputOut, UsageOut
+from suanli.service.schemas import ACTIVE, LEDGER_FIELDS, JobOut, RunOutputOut, UsageOut
 
 
 def controller_of(request: Request) -> Controller:
@@ -140,6 +140,7 @@ def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, us
                   gpu_type=row.gpu_type,
                   start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
                   checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
+                  pieces=row.pieces if row.state in ACTIVE else None,
                   transitions=trs, outputs=outs, created_at=row.created_at)
 
 
