@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select, text, union_all
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, union_all
 from sqlalchemy.orm import Session
 
 from suanli.model.scenario import Scenario
@@ -335,21 +335,30 @@ def _runs(keys: list[int]) -> list[list[int]]:
     return out
 
 
+def _around_query():
+    """The query of `_around`, built once (SQLAlchemy then compiles it once, not per batch)."""
+    t = _READINGS
+    cols = [t.c.at_us, *(t.c[f] for f in FIELDS)]
+    mine = t.c.site == bindparam("site")
+    return union_all(
+        select(*cols).where(mine, t.c.at_us < bindparam("first"), t.c.at_us >= bindparam("reach_back"))
+        .order_by(t.c.at_us.desc()).limit(1).subquery().select(),
+        select(*cols).where(mine, t.c.at_us >= bindparam("first"), t.c.at_us <= bindparam("last")),
+        select(*cols).where(mine, t.c.at_us > bindparam("last"), t.c.at_us <= bindparam("reach_on"))
+        .order_by(t.c.at_us).limit(1).subquery().select())
+
+
+_AROUND = _around_query()
+
+
 def _around(db: Connection, site: str, first: int, last: int) -> tuple[list[tuple], list[tuple], list[tuple]]:
     """The stored readings a run of new ones [first, last] needs, in one query: the last one before
     `first` whose hold reaches it (its hold is cut short), those in [first, last] (retries, and the
     readings a late batch falls between), the first one after `last` within reach (it ends the last
     new reading's hold). Each (at_us, *FIELDS); the first and the last as lists of at most one."""
     gap = int(round(MAX_GAP_S * US))
-    t, cols = _READINGS, [_READINGS.c.at_us, *(_READINGS.c[f] for f in FIELDS)]
-    mine = t.c.site == site
-    q = union_all(
-        select(*cols).where(mine, t.c.at_us < first, t.c.at_us >= first - gap)
-        .order_by(t.c.at_us.desc()).limit(1).subquery().select(),
-        select(*cols).where(mine, t.c.at_us >= first, t.c.at_us <= last),
-        select(*cols).where(mine, t.c.at_us > last, t.c.at_us <= last + gap)
-        .order_by(t.c.at_us).limit(1).subquery().select())
-    rows = sorted(tuple(r) for r in db.execute(q))
+    rows = sorted(tuple(r) for r in db.execute(_AROUND, {"site": site, "first": first, "last": last,
+                                                           "reach_back": first - gap, "reach_on": last + gap}))
     before = [r[:5] for r in rows if r[0] < first]
     after = [r[:5] for r in rows if r[0] > last]
     return before, [r for r in rows if first <= r[0] <= last], after
