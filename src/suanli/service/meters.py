@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, union_all
+from sqlalchemy import CompoundSelect, Connection, bindparam, delete, insert, select, text, union_all
 from sqlalchemy.orm import Session
 
 from suanli.model.scenario import Scenario
@@ -64,6 +64,7 @@ HOUR_US = 3600 * US
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 POWERS = ("it_kw", "facility_kw", "renewable_kw", "grid_kw")
 FIELDS = (*POWERS, "battery_soc_kwh")
+ROLL_UP = ("it_kwh", "facility_kwh", "renewable_kwh", "grid_kwh", "export_kwh", "carbon_kg", "covered_s", "readings")
 
 
 @dataclass(frozen=True)
@@ -264,9 +265,10 @@ def _first_difference(a: tuple, b: tuple) -> str:
 
 def ingest(session: Session, site: str, readings: Sequence[Reading], *, network: Scenario, epoch: datetime,
            now: datetime | None = None, retention_days: float = RETENTION_DAYS) -> Ingested:
-    """Store a batch of `site`'s readings and add to each hour it changes the change, in `session`'s
-    transaction (the caller commits; after `Refused` it must roll back). `network` and `epoch`:
-    the served network file (export limit, battery, carbon factor) and the service's hour 0."""
+    """Store a batch of `site`'s readings and add the change they make to the roll-ups of the hours
+    they touch, in `session`'s transaction (the caller commits; after `Refused` it must roll back).
+    `network` and `epoch`: the served network file (export limit, battery, carbon factor) and the
+    service's hour 0."""
     now = now or datetime.now(UTC)
     meter = site_meter(network, epoch, site)
     floor, why = ingest_floor(epoch, now, retention_days)
@@ -286,7 +288,10 @@ def ingest(session: Session, site: str, readings: Sequence[Reading], *, network:
                                                     f"{name} {seen[1][FIELDS.index(name)]!r}")
         duplicates += 1
     _lock(session, site)
-    db = session.connection()        # Core, not the ORM: rows as tuples (the ORM's loading cost more than the SQL)
+    # Core, not the ORM: rows as tuples (the ORM's loading cost more than the SQL). The stored
+    # readings are read by ranges of the primary key (an IN list of thousands of keys made
+    # PostgreSQL scan the table), once, for the duplicates and the roll-ups both.
+    db = session.connection()
     runs = [(keys, _around(db, site, keys[0], keys[-1])) for keys in _runs(sorted(new))]
     fresh: dict[int, tuple[int, tuple]] = {}
     for keys, (_, inside, _) in runs:           # a retry, or a conflict
@@ -335,7 +340,7 @@ def _runs(keys: list[int]) -> list[list[int]]:
     return out
 
 
-def _around_query():
+def _around_query() -> CompoundSelect:
     """The query of `_around`, built once (SQLAlchemy then compiles it once, not per batch)."""
     t = _READINGS
     cols = [t.c.at_us, *(t.c[f] for f in FIELDS)]
@@ -365,14 +370,12 @@ def _around(db: Connection, site: str, first: int, last: int) -> tuple[list[tupl
 
 
 def _add(change: dict[int, list[float]], hours: dict[int, HourEnergy], sign: int) -> None:
+    """Add (`sign` 1) or take away (−1) `integrate`'s `hours` to `change`, by hour and figure of ROLL_UP."""
     for h, e in hours.items():
         row = change.setdefault(h, [0.0] * 8)
         for k, v in enumerate((e.it_kwh, e.facility_kwh, e.renewable_kwh, e.grid_kwh, e.export_kwh, e.carbon_kg,
                                e.covered_s, e.readings)):
             row[k] += sign * v
-
-
-ROLL_UP = ("it_kwh", "facility_kwh", "renewable_kwh", "grid_kwh", "export_kwh", "carbon_kg", "covered_s", "readings")
 
 
 def _apply(db: Connection, site: str, change: dict[int, list[float]]) -> None:
