@@ -114,6 +114,34 @@ def test_bench_links_each_scenario_s_side_by_side_report(tmp_path):
     assert (docs / "reports" / "plotly.min.js").stat().st_size > 1_000_000     # Plotly itself, beside the pages
 
 
+def test_bench_writes_the_side_by_side_report_in_chinese_too(tmp_path):
+    """`--lang both`: each scenario's page in English and its zh-CN twin, in the sim report's words
+    (Chinese metric and site names, ¥, Beijing times); a bad --lang is refused before any run."""
+    text = (DATA / "tiny.yaml").read_text().replace("qy-1", "qingyang-1")
+    scn = tmp_path / "tiny.yaml"
+    scn.write_text(text)
+    docs = tmp_path / "docs"
+    args = ("bench", "-s", str(scn), "-p", "fifo", "-p", "suanli", "--no-bound", "--doc", str(docs / "B.md"),
+            "--chart", str(docs / "b.png"), "--results", str(tmp_path / "r.json"), "--reports", str(docs / "reports"))
+    r = suanli(*args, "--lang", "both")
+    assert r.returncode == 0, r.stderr
+    assert ("Policies side by side: [tiny.html](reports/tiny.html). 中文: [tiny.zh-CN.html](reports/tiny.zh-CN.html)."
+            in (docs / "B.md").read_text(encoding="utf-8"))
+    en = (docs / "reports" / "tiny.html").read_text(encoding="utf-8")
+    zh = (docs / "reports" / "tiny.zh-CN.html").read_text(encoding="utf-8")
+    assert "<html lang='en'>" in en and "policies side by side" in en and "<td>objective, CNY</td>" in en
+    assert "庆阳" not in en and "¥" not in en and "Lower bound – (not solved)" in en       # --no-bound
+    def shown(text: str) -> bool:            # in the page's HTML, or in a chart's JSON (\uXXXX escapes)
+        return text in zh or json.dumps(text)[1:-1] in zh
+    assert "<html lang='zh-CN'>" in zh and "<h1>suanli：tiny，各策略对比</h1>" in zh and "北京时间" in zh
+    assert re.search(r"<td>目标函数</td><td>(<b>)?¥[\d,]+(</b>)?</td><td>(<b>)?¥[\d,]+", zh)
+    assert "<td>GPU 利用率</td>" in zh and shown("庆阳-1") and shown("目标函数的组成（¥）") and shown("GPU 租金")
+    assert shown("2026-06-01 00:00") and "objective, CNY" not in zh and "下界 –" in zh
+    bad = suanli(*args, "--lang", "fr", "--doc", str(tmp_path / "bad" / "B.md"))
+    assert (bad.returncode, bad.stderr.strip()) == (2, "error: --lang: 'fr' is not en, zh-CN or both")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_validate_warns_of_jobs_no_site_can_ever_host(tmp_path):
     text = (DATA / "tiny.yaml").read_text()
     text = text.replace("{id: j1, tenant: a, submit_h: 0, gpus: 2,", "{id: j1, tenant: a, submit_h: 0, gpus: 9,", 1)

@@ -54,14 +54,11 @@ def _check_own(r: Run) -> None:
 
 
 def _report_paths(path: str, lang: str) -> list[tuple[str, str]]:
-    """(file, language) of each report `--lang` asks for: `both` writes FILE in English and
-    FILE's name with `.zh-CN` before its suffix in Chinese (report.html, report.zh-CN.html)."""
-    if lang not in ("en", "zh-CN", "both"):
-        raise UserError(f"--lang: {lang!r} is not en, zh-CN or both")
-    if lang != "both":
-        return [(path, lang)]
-    p = Path(path)
-    return [(path, "en"), (str(p.with_name(f"{p.stem}.zh-CN{p.suffix or '.html'}")), "zh-CN")]
+    from suanli.sim.report import report_paths
+    try:
+        return report_paths(path, lang)
+    except ValueError as e:
+        raise UserError(f"--lang: {e}") from None
 
 
 def _write_report(path: str, r: Run, lang: str = "en") -> None:
@@ -339,6 +336,8 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
           results: str = typer.Option("bench/results.json", "--results", help="JSON results to write."),
           reports: str = typer.Option("docs/reports", "--reports", help="Folder for one HTML report per scenario "
                                       "(policies side by side), linked from the markdown; '' for none."),
+          lang: str = typer.Option("en", "--lang", help="The reports' language: en, zh-CN (Chinese names, ¥, "
+                                   "Beijing times), or both (NAME.html and NAME.zh-CN.html)."),
           no_bound: bool = typer.Option(False, "--no-bound", help="Skip the LP lower bound."),
           bound_time: float = typer.Option(120.0, "--bound-time", help="Seconds for each scenario's bound."),
           ray_address: str = typer.Option(None, "--ray-address", help="Fan the simulations out as Ray tasks on "
@@ -376,6 +375,7 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
                                                "west-does-not-pay")]
     pols = policy_names or list(DEFAULT_POLICIES)
     try:
+        _report_paths("x.html", lang)                  # a bad --lang before minutes of simulation
         for name in pols:
             policies.make(name)
         for p in paths:
@@ -389,9 +389,9 @@ def bench(scenarios: list[str] = typer.Option(None, "--scenario", "-s",
         link = None
         if reports:
             err.print(f"bench: reports in {reports}/", highlight=False)
-            write_reports(res, pols, reports)
+            write_reports(res, pols, reports, lang)
             link = os.path.relpath(reports, os.path.dirname(doc) or ".")
-        section = render_markdown(res, pols, command, link)
+        section = render_markdown(res, pols, command, link, lang)
         old = open(doc, encoding="utf-8").read() if os.path.exists(doc) else "# Benchmarks\n"
         if BENCH_START in old and BENCH_END in old:
             head, rest = old.split(BENCH_START, 1)

@@ -1,4 +1,4 @@
-"""The meters' pure arithmetic (service/meters.py `integrate`, `affected_hours`, `check`), no
+"""The meters' pure arithmetic (service/meters.py `integrate`, `check`), no
 database: energies against sums done by hand on the rule of docs/ENERGY.md "Meter readings"."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from suanli.service.meters import HOUR_US, US, Reading, Refused, affected_hours, check, integrate, to_us
+from suanli.service.meters import HOUR_US, US, Reading, Refused, check, integrate, to_us
 
 H0 = to_us(datetime(2026, 6, 1, 8, tzinfo=UTC))
 MIN = 60 * US
@@ -43,20 +43,15 @@ def test_each_power_holds_until_the_next_reading_capped_at_the_gap_and_is_cut_at
     assert (b.covered_s, b.readings) == (pytest.approx(30 * 60), 1)
 
 
-def test_only_the_asked_hours_come_back_and_their_neighbours_still_count():
+def test_the_next_reading_outside_the_points_ends_the_last_hold():
     pts = [(H0 - 10 * MIN, 10.0, 10.0, 0.0, 10.0), (H0 + 5 * MIN, 20.0, 20.0, 0.0, 20.0)]
-    out = integrate(pts, max_gap_s=1200, hours=(H0, H0))
-    assert list(out) == [H0]
+    out = integrate(pts, max_gap_s=1200, next_us=H0 + 15 * MIN)
+    assert list(out) == [H0 - HOUR_US, H0]
     # the reading 10 min before the hour holds into it for 5 min (until the next), not counted as taken in it
-    assert out[H0].it_kwh == pytest.approx(10 * 5 / 60 + 20 * 20 / 60)
-    assert out[H0].readings == 1
-
-
-def test_a_change_at_t_reaches_hours_up_to_the_gap_after_it():
-    assert affected_hours([H0 + 50 * MIN], max_gap_s=1200) == [(H0, H0 + HOUR_US)]
-    assert affected_hours([H0 + 10 * MIN], max_gap_s=1200) == [(H0, H0)]
-    far = H0 + 48 * HOUR_US
-    assert affected_hours([far, H0, H0 + 3 * HOUR_US], max_gap_s=1200) == [(H0, H0 + 3 * HOUR_US), (far, far)]
+    assert out[H0].it_kwh == pytest.approx(10 * 5 / 60 + 20 * 10 / 60)
+    assert (out[H0].covered_s, out[H0].readings) == (15 * 60, 1)
+    # a next reading beyond the gap does not stretch the hold
+    assert integrate(pts, max_gap_s=1200, next_us=H0 + 60 * MIN)[H0].covered_s == 25 * 60
 
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

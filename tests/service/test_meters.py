@@ -134,6 +134,46 @@ def test_late_and_out_of_order_batches_leave_the_same_roll_ups(db_url, tmp_path)
         _check_hand(_energy(admin, "west-1", h0, h0 + timedelta(hours=2)).json(), h0)
 
 
+def test_small_batches_in_any_order_add_up_to_the_roll_ups_of_all_the_readings(db_url, tmp_path):
+    """Each batch adds to the stored hours only the change its readings make (their holds and the
+    holds they cut short): 600 readings over some seven hours, some further apart than the gap, some
+    exporting, posted in shuffled batches of 1 to 40 with retries mixed in, leave the roll-ups that
+    `integrate` computes from all of them at once."""
+    import random
+    rnd = random.Random(16)
+    h0 = _hour_now() - timedelta(hours=10)
+    epoch = h0 - timedelta(minutes=15)
+    at, readings = h0 + timedelta(seconds=7), []
+    for _ in range(600):
+        it = rnd.uniform(0, 500)
+        fac = it * rnd.uniform(1.0, 1.5)
+        readings.append(_r(at, it, fac, rnd.uniform(0, 200), rnd.uniform(-50, fac)))
+        at += timedelta(seconds=rnd.choice([1, 7, 13, 29, 60]) if rnd.random() > 0.01 else rnd.uniform(1300, 2500))
+    order = readings[:]
+    rnd.shuffle(order)
+    batches = []
+    while order:
+        n = rnd.randint(1, 40)
+        batches.append(order[:n] + rnd.sample(readings, 2) * (rnd.random() < 0.3))   # a retry now and then
+        order = order[n:]
+    with _serve(db_url, tmp_path, epoch) as service:
+        agent, admin = service.client(service.site_token("west-1")), service.client(service.admin_token())
+        accepted = 0
+        for batch in batches:
+            r = agent.post("/v1/agent/west-1/meter", json={"readings": batch})
+            assert r.status_code == 202, r.text
+            accepted += r.json()["accepted"]
+        assert accepted == len(readings)
+        got = {datetime.fromisoformat(x["at"]): x["measured"]
+               for x in _energy(admin, "west-1", h0, at + timedelta(hours=1)).json()}
+    points = [(meters.to_us(datetime.fromisoformat(x["at"])), x["it_kw"], x["facility_kw"], x["renewable_kw"],
+               x["grid_kw"]) for x in readings]
+    want = meters.integrate(points, carbon=lambda k: CARBON[k], origin_us=meters.to_us(epoch))
+    assert len(want) >= 5 and {h: e for h, e in got.items() if e is not None}.keys() == {e.at for e in want.values()}
+    for e in want.values():
+        assert got[e.at] == pytest.approx({f: getattr(e, f) for f in meters.ROLL_UP}, rel=1e-9, abs=1e-9), e.at
+
+
 def test_a_batch_sent_again_is_ignored_and_a_disagreeing_duplicate_refuses_its_batch(db_url, tmp_path):
     h0 = _hour_now() - timedelta(hours=2)
     with _serve(db_url, tmp_path, h0 - timedelta(minutes=15)) as service:

@@ -19,12 +19,14 @@ change), and each piece of h hours adds
     carbon_kg += max(grid_kw, 0) × h × carbon_kg_per_kwh(the piece's slot).
 
 Roll-ups (`MeterHour`, one per site and UTC hour) are kept for good; raw readings are kept for
-the retention (`suanli serve --meter-retention-days`) and swept by the controller (`sweep`). Every
-ingest recomputes, from the raw readings, each hour its readings can change: a reading at t
-changes only [t, t + MAX_GAP_S) (its own hold, and its predecessor's, which it cuts short), so
-late and out-of-order batches leave the same roll-ups as readings sent in order. A reading older
-than the retention less RETENTION_MARGIN_S is refused: the neighbours its hours are recomputed
-from may already be swept.
+the retention (`suanli serve --meter-retention-days`) and swept by the controller (`sweep`). A new
+reading changes two holds only: its own, and its predecessor's, which it cuts short. So every
+ingest adds to the stored roll-ups the difference those holds make, computed from the new readings
+and their stored neighbours (the reading before each, the one after, those between), not from
+all the readings of the hours they touch: a batch costs its own readings, not the hour's. Late and
+out-of-order batches leave the same roll-ups as readings sent in order (to the rounding of the
+sums; tested). A reading older than the retention less RETENTION_MARGIN_S is refused: its
+neighbours may already be swept.
 
 Units: power kW, energy kWh, carbon kg CO2e, time µs since 1970-01-01 UTC inside (integers: exact
 keys and hour boundaries), aware datetimes at the edges.
@@ -34,16 +36,17 @@ from __future__ import annotations
 
 import math
 import zlib
-from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import CompoundSelect, Connection, bindparam, delete, insert, select, text, union_all
 from sqlalchemy.orm import Session
 
 from suanli.model.scenario import Scenario
 from suanli.service.models import MeterHour, MeterReading
+
+_READINGS, _HOURS = MeterReading.__table__, MeterHour.__table__
 
 MAX_READINGS = 10_000         # readings in one batch (POST /v1/agent/{site}/meter)
 MAX_KW = 1e7                  # |power| of one reading: 10 GW, beyond any site (a sum never overflows)
@@ -61,6 +64,7 @@ HOUR_US = 3600 * US
 _UNIX = datetime(1970, 1, 1, tzinfo=UTC)
 POWERS = ("it_kw", "facility_kw", "renewable_kw", "grid_kw")
 FIELDS = (*POWERS, "battery_soc_kwh")
+ROLL_UP = ("it_kwh", "facility_kwh", "renewable_kwh", "grid_kwh", "export_kwh", "carbon_kg", "covered_s", "readings")
 
 
 @dataclass(frozen=True)
@@ -202,26 +206,24 @@ def check(readings: Sequence[Reading], *, now: datetime, floor: datetime, floor_
 # --------------------------------------------------------------------------- integration (pure)
 def integrate(points: Sequence[tuple[int, float, float, float, float]], *, max_gap_s: float = MAX_GAP_S,
               carbon: Callable[[int], float] | None = None, origin_us: int = 0,
-              hours: tuple[int, int] | None = None) -> dict[int, HourEnergy]:
+              next_us: int | None = None) -> dict[int, HourEnergy]:
     """The hourly energy of one site's readings (the rule in the module's docstring).
 
     `points`: (at_us, it_kw, facility_kw, renewable_kw, grid_kw), sorted by time, one per instant.
     `carbon(slot)`: kg CO2e/kWh of slot [origin_us + slot h, +1 h) (None: no carbon).
-    `hours`: (first, last) hour starts in µs, both included: only these hours are returned (the
-    readings around them serve as neighbours). Returns {hour start µs: HourEnergy}; an hour that
-    no reading covered is absent."""
+    `next_us`: the instant of the site's next reading after the last of `points`, which ends that
+    one's hold (None: none, or none within the gap). Returns {hour start µs: HourEnergy}; an hour
+    that no reading covered is absent."""
     gap = int(round(max_gap_s * US))
-    lo, hi = hours if hours is not None else (-(2**62), 2**62)
     acc: dict[int, list[float]] = {}
     n = len(points)
     for i in range(n):
         t, it, fac, ren, grid = points[i]
         end = t + gap
-        if i + 1 < n and points[i + 1][0] < end:
-            end = points[i + 1][0]
-        h = t - t % HOUR_US
-        if lo <= h <= hi:
-            acc.setdefault(h, [0.0] * 8)[7] += 1
+        nxt = points[i + 1][0] if i + 1 < n else next_us
+        if nxt is not None and nxt < end:
+            end = nxt
+        acc.setdefault(t - t % HOUR_US, [0.0] * 8)[7] += 1
         imp, exp = (grid, 0.0) if grid > 0 else (0.0, -grid)
         a = t
         while a < end:
@@ -232,35 +234,19 @@ def integrate(points: Sequence[tuple[int, float, float, float, float]], *, max_g
                 slot = (a - origin_us) // HOUR_US
                 b = min(b, origin_us + (slot + 1) * HOUR_US)
                 factor = carbon(slot)
-            if lo <= h <= hi:
-                dt_h = (b - a) / HOUR_US
-                row = acc.get(h)
-                if row is None:
-                    row = acc[h] = [0.0] * 8
-                row[0] += it * dt_h
-                row[1] += fac * dt_h
-                row[2] += ren * dt_h
-                row[3] += imp * dt_h
-                row[4] += exp * dt_h
-                row[5] += imp * dt_h * factor
-                row[6] += (b - a) / US
+            dt_h = (b - a) / HOUR_US
+            row = acc.get(h)
+            if row is None:
+                row = acc[h] = [0.0] * 8
+            row[0] += it * dt_h
+            row[1] += fac * dt_h
+            row[2] += ren * dt_h
+            row[3] += imp * dt_h
+            row[4] += exp * dt_h
+            row[5] += imp * dt_h * factor
+            row[6] += (b - a) / US
             a = b
     return {h: HourEnergy(from_us(h), *r[:7], readings=int(r[7])) for h, r in sorted(acc.items())}
-
-
-def affected_hours(times_us: Sequence[int], max_gap_s: float = MAX_GAP_S, join_h: int = 6) -> list[tuple[int, int]]:
-    """The hours (ranges of hour starts in µs, both ends included) whose energy readings at
-    `times_us` can change: [t, t + max_gap) for each, the hours nearer than `join_h` joined (one
-    query for them, not one each)."""
-    gap = int(round(max_gap_s * US))
-    spans = sorted((t - t % HOUR_US, (t + gap - 1) - (t + gap - 1) % HOUR_US) for t in times_us)
-    out: list[list[int]] = []
-    for a, b in spans:
-        if out and a <= out[-1][1] + join_h * HOUR_US:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
 
 
 # ------------------------------------------------------------------------------------ storage
@@ -279,9 +265,10 @@ def _first_difference(a: tuple, b: tuple) -> str:
 
 def ingest(session: Session, site: str, readings: Sequence[Reading], *, network: Scenario, epoch: datetime,
            now: datetime | None = None, retention_days: float = RETENTION_DAYS) -> Ingested:
-    """Store a batch of `site`'s readings and recompute the hours it changes, in `session`'s
-    transaction (the caller commits; after `Refused` it must roll back). `network` and `epoch`:
-    the served network file (export limit, battery, carbon factor) and the service's hour 0."""
+    """Store a batch of `site`'s readings and add the change they make to the roll-ups of the hours
+    they touch, in `session`'s transaction (the caller commits; after `Refused` it must roll back).
+    `network` and `epoch`: the served network file (export limit, battery, carbon factor) and the
+    service's hour 0."""
     now = now or datetime.now(UTC)
     meter = site_meter(network, epoch, site)
     floor, why = ingest_floor(epoch, now, retention_days)
@@ -301,52 +288,119 @@ def ingest(session: Session, site: str, readings: Sequence[Reading], *, network:
                                                     f"{name} {seen[1][FIELDS.index(name)]!r}")
         duplicates += 1
     _lock(session, site)
-    # the stored readings around the batch: once, by ranges of the primary key (an IN list of
-    # thousands of keys made PostgreSQL scan the table), for the duplicates and the roll-ups both
-    gap = int(round(MAX_GAP_S * US))
-    cols = [getattr(MeterReading, f) for f in FIELDS]
-    stored: list[tuple] = []
-    for first, last in affected_hours(sorted(new)):
-        q = (select(MeterReading.at_us, *cols)
-             .where(MeterReading.site == site, MeterReading.at_us >= first - gap, MeterReading.at_us < last + HOUR_US)
-             .order_by(MeterReading.at_us))
-        stored.extend(tuple(p) for p in session.execute(q))
-    fresh = dict(new)
-    for at_us, *values in stored:                   # a retry, or a conflict
-        if at_us not in fresh:
-            continue
-        i, row = fresh.pop(at_us)
-        if tuple(values) != row:
-            name = _first_difference(tuple(values), row)
-            raise Refused(i, name, row[FIELDS.index(name)],
-                          f"the reading of {site} at {from_us(at_us).isoformat()} is stored with {name} "
-                          f"{values[FIELDS.index(name)]!r}; a reading sent again must agree")
-        duplicates += 1
+    # Core, not the ORM: rows as tuples (the ORM's loading cost more than the SQL). The stored
+    # readings are read by ranges of the primary key (an IN list of thousands of keys made
+    # PostgreSQL scan the table), once, for the duplicates and the roll-ups both.
+    db = session.connection()
+    runs = [(keys, _around(db, site, keys[0], keys[-1])) for keys in _runs(sorted(new))]
+    fresh: dict[int, tuple[int, tuple]] = {}
+    for keys, (_, inside, _) in runs:           # a retry, or a conflict
+        stored = {p[0]: p[1:] for p in inside}
+        for at_us in keys:
+            i, row = new[at_us]
+            values = stored.get(at_us)
+            if values is None:
+                fresh[at_us] = (i, row)
+            elif tuple(values) != row:
+                name = _first_difference(tuple(values), row)
+                raise Refused(i, name, row[FIELDS.index(name)],
+                              f"the reading of {site} at {from_us(at_us).isoformat()} is stored with {name} "
+                              f"{values[FIELDS.index(name)]!r}; a reading sent again must agree")
+            else:
+                duplicates += 1
     if not fresh:
         return Ingested(accepted=0, duplicates=duplicates, hours=0)
-    session.execute(insert(MeterReading), [dict(site=site, at_us=at_us, **dict(zip(FIELDS, row, strict=True)))
-                                           for at_us, (_, row) in sorted(fresh.items())])
-    points = sorted([p[:5] for p in stored] + [(at_us, *row[:4]) for at_us, (_, row) in fresh.items()])
-    times = [p[0] for p in points]
-    hours = 0
-    for first, last in affected_hours(sorted(fresh)):
-        lo, hi = bisect_left(times, first - gap), bisect_left(times, last + HOUR_US)
-        hours += _roll_up(session, site, points[lo:hi], first, last, meter)
-    return Ingested(accepted=len(fresh), duplicates=duplicates, hours=hours)
+    db.execute(insert(_READINGS), [dict(site=site, at_us=at_us, **dict(zip(FIELDS, row, strict=True)))
+                                   for at_us, (_, row) in sorted(fresh.items())])
+    change: dict[int, list[float]] = {}
+    for keys, (before, inside, after) in runs:
+        added = [(k, *fresh[k][1][:4]) for k in keys if k in fresh]
+        if not added:
+            continue
+        old = before + [p[:5] for p in inside]
+        nxt = after[0][0] if after else None
+        _add(change, integrate(sorted(old + added), carbon=meter.carbon, origin_us=meter.origin_us, next_us=nxt), +1)
+        _add(change, integrate(old, carbon=meter.carbon, origin_us=meter.origin_us, next_us=nxt), -1)
+    _apply(db, site, change)
+    return Ingested(accepted=len(fresh), duplicates=duplicates, hours=len(change))
 
 
-def _roll_up(session: Session, site: str, points: list[tuple], first: int, last: int, meter: SiteMeter) -> int:
-    """Store the roll-ups of the hours first .. last (hour starts, µs) from `points`, every reading
-    of the site in [first − MAX_GAP_S, last + 1 h); the number of hours."""
-    rows = integrate(points, carbon=meter.carbon, origin_us=meter.origin_us, hours=(first, last))
-    session.execute(delete(MeterHour).where(MeterHour.site == site, MeterHour.hour_s >= first // US,
-                                            MeterHour.hour_s <= last // US))
-    if rows:
-        session.execute(insert(MeterHour), [
-            dict(site=site, hour_s=h // US, it_kwh=e.it_kwh, facility_kwh=e.facility_kwh,
-                 renewable_kwh=e.renewable_kwh, grid_kwh=e.grid_kwh, export_kwh=e.export_kwh, carbon_kg=e.carbon_kg,
-                 covered_s=e.covered_s, readings=e.readings) for h, e in rows.items()])
-    return (last - first) // HOUR_US + 1
+def _runs(keys: list[int]) -> list[list[int]]:
+    """The sorted instants `keys` in runs, a new run where two follow each other by more than
+    MAX_GAP_S: one query reads the stored readings a run needs (`_around`), so a late batch of
+    readings days apart does not read the days between them, and no stored reading's hold is
+    changed by two runs (each run's change is computed on its own)."""
+    gap = int(round(MAX_GAP_S * US))
+    out: list[list[int]] = []
+    for k in keys:
+        if out and k - out[-1][-1] <= gap:
+            out[-1].append(k)
+        else:
+            out.append([k])
+    return out
+
+
+def _around_query() -> CompoundSelect:
+    """The query of `_around`, built once (SQLAlchemy then compiles it once, not per batch)."""
+    t = _READINGS
+    cols = [t.c.at_us, *(t.c[f] for f in FIELDS)]
+    mine = t.c.site == bindparam("site")
+    return union_all(
+        select(*cols).where(mine, t.c.at_us < bindparam("first"), t.c.at_us >= bindparam("reach_back"))
+        .order_by(t.c.at_us.desc()).limit(1).subquery().select(),
+        select(*cols).where(mine, t.c.at_us >= bindparam("first"), t.c.at_us <= bindparam("last")),
+        select(*cols).where(mine, t.c.at_us > bindparam("last"), t.c.at_us <= bindparam("reach_on"))
+        .order_by(t.c.at_us).limit(1).subquery().select())
+
+
+_AROUND = _around_query()
+
+
+def _around(db: Connection, site: str, first: int, last: int) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """The stored readings a run of new ones [first, last] needs, in one query: the last one before
+    `first` whose hold reaches it (its hold is cut short), those in [first, last] (retries, and the
+    readings a late batch falls between), the first one after `last` within reach (it ends the last
+    new reading's hold). Each (at_us, *FIELDS); the first and the last as lists of at most one."""
+    gap = int(round(MAX_GAP_S * US))
+    rows = sorted(tuple(r) for r in db.execute(_AROUND, {"site": site, "first": first, "last": last,
+                                                           "reach_back": first - gap, "reach_on": last + gap}))
+    before = [r[:5] for r in rows if r[0] < first]
+    after = [r[:5] for r in rows if r[0] > last]
+    return before, [r for r in rows if first <= r[0] <= last], after
+
+
+def _add(change: dict[int, list[float]], hours: dict[int, HourEnergy], sign: int) -> None:
+    """Add (`sign` 1) or take away (−1) `integrate`'s `hours` to `change`, by hour and figure of ROLL_UP."""
+    for h, e in hours.items():
+        row = change.setdefault(h, [0.0] * 8)
+        for k, v in enumerate((e.it_kwh, e.facility_kwh, e.renewable_kwh, e.grid_kwh, e.export_kwh, e.carbon_kg,
+                               e.covered_s, e.readings)):
+            row[k] += sign * v
+
+
+def _apply(db: Connection, site: str, change: dict[int, list[float]]) -> None:
+    """Add `change` ({hour start µs: the eight figures of ROLL_UP}) to the site's stored roll-ups.
+    Every figure is a sum of non-negative pieces, so a difference of two sums that rounds below
+    zero (an hour's export replaced by import) is stored as zero."""
+    if not change:
+        return
+    t = _HOURS
+    hours = sorted(h // US for h in change)
+    stored = {r[0]: r[1:] for r in db.execute(
+        select(t.c.hour_s, *(t.c[f] for f in ROLL_UP)).where(t.c.site == site, t.c.hour_s >= hours[0],
+                                                               t.c.hour_s <= hours[-1]))}
+    rows = []
+    for h in hours:
+        old = stored.get(h, (0.0,) * 7 + (0,))
+        d = change[h * US]
+        row = {f: max(0.0, o + x) for f, o, x in zip(ROLL_UP[:7], old[:7], d[:7], strict=True)}
+        row["covered_s"] = min(row["covered_s"], 3600.0)
+        row["readings"] = int(old[7]) + int(round(d[7]))
+        rows.append(dict(site=site, hour_s=h, **row))
+    replaced = [h for h in hours if h in stored]      # the range read may hold hours this batch leaves alone
+    if replaced:
+        db.execute(delete(t).where(t.c.site == site, t.c.hour_s.in_(replaced)))
+    db.execute(insert(t), rows)
 
 
 def hourly(session: Session, site: str, start: datetime, end: datetime) -> list[HourEnergy]:

@@ -245,8 +245,8 @@ class MeterReading(Base):
 
 
 class MeterHour(Base):
-    """A site's metered energy over one UTC hour (service/meters.py), kept for good: recomputed
-    from the raw readings whenever a batch touches the hour.
+    """A site's metered energy over one UTC hour (service/meters.py), kept for good: each batch
+    of readings adds the change it makes to the hour (its readings' holds, and the holds they cut).
 
     `hour_s`: the hour's start, seconds since 1970-01-01 UTC. Energy kWh (`grid_kwh` imported,
     `export_kwh` fed into the grid), carbon kg CO2e, `covered_s` the seconds of the hour some

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -53,6 +54,15 @@ ZH = {
     "Times are Beijing time (Asia/Shanghai), 24-hour.": "时间为北京时间（Asia/Shanghai），24 小时制。",
     "{name}: {gpus} GPUs, renewable {share}, utilisation {util}":
         "{name}：{gpus} 块 GPU，可再生能源 {share}，利用率 {util}",
+    # the side-by-side page (`suanli bench --reports`)
+    "suanli: {name}, policies side by side": "suanli：{name}，各策略对比",
+    "{sites} sites, {jobs} jobs, horizon {h} h. Numbers follow the suanli model (docs/MODEL.md); the best of "
+    "each row is in bold.": "{sites} 个站点，{jobs} 个作业，时长 {h} 小时。数字遵循 suanli 模型（docs/MODEL.md）；"
+    "每行最优者以粗体显示。",
+    "grid energy, all sites (kWh per hour)": "电网电量，全部站点（每小时 kWh）",
+    "renewables used, all sites (kWh per hour)": "可再生能源电量，全部站点（每小时 kWh）",
+    "GPUs busy per site: {policy}": "各站点在用 GPU：{policy}",
+    "Lower bound {bound} ({status}); from `suanli bench`.": "下界 {bound}（{status}）；来自 `suanli bench`。",
 }
 METRICS_ZH = {
     "gpu_cost_cny": "GPU 租金", "transfer_cost_cny": "传输费用", "energy_cost_cny": "电费", "total_cost_cny": "总费用",
@@ -65,6 +75,19 @@ METRICS_ZH = {
     "carbon_origin_grid_kg": "按来源地电网的碳排放 kg", "carbon_avoided_vs_origin_kg": "相比来源地避免的碳排放 kg",
     "carbon_origin_unknown_jobs": "来源省份未知的作业",
 }
+
+
+def report_paths(path: str, lang: str) -> list[tuple[str, str]]:
+    """(file, language) of each report `--lang` asks for (`suanli sim --report`, `suanli bench
+    --reports`): `en` or `zh-CN` writes FILE in that language, `both` FILE in English and FILE's
+    name with `.zh-CN` before its suffix in Chinese (report.html, report.zh-CN.html). ValueError,
+    one line, for any other `lang`."""
+    if lang not in (*LANGS, "both"):
+        raise ValueError(f"{lang!r} is not en, zh-CN or both")
+    if lang != "both":
+        return [(path, lang)]
+    p = Path(path)
+    return [(path, "en"), (str(p.with_name(f"{p.stem}.zh-CN{p.suffix or '.html'}")), "zh-CN")]
 
 
 @cache
@@ -98,6 +121,10 @@ class Words:
 
     def metric(self, key: str) -> str:
         return METRICS_ZH.get(key, key) if self.zh else key
+
+    def money(self, v: float, digits: int = 0) -> str:
+        """CNY: `1,234 CNY`, or `¥1,234` in Chinese."""
+        return f"¥{v:,.{digits}f}" if self.zh else f"{v:,.{digits}f} CNY"
 
     def value(self, key: str, v: float) -> str:
         if self.zh and key.endswith("_cny"):
@@ -243,48 +270,51 @@ HIGHER_IS_BETTER = {"renewable_used_kwh", "gpu_utilization"}
 
 
 def render_comparison(scn: Scenario, runs: dict[str, tuple[Sequence[Segment], Accounts]],
-                      plotlyjs: bool | str = True, note: str = "") -> str:
+                      plotlyjs: bool | str = True, note: str = "", lang: str = "en") -> str:
     """One scenario, several policies side by side: the metrics table (the best of each row in
     bold), the objective's parts, the network's grid draw and renewables used hour by hour, and
     GPUs busy per site under each policy. `plotlyjs`: True embeds Plotly's JavaScript (a file
     that stands alone), "directory" refers to a plotly.min.js beside the file (`suanli bench`
-    writes it once for all its reports)."""
+    writes it once for all its reports). `lang`: "en" or "zh-CN", in the words of `render_report`
+    (Chinese metric and site names, ¥, Beijing times where the scenario has a start); `note` is
+    shown as given."""
     import plotly.graph_objects as go
     from plotly.io import to_html
     from plotly.subplots import make_subplots
 
+    w = Words(lang, scn)
     names = list(runs)
     figs: list[go.Figure] = []
     parts = go.Figure()
     for k, part in enumerate(PARTS):
         ys = [objective_parts(scn, runs[p][1].metrics)[k] for p in names]
         if any(ys):
-            parts.add_trace(go.Bar(x=names, y=ys, name=part))
-    parts.update_layout(barmode="stack", title="The objective, part by part (CNY)", height=380)
+            parts.add_trace(go.Bar(x=names, y=ys, name=w(part)))
+    parts.update_layout(barmode="stack", title=w("The objective, part by part (CNY)"), height=380)
     figs.append(parts)
 
     hourly = make_subplots(rows=2, cols=1, shared_xaxes=True, subplot_titles=(
-        "grid energy, all sites (kWh per hour)", "renewables used, all sites (kWh per hour)"))
+        w("grid energy, all sites (kWh per hour)"), w("renewables used, all sites (kWh per hour)")))
     for p in names:
         acc = runs[p][1]
         grid = np.sum([b.grid for b in acc.balances.values()], axis=0)
         used = np.sum([b.used for b in acc.balances.values()], axis=0)
-        hourly.add_trace(go.Scatter(x=list(range(len(grid))), y=grid, name=p, legendgroup=p, line_shape="hv"),
-                         row=1, col=1)
-        hourly.add_trace(go.Scatter(x=list(range(len(used))), y=used, name=p, legendgroup=p, showlegend=False,
-                                    line_shape="hv"), row=2, col=1)
-    hourly.update_layout(height=520, xaxis2_title="hour")
+        hours = w.hours(len(grid))
+        hourly.add_trace(go.Scatter(x=hours, y=grid, name=p, legendgroup=p, line_shape="hv"), row=1, col=1)
+        hourly.add_trace(go.Scatter(x=hours, y=used, name=p, legendgroup=p, showlegend=False, line_shape="hv"),
+                         row=2, col=1)
+    hourly.update_layout(height=520, xaxis2_title="" if w.zh and scn.start is not None else w("hour"))
     figs.append(hourly)
 
     busy = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=[
-        f"GPUs busy per site: {p}" for p in names], vertical_spacing=0.04)
+        w("GPUs busy per site: {policy}", policy=p) for p in names], vertical_spacing=0.04)
     colours = dict(zip(scn.sites, ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                                    "#7f7f7f", "#bcbd22", "#17becf") * (len(scn.sites) // 10 + 1), strict=False))
     for row, p in enumerate(names, start=1):
         segs, acc = runs[p]
         b = _busy_gpus(scn, segs, acc.slots)
         for sid in scn.sites:
-            busy.add_trace(go.Scatter(x=list(range(acc.slots)), y=b[sid], stackgroup=f"s{row}", name=sid,
+            busy.add_trace(go.Scatter(x=w.hours(acc.slots), y=b[sid], stackgroup=f"s{row}", name=w.site(sid),
                                       legendgroup=sid, showlegend=row == 1, line={"color": colours[sid]},
                                       line_shape="hv"), row=row, col=1)
     busy.update_layout(height=max(300, 230 * len(names)))
@@ -296,19 +326,24 @@ def render_comparison(scn: Scenario, runs: dict[str, tuple[Sequence[Segment], Ac
         vals = [runs[p][1].metrics.get(key) for p in names]
         known = [v for v in vals if v is not None]
         best = (max if key in HIGHER_IS_BETTER else min)(known) if known else None
+        yuan = w.zh and key.endswith("_cny")        # in Chinese: ¥, the label without its unit
         cells = "".join("<td></td>" if v is None else
-                        f"<td>{'<b>' if v == best and len(known) > 1 else ''}{format(v, fmt)}"
+                        f"<td>{'<b>' if v == best and len(known) > 1 else ''}"
+                        f"{w.money(v) if yuan else format(v, fmt)}"
                         f"{'</b>' if v == best and len(known) > 1 else ''}</td>" for v in vals)
-        rows.append(f"<tr><td>{html.escape(label)}</td>{cells}</tr>")
+        rows.append(f"<tr><td>{html.escape(w.metric(key) if w.zh else label)}</td>{cells}</tr>")
     body = [to_html(f, include_plotlyjs=plotlyjs if i == 0 else False, full_html=False,
                     default_height=f.layout.height) for i, f in enumerate(figs)]
-    title = html.escape(f"suanli: {scn.name}, policies side by side")
+    title = html.escape(w("suanli: {name}, policies side by side", name=scn.name))
     m0 = runs[names[0]][1].metrics
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>"
+    intro = w("{sites} sites, {jobs} jobs, horizon {h} h. Numbers follow the suanli model (docs/MODEL.md); the best "
+              "of each row is in bold.", sites=len(scn.sites), jobs=f"{m0['jobs_total']:.0f}", h=f"{scn.horizon_h:g}")
+    if w.zh and scn.start is not None:
+        intro += " " + w("Times are Beijing time (Asia/Shanghai), 24-hour.")
+    return (f"<!DOCTYPE html><html lang='{'zh-CN' if w.zh else 'en'}'><head><meta charset='utf-8'><title>{title}"
+            "</title><style>"
             "body{font-family:sans-serif;margin:1.5em;max-width:1200px}table{border-collapse:collapse}"
             "td,th{border-bottom:1px solid #ddd;padding:2px 10px}td:not(:first-child){text-align:right}"
             "</style></head><body>"
-            f"<h1>{title}</h1><p>{len(scn.sites)} sites, {m0['jobs_total']:.0f} jobs, horizon {scn.horizon_h:g} h. "
-            f"Numbers follow the suanli model (docs/MODEL.md); the best of each row is in bold. "
-            f"{html.escape(note)}</p><table><tr><th></th>{head}</tr>{''.join(rows)}</table>" + "".join(body)
-            + "</body></html>")
+            f"<h1>{title}</h1><p>{html.escape(intro)} {html.escape(note)}</p>"
+            f"<table><tr><th></th>{head}</tr>{''.join(rows)}</table>" + "".join(body) + "</body></html>")
