@@ -140,7 +140,7 @@ class Suanli(Pipeline):
         # ... where uncertain (`_room`): (gang size, the GPU types it may use or None: any) -> how many
         # pools of those types are that large
         self._kinds: dict[tuple[int, frozenset[str] | None], int] = {}
-        self._shares: dict[tuple[int, int], float] = {}  # (pool size, gang) -> its room share, see `_room`
+        self._shares: dict[tuple, float] = {}  # (pool size (and type), gang, pools it fits) -> room share (`_room`)
         self._by_shape: dict[int, tuple] = {}  # id(ShapePools) -> (it, its distinct pool sizes, index into them)
         self._by_kind: dict[int, tuple] = {}   # ... (it, its distinct (pool size, GPU type) pairs, index into them)
         self._kw: dict[int, tuple] = {}   # id(ShapePools) -> (it, the draw of a run at each pool)
@@ -237,9 +237,9 @@ class Suanli(Pipeline):
             self._cover = {n: sum(c >= n for c in counts) for n in self._seen | set(counts)}
         if self._uncertain:
             # gangs by the GPU types they may use, each with the pools (of those types) it fits
-            kinds = {(pj.job.gpus, frozenset(pj.job.gpu_types) if pj.job.gpu_types else None) for pj in jobs}
+            kinds = {self._kind(pj) for pj in jobs}
             if not self._kinds:   # the pools' own sizes: gangs the network is built for, of any type
-                kinds |= {(c, None) for c in self._counts.values()}
+                kinds |= {(c, frozenset((t,))) for (_, t), c in self._counts.items()}
             new_kinds = kinds - self._kinds.keys()
             if new_kinds:
                 self._shares, self._room_of = {}, {}
@@ -260,36 +260,48 @@ class Suanli(Pipeline):
         and lax jobs keep off the few pools that big (often urgent) gangs need, which they
         could not take back: runs are not preempted.
         """
-        if view.scenario is not self._scenario or pj.job.gpus not in self._seen:
+        if (view.scenario is not self._scenario or pj.job.gpus not in self._seen
+                or (self._uncertain and self._kind(pj) not in self._kinds)):
             self._see(view, (pj,))                    # priced outside `decide` (an explanation)
         g = pj.job.gpus
         key = (id(opts.pools), g)
         got = self._room_of.get(key)
         if got is None or got[0] is not opts.pools:       # per job shape, until new gang sizes are seen
             top = max(self._seen)
+            mine = 0                                        # pools the job itself fits (where uncertain)
             if self._uncertain:
                 sizes, at = self._pool_kinds(opts)
+                mine = self._kinds[self._kind(pj)]
             else:
                 sizes, at = self._pool_sizes(opts)
             share = np.empty(len(sizes))
             for i, c in enumerate(sizes):
-                v = self._shares.get((c, g))
+                v = self._shares.get((c, g, mine))
                 if v is None:
-                    v = self._shares[(c, g)] = (self._typed_share(c, g, top) if self._uncertain else
+                    v = self._shares[(c, g, mine)] = (self._typed_share(c, g, mine, top) if self._uncertain else
                                                 max((min(1.0, 2.0 * top / n) / k for n, k in self._cover.items()
                                                      if max(g, c - g) < n <= c), default=0.0))
                 share[i] = v
             got = self._room_of[key] = (opts.pools, share[at])
         return self.room * view.ledger.busy_share(view.now) ** self.room_power * g * got[1]
 
-    def _typed_share(self, pool: tuple[int, str], g: int, top: int) -> float:
-        """`_room`'s share for a gang of `g` GPUs on a pool of (size, GPU type), where uncertain:
-        only gangs that may use the pool's type count, each against the pools of the types it may
-        use (a 32-GPU l40s-only gang has one pool to go to, however many 32-GPU pools of other
-        types there are; seed 12 of issue #15's network, docs/SCHEDULER.md)."""
+    def _typed_share(self, pool: tuple[int, str], g: int, mine: int, top: int) -> float:
+        """`_room`'s share for a gang of `g` GPUs that fits `mine` pools, on a pool of (size,
+        GPU type), where uncertain: only gangs that may use the pool's type count, each against
+        the pools of the types it may use (a 32-GPU l40s-only gang has one pool to go to, however
+        many 32-GPU pools of other types there are; seed 12 of issue #15's network,
+        docs/SCHEDULER.md). A gang no larger than this one counts too where it has fewer pools to
+        go to (by the difference of the shares: a job that may use any type keeps off the one
+        pool of the type a same-sized gang is bound to)."""
         c, t = pool
-        return max((min(1.0, 2.0 * top / n) / k for (n, ts), k in self._kinds.items()
-                    if max(g, c - g) < n <= c and k and (ts is None or t in ts)), default=0.0)
+        return max((min(1.0, 2.0 * top / n) * (1.0 / k if n > g else 1.0 / k - 1.0 / mine)
+                    for (n, ts), k in self._kinds.items()
+                    if c - g < n <= c and k and (ts is None or t in ts)), default=0.0)
+
+    @staticmethod
+    def _kind(pj: PendingJob) -> tuple[int, frozenset[str] | None]:
+        """A job's gang: its size and the GPU types it may use (None: any)."""
+        return pj.job.gpus, frozenset(pj.job.gpu_types) if pj.job.gpu_types else None
 
     def _pool_kinds(self, opts: Options) -> tuple[list[tuple[int, str]], np.ndarray]:
         """The distinct (size, GPU type) pairs among `opts`' pools, and each pool's index into
