@@ -258,7 +258,8 @@ class Suanli(Pipeline):
         (`room_power`): nothing for a gang that fits its pool exactly or leaves it room for
         every size, most for a small job on the one pool a big gang can use. So, online, small
         and lax jobs keep off the few pools that big (often urgent) gangs need, which they
-        could not take back: runs are not preempted.
+        could not take back: runs are not preempted. In a scenario written for uncertainty the
+        gangs are counted by the GPU types they may use as well (`_typed_share`).
         """
         if (view.scenario is not self._scenario or pj.job.gpus not in self._seen
                 or (self._uncertain and self._kind(pj) not in self._kinds)):
