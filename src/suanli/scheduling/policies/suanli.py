@@ -137,8 +137,12 @@ class Suanli(Pipeline):
         self._counts: dict[tuple[str, str], int] = {}  # the run's pools: GPUs in each
         self._seen: set[int] = set()      # gang sizes of the jobs seen so far in the run
         self._cover: dict[int, int] = {}  # gang size that may come -> how many pools are that large
-        self._shares: dict[tuple[int, int], float] = {}  # (pool size, gang) -> its room share, see `_room`
+        # ... where uncertain (`_room`): (gang size, the GPU types it may use or None: any) -> how many
+        # pools of those types are that large
+        self._kinds: dict[tuple[int, frozenset[str] | None], int] = {}
+        self._shares: dict[tuple, float] = {}  # (pool size (and type), gang, pools it fits) -> room share (`_room`)
         self._by_shape: dict[int, tuple] = {}  # id(ShapePools) -> (it, its distinct pool sizes, index into them)
+        self._by_kind: dict[int, tuple] = {}   # ... (it, its distinct (pool size, GPU type) pairs, index into them)
         self._kw: dict[int, tuple] = {}   # id(ShapePools) -> (it, the draw of a run at each pool)
         self._room_of: dict[tuple[int, int], tuple] = {}   # (id(ShapePools), gang) -> (it, its share per pool)
         # price a start by the expected energy over the learned lengths (`_lengths`), where there are some
@@ -224,12 +228,23 @@ class Suanli(Pipeline):
             self._finish = {}
             self._counts = {(k, g): p.count for k, site in view.scenario.sites.items() for g, p in site.gpus.items()}
             self._seen, self._cover, self._shares, self._by_shape, self._room_of = set(), {}, {}, {}, {}
+            self._kinds = {}
         new = {pj.job.gpus for pj in jobs} - self._seen
         if new:
             self._seen |= new
             counts = self._counts.values()
             self._shares, self._room_of = {}, {}
             self._cover = {n: sum(c >= n for c in counts) for n in self._seen | set(counts)}
+        if self._uncertain:
+            # gangs by the GPU types they may use, each with the pools (of those types) it fits
+            kinds = {self._kind(pj) for pj in jobs}
+            if not self._kinds:   # the pools' own sizes: gangs the network is built for, of any type
+                kinds |= {(c, frozenset((t,))) for (_, t), c in self._counts.items()}
+            new_kinds = kinds - self._kinds.keys()
+            if new_kinds:
+                self._shares, self._room_of = {}, {}
+                for n, ts in new_kinds:
+                    self._kinds[(n, ts)] = sum(c >= n for (_, t), c in self._counts.items() if ts is None or t in ts)
 
     def _room(self, view: StateView, pj: PendingJob, opts: Options) -> np.ndarray:
         """Per pool, CNY per hour of the run: the price of the room it takes from larger gangs.
@@ -243,25 +258,64 @@ class Suanli(Pipeline):
         (`room_power`): nothing for a gang that fits its pool exactly or leaves it room for
         every size, most for a small job on the one pool a big gang can use. So, online, small
         and lax jobs keep off the few pools that big (often urgent) gangs need, which they
-        could not take back: runs are not preempted.
+        could not take back: runs are not preempted. In a scenario written for uncertainty the
+        gangs are counted by the GPU types they may use as well (`_typed_share`).
         """
-        if view.scenario is not self._scenario or pj.job.gpus not in self._seen:
+        if (view.scenario is not self._scenario or pj.job.gpus not in self._seen
+                or (self._uncertain and self._kind(pj) not in self._kinds)):
             self._see(view, (pj,))                    # priced outside `decide` (an explanation)
         g = pj.job.gpus
         key = (id(opts.pools), g)
         got = self._room_of.get(key)
         if got is None or got[0] is not opts.pools:       # per job shape, until new gang sizes are seen
             top = max(self._seen)
-            sizes, at = self._pool_sizes(opts)
+            mine = 0                                        # pools the job itself fits (where uncertain)
+            if self._uncertain:
+                sizes, at = self._pool_kinds(opts)
+                mine = self._kinds[self._kind(pj)]
+            else:
+                sizes, at = self._pool_sizes(opts)
             share = np.empty(len(sizes))
             for i, c in enumerate(sizes):
-                v = self._shares.get((c, g))
+                v = self._shares.get((c, g, mine))
                 if v is None:
-                    v = self._shares[(c, g)] = max((min(1.0, 2.0 * top / n) / k for n, k in self._cover.items()
-                                                    if max(g, c - g) < n <= c), default=0.0)
+                    v = self._shares[(c, g, mine)] = (self._typed_share(c, g, mine, top) if self._uncertain else
+                                                max((min(1.0, 2.0 * top / n) / k for n, k in self._cover.items()
+                                                     if max(g, c - g) < n <= c), default=0.0))
                 share[i] = v
             got = self._room_of[key] = (opts.pools, share[at])
         return self.room * view.ledger.busy_share(view.now) ** self.room_power * g * got[1]
+
+    def _typed_share(self, pool: tuple[int, str], g: int, mine: int, top: int) -> float:
+        """`_room`'s share for a gang of `g` GPUs that fits `mine` pools, on a pool of (size,
+        GPU type), where uncertain: only gangs that may use the pool's type count, each against
+        the pools of the types it may use (a 32-GPU l40s-only gang has one pool to go to, however
+        many 32-GPU pools of other types there are; seed 12 of issue #15's network,
+        docs/SCHEDULER.md). A gang no larger than this one counts too where it has fewer pools to
+        go to (by the difference of the shares: a job that may use any type keeps off the one
+        pool of the type a same-sized gang is bound to)."""
+        c, t = pool
+        return max((min(1.0, 2.0 * top / n) * (1.0 / k if n > g else 1.0 / k - 1.0 / mine)
+                    for (n, ts), k in self._kinds.items()
+                    if c - g < n <= c and k and (ts is None or t in ts)), default=0.0)
+
+    @staticmethod
+    def _kind(pj: PendingJob) -> tuple[int, frozenset[str] | None]:
+        """A job's gang: its size and the GPU types it may use (None: any)."""
+        return pj.job.gpus, frozenset(pj.job.gpu_types) if pj.job.gpu_types else None
+
+    def _pool_kinds(self, opts: Options) -> tuple[list[tuple[int, str]], np.ndarray]:
+        """The distinct (size, GPU type) pairs among `opts`' pools, and each pool's index into
+        them (kept per job shape, as `_pool_sizes`)."""
+        got = self._by_kind.get(id(opts.pools))
+        if got is None or got[0] is not opts.pools:
+            pairs = [(self._counts[key], key[1]) for key in zip(opts.site, opts.gpu_type, strict=True)]
+            kinds = sorted(set(pairs))
+            index = {p: i for i, p in enumerate(kinds)}
+            if len(self._by_kind) > 4096:
+                self._by_kind.clear()
+            got = self._by_kind[id(opts.pools)] = (opts.pools, kinds, np.asarray([index[p] for p in pairs]))
+        return got[1], got[2]
 
     def _draw(self, opts: Options, gpus: int) -> np.ndarray:
         """kW a run of `gpus` GPUs draws at each pool of `opts`, PUE included (kept per job
