@@ -190,7 +190,7 @@ class Suanli(Pipeline):
             if pj.segments_done:
                 self._totals.pop(pj.job.id, None)
             if self._stops(view, pj.job):
-                work = self._stop_work(pj)
+                work = self._stop_work(view, pj)
             elif pj.segments_done:
                 continue
             else:
@@ -205,16 +205,21 @@ class Suanli(Pipeline):
 
     def _stops(self, view: StateView, job) -> bool:
         """Whether `job`'s plans end in planned stops (`plan_stops`, `Place.stops`): a
-        checkpointing job, where suspend-resume is weighed and the caller follows pieces, whose
-        group's learned lengths vary (`RuntimePredictor.distribution`: its length is uncertain,
-        and known to be). Elsewhere (exact estimates, or before 3 jobs of its group have ended)
-        a run that outlives its plan overruns, as before."""
+        checkpointing job without a deadline, where suspend-resume is weighed and the caller
+        follows pieces, whose group's learned lengths vary (`RuntimePredictor.distribution`: its
+        length is uncertain, and known to be). Elsewhere (exact estimates, before 3 jobs of its
+        group have ended, a deadline) a run that outlives its plan overruns, as before: an
+        overrun keeps its GPUs, a stopped job queues again for them, which with a deadline on a
+        busy network costs lateness (bench/scenarios/uncertain-300x10.yaml, objective CNY: no
+        stops 95,132; stops for every job 256,345; for jobs without a deadline 103,428)."""
         return (self.plan_stops and self._suspend and view.pieces and bool(job.checkpoint_h)
-                and self.predictor is not None and self.predictor.distribution(job) is not None)
+                and job.deadline_h is None and self.predictor is not None
+                and self.predictor.distribution(job) is not None)
 
-    def _stop_work(self, pj: PendingJob) -> float:
-        """The work a plan that ends in a planned stop (`_stops`) books, in whole checkpoints (so
-        the stop loses nothing): for a job not started, its estimate times the predictor's
+    def _stop_work(self, view: StateView, pj: PendingJob) -> float:
+        """The work a plan that ends in a planned stop (`_stops`) books, whole checkpoints of a
+        run on its fastest GPU type (so a run on any type is at least one checkpoint long, and
+        each stop moves the job on): for a job not started, its estimate times the predictor's
         factor, as any job's; for the rest of one, what its group's learned lengths say it still
         needs given the work it has done (`RuntimePredictor.remaining`, with `rest_quantile`),
         not the estimate less the work done (that says nothing once a run outlives its
@@ -227,8 +232,9 @@ class Suanli(Pipeline):
             work = pj.remaining_work if got is None else got
         else:
             work = pj.remaining_work * self.predictor.factor(job)
-        c = float(job.checkpoint_h)
-        work = c * max(1, math.ceil(work / c - 1e-9))
+        scn = view.scenario
+        step = float(job.checkpoint_h) * max(scn.speed(job, g) for g in scn.allowed_types(job))
+        work = step * max(1, math.ceil(work / step - 1e-9))
         if pj.segments_done:
             self._totals[job.id] = pj.done_work + work
         return work
@@ -502,14 +508,15 @@ class Suanli(Pipeline):
 
     def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> Ranked:
         r = self._candidates(view, scratch, pj, opts).ranked(self.keep)
-        if r.top and self._suspend and view.pieces and pj.job.checkpoint_h and not self._one_piece:
-            plan = self._pieces(view, scratch, pj, opts, r.top[0])
-            if plan is not None:
-                r = r._replace(top=[plan, *r.top[: self.keep - 1]], weighed=r.weighed + 1)
-            # the plan's end is a planned stop too, where its last run keeps work (so every stop
-            # moves the job on)
-            last = r.top[0].pieces[-1] if r.top[0].pieces else (r.top[0].start_h, r.top[0].end_h)
-            if last[1] - last[0] >= pj.job.checkpoint_h - 1e-9 and self._stops(view, pj.job):
+        if r.top and self._suspend and view.pieces and pj.job.checkpoint_h:
+            if not self._one_piece:
+                plan = self._pieces(view, scratch, pj, opts, r.top[0])
+                if plan is not None:
+                    r = r._replace(top=[plan, *r.top[: self.keep - 1]], weighed=r.weighed + 1)
+            # the plan's end is a planned stop too; every stop moves the job on: a plan in pieces
+            # keeps whole checkpoints at its first stop, and a single run is at least one
+            # checkpoint long (`_stop_work`)
+            if self._stops(view, pj.job):
                 r.top[0] = replace(r.top[0], stops=True)
         return r
 
