@@ -221,6 +221,112 @@ def test_a_job_that_needs_more_overruns_its_last_piece():
     assert m["jobs_finished"] == 1 and res.overruns >= 1
 
 
+def _outliving(count: int = 8) -> dict:
+    """Class q is estimated 1 h; three jobs of it (no checkpoints, no wait) end first, at 0.25,
+    0.25 and 4 h, so its learned lengths vary (ratios with the prior: 0.25 0.25 1 1 4). The probe
+    j (q, 1-minute checkpoints, window 2 h) comes at 5 and really needs 3 h. Clean hours: 5, 8,
+    10. j's plan is 1 h at 5 (the clean hour, ending at its window + estimate, 8); it has then
+    done 1 h, so it can only be 4 h long: 3 h more, by 5 + 2 + 4 = 11."""
+    carbon = [DIRTY] * 48
+    for h in (5, 8, 10):
+        carbon[h] = CLEAN
+    teach = [{"id": f"t{i}", "submit_h": 0, "work_h": 1.0, "actual_work_h": a, "class": "q", "max_wait_h": 0}
+             for i, a in enumerate((0.25, 0.25, 4.0))]
+    j = {"id": "j", "submit_h": 5, "work_h": 1.0, "actual_work_h": 3.0, "class": "q", "checkpoint_h": MINUTE,
+         "max_wait_h": 2}
+    return doc(teach + [j], carbon, count=count, job_classes={"q": {"a800": 1.0}})
+
+
+def test_a_job_that_outlives_its_plan_stops_at_its_end_and_its_rest_is_planned_again():
+    """Without planned stops j overruns its hour at 5 through the dirty hours 6 and 7 (2.1 kg);
+    with them it stops at 6 and its rest, booked for the 3 h its group's lengths say it still
+    needs (not "1 h estimate less 1 h done"), is planned in pieces in the clean hours 8 and 10,
+    the rest of its window's wait spent in pauses: it runs [5, 6) [6, 7) [8, 9) (1.2 kg) and
+    ends at 9, its 3 h done."""
+    _, res, m, runs = run(_outliving())
+    assert runs["j"] == [(5.0, 6.0), (6.0, 7.0), (8.0, 9.0)]
+    placed = [d for d in res.explanations["j"] if d.kind == "place"]
+    assert [d.at_h for d in placed] == [5.0, 6.0, 8.0]        # at 8: the rest of the rest, at its piece
+    rest = placed[1].explain.chosen
+    assert (rest.start_h, rest.end_h) == pytest.approx((6.0, 7.0))
+    assert [tuple(p) for p in rest.pieces] == [pytest.approx((8.0, 9.0)), pytest.approx((10.0, 11.0))]
+    again = placed[2].explain.chosen                           # 2 h done: it can still only be 4 h long
+    assert (again.start_h, again.end_h, *again.pieces) == (pytest.approx(8.0), pytest.approx(9.0),
+                                                           pytest.approx((10.0, 11.0)))
+    assert m["jobs_finished"] == 4
+
+    _, old, m_old, runs_old = run(_outliving(), Suanli(plan_stops=False))
+    assert runs_old["j"] == [(5.0, 8.0)]
+    assert m_old["carbon_kg"] - m["carbon_kg"] == pytest.approx(2.1 - 1.2)
+
+
+def test_planned_stops_need_learned_lengths_that_vary():
+    """Exact estimates (every ratio 1) teach no distribution: no planned stop, the schedule is
+    the same as without them (GAIA's exact rows keep their figures)."""
+    carbon = [round(0.5 + 0.4 * math.sin(2 * math.pi * t / 24) * (1 if t % 5 else -0.5), 4) for t in range(96)]
+    jobs = [{"id": f"j{i}", "submit_h": round(i * 1.7, 2), "work_h": round(0.5 + (i * 7 % 11) * 0.6, 2),
+             "checkpoint_h": MINUTE, "max_wait_h": 6, "class": "q"} for i in range(30)]
+    raw = doc(jobs, carbon, count=64, horizon_h=96, job_classes={"q": {"a800": 1.0}})
+    scn = parse_scenario(raw, "exact")
+    assert simulate(scn, Suanli()).segments == simulate(scn, Suanli(plan_stops=False)).segments
+
+
+class Stopping:
+    """A policy that places each job once, [start, end) with a planned stop, then its rest at once
+    for as long as its estimate says (to test what the simulator does with `Place.stops`)."""
+
+    name = "stopping"
+
+    def __init__(self, first: tuple[float, float]):
+        self.first = first
+
+    def decide(self, view, jobs):
+        out = []
+        for pj in jobs:
+            if not pj.segments_done:
+                out.append(Place(pj.job.id, "east-1", "a800", *self.first, stops=True))
+            else:
+                out.append(Place(pj.job.id, "east-1", "a800", view.now, view.now + pj.remaining_work))
+        return out
+
+
+def test_a_planned_stop_may_come_before_the_estimate_and_the_rest_is_offered_at_once():
+    """A 3 h job (10-minute checkpoints) placed [0, 1) with a planned stop: the simulator
+    accepts a plan shorter than the estimate, stops it at 1 keeping its 1 h, and offers the rest
+    (2 h left, the work done 1 h) at once."""
+    scn = parse_scenario(doc([{"id": "j", "submit_h": 0, "work_h": 3.0, "checkpoint_h": 1 / 6}], [0.5] * 24),
+                         "stops")
+    seen = []
+
+    class Recording(Stopping):
+        def decide(self, view, jobs):
+            seen.extend((view.now, pj.remaining_work, pj.done_work) for pj in jobs)
+            return super().decide(view, jobs)
+
+    res = simulate(scn, Recording((0.0, 1.0)))
+    assert [(s.start_h, s.end_h) for s in res.segments] == [(0.0, 1.0), (1.0, 3.0)]
+    assert seen == [(0.0, 3.0, 0.0), (1.0, pytest.approx(2.0), pytest.approx(1.0))]
+    assert res.overruns == 0
+
+
+def test_a_planned_stop_for_a_job_without_checkpoints_is_refused():
+    scn = parse_scenario(doc([{"id": "j", "submit_h": 0, "work_h": 3.0}], [0.5] * 24), "stops")
+    with pytest.raises(PolicyError, match="does not checkpoint"):
+        simulate(scn, Stopping((0.0, 1.0)))
+
+
+def test_a_run_shorter_than_the_estimate_without_a_planned_stop_is_refused():
+    scn = parse_scenario(doc([{"id": "j", "submit_h": 0, "work_h": 3.0, "checkpoint_h": 1 / 6}], [0.5] * 24),
+                         "stops")
+
+    class Short(Stopping):
+        def decide(self, view, jobs):
+            return [Place(pj.job.id, "east-1", "a800", 0.0, 1.0) for pj in jobs]
+
+    with pytest.raises(PolicyError, match="shorter"):
+        simulate(scn, Short((0.0, 1.0)))
+
+
 def test_scenarios_not_written_for_uncertainty_are_unchanged():
     """No `forecast:` block and no `max_wait_h`: suspend is off unless asked for (the bench
     scenarios keep their schedules); and without checkpoints asking changes nothing."""

@@ -284,6 +284,25 @@ def test_predictor_survival_and_expected_work_match_a_hand_computation():
     assert p.expected_work(new, [0.0, 2.0, 4.0, 20.0]).tolist() == pytest.approx([0.0, 1.5, 2.7, 4.3])
 
 
+def test_predictor_remaining_work_is_conditioned_on_the_work_done():
+    """Ratios with the prior 0.125 0.25 1 1 3 (as above). A job estimated 4 h that has done 1 h
+    can still be 4, 4 or 12 h long: median rest 3 h; one that has done 5 h (past its estimate,
+    where "estimate less done" says nothing) can only be 12 h: 7 h; past every length seen,
+    None. Without 3 ended jobs, None."""
+    p = RuntimePredictor(min_count=3, prior_count=2)
+    ended = [(_j("1", work_h=4.0), 1.0), (_j("2", work_h=4.0), 0.5)]
+    p.learn(ended)
+    new = _j("n", work_h=4.0)
+    assert p.remaining(new, 1.0) is None
+    ended.append((_j("3", work_h=2.0), 6.0))
+    p.learn(ended)
+    assert p.remaining(new, 0.0) == pytest.approx(4.0)           # the 3rd of 0.5 1 4 4 12
+    assert p.remaining(new, 1.0) == pytest.approx(3.0)           # the 2nd of 4 4 12, less 1
+    assert p.remaining(new, 1.0, quantile=1.0) == pytest.approx(11.0)
+    assert p.remaining(new, 5.0) == pytest.approx(7.0)
+    assert p.remaining(new, 12.0) is None
+
+
 def test_estimates_that_were_right_give_no_distribution():
     p = RuntimePredictor()
     p.learn([(_j(str(i), work_h=2.0), 2.0) for i in range(5)])

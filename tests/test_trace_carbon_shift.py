@@ -62,6 +62,15 @@ def test_gaia_checkpoint_variant_ends_within_its_wait_awhile_span():
     assert [j["deadline_h"] for j in jobs] == [7.0, 0.5 + 6 + 1200 / 3600, 28.0, 35.0]
 
 
+def test_gaia_checkpoint_variant_with_queue_means_has_no_deadline_to_leak_the_length():
+    """A deadline at submit + window + true length would give the policy the true length; with
+    the queue's mean as the estimate the jobs keep only their window."""
+    jobs = gaia_jobs(ROWS, knowledge="queue-mean", checkpoint_h=1 / 60)
+    assert all(j["checkpoint_h"] == 1 / 60 for j in jobs)
+    assert all("deadline_h" not in j for j in jobs)
+    assert [j["max_wait_h"] for j in jobs] == [6.0, 6.0, 24.0, 24.0]
+
+
 def test_lwa_ml_jobs_are_workday_office_hour_submissions_of_half_hour_lengths():
     jobs = lwa_ml_jobs()
     assert len(jobs) == 3387 and jobs == lwa_ml_jobs()

@@ -6,6 +6,9 @@ booking (`expect_lengths=False`) and by the expected run, carbon saved against f
 
     PYTHONPATH=src python bench/gaia/length_redraws.py /tmp/gaia-lwa-repro/gaia-queue-mean.yaml --redraws 6
 
+With `--compare plan-stops` (on the one-minute checkpoint scenario, gaia-queue-mean-cp1min.yaml),
+it compares suanli without planned stops (`plan_stops=False`) and with them instead.
+
 (the scenario is written by bench/reproduce_gaia_lwa.py).
 """
 
@@ -34,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("scenario")
     ap.add_argument("--redraws", type=int, default=6)
+    ap.add_argument("--compare", choices=("expect-lengths", "plan-stops"), default="expect-lengths")
     args = ap.parse_args()
     base = load_scenario(args.scenario)
     sample: dict[str | None, list[float]] = {}
@@ -47,6 +51,11 @@ def main() -> None:
             jobs = [j.model_copy(update={"actual_work_h": float(rng.choice(sample[j.class_]))}) for j in base.jobs]
             scn, name = replace(base, jobs=jobs), f"redraw {seed}"
         fifo = carbon(scn, make("fifo"))
+        if args.compare == "plan-stops":
+            before, after = carbon(scn, Suanli(plan_stops=False)), carbon(scn, Suanli())
+            print(f"{name}: without planned stops {100 * (1 - before / fifo):.2f} %, "
+                  f"with them {100 * (1 - after / fifo):.2f} %", flush=True)
+            continue
         booked, expected = carbon(scn, Suanli(expect_lengths=False)), carbon(scn, Suanli())
         print(f"{name}: priced by the booking {100 * (1 - booked / fifo):.2f} %, "
               f"by the expected run {100 * (1 - expected / fifo):.2f} %", flush=True)

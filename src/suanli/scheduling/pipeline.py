@@ -1030,12 +1030,13 @@ class Pipeline:
                 and self.may_hold(view, pj, best)):
             return Defer(pj.job.id, f"{self.name}: planned for {best.start_h:.2f} h", expl,
                          hold=(best.site, best.gpu_type, best.start_h, best.end_h), retry_at=best.start_h,
-                         pieces=best.pieces)
+                         pieces=best.pieces, stops=best.stops)
         sites = r.hosts if r.hosts is not None else (
             {c.site for c in (*r.top, *r.others)} | {k.split("/", 1)[0] for k in r.unscored})
         pieces = f" in {len(best.pieces) + 1} pieces" if best.pieces else ""
         return Place(pj.job.id, best.site, best.gpu_type, best.start_h, best.end_h,
-                     reason=hosts_reason(self.name, r.weighed, sites) + pieces, explain=expl, pieces=best.pieces)
+                     reason=hosts_reason(self.name, r.weighed, sites) + pieces, explain=expl, pieces=best.pieces,
+                     stops=best.stops)
 
     @staticmethod
     def reserve_plan(scratch: Scratch, gpus: int, site: str, gpu_type: str, start: float, end: float,

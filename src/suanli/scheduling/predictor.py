@@ -37,7 +37,7 @@ job has a distribution (`distribution` is None: every length equals the booking)
 from __future__ import annotations
 
 import math
-from bisect import insort
+from bisect import bisect_right, insort
 from collections.abc import Sequence
 
 import numpy as np
@@ -152,6 +152,28 @@ class RuntimePredictor:
             return None
         h = np.asarray(hours, dtype=float)
         return (len(lengths) - np.searchsorted(lengths, h, side="right")) / len(lengths)
+
+    def remaining(self, job: Job, done_h: float, quantile: float | None = None) -> float | None:
+        """The work `job` still needs (hours of work) once it has done `done_h` (its checkpoints
+        kept): a quantile (`quantile`, default the predictor's; nearest rank) of L - done_h over
+        its group's learned lengths L (ratios, the prior's among them, times its estimate) longer
+        than done_h: the lengths it can still have. None where no group of it has `min_count`
+        ended jobs, or where no learned length is longer (it has outlived every one seen).
+
+        Not "the estimate less the work done": once a run has outlived its estimate that says
+        nothing, and where lengths are spread wide (GAIA's long queue: most far below its mean,
+        a few far above) a job that has run long is likely one of the long ones."""
+        g = self._group(job)
+        if g is None:
+            return None
+        ratios = self._ratios[g]
+        x = done_h / job.work_h
+        k = bisect_right(ratios, x + 1e-9)
+        n = len(ratios) - k
+        if not n:
+            return None
+        q = self.quantile if quantile is None else quantile
+        return (ratios[k + max(0, math.ceil(q * n - 1e-9) - 1)] - x) * job.work_h
 
     def expected_work(self, job: Job, hours: np.ndarray) -> np.ndarray | None:
         """E[min(true work, h)] for each h of `hours` (hours of work): the integral of

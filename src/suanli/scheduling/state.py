@@ -35,6 +35,9 @@ class PendingJob:
     ready_h: when its data can leave `origin` (submit_h, or the end of its previous segment).
     hosted: sites that already hold its data (they need no new transfer).
     from_site: the site an outage cut it from (its `backup` is preferred), if any.
+    done_work: reference-GPU hours its earlier segments kept (whole checkpoints, §3.7): what a
+        policy may condition the rest's length on (`remaining_work` stops telling once a run
+        has outlived its estimate).
     """
 
     job: Job
@@ -43,6 +46,7 @@ class PendingJob:
     hosted: frozenset[str] = frozenset()
     segments_done: int = 0
     from_site: str | None = None
+    done_work: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ class Running:
         left = pj.remaining_work - kept
         if left <= TIME_TOL * speed:
             left = OVERRUN_LEASE_H * speed
-        return PendingJob(pj.job, left, now, pj.hosted | {self.site}, pj.segments_done + 1)
+        return PendingJob(pj.job, left, now, pj.hosted | {self.site}, pj.segments_done + 1,
+                          done_work=pj.done_work + kept)
 
 
 @dataclass(slots=True)      # not frozen: policies make thousands per second, and frozen init is slow
@@ -90,6 +95,7 @@ class Scored:
     # a suspend-resume plan's later pieces (start, end) on the same pool, after [start_h, end_h),
     # which is then its first piece (see `Place.pieces`); () for one uninterrupted run
     pieces: tuple[tuple[float, float], ...] = ()
+    stops: bool = False     # the plan's end is a planned stop too (see `Place.stops`)
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,13 @@ class Place:
     every piece but the last and the last piece's whole length must cover the remaining work.
     At each stop the caller keeps the later pieces booked as a hold and offers the job's rest
     again at the next piece's start (or sooner, as any held plan), so a plan is re-planned
-    piece by piece as forecasts change; a job that ends early gives the later pieces back."""
+    piece by piece as forecasts change; a job that ends early gives the later pieces back.
+
+    With `stops` (a checkpointing job's plan, where the caller follows pieces: `StateView.pieces`),
+    the end of the plan's last run is a planned stop too: a job not done by then stops there,
+    keeping its whole checkpoints, and its rest is offered again at once, rather than overrunning
+    (MODEL.md §7). The plan then need not cover the remaining work's estimate: it is the policy's
+    plan that ends, and for a job of unknown length the policy may book what it expects."""
 
     job_id: str
     site: str
@@ -129,6 +141,7 @@ class Place:
     reason: str = ""
     explain: Explanation | None = None
     pieces: tuple[tuple[float, float], ...] = ()
+    stops: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,7 @@ class Defer:
     hold: tuple[str, str, float, float] | None = None
     retry_at: float | None = None
     pieces: tuple[tuple[float, float], ...] = ()     # with `hold`: a suspend-resume plan's later pieces, held too
+    stops: bool = False     # with `hold`: the plan's end is a planned stop (as `Place.stops`)
 
 
 @dataclass(frozen=True)
@@ -201,8 +215,12 @@ class StateView:
     # learn how estimates err (`suanli`'s run-time predictor), keeping how far it has read.
     ended: Sequence[tuple[Job, float]] = ()
     # True where the caller follows suspend-resume plans (`Place.pieces`, `Defer.pieces`: the
-    # simulator); elsewhere a policy plans each run in one piece
+    # simulator, and the live controller unless `--no-suspend`); elsewhere a policy plans each
+    # run in one piece
     pieces: bool = False
+    # True where the caller also follows planned stops (`Place.stops`: the simulator only; the
+    # live controller reviews a run past its booking as an overrun, `service/overrun.py`)
+    stops: bool = False
 
     @property
     def calendars(self) -> Mapping[tuple[str, str], PoolCalendar]:

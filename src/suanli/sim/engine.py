@@ -22,8 +22,10 @@ stops at the end of its first piece (keeping its whole checkpoints, §3.7, as a 
 outage would); the later pieces stay booked as the job's hold, and the rest is offered again at
 the next piece's start (or sooner, with every held plan), so the policy plans it again with
 the forecasts of then. A job whose true work ends inside a piece gives the later ones back; one
-that needs more than its plan overruns its last piece as any run does. An outage, a preemption
-or a voiding gives back the later pieces with the run.
+that needs more than its plan overruns its last piece as any run does, unless the plan says its
+end is a planned stop too (`Place.stops`): then the run stops there, keeping its whole
+checkpoints, and the rest is offered again at once. An outage, a preemption or a voiding gives
+back the later pieces with the run.
 
 Under uncertainty (MODEL.md §7) a policy plans with estimates; the simulator keeps the truth:
 - A job's `work_h` is the user's estimate, what a policy sees and plans runs with; the run
@@ -238,7 +240,8 @@ class Simulation:
                          down=frozenset(s for s, n in self.down.items() if n > 0),
                          grid_caps=tuple(self.known_caps), holds=True,
                          running_on=self._running_on if self.preempt else None,
-                         overruns=self.result.overruns, ended=self.ended, pieces=True)
+                         overruns=self.result.overruns, ended=self.ended, pieces=True,
+                         stops=True)
         decisions = self.policy.decide(view, waiting)
         self.result.policy_calls += 1
         by_id = {pj.job.id: pj for pj in waiting}
@@ -328,7 +331,7 @@ class Simulation:
         if d.retry_at is not None and not d.retry_at > view.now:
             raise PolicyError(f"{self.policy.name}: job {pj.job.id} deferred to retry at {d.retry_at}, not later "
                               f"than now ({view.now})")
-        self._check(view, pj, Place(pj.job.id, site, g, start, end, pieces=d.pieces))
+        self._check(view, pj, Place(pj.job.id, site, g, start, end, pieces=d.pieces, stops=d.stops))
         self.ledger.add(site, g, pj.job.gpus, start, end)
         for a, b in d.pieces:
             self.ledger.add(site, g, pj.job.gpus, a, b)
@@ -345,7 +348,7 @@ class Simulation:
         asg = Segment(job.id, d.site, d.gpu_type, job.gpus, d.start_h, d.end_h)
         st = self.jobs[job.id]
         st.assignment = asg
-        st.later, st.stops = d.pieces, bool(d.pieces)
+        st.later, st.stops = d.pieces, bool(d.pieces) or d.stops
         st.true_end = d.end_h                 # the booking is right: it ends as planned
         if d.pieces or st.true_rest != pj.remaining_work or not self._exact(view, pj, d):
             true_end = d.start_h + st.true_rest / self.scn.speed(job, d.gpu_type)
@@ -376,8 +379,13 @@ class Simulation:
         if d.start_h < view.now - TIME_TOL or d.start_h < view.data_ready_h(pj, d.site) - TIME_TOL:
             raise bad("starts before now or before its data arrives")
         calendar = self.ledger.calendars[(d.site, d.gpu_type)]
+        if d.stops and not job.checkpoint_h:
+            raise bad("a planned stop for a job that does not checkpoint")
         if d.pieces:
             self._check_pieces(pj, d, bad)
+        elif d.stops:
+            if not d.end_h > d.start_h:
+                raise bad("its run is empty")
         elif not self._exact(view, pj, d) and not d.end_h - d.start_h > view.duration_h(pj, d.gpu_type):
             raise bad("it is shorter than the remaining work")
         if not calendar.fits(d.start_h, d.end_h, job.gpus):
@@ -397,7 +405,7 @@ class Simulation:
                 raise bad(f"its pieces are not in time order, or empty: [{a0}, {b0}) then [{a1}, {b1})")
         kept = sum(kept_work(b - a, speed, job.checkpoint_h) for a, b in runs[:-1])
         a, b = runs[-1]
-        if kept + (b - a) * speed < pj.remaining_work - TIME_TOL * speed:
+        if not d.stops and kept + (b - a) * speed < pj.remaining_work - TIME_TOL * speed:
             raise bad(f"its pieces keep {kept + (b - a) * speed:g} h of work, less than the remaining "
                       f"{pj.remaining_work:g} h")
 

@@ -102,8 +102,12 @@ def gaia_jobs(rows: Sequence[tuple[float, float, int]], knowledge: str = "exact"
               checkpoint_h: float | None = None) -> list[dict]:
     """Scenario jobs for GAIA's trace. `knowledge`: `exact` (work_h is the true length) or
     `queue-mean` (work_h is the job's queue's mean length, the truth in actual_work_h). With
-    `checkpoint_h`, jobs checkpoint that often and must end by submit + window + true length,
-    the span GAIA's suspend-resume (Wait Awhile) may spread a job over."""
+    `checkpoint_h`, jobs checkpoint that often; with exact knowledge they must also end by
+    submit + window + length, the span GAIA's suspend-resume (Wait Awhile) may spread a job over.
+    With queue-mean knowledge they get no deadline: one at submit + window + TRUE length would
+    tell a policy the true length (deadline - submit - max_wait_h), which GAIA's knowledge does
+    not include; the span is then the policy's to judge from its estimate (suanli: the window's
+    wait spent in pauses, `Suanli._finish_by`)."""
     if knowledge not in ("exact", "queue-mean"):
         raise ValueError(f"knowledge must be exact or queue-mean, not {knowledge!r}")
     means = queue_means(rows)
@@ -123,7 +127,8 @@ def gaia_jobs(rows: Sequence[tuple[float, float, int]], knowledge: str = "exact"
             job["class"] = "short" if short else "long"     # the queue: what the predictor may learn by
         if checkpoint_h is not None:
             job["checkpoint_h"] = checkpoint_h
-            job["deadline_h"] = submit_h + job["max_wait_h"] + true_h
+            if knowledge == "exact":
+                job["deadline_h"] = submit_h + job["max_wait_h"] + true_h
         jobs.append(job)
     return jobs
 

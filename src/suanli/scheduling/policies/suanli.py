@@ -91,7 +91,8 @@ class Suanli(Pipeline):
                  room_cny_per_gpu_h: float = ROOM_CNY_PER_GPU_H, room_power: float = 1.0,
                  preempt: bool = True, preempt_max_segments: int = PREEMPT_MAX_SEGMENTS,
                  predictor: RuntimePredictor | None = None, predict: bool = True, suspend: bool | None = None,
-                 expect_lengths: bool = True, tail_factor: float = TAIL_FACTOR):
+                 expect_lengths: bool = True, tail_factor: float = TAIL_FACTOR, plan_stops: bool = True,
+                 rest_quantile: float | None = None):
         self.prices = PriceBook()
         self.tiers = TierBook()      # energy tiers per site, kept across jobs while the site's load is unchanged
         self.max_lookahead_h = max_lookahead_h
@@ -133,6 +134,12 @@ class Suanli(Pipeline):
         self._suspend = bool(suspend)
         self._one_piece = False           # price single runs only (while weighing a preemption)
         self._finish: dict[str, float] = {}   # job -> the end its suspend-resume plan must keep to
+        # A checkpointing job's plan ends in a planned stop (`Place.stops`) where suspend-resume is
+        # weighed, and its rest is booked for the work its group's lengths say it still needs
+        # given the work done (`_stop_work`, with `rest_quantile`; None: the predictor's quantile)
+        self.plan_stops = plan_stops
+        self.rest_quantile = rest_quantile
+        self._totals: dict[str, float] = {}   # job -> the total work its rest was booked for (done + predicted)
 
         self._counts: dict[tuple[str, str], int] = {}  # the run's pools: GPUs in each
         self._seen: set[int] = set()      # gang sizes of the jobs seen so far in the run
@@ -204,13 +211,56 @@ class Suanli(Pipeline):
         out = None
         for i, pj in enumerate(jobs):
             if pj.segments_done:
+                self._totals.pop(pj.job.id, None)
+            if self._stops(view, pj.job):
+                work = self._stop_work(view, pj)
+            elif pj.segments_done:
                 continue
-            f = self.predictor.factor(pj.job)
-            if f != 1.0:
-                if out is None:
-                    out = list(jobs)
-                out[i] = replace(pj, remaining_work=pj.remaining_work * f)
+            else:
+                f = self.predictor.factor(pj.job)
+                if f == 1.0:
+                    continue
+                work = pj.remaining_work * f
+            if out is None:
+                out = list(jobs)
+            out[i] = replace(pj, remaining_work=work)
         return jobs if out is None else out
+
+    def _stops(self, view: StateView, job) -> bool:
+        """Whether `job`'s plans end in planned stops (`plan_stops`, `Place.stops`): a
+        checkpointing job without a deadline, where suspend-resume is weighed and the caller
+        follows pieces and planned stops (`StateView.stops`), whose group's learned lengths vary (`RuntimePredictor.distribution`: its
+        length is uncertain, and known to be). Elsewhere (exact estimates, before 3 jobs of its
+        group have ended, a deadline) a run that outlives its plan overruns, as before: an
+        overrun keeps its GPUs, a stopped job queues again for them, which with a deadline on a
+        busy network costs lateness (bench/scenarios/uncertain-300x10.yaml, objective CNY: no
+        stops 95,132; stops for every job 256,345; for jobs without a deadline 103,428)."""
+        return (self.plan_stops and self._suspend and view.pieces and view.stops and bool(job.checkpoint_h)
+                and job.deadline_h is None and self.predictor is not None
+                and self.predictor.distribution(job) is not None)
+
+    def _stop_work(self, view: StateView, pj: PendingJob) -> float:
+        """The work a plan that ends in a planned stop (`_stops`) books, whole checkpoints of a
+        run on its fastest GPU type (so a run on any type is at least one checkpoint long, and
+        each stop moves the job on): for a job not started, its estimate times the predictor's
+        factor, as any job's; for the rest of one, what its group's learned lengths say it still
+        needs given the work it has done (`RuntimePredictor.remaining`, with `rest_quantile`),
+        not the estimate less the work done (that says nothing once a run outlives its
+        estimate), or, where it has outlived every learned length, that or one lease
+        (`Running.rest`). If it is not done by the plan's end, it stops there and is offered
+        again, knowing more."""
+        job = pj.job
+        if pj.segments_done:
+            got = self.predictor.remaining(job, pj.done_work, self.rest_quantile)
+            work = pj.remaining_work if got is None else got
+        else:
+            work = pj.remaining_work * self.predictor.factor(job)
+        scn = view.scenario
+        step = float(job.checkpoint_h) * max(scn.speed(job, g) for g in scn.allowed_types(job))
+        work = step * max(1, math.ceil(work / step - 1e-9))
+        if pj.segments_done:
+            self._totals[job.id] = pj.done_work + work
+        return work
 
     def _see(self, view: StateView, jobs: Sequence[PendingJob]) -> None:
         """Note the run (a new one starts afresh: re-planning budget, held plans, gang sizes) and
@@ -225,7 +275,7 @@ class Suanli(Pipeline):
             self._uncertain = (self.uncertain if self.uncertain is not None else
                                scn.forecast is not None or any(j.max_wait_h is not None for j in scn.jobs))
             self._suspend = self.suspend if self.suspend is not None else self._uncertain
-            self._finish = {}
+            self._finish, self._totals = {}, {}
             self._counts = {(k, g): p.count for k, site in view.scenario.sites.items() for g, p in site.gpus.items()}
             self._seen, self._cover, self._shares, self._by_shape, self._room_of = set(), {}, {}, {}, {}
             self._kinds = {}
@@ -544,10 +594,16 @@ class Suanli(Pipeline):
 
     def rank(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options) -> Ranked:
         r = self._candidates(view, scratch, pj, opts).ranked(self.keep)
-        if r.top and self._suspend and view.pieces and pj.job.checkpoint_h and not self._one_piece:
-            plan = self._pieces(view, scratch, pj, opts, r.top[0])
-            if plan is not None:
-                return r._replace(top=[plan, *r.top[: self.keep - 1]], weighed=r.weighed + 1)
+        if r.top and self._suspend and view.pieces and pj.job.checkpoint_h:
+            if not self._one_piece:
+                plan = self._pieces(view, scratch, pj, opts, r.top[0])
+                if plan is not None:
+                    r = r._replace(top=[plan, *r.top[: self.keep - 1]], weighed=r.weighed + 1)
+            # the plan's end is a planned stop too; every stop moves the job on: a plan in pieces
+            # keeps whole checkpoints at its first stop, and a single run is at least one
+            # checkpoint long (`_stop_work`)
+            if self._stops(view, pj.job):
+                r.top[0] = replace(r.top[0], stops=True)
         return r
 
     def _finish_by(self, view: StateView, pj: PendingJob, speed: float, duration: float) -> float | None:
@@ -555,20 +611,24 @@ class Suanli(Pipeline):
         `duration` hours: its deadline, and, for a job with `max_wait_h`, submit_h + max_wait_h +
         the job's whole run (the window's wait spent in pieces, as GAIA's Wait Awhile spends
         it); None for a job with neither. The rest of a job already run in pieces keeps the end
-        its plan had."""
+        its plan had, or, where its rest is booked for what it is now predicted to need
+        (`_stop_work`), submit_h + max_wait_h + the work done and predicted, if later: a job
+        that outlives its estimate still has its window's wait to spend in pauses, no more."""
         job = pj.job
         got = self._finish.get(job.id)
-        if got is not None:
+        total = self._totals.get(job.id) if pj.segments_done else None
+        if got is not None and total is None:
             return got
         ends = []
         if job.deadline_h is not None:
             ends.append(job.deadline_h)
         if job.max_wait_h is not None:
-            whole = duration if not pj.segments_done else job.work_h / speed
+            whole = duration if not pj.segments_done else (job.work_h if total is None else total) / speed
             ends.append(job.submit_h + job.max_wait_h + whole)
         if not ends:
-            return None
-        return min(min(ends), view.now + (self.max_lookahead_h if self._uncertain else LOOKAHEAD_H) + duration)
+            return got
+        end = min(min(ends), view.now + (self.max_lookahead_h if self._uncertain else LOOKAHEAD_H) + duration)
+        return end if got is None else max(end, got)
 
     def _pieces(self, view: StateView, scratch: Scratch, pj: PendingJob, opts: Options,
                 best: Scored) -> Scored | None:
