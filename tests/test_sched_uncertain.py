@@ -406,3 +406,17 @@ def test_held_plans_are_priced_again_at_each_new_forecast():
     # only the new forecast brings it back, and it is priced with issue 1
     at_1 = [(issue, ids) for now, issue, ids in calls if now == 1.0]
     assert at_1 and at_1[0][0] == 1 and "j1" in at_1[0][1], calls
+
+
+def test_a_run_started_at_its_latest_start_ends_by_its_deadline_in_floating_point():
+    # the cheap hour is the deadline's; the latest start is deadline - work, and
+    # (51.568397 - 9.246109) + 9.246109 = 51.568397000000004: one ulp late for a reader who
+    # compares without MODEL.md's tolerance (the shared checker counted it a miss)
+    assert (51.568397 - 9.246109) + 9.246109 > 51.568397
+    scn = scenario([job(submit_h=40, work_h=9.246109, deadline_h=51.568397, max_wait_h=10)],
+                   [1.0, 1.0, 1.0, 0.1], horizon_h=60)
+    result, m = run(scn, Suanli())
+    (seg,) = result.segments
+    assert seg.start_h == pytest.approx(51.568397 - 9.246109)
+    assert seg.end_h <= 51.568397
+    assert m["deadline_misses"] == 0 and m["late_gpu_h"] == 0.0

@@ -81,6 +81,17 @@ SUSPEND_MIN_SLACK_H = 1.0   # a checkpointing job is weighed in pieces only with
 SUSPEND_MAX_CELLS = 1024    # ... and over at most this many cells (hours) between its ready time and its end
 
 
+def start_by(end: float, duration: float) -> float:
+    """The latest start whose run of `duration` ends by `end` in floating point, not one ulp
+    after it: `(end - duration) + duration` may exceed `end` (51.568397 - 9.246109 + 9.246109
+    = 51.568397000000004), and a run ending there is a deadline miss to a reader who compares
+    without MODEL.md's tolerance (the shared checker does)."""
+    s = end - duration
+    while s + duration > end:
+        s = math.nextafter(s, -math.inf)
+    return s
+
+
 class Suanli(Pipeline):
     def __init__(self, max_lookahead_h: float = MAX_LOOKAHEAD_H, window_ends: bool = True,
                  uncertain: bool | None = None, no_deadline_shift_h: float = NO_DEADLINE_SHIFT_H,
@@ -229,13 +240,15 @@ class Suanli(Pipeline):
     def _stops(self, view: StateView, job) -> bool:
         """Whether `job`'s plans end in planned stops (`plan_stops`, `Place.stops`): a
         checkpointing job without a deadline, where suspend-resume is weighed and the caller
-        follows pieces and planned stops (`StateView.stops`), whose group's learned lengths vary (`RuntimePredictor.distribution`: its
-        length is uncertain, and known to be). Elsewhere (exact estimates, before 3 jobs of its
-        group have ended, a deadline) a run that outlives its plan overruns, as before: an
-        overrun keeps its GPUs, a stopped job queues again for them, which with a deadline on a
-        busy network costs lateness (bench/scenarios/uncertain-300x10.yaml, objective CNY: no
+        follows pieces and planned stops (`StateView.stops`), whose group's learned lengths
+        vary (`RuntimePredictor.distribution`: its length is uncertain, and known to be).
+        Elsewhere (exact estimates, before 3 jobs of its group have ended, a deadline) a run
+        that outlives its plan overruns, as before: an overrun keeps its GPUs, a stopped job
+        queues again for them, which with a deadline on a busy network costs lateness
+        (bench/scenarios/uncertain-300x10.yaml, objective CNY on the branch that built it: no
         stops 95,132; stops for every job 256,345; for jobs without a deadline 103,428)."""
-        return (self.plan_stops and self._suspend and view.pieces and view.stops and bool(job.checkpoint_h)
+        return (self.plan_stops and self._suspend and view.pieces and view.stops
+                and bool(job.checkpoint_h)
                 and job.deadline_h is None and self.predictor is not None
                 and self.predictor.distribution(job) is not None)
 
@@ -547,7 +560,7 @@ class Suanli(Pipeline):
         reason to wait); never more than `max_lookahead_h` ahead."""
         job = pj.job
         if job.deadline_h is not None:
-            latest = job.deadline_h - o.duration_h
+            latest = start_by(job.deadline_h, o.duration_h)
         else:
             latest = first + self.no_deadline_shift_h
         window = self._window_end(pj)
@@ -555,8 +568,8 @@ class Suanli(Pipeline):
             latest = min(latest, window) if job.deadline_h is not None else window
         finish = self._finish.get(job.id) if self._finish else None
         if finish is not None:                # the rest of a suspend-resume plan keeps to its end, and may wait for it
-            latest = finish - o.duration_h if job.deadline_h is None and window is None else min(
-                latest, finish - o.duration_h)
+            by = start_by(finish, o.duration_h)
+            latest = by if job.deadline_h is None and window is None else min(latest, by)
         return min(latest, view.now + (self.max_lookahead_h if self._uncertain else LOOKAHEAD_H))
 
     def _window_starts(self, scratch: Scratch, pj: PendingJob, o, first: float, latest: float) -> list[float]:
