@@ -111,6 +111,7 @@ def test_a_checkpointing_job_runs_in_two_pieces_and_resumes_from_its_checkpoint(
             assert a == pytest.approx(2.0) and b == pytest.approx(2.0 + 10 / 3600)
             chosen = first["explanation"]["chosen"]
             assert chosen["pieces"] == [[a, b]] and chosen["start_h"] == pytest.approx(1.0 - 1 / 60)
+            assert not first["suspended"] and first["pieces_done"] == []
 
             # at hour 1 the run is stopped, keeping its stored checkpoint, and its rest placed at hour 2
             ckpt = tmp_path / "work" / "east-1" / "checkpoints" / str(job)
@@ -126,6 +127,12 @@ def test_a_checkpointing_job_runs_in_two_pieces_and_resumes_from_its_checkpoint(
             assert stop["from_state"] == "RUNNING"
             assert waiting["transitions"][5]["reason"].startswith("suspended: waits to resume from its checkpoint")
             assert waiting["start_h"] == pytest.approx(2.0) and waiting["pieces"] is None
+            # waiting for its next piece it reads as suspended, in its view and in a page of jobs,
+            # and its view keeps the piece it ran: [its RUNNING hour, its stop's hour)
+            ran = next(t for t in waiting["transitions"] if t["to_state"] == "RUNNING")
+            assert waiting["suspended"] and waiting["pieces_done"] == [[ran["at_h"], stop["at_h"]]]
+            [listed] = [j for j in c.get("/v1/jobs").json()["jobs"] if j["id"] == job]
+            assert listed["suspended"] and listed["pieces_done"] == []
             stored = _stored_step(app, job)
             with s.sessions() as db:
                 row = db.get(JobRow, job)
@@ -141,6 +148,8 @@ def test_a_checkpointing_job_runs_in_two_pieces_and_resumes_from_its_checkpoint(
                             and j, 90, dump=lambda: c.get(f"/v1/jobs/{job}").json())
             assert done["state"] == "SUCCEEDED", done["transitions"]
             assert _states(done).count("RUNNING") == 2 and done["end_h"] <= done["spec"]["deadline_h"]
+            assert not done["suspended"] and done["pieces_done"] == [[ran["at_h"], stop["at_h"]]]
+            assert not c.get("/v1/jobs", params={"state": "SUCCEEDED"}).json()["jobs"][0]["suspended"]
             # resumed from its checkpoint: the first run did steps 1..k, the second went on from the
             # stored one or, on the same site, the newer one left on its disk (the agent keeps a
             # checkpoint made there), never both at once (every line of fence 1 before fence 2's)
@@ -187,6 +196,7 @@ def test_a_job_is_not_split_without_checkpoints_or_with_suspend_off(db_url, tmp_
             wait_for(lambda: app.state.controller.ticks >= ticks + 5, 20)
             j = c.get(f"/v1/jobs/{job}").json()
             assert j["state"] == "RUNNING" and "PREEMPTED" not in _states(j), j["transitions"]
+            assert not j["suspended"] and j["pieces_done"] == []
             assert c.delete(f"/v1/jobs/{job}").status_code in (200, 202)
         finally:
             svc.stop_all(s.agents)

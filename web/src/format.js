@@ -1,7 +1,7 @@
 // Numbers, times and small DOM helpers shared by the views. Times are shown in Asia/Shanghai
 // (Beijing time), 24-hour, whatever the browser's zone; numbers follow the page's language;
 // money is always ¥ (yuan).
-import { locale, stateName } from "./i18n.js";
+import { locale, stateName, t } from "./i18n.js";
 
 let epochMs = 0;
 
@@ -104,6 +104,13 @@ export const STATES = ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDE
 
 export function badge(state) {
   return raw(`<span class="state state-${esc(state).toLowerCase()}" data-state="${esc(state)}">${esc(stateName(state))}</span>`);
+}
+
+// A job's state; one suspended at its piece's end (the API's `suspended`: it waits, PENDING or
+// PLACED, to resume from its checkpoint) reads so, its state kept in data-state.
+export function jobBadge(j) {
+  if (!j.suspended) return badge(j.state);
+  return raw(`<span class="state state-suspended" data-state="${esc(j.state)}" data-suspended="yes">${esc(t("state.suspended"))}</span>`);
 }
 
 // Renewable share 0..1 -> a colour from grid brown to green.

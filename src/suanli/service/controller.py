@@ -94,6 +94,7 @@ log = logging.getLogger("suanli.controller")
 HEARTBEAT_TIMEOUT_S = 30.0   # a site is down after this long without a heartbeat (`suanli serve --heartbeat-timeout-s`)
 MAX_AGENT_LOSSES = 2         # a job lost with this many agent restarts is quarantined (`--max-agent-losses`)
 LOST_WITH_RESTART = "restarted and no longer runs it"     # in the reason of each such loss (counted)
+SUSPENDED = "suspended for price and carbon"   # the PREEMPTED reason of a run stopped at its piece's end
 LOCK_ID = 0x5A4E4C49          # "ZNLI": the scheduling loop's advisory lock on PostgreSQL
 TICK_LOCK_ID = LOCK_ID + 1    # held by each tick's own transaction: two ticks never overlap, even
                               # when a leader's lock connection died without it noticing yet
@@ -676,7 +677,7 @@ class Controller:
             return
         if row.state == "RUNNING":          # a run that never started (TRANSFERRING) has nothing to bill
             metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
-        why = (f"suspended for price and carbon: its plan in pieces stops it on {site}/{g} at the end of its "
+        why = (f"{SUSPENDED}: its plan in pieces stops it on {site}/{g} at the end of its "
                f"piece, {end:.4f} h, and resumes it at {nxt:.4f} h, where the energy costs less as forecast")
         self.preempt(s, row, now, why, again=f"suspended: waits to resume from its checkpoint (its plan's next "
                                              f"piece: {nxt:.4f} h); its rest is planned again")

@@ -233,6 +233,11 @@ class JobOut(BaseModel):
     pieces: list[list[float]] | None = Field(
         default=None, description="a plan in pieces being followed: its later pieces [start_h, end_h) on the same "
                                   "pool; the run [start_h, end_h) is its first, and stops at end_h (suspended)")
+    pieces_done: list[list[float]] = Field(
+        default_factory=list, description="the pieces of plans in pieces it ran, each stopped at its end (suspended): "
+                                          "[start_h, end_h) of each run, oldest first (one job's view only)")
+    suspended: bool = Field(default=False, description="true: suspended at its piece's end, it waits (PENDING or "
+                                                       "PLACED) to resume from its checkpoint")
     transitions: list[Transition] = []
     outputs: list[RunOutputOut] = Field(default_factory=list, description="where each run's output lies (one job's "
                                                                           "view only; `suanli logs` prints it)")

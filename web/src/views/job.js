@@ -5,7 +5,7 @@
 // parts of its score, and the sites left out and why; where its output lies. Cancelling asks first.
 import { ApiError, get, send } from "../api.js";
 import { chart, describe, disposeAll } from "../charts.js";
-import { badge, html, int, money, num, qty, raw, TERMINAL, when } from "../format.js";
+import { badge, html, int, jobBadge, money, num, qty, raw, TERMINAL, when } from "../format.js";
 import { cityName, reasonText, siteName, t } from "../i18n.js";
 
 export const title = ({ id }) => t("job.title", { id });
@@ -49,7 +49,7 @@ async function refresh(id) {
   const u = j.usage;
   const spec = j.spec;
   el.innerHTML = html`
-    <h2>${j.name} ${badge(j.state)} <small>${t("job.tenant", { name: j.tenant })}</small>
+    <h2>${j.name} ${jobBadge(j)} <small>${t("job.tenant", { name: j.tenant })}</small>
       ${raw(TERMINAL.includes(j.state) ? "" : html`<button id="cancel" type="button" class="danger" aria-expanded="false"
         aria-controls="cancel-confirm">${t("job.cancel")}</button>`)}</h2>
     <div id="cancel-confirm" class="confirm" role="alertdialog" aria-labelledby="cancel-ask" hidden>
@@ -85,6 +85,7 @@ async function refresh(id) {
         <dd><code>${t("job.output.v", { site: siteName(o.site), path: o.path, bytes: int(o.size_bytes) })}</code></dd>`).join(""))}</dl>` : "")}
       </div>
     </div>
+    ${raw(plan(j))}
     <div class="card explanation" id="explanation"><h3>${t("job.why")}</h3>
       ${raw(explanation(j))}</div>
     <div class="card"><h3>${t("job.lifecycle")}</h3><div class="scroll">
@@ -122,6 +123,32 @@ async function refresh(id) {
       await refresh(id);
     };
   }
+}
+
+// A plan in pieces (docs/SCHEDULER.md, "Suspend and resume"): the pieces it ran, each stopped at
+// its end (`pieces_done`), then its placement (running, or the next), then the plan's later pieces
+// (`pieces`), each [start_h, end_h) in Beijing time; nothing for a job never planned in pieces.
+function plan(j) {
+  const done = j.pieces_done ?? [];
+  const later = j.pieces ?? [];
+  if (!done.length && !later.length) return "";
+  const rows = done.map(([a, b]) => [a, b, "done"]);
+  if (j.start_h !== null && j.start_h !== undefined) {
+    const now = j.state === "RUNNING" ? "running" : j.state === "SUCCEEDED" ? "done" : TERMINAL.includes(j.state) ? "stopped" : "ahead";
+    rows.push([j.start_h, j.end_h, now]);
+  } else if (j.suspended) {
+    rows.push([null, null, "replan"]);          // PENDING: its rest is being planned again
+  }
+  for (const [a, b] of later) rows.push([a, b, TERMINAL.includes(j.state) ? "stopped" : "ahead"]);
+  const first = rows.findIndex((r) => r[2] === "ahead");
+  for (const [k, r] of rows.entries()) if (r[2] === "ahead") r[2] = k === first ? "next" : "later";
+  return html`<div class="card" id="plan" data-pieces="${rows.length}"><h3>${t("plan.h")}</h3>
+    <p id="plan-line">${t("plan.line", { n: rows.length })}</p>
+    ${raw(j.suspended ? html`<p id="plan-suspended"><b>${t("plan.suspended")}</b></p>` : "")}
+    <div class="scroll"><table class="grid" id="pieces"><thead><tr><th scope="col" class="n">${t("plan.piece")}</th>
+      <th scope="col">${t("col.start")}</th><th scope="col">${t("col.end")}</th><th scope="col">${t("plan.status")}</th></tr></thead>
+    <tbody>${raw(rows.map(([a, b, st], k) => html`<tr data-piece="${st}" class="${st === "running" || st === "next" ? "chosen" : ""}">
+      <td class="n">${k + 1}</td><td>${when(a)}</td><td>${when(b)}</td><td>${t(`plan.${st}`)}</td></tr>`).join(""))}</tbody></table></div></div>`;
 }
 
 const sameAs = (a, b) => a && b && a.site === b.site && a.gpu_type === b.gpu_type && Math.abs(a.start_h - b.start_h) < 1e-9;

@@ -4,7 +4,7 @@
 // tenant, site and reason; sorted by any column. A poll redraws only what changed and gives the
 // keyboard focus (and any opened "why") back to where it was.
 import { get } from "../api.js";
-import { badge, html, int, money, qty, raw, STATES, when } from "../format.js";
+import { html, int, jobBadge, money, qty, raw, STATES, when } from "../format.js";
 import { reasonText, siteName, stateName, t } from "../i18n.js";
 
 export const title = () => t("jobs.h1");
@@ -97,8 +97,8 @@ async function refresh(params) {
 
 function rowHtml(j) {
   const why = reasonText(j.reason);
-  return html`<tr data-job="${j.id}">
-      <td><a href="#/jobs/${j.id}" data-focus="job-${j.id}">${j.id}</a></td><td>${j.name}</td><td>${j.tenant}</td><td>${badge(j.state)}</td>
+  return html`<tr data-job="${j.id}" ${raw(j.suspended ? 'data-suspended="yes"' : "")}>
+      <td><a href="#/jobs/${j.id}" data-focus="job-${j.id}">${j.id}</a></td><td>${j.name}</td><td>${j.tenant}</td><td>${jobBadge(j)}</td>
       <td>${j.site ? `${siteName(j.site)} / ${j.gpu_type}` : "—"}</td><td class="n">${int(j.gpus)}</td>
       <td>${when(j.submit_h)}</td><td class="n">${money(j.usage.total_cny)}</td><td class="n">${qty(j.usage.carbon_kg)}</td>
       <td class="why">${raw(why ? html`<details data-why="${j.id}"><summary data-focus="why-${j.id}" title="${why}">${why}</summary></details>` : "")}</td>
@@ -111,7 +111,8 @@ function draw() {
   const col = COLS.find((c) => c[0] === view.sort) ?? COLS[0];
   const key = col[2];
   const match = (j) => (!view.tenant || j.tenant.toLowerCase().includes(view.tenant)) &&
-    (!view.search || [j.id, j.name, j.tenant, j.site, j.gpu_type, j.state, stateName(j.state), j.reason, reasonText(j.reason)]
+    (!view.search || [j.id, j.name, j.tenant, j.site, j.gpu_type, j.state, stateName(j.state), j.reason, reasonText(j.reason),
+                       j.suspended ? t("state.suspended") : null]
       .some((v) => v !== null && v !== undefined && String(v).toLowerCase().includes(view.search)));
   const rows = view.data.jobs.filter(match).sort((a, b) => {
     const x = key(a);

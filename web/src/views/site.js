@@ -10,7 +10,7 @@
 // figures as a table (GET /v1/dashboard/sites/{id}/meters). A tenant's view has no such card.
 import { get } from "../api.js";
 import { chart, describe } from "../charts.js";
-import { badge, hourLabel, html, money, num, qty, raw, stamp, wall, when } from "../format.js";
+import { hourLabel, html, jobBadge, money, num, qty, raw, stamp, wall, when } from "../format.js";
 import { cityName, reasonText, siteName, t } from "../i18n.js";
 
 export const title = ({ id }) => t("site.h1", { site: siteName(id) });
@@ -67,7 +67,7 @@ async function agent(id) {
       <th scope="col">${t("col.tenant")}</th><th scope="col">${t("col.state")}</th><th scope="col">${t("col.submitted")}</th>
       <th scope="col" class="n">${t("col.cost")}</th><th scope="col">${t("col.why")}</th></tr></thead><tbody>
       ${raw(rows.map((j) => html`<tr data-job="${j.id}"><td><a href="#/jobs/${j.id}">${j.id}</a></td><td>${j.name}</td><td>${j.tenant}</td>
-        <td>${badge(j.state)}</td><td>${when(j.submit_h)}</td><td class="n">${money(j.usage.total_cny)}</td>
+        <td>${jobBadge(j)}</td><td>${when(j.submit_h)}</td><td class="n">${money(j.usage.total_cny)}</td>
         <td>${reasonText(j.reason)}</td></tr>`).join(""))}</tbody></table>`
     : html`<p class="muted">${t("jobs.none")}</p>`;
   if (list && list.dataset.html !== table) {

@@ -19,7 +19,7 @@ from suanli.model.schedule import Segment
 from suanli.service import metering
 from suanli.service.auth import Principal
 from suanli.service.bearer import bearer, principal_of
-from suanli.service.controller import Controller
+from suanli.service.controller import SUSPENDED, Controller
 from suanli.service.lifecycle import model_job
 from suanli.service.models import Job as JobRow
 from suanli.service.models import RunOutput, Tenant, Transition, Usage
@@ -116,7 +116,41 @@ def _so_far(c: Controller, s: Session, row: JobRow, usage: UsageOut) -> None:
     usage.estimated = True
 
 
-def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, usage: UsageOut | None = None) -> JobOut:
+WAITING = ("PENDING", "PLACED")     # where a suspended job waits for its plan's next piece
+
+
+def pieces_done(trs: list[dict[str, Any]]) -> list[list[float]]:
+    """The pieces of plans in pieces a job ran, from its transitions: each run stopped at its
+    piece's end (PREEMPTED, `controller.SUSPENDED`), [its RUNNING hour, its stop's hour), oldest first."""
+    out: list[list[float]] = []
+    began = None
+    for t in trs:
+        if t["to_state"] == "RUNNING":
+            began = t["at_h"]
+        elif t["to_state"] == "PREEMPTED":
+            if began is not None and t["reason"].startswith(SUSPENDED):
+                out.append([began, t["at_h"]])
+            began = None
+    return out
+
+
+def suspended_ids(s: Session, rows: list[JobRow]) -> set[int]:
+    """The jobs among `rows` suspended now: waiting (PENDING, PLACED) and their latest run ended
+    with a suspension, not another preemption. One query for a page of jobs."""
+    ids = [r.id for r in rows if r.state in WAITING]
+    if not ids:
+        return set()
+    latest = (select(func.max(Transition.id)).where(Transition.job_id.in_(ids),
+                                                     Transition.to_state.in_(("RUNNING", "PREEMPTED")))
+              .group_by(Transition.job_id))
+    q = select(Transition.job_id).where(Transition.id.in_(latest), Transition.to_state == "PREEMPTED",
+                                        Transition.reason.startswith(SUSPENDED, autoescape=True))
+    return set(s.scalars(q))
+
+
+def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, usage: UsageOut | None = None,
+            suspended: bool | None = None) -> JobOut:
+    """A job's public form; `suspended` (a page of jobs: from `suspended_ids`) is looked up when not given."""
     tenant = s.get(Tenant, row.tenant_id)
     usage = usage_sums(s, [row.id])[row.id] if usage is None else usage.model_copy()
     if row.state == "RUNNING" and row.start_h is not None and row.site is not None:   # so far, not yet metered
@@ -135,12 +169,18 @@ def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, us
         q = select(Transition).where(Transition.job_id == row.id).order_by(Transition.id)
         trs = [dict(from_state=t.from_state, to_state=t.to_state, at=t.at, at_h=t.at_h, reason=t.reason)
                for t in s.scalars(q)]
+        ran = [t for t in trs if t["to_state"] in ("RUNNING", "PREEMPTED")]
+        suspended = row.state in WAITING and bool(ran) and ran[-1]["to_state"] == "PREEMPTED" \
+            and ran[-1]["reason"].startswith(SUSPENDED)
+    elif suspended is None:
+        suspended = row.id in suspended_ids(s, [row])
     return JobOut(id=row.id, name=row.name, tenant=tenant.name, state=row.state, reason=row.reason,
                   command=row.command, gpus=row.gpus, spec=row.spec, submit_h=row.submit_h, site=row.site,
                   gpu_type=row.gpu_type,
                   start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
                   checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
                   pieces=row.pieces if row.state in ACTIVE else None,
+                  pieces_done=pieces_done(trs), suspended=suspended,
                   transitions=trs, outputs=outs, created_at=row.created_at)
 
 

@@ -25,7 +25,18 @@ from suanli.service.controller import Controller
 from suanli.service.lifecycle import model_job, move
 from suanli.service.models import Job as JobRow
 from suanli.service.models import RunOutput, Tenant, Transition
-from suanli.service.routes.deps import DB, Ctl, Who, done, job_out, outputs_of, tenant_only, usage_sums, visible
+from suanli.service.routes.deps import (
+    DB,
+    Ctl,
+    Who,
+    done,
+    job_out,
+    outputs_of,
+    suspended_ids,
+    tenant_only,
+    usage_sums,
+    visible,
+)
 from suanli.service.schemas import (
     ACTIVE,
     IDEMPOTENCY_KEY,
@@ -366,7 +377,9 @@ def list_jobs(p: Who, s: DB, c: Ctl,
     more = len(rows) > limit
     rows = rows[:limit]
     used = usage_sums(s, [r.id for r in rows])
-    return done(s, JobList(jobs=[job_out(c, s, r, transitions=False, usage=used[r.id]) for r in rows],
+    waits = suspended_ids(s, rows)
+    return done(s, JobList(jobs=[job_out(c, s, r, transitions=False, usage=used[r.id], suspended=r.id in waits)
+                                 for r in rows],
                            next_cursor=rows[-1].id if more else None))
 
 
