@@ -233,6 +233,8 @@ class JobOut(BaseModel):
     pieces: list[list[float]] | None = Field(
         default=None, description="a plan in pieces being followed: its later pieces [start_h, end_h) on the same "
                                   "pool; the run [start_h, end_h) is its first, and stops at end_h (suspended)")
+    stops: bool = Field(default=False, description="its run ends in a planned stop: not done by end_h, it stops "
+                                                   "there keeping its checkpoints and its rest is planned again")
     transitions: list[Transition] = []
     outputs: list[RunOutputOut] = Field(default_factory=list, description="where each run's output lies (one job's "
                                                                           "view only; `suanli logs` prints it)")

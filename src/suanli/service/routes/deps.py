@@ -141,6 +141,7 @@ def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, us
                   start_h=row.start_h, end_h=row.end_h, explanation=row.explanation, usage=usage,
                   checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
                   pieces=row.pieces if row.state in ACTIVE else None,
+                  stops=bool(row.stops) and row.state in ACTIVE,
                   transitions=trs, outputs=outs, created_at=row.created_at)
 
 
