@@ -36,7 +36,11 @@ Each tick (every `tick_s` seconds):
    (`StateView.pieces`, `Place.pieces`): the placement is the first piece, the later ones are
    held in the ledger (the job's `pieces`), and at the first piece's end the run is stopped as a
    preemption stops one (`_suspend_due`, before the overrun review), "suspended for price and
-   carbon", and its rest offered again, re-planned on the forecasts of then.
+   carbon", and its rest offered again, re-planned on the forecasts of then. With the same
+   switch the policy may end a checkpointing job's run in a planned stop (`StateView.stops`,
+   `Place.stops`; the job's `stops`): at its booking's end a run still going is stopped the
+   same way (`_stop_planned`, "stopped at the end of its plan"; never an overrun), and its rest,
+   predicted from the work its runs kept (the job's `done_work`), offered at once.
 Agents pull due placements (PLACED → TRANSFERRING, a new fence per dispatch) and report
 RUNNING, SUCCEEDED or FAILED; reports with an old fence are refused, so a job runs under one
 dispatch at a time. A FAILED run is retried (`preempt`) until `max_attempts` runs have failed.
