@@ -99,9 +99,10 @@ def serve(network: Annotated[str, typer.Option("--network", help="the network fi
                                                      "this many times is FAILED; before that it runs again")] = 3,
           preempt: Annotated[bool, typer.Option("--preempt/--no-preempt", help="let the policy stop a running job "
                                                 "(its checkpoints kept) for one that would be late")] = True,
-          suspend: Annotated[bool, typer.Option("--suspend/--no-suspend", help="follow plans in pieces: a "
-                                                "checkpointing job may be stopped in dear or dirty hours and "
-                                                "resumed from its checkpoint in cheaper ones")] = True,
+          suspend: Annotated[bool, typer.Option("--suspend/--no-suspend", help="follow plans in pieces and planned "
+                                                "stops: a checkpointing job may be stopped in dear or dirty hours, "
+                                                "or at the end of a booking for its predicted length, and resumed "
+                                                "from its checkpoint")] = True,
           checkpoint_quota_bytes: Annotated[int | None, typer.Option(
               "--checkpoint-quota-bytes", help="the checkpoint store's bytes per tenant, all its jobs together; "
                                                "an upload past it is refused (507). Default: no limit")] = None,

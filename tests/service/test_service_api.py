@@ -22,7 +22,7 @@ def test_migrations_build_exactly_the_models_tables(service):
         assert diff == []
         if engine.dialect.name == "sqlite":
             assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0008"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0009"
 
 
 def test_every_call_needs_a_known_bearer_token(service):

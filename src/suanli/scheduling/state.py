@@ -218,8 +218,9 @@ class StateView:
     # simulator, and the live controller unless `--no-suspend`); elsewhere a policy plans each
     # run in one piece
     pieces: bool = False
-    # True where the caller also follows planned stops (`Place.stops`: the simulator only; the
-    # live controller reviews a run past its booking as an overrun, `service/overrun.py`)
+    # True where the caller also follows planned stops (`Place.stops`: the simulator, and the live
+    # controller unless `--no-suspend`, `Controller._suspend_due`); elsewhere a run past its
+    # booking overruns (the live controller reviews it, `service/overrun.py`)
     stops: bool = False
 
     @property

@@ -36,7 +36,11 @@ Each tick (every `tick_s` seconds):
    (`StateView.pieces`, `Place.pieces`): the placement is the first piece, the later ones are
    held in the ledger (the job's `pieces`), and at the first piece's end the run is stopped as a
    preemption stops one (`_suspend_due`, before the overrun review), "suspended for price and
-   carbon", and its rest offered again, re-planned on the forecasts of then.
+   carbon", and its rest offered again, re-planned on the forecasts of then. With the same
+   switch the policy may end a checkpointing job's run in a planned stop (`StateView.stops`,
+   `Place.stops`; the job's `stops`): at its booking's end a run still going is stopped the
+   same way (`_stop_planned`, "stopped at the end of its plan"; never an overrun), and its rest,
+   predicted from the work its runs kept (the job's `done_work`), offered at once.
 Agents pull due placements (PLACED → TRANSFERRING, a new fence per dispatch) and report
 RUNNING, SUCCEEDED or FAILED; reports with an old fence are refused, so a job runs under one
 dispatch at a time. A FAILED run is retried (`preempt`) until `max_attempts` runs have failed.
@@ -60,7 +64,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, text, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, object_session, sessionmaker
 
@@ -561,19 +565,24 @@ class Controller:
         if row.state == "RUNNING" and row.start_h is not None:
             speed = self.network.speed(job, row.gpu_type)
             if row.checkpoint_h is not None and row.checkpoint_h > row.start_h:
-                kept = min((row.checkpoint_h - row.start_h) * speed, row.remaining_work)
+                kept = (row.checkpoint_h - row.start_h) * speed
                 how = f" (to its checkpoint at {row.checkpoint_h:.4f} h)"
             else:
                 kept = kept_work(now - row.start_h, speed, job.checkpoint_h)
         site = row.site
         move(s, row, "PREEMPTED", now, f"{why}; kept {kept:.4f} h of work{how}")
-        row.remaining_work = max(row.remaining_work - kept, 1e-9)
+        # all the work kept counts as done (a run past its estimate keeps more than the estimate:
+        # what the predictor conditions its rest on, `PendingJob.done_work`); the estimate's rest
+        # never drops below a sliver
+        row.done_work = (row.done_work or 0.0) + kept
+        row.remaining_work = max(row.remaining_work - min(kept, row.remaining_work), 1e-9)
         row.hosted = sorted(set(row.hosted) | {site})
         row.preempted_from = site
         row.fence += 1
         move(s, row, "PENDING", now, again)
         row.site = row.gpu_type = row.start_h = row.end_h = None
         row.pieces = None
+        row.stops = False
 
     def lost_runs(self, s: Session, site: str, held: set[tuple[int, int]], restarted: bool,
                   received: datetime) -> None:
@@ -660,11 +669,14 @@ class Controller:
         piece's hours passed before an agent took it is void; either way the job is PENDING again
         with its rest, which this tick offers to the policy, planned again on the forecasts of now."""
         rows = s.scalars(select(JobRow).where(JobRow.state.in_(ACTIVE), JobRow.end_h <= now,
-                                              JobRow.pieces.is_not(None))
+                                              or_(JobRow.pieces.is_not(None),
+                                                  and_(JobRow.stops.is_(True), JobRow.state == "RUNNING")))
                          .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
         for row in rows:
             if row.pieces:
                 self.contained(s, row, "while suspending it at the end of its piece", self._suspend, s, row, now)
+            elif row.stops and row.state == "RUNNING":
+                self.contained(s, row, "while stopping it at the end of its plan", self._stop_planned, s, row, now)
 
     def _suspend(self, s: Session, row: JobRow, now: float) -> None:
         site, g, end, (nxt, _) = row.site, row.gpu_type, row.end_h, row.pieces[0]
@@ -683,6 +695,21 @@ class Controller:
                                              f"piece: {nxt:.4f} h); its rest is planned again")
         row.preempted_from = None           # not an outage: no reason to prefer the site's backup
         self._decided("suspended", row, why, site)
+
+    def _stop_planned(self, s: Session, row: JobRow, now: float) -> None:
+        """A planned stop (`Place.stops`; docs/SCHEDULER.md, "Planned stops"): a run still going
+        at the end of its booking stops there as a preemption stops one, keeping its checkpointed
+        work (`done_work`), and its rest is offered this tick, booked for what its group's learned
+        lengths say it still needs given that work. Only a RUNNING run: a placement or a transfer
+        moves its booking to when it starts (`report`), as any single run does."""
+        site, g, end = row.site, row.gpu_type, row.end_h
+        metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
+        why = (f"stopped at the end of its plan: its run on {site}/{g} was booked to {end:.4f} h for the work "
+               "its group's learned lengths predicted, and it has not ended; its rest is planned again")
+        self.preempt(s, row, now, why, again="stopped at the end of its plan: its rest, from its checkpoint, "
+                                             "is planned again")
+        row.preempted_from = None           # not an outage: no reason to prefer the site's backup
+        self._decided("stopped", row, why, site)
 
     def _stop_run(self, s: Session, row: JobRow, now: float, d: Preempt) -> None:
         """The policy stops a running job: its run so far is metered, its GPUs are free in the
@@ -811,15 +838,16 @@ class Controller:
         running = self._running(s, now, names) if self.preemption else None
         view = StateView(now=now, scenario=self.public, ledger=self.ledger, down=down, grid_caps=caps,
                          running_on=(lambda site, g: running[1].get((site, g), ())) if running is not None else None,
-                         ended=self.ended_jobs(s, names), pieces=self.suspend)
+                         ended=self.ended_jobs(s, names), pieces=self.suspend, stops=self.suspend)
         return view, running
 
     MAX_ENDED = 100_000
 
     def ended_jobs(self, s: Session, names: dict) -> list[tuple[Job, float]]:
         """The jobs that succeeded so far, in the order they did, as the policy saw them, each with
-        the work it really took: the work done before its last run (`work_h - remaining_work`)
-        plus that run's hours times its GPU type's speed for the job. Only the newest
+        the work it really took: the work done before its last run (`done_work`, or
+        `work_h - remaining_work` for a row from before it was kept) plus that run's hours times
+        its GPU type's speed for the job. Only the newest
         `MAX_ENDED` are kept (then the list starts afresh, and the predictor with it)."""
         q = (select(Transition.id, JobRow).join(JobRow, JobRow.id == Transition.job_id)
              .where(Transition.to_state == "SUCCEEDED", Transition.id > self._ended_after)
@@ -834,7 +862,7 @@ class Controller:
                 if row.start_h is None or row.end_h is None or row.gpu_type not in self.public.gpu_types:
                     continue
                 ran = max(row.end_h - row.start_h, 0.0) * self.public.speed(job, row.gpu_type)
-                work = max(job.work_h - row.remaining_work, 0.0) + ran
+                work = max(row.done_work or 0.0, job.work_h - row.remaining_work, 0.0) + ran
                 if math.isfinite(work) and work > 0:
                     self._ended.append((job, work))
             except Exception as e:          # noqa: BLE001 - a row that is not a job teaches nothing
@@ -865,8 +893,11 @@ class Controller:
         if held is None or row.pieces:     # a plan in pieces keeps its hours: they were chosen for their prices
             return
         pj = PendingJob(model_job(row, names.get(row.tenant_id)), row.remaining_work, max(row.submit_h, 0.0),
-                        frozenset(row.hosted), from_site=row.preempted_from)
+                        frozenset(row.hosted), from_site=row.preempted_from,
+                        segments_done=self._segments_done(s, [row]).get(row.id, 0), done_work=row.done_work or 0.0)
         pj = replace(pj, ready_h=max(pj.ready_h, now)) if pj.hosted else pj
+        if row.stops:      # booked to a planned stop: weighed as one again (a single run, `Place.pieces` unused)
+            view = replace(view, pieces=self.suspend, stops=self.suspend)
         self._unhold(key)
         try:
             [d] = [d for d in self.policy.decide(view, [pj]) if getattr(d, "job_id", None) == str(row.id)] or [None]
@@ -874,7 +905,8 @@ class Controller:
             if key not in self._held:          # whatever happens below, it is booked again first
                 self.ledger.add(*held)
                 self._held[key] = held
-        if not isinstance(d, Place) or d.start_h > row.start_h - self.tick_s / 3600.0 or d.site in view.down:
+        if (not isinstance(d, Place) or d.pieces or d.start_h > row.start_h - self.tick_s / 3600.0
+                or d.site in view.down):
             return
         cal = self.ledger.calendars.get((d.site, d.gpu_type))
         self._unhold(key)
@@ -884,6 +916,7 @@ class Controller:
             return
         was = row.start_h
         row.site, row.gpu_type, row.start_h, row.end_h = d.site, d.gpu_type, d.start_h, d.end_h
+        row.stops = bool(d.stops)
         row.reason = (f"placed earlier: GPUs came free before their plan; {d.site}/{d.gpu_type} at "
                       f"{d.start_h:.4f} h instead of {was:.4f} h")
         row.explanation = explanation_json("place", row.reason, d.explain)
@@ -897,12 +930,14 @@ class Controller:
             return
         now = max(now, self.now_h())     # after reading them: every job offered was submitted before `now`
         names = dict(s.execute(select(Tenant.id, Tenant.name)).all())
+        runs = self._segments_done(s, rows)
         by_id: dict[str, JobRow] = {}
         pending: list[PendingJob] = []
         for r in rows:
             def one(r=r):
                 p = PendingJob(model_job(r, names.get(r.tenant_id)), r.remaining_work, max(r.submit_h, 0.0),
-                               frozenset(r.hosted), from_site=r.preempted_from)
+                               frozenset(r.hosted), from_site=r.preempted_from, segments_done=runs.get(r.id, 0),
+                               done_work=r.done_work or 0.0)
                 pending.append(replace(p, ready_h=max(p.ready_h, now)) if p.hosted else p)
                 by_id[str(r.id)] = r
             self.contained(s, r, "while reading it as a job", one, writes=False)
@@ -925,6 +960,17 @@ class Controller:
                 self._apply(s, now, one, by_id, running, down)
             return
         self._apply(s, now, decisions, by_id, running, down)
+
+    @staticmethod
+    def _segments_done(s: Session, rows: list[JobRow]) -> dict[int, int]:
+        """The runs each job of `rows` was stopped in before (preempted, suspended, stopped at a
+        planned stop), as the simulator counts `PendingJob.segments_done`: only a job that ran (its
+        data is hosted somewhere) can have any, so the others cost no query."""
+        ran = [r.id for r in rows if r.hosted]
+        if not ran:
+            return {}
+        return dict(s.execute(select(Transition.job_id, func.count()).where(
+            Transition.job_id.in_(ran), Transition.to_state == "PREEMPTED").group_by(Transition.job_id)).all())
 
     def _apply(self, s: Session, now: float, decisions, by_id: dict[str, JobRow],
                running: tuple[dict[str, JobRow], dict] | None, down: frozenset[str]) -> None:
@@ -976,11 +1022,12 @@ class Controller:
                 row.reason = f"placement on {d.site}/{d.gpu_type} no longer fits; offered again"
                 self._decided("deferred", row, row.reason, d.site)
                 return
-            if d.pieces and not self.suspend:
-                raise ValueError(f"policy {self.policy_name} planned it in pieces, which this controller "
-                                 "does not follow (--no-suspend)")
+            if (d.pieces or d.stops) and not self.suspend:
+                raise ValueError(f"policy {self.policy_name} planned it in pieces or to a planned stop, which "
+                                 "this controller does not follow (--no-suspend)")
             row.site, row.gpu_type, row.start_h, row.end_h = d.site, d.gpu_type, d.start_h, d.end_h
             row.pieces = [[float(a), float(b)] for a, b in d.pieces] or None
+            row.stops = bool(d.stops)
             row.preempted_from = None
             row.explanation = explanation_json("place", d.reason, d.explain)
             move(s, row, "PLACED", now, d.reason or f"{self.policy_name}: {d.site}/{d.gpu_type} at "

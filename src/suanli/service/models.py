@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -95,6 +97,12 @@ class Job(Base):
     # [start_h, end_h) on the same pool after the run [start_h, end_h) above, which then stops at
     # its end_h keeping its checkpoints; None for a run that goes on to its end
     pieces: Mapped[list[list[float]] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # the run [start_h, end_h) ends in a planned stop (controller.py, "Planned stops"): a job not done
+    # by end_h stops there keeping its checkpoints, and its rest is planned again (no overrun review)
+    stops: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # reference-GPU hours its earlier runs kept (whole checkpoints), all of them: `remaining_work`
+    # is the estimate less that, which says nothing once a run outlives its estimate
+    done_work: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

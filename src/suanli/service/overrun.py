@@ -139,8 +139,11 @@ def review(c, s: Session, now: float) -> list[tuple[int, Decision]]:
     """Extend or stop each RUNNING run past its planned end (`decide`); called from the controller's
     tick, in its transaction. Returns what it did."""
     rules: Rules = getattr(c, "overrun", None) or Rules()
+    # a run booked to a planned stop is not an overrun: the controller stops it at its booking's end
+    # (`Controller._suspend_due`, which runs first); never both on one row
     rows = s.scalars(select(JobRow).where(JobRow.state == "RUNNING", JobRow.site.is_not(None),
-                                          JobRow.start_h.is_not(None), JobRow.end_h < now)
+                                          JobRow.start_h.is_not(None), JobRow.end_h < now,
+                                          JobRow.stops.is_(False))
                      .order_by(JobRow.id).with_for_update(skip_locked=True)).all()
     out: list[tuple[int, Decision]] = []
     month = c.wall(now).strftime("%Y-%m")

@@ -238,6 +238,8 @@ class JobOut(BaseModel):
                                           "[start_h, end_h) of each run, oldest first (one job's view only)")
     suspended: bool = Field(default=False, description="true: suspended at its piece's end, it waits (PENDING or "
                                                        "PLACED) to resume from its checkpoint")
+    stops: bool = Field(default=False, description="its run ends in a planned stop: not done by end_h, it stops "
+                                                   "there keeping its checkpoints and its rest is planned again")
     transitions: list[Transition] = []
     outputs: list[RunOutputOut] = Field(default_factory=list, description="where each run's output lies (one job's "
                                                                           "view only; `suanli logs` prints it)")

@@ -240,8 +240,9 @@ class Suanli(Pipeline):
     def _stops(self, view: StateView, job) -> bool:
         """Whether `job`'s plans end in planned stops (`plan_stops`, `Place.stops`): a
         checkpointing job without a deadline, where suspend-resume is weighed and the caller
-        follows pieces and planned stops (`StateView.stops`), whose group's learned lengths
-        vary (`RuntimePredictor.distribution`: its length is uncertain, and known to be).
+        follows pieces and planned stops (`StateView.stops`: the simulator, the live controller
+        unless `--no-suspend`), whose group's learned lengths vary
+        (`RuntimePredictor.distribution`: its length is uncertain, and known to be).
         Elsewhere (exact estimates, before 3 jobs of its group have ended, a deadline) a run
         that outlives its plan overruns, as before: an overrun keeps its GPUs, a stopped job
         queues again for them, which with a deadline on a busy network costs lateness

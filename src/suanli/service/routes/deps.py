@@ -181,6 +181,7 @@ def job_out(c: Controller, s: Session, row: JobRow, transitions: bool = True, us
                   checkpoint_h=row.checkpoint_h, checkpoint_bytes=row.checkpoint_bytes,
                   pieces=row.pieces if row.state in ACTIVE else None,
                   pieces_done=pieces_done(trs), suspended=suspended,
+                  stops=bool(row.stops) and row.state in ACTIVE,
                   transitions=trs, outputs=outs, created_at=row.created_at)
 
 
