@@ -13,19 +13,17 @@ minute of hour 0 and then hour 2. Hours pass in a moment: the controller's clock
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))   # svc.py, as tests/service imports it
 
-from svc import NETWORK, Service, job_body, wait_for  # noqa: E402
+from svc import Service, job_body, pieces_network, set_clock, stop_all, wait_for  # noqa: E402
 from test_dashboard import PHONE, _context, _finish, axe, browser, login, shot  # noqa: E402, F401 (browser: a fixture)
 
 from suanli.service.server import ThreadServer, build  # noqa: E402
@@ -35,27 +33,11 @@ HEAD_S = 65.0                          # submitted this long before hour 1
 WIDTH = "() => [document.documentElement.scrollWidth, window.innerWidth]"
 
 
-def _network(tmp: Path) -> str:
-    net = yaml.safe_load(Path(NETWORK).read_text())
-    net["sites"] = net["sites"][:1]
-    net["sites"][0]["grid"] = {"carbon_kg_per_kwh": 0.6, "cny_per_kwh": [0.2, 5.0, 1.0] + [5.0] * 21}
-    path = tmp / "net.yaml"
-    path.write_text(yaml.safe_dump(net))
-    return str(path)
-
-
-def _set_clock(app, hours: float) -> None:
-    """The controller's clock reads `hours` now (its epoch moved back), between two of its ticks."""
-    c = app.state.controller
-    with c.lock:
-        c.epoch = datetime.now(UTC) - timedelta(hours=hours)
-
-
 @pytest.fixture(scope="module")
 def pieces(tmp_path_factory) -> Iterator[Service]:
     d = tmp_path_factory.mktemp("pieces")
-    app = build(_network(d), f"sqlite:///{d / 'suanli.db'}", policy="suanli", tick_s=0.2, heartbeat_timeout_s=10.0,
-                checkpoint_store=d / "store")
+    app = build(pieces_network(d), f"sqlite:///{d / 'suanli.db'}", policy="suanli", tick_s=0.2,
+                heartbeat_timeout_s=10.0, checkpoint_store=d / "store")
     with ThreadServer(app) as url:
         s = Service(url, app, "sqlite")
         s.tokens = {"acme": s.tenant("acme")}
@@ -63,17 +45,10 @@ def pieces(tmp_path_factory) -> Iterator[Service]:
             s.start_agent("east-1", d / "work")
             c = s.client(s.tokens["acme"])
             wait_for(lambda: any(x["up"] for x in c.get("/v1/sites").json()), 30)
-            _set_clock(app, 1.0 - HEAD_S / 3600)
+            set_clock(app, 1.0 - HEAD_S / 3600)
             yield s
         finally:
-            for p in s.agents:
-                p.terminate()
-            for p in s.agents:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_all(s.agents, 10)
 
 
 def beijing(c, h: float) -> str:
@@ -125,7 +100,7 @@ def test_a_plan_in_pieces_and_a_suspended_job_in_both_languages_on_a_phone(piece
         bad["running"] = found
 
     # hour 1: stopped at its piece's end, it waits (PLACED at hour 2) to resume: suspended
-    _set_clock(app, 1.0 + 1 / 3600)
+    set_clock(app, 1.0 + 1 / 3600)
     waiting = wait_for(lambda: (j := c.get(f"/v1/jobs/{jid}").json())["suspended"] and j["state"] == "PLACED" and j,
                        30, dump=lambda: c.get(f"/v1/jobs/{jid}").json())
     [(ran_a, ran_b)] = waiting["pieces_done"]
@@ -172,7 +147,7 @@ def test_a_plan_in_pieces_and_a_suspended_job_in_both_languages_on_a_phone(piece
         bad["zh jobs"] = found
 
     # hour 2: it resumes; piece 1 done, piece 2 running, and it no longer reads as suspended
-    _set_clock(app, 2.0 + 1 / 3600)
+    set_clock(app, 2.0 + 1 / 3600)
     wait_for(lambda: c.get(f"/v1/jobs/{jid}").json()["state"] == "RUNNING", 30,
              dump=lambda: c.get(f"/v1/jobs/{jid}").json())
     open_job(page, pieces.url, jid, "done,running")

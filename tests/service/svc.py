@@ -19,10 +19,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from suanli.service import auth
 from suanli.service.server import ThreadServer, build
@@ -233,3 +235,28 @@ def wait_for(fn, timeout: float = 60.0, every: float = 0.1, dump=None):
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s; last value: {last!r}"
                          + (f"; {dump()!r}" if dump is not None else ""))
+
+
+def pieces_network(tmp: Path) -> str:
+    """east-1 alone with a time-of-use tariff: hour 0 cheap (0.2 CNY/kWh), hour 1 dear (5),
+    hour 2 in between (1): a checkpointing job submitted late in hour 0 that may wait is
+    planned as the rest of hour 0 and then hour 2 (tests of plans in pieces)."""
+    net = yaml.safe_load(Path(NETWORK).read_text())
+    net["sites"] = net["sites"][:1]
+    net["sites"][0]["grid"] = {"carbon_kg_per_kwh": 0.6, "cny_per_kwh": [0.2, 5.0, 1.0] + [5.0] * 21}
+    path = tmp / "net.yaml"
+    path.write_text(yaml.safe_dump(net))
+    return str(path)
+
+
+def set_clock(app, hours: float) -> None:
+    """The controller's clock reads `hours` now (its epoch moved back), between two of its ticks:
+    hours pass in a moment."""
+    c = app.state.controller
+    with c.lock:
+        c.epoch = datetime.now(UTC) - timedelta(hours=hours)
+
+
+def states(job: dict) -> list[str]:
+    """The states a job went through, in order."""
+    return [t["to_state"] for t in job["transitions"]]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import svc
 from sites import job_command
-from svc import NETWORK, ThreadServer, build, job_body, wait_for
+from svc import NETWORK, ThreadServer, build, job_body, states, wait_for
 
 from suanli.service.models import Job as JobRow
 
@@ -35,10 +35,6 @@ def _serve(db_url: str, tmp_path: Path, suspend: bool = True):
     app = build(NETWORK, db_url, policy="suanli", tick_s=0.2, heartbeat_timeout_s=10.0,
                 checkpoint_store=tmp_path / "store", suspend=suspend)
     return app, ThreadServer(app)
-
-
-def _states(job: dict) -> list[str]:
-    return [t["to_state"] for t in job["transitions"]]
 
 
 def _move_clock(app, seconds: float) -> None:
@@ -96,12 +92,12 @@ def test_a_job_of_uncertain_length_stops_at_its_plan_s_end_and_resumes_from_its_
 
             _move_clock(app, 60.0)              # the booking's end comes; the job, half done, goes on
             stopped = wait_for(lambda: (j := c.get(f"/v1/jobs/{job}").json())["state"] != "RUNNING"
-                               and "PREEMPTED" in _states(j) and j, 30, dump=lambda: c.get(f"/v1/jobs/{job}").json())
+                               and "PREEMPTED" in states(j) and j, 30, dump=lambda: c.get(f"/v1/jobs/{job}").json())
             stop = next(t for t in stopped["transitions"] if t["to_state"] == "PREEMPTED")
             assert stop["from_state"] == "RUNNING" and stop["reason"].startswith(
                 f"{STOP}: its run on east-1/h100 was booked to {first['end_h']:.4f} h"), stop
             assert "its rest is planned again" in stop["reason"] and "to its checkpoint at" in stop["reason"]
-            after = stopped["transitions"][_states(stopped).index("PREEMPTED") + 1]
+            after = stopped["transitions"][states(stopped).index("PREEMPTED") + 1]
             assert after["to_state"] == "PENDING" and after["reason"].startswith(STOP), after
             assert not any("extended" in t["reason"] for t in stopped["transitions"])   # no overrun review
             with s.sessions() as db:
@@ -110,7 +106,7 @@ def test_a_job_of_uncertain_length_stops_at_its_plan_s_end_and_resumes_from_its_
             done = wait_for(lambda: (j := c.get(f"/v1/jobs/{job}").json())["state"] in ("SUCCEEDED", "FAILED")
                             and j, 60, dump=lambda: c.get(f"/v1/jobs/{job}").json())
             assert done["state"] == "SUCCEEDED", done["transitions"]
-            assert _states(done) == ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "PREEMPTED", "PENDING",
+            assert states(done) == ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "PREEMPTED", "PENDING",
                                      "PLACED", "TRANSFERRING", "RUNNING", "SUCCEEDED"]
             # resumed from its checkpoint: the first run did steps 1..k and was stopped (every line of
             # its fence before the second's), the second went on from a checkpoint it made
@@ -143,7 +139,7 @@ def test_a_run_past_its_booking_is_an_overrun_without_checkpoints_or_with_suspen
             j = wait_for(lambda: (j := c.get(f"/v1/jobs/{job}").json()) and any(
                 t["to_state"] == "RUNNING" and t["reason"].startswith("ran past its estimate; extended")
                 for t in j["transitions"]) and j, 30, dump=lambda: c.get(f"/v1/jobs/{job}").json())
-            assert j["state"] == "RUNNING" and "PREEMPTED" not in _states(j), j["transitions"]
+            assert j["state"] == "RUNNING" and "PREEMPTED" not in states(j), j["transitions"]
             assert c.delete(f"/v1/jobs/{job}").status_code in (200, 202)
         finally:
             svc.stop_all(s.agents)

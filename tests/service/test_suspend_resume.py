@@ -19,15 +19,13 @@ controller's hours are all computed from its epoch; the agent's times are wall t
 from __future__ import annotations
 
 import tarfile
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import svc
-import yaml
 from sites import job_command
 from sqlalchemy import select
-from svc import NETWORK, ThreadServer, build, job_body, wait_for
+from svc import ThreadServer, build, job_body, pieces_network, set_clock, states, wait_for
 
 from suanli.service.models import Job as JobRow
 from suanli.service.models import Usage
@@ -36,26 +34,6 @@ db_url = svc.db_url     # the fixture (SQLite, and PostgreSQL when .ci/run start
 STEPS, STEP_S = 140, 0.5        # the job: 140 steps of 0.5 s, its step written after each
 WORK_H = STEPS * STEP_S / 3600 * 2.0        # 70 s on an H100 (speed 2)
 HEAD_S = 65.0                   # submitted this long before hour 1
-
-
-def _network(tmp: Path) -> str:
-    net = yaml.safe_load(Path(NETWORK).read_text())
-    net["sites"] = net["sites"][:1]
-    net["sites"][0]["grid"] = {"carbon_kg_per_kwh": 0.6, "cny_per_kwh": [0.2, 5.0, 1.0] + [5.0] * 21}
-    path = tmp / "net.yaml"
-    path.write_text(yaml.safe_dump(net))
-    return str(path)
-
-
-def _set_clock(app, hours: float) -> None:
-    """The controller's clock reads `hours` now (its epoch moved back), between two of its ticks."""
-    c = app.state.controller
-    with c.lock:
-        c.epoch = datetime.now(UTC) - timedelta(hours=hours)
-
-
-def _states(job: dict) -> list[str]:
-    return [t["to_state"] for t in job["transitions"]]
 
 
 def _stored_step(app, jid: int) -> int:
@@ -71,7 +49,7 @@ def _runs(app, jid: int) -> list[Usage]:
 
 
 def _serve(db_url: str, tmp_path: Path, suspend: bool = True):
-    app = build(_network(tmp_path), db_url, policy="suanli", tick_s=0.2, heartbeat_timeout_s=10.0,
+    app = build(pieces_network(tmp_path), db_url, policy="suanli", tick_s=0.2, heartbeat_timeout_s=10.0,
                 checkpoint_store=tmp_path / "store", suspend=suspend)
     return app, ThreadServer(app)
 
@@ -81,7 +59,7 @@ def _start(app, url: str, db_url: str, tmp_path: Path):
     c = s.client(s.tenant("acme"))
     s.start_agent("east-1", tmp_path / "work")
     wait_for(lambda: any(x["up"] for x in c.get("/v1/sites").json()), 30)
-    _set_clock(app, 1.0 - HEAD_S / 3600)
+    set_clock(app, 1.0 - HEAD_S / 3600)
     return s, c
 
 
@@ -117,7 +95,7 @@ def test_a_checkpointing_job_runs_in_two_pieces_and_resumes_from_its_checkpoint(
             ckpt = tmp_path / "work" / "east-1" / "checkpoints" / str(job)
             waiting = wait_for(lambda: (j := c.get(f"/v1/jobs/{job}").json())["state"] == "PLACED" and j, 90,
                                dump=lambda: c.get(f"/v1/jobs/{job}").json())
-            assert _states(waiting) == ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "PREEMPTED", "PENDING",
+            assert states(waiting) == ["PENDING", "PLACED", "TRANSFERRING", "RUNNING", "PREEMPTED", "PENDING",
                                         "PLACED"]
             stop = next(t for t in waiting["transitions"] if t["to_state"] == "PREEMPTED")
             assert stop["reason"].startswith("suspended for price and carbon: its plan in pieces stops it on "
@@ -143,11 +121,11 @@ def test_a_checkpointing_job_runs_in_two_pieces_and_resumes_from_its_checkpoint(
             assert run1.end_h == pytest.approx(stop["at_h"], abs=1e-9) and run1.total_cny > 0
             wait_for(lambda: _quiet(ckpt), 15)         # its process is gone
 
-            _set_clock(app, 2.0 + 1 / 3600)       # an hour on: the second piece's hour
+            set_clock(app, 2.0 + 1 / 3600)       # an hour on: the second piece's hour
             done = wait_for(lambda: (j := c.get(f"/v1/jobs/{job}").json())["state"] in ("SUCCEEDED", "FAILED")
                             and j, 90, dump=lambda: c.get(f"/v1/jobs/{job}").json())
             assert done["state"] == "SUCCEEDED", done["transitions"]
-            assert _states(done).count("RUNNING") == 2 and done["end_h"] <= done["spec"]["deadline_h"]
+            assert states(done).count("RUNNING") == 2 and done["end_h"] <= done["spec"]["deadline_h"]
             assert not done["suspended"] and done["pieces_done"] == [[ran["at_h"], stop["at_h"]]]
             assert not c.get("/v1/jobs", params={"state": "SUCCEEDED"}).json()["jobs"][0]["suspended"]
             # resumed from its checkpoint: the first run did steps 1..k, the second went on from the
@@ -191,11 +169,11 @@ def test_a_job_is_not_split_without_checkpoints_or_with_suspend_off(db_url, tmp_
                            dump=lambda: c.get(f"/v1/jobs/{job}").json())
             assert run["pieces"] is None and "pieces" not in run["explanation"]["chosen"], run
             assert run["end_h"] > 1.0 and run["end_h"] - run["start_h"] == pytest.approx(WORK_H / 2.0)
-            _set_clock(app, 1.0 + 2 / 3600)          # past hour 1, where a plan in pieces would stop it
+            set_clock(app, 1.0 + 2 / 3600)          # past hour 1, where a plan in pieces would stop it
             ticks = app.state.controller.ticks
             wait_for(lambda: app.state.controller.ticks >= ticks + 5, 20)
             j = c.get(f"/v1/jobs/{job}").json()
-            assert j["state"] == "RUNNING" and "PREEMPTED" not in _states(j), j["transitions"]
+            assert j["state"] == "RUNNING" and "PREEMPTED" not in states(j), j["transitions"]
             assert not j["suspended"] and j["pieces_done"] == []
             assert c.delete(f"/v1/jobs/{job}").status_code in (200, 202)
         finally:
@@ -221,7 +199,7 @@ def test_a_job_that_ends_within_its_first_piece_or_is_cancelled_gives_its_later_
             assert not later_free()
             done = wait_for(lambda: (j := c.get(f"/v1/jobs/{quick}").json())["state"] == "SUCCEEDED" and j, 20)
             assert "in 2 pieces" in next(t for t in done["transitions"] if t["to_state"] == "PLACED")["reason"]
-            assert done["pieces"] is None and "PREEMPTED" not in _states(done)
+            assert done["pieces"] is None and "PREEMPTED" not in states(done)
             assert c.delete(f"/v1/jobs/{slow}").status_code == 200
             wait_for(later_free, 10)
             assert not [k for k in ctl._held if k.startswith((f"j{quick}", f"j{slow}"))]
