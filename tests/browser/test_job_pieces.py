@@ -133,6 +133,12 @@ def test_a_plan_in_pieces_and_a_suspended_job_in_both_languages_on_a_phone(piece
                                                        "每段结束时停止并保留检查点。")
     assert [r[3] for r in plan_rows(page)] == ["已完成", "下一段"]
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", plan_rows(page)[1][1])
+    # the lifecycle's reasons of the stop and the wait read in Chinese, the numbers kept
+    reasons = page.locator("#lifecycle tbody tr td:nth-child(5)").all_inner_texts()
+    stop = next(r for r in reasons if r.startswith("为电价与碳排放暂停"))
+    assert "east-1/h100" in stop and "保留" in stop, stop
+    assert any(r.startswith("已暂停：等待从检查点恢复") for r in reasons), reasons
+    assert not any(r.startswith("suspended") for r in reasons), reasons
     sw, iw = page.evaluate(WIDTH)
     assert sw <= iw, ("zh job", sw, iw)
     if found := axe(page, "zh-CN phone job suspended"):

@@ -433,6 +433,19 @@ const REASONS = [
   [/^submitted$/, () => (lang === "zh" ? "已提交" : null)],
   [/^suspended: waits to resume from its checkpoint \(its plan's next piece: ([\d.]+) h\); its rest is planned again$/,
     (m) => (lang === "zh" ? `已暂停：等待从检查点恢复（计划的下一段：${m[1]} 小时）；其余部分重新规划` : null)],
+  // a run stopped by its plan (service/controller.py `_suspend`, `_stop_planned`, `preempt`)
+  [/^suspended for price and carbon: its plan in pieces stops it on ([\w-]+)\/([\w-]+) at the end of its piece, ([\d.]+) h, and resumes it at ([\d.]+) h, where the energy costs less as forecast; kept ([\d.]+) h of work(?: \(to its checkpoint at ([\d.]+) h\))?$/,
+    (m) => (lang === "zh"
+      ? `为电价与碳排放暂停：分段计划在 ${siteName(m[1])}/${m[2]} 上于本段结束（${m[3]} 小时）时停止，` +
+        `并在 ${m[4]} 小时恢复，那时预测的能源更便宜；保留 ${m[5]} 小时的工作` + (m[6] ? `（至 ${m[6]} 小时的检查点）` : "")
+      : null)],
+  [/^stopped at the end of its plan: its run on ([\w-]+)\/([\w-]+) was booked to ([\d.]+) h for the work its group's learned lengths predicted, and it has not ended; its rest is planned again; kept ([\d.]+) h of work(?: \(to its checkpoint at ([\d.]+) h\))?$/,
+    (m) => (lang === "zh"
+      ? `按计划结束时停止：它在 ${siteName(m[1])}/${m[2]} 上的运行按同组已学得的时长预订到 ${m[3]} 小时，` +
+        `尚未完成；其余部分重新规划；保留 ${m[4]} 小时的工作` + (m[5] ? `（至 ${m[5]} 小时的检查点）` : "")
+      : null)],
+  [/^stopped at the end of its plan: its rest, from its checkpoint, is planned again$/,
+    () => (lang === "zh" ? "按计划结束时停止：其余部分从检查点起重新规划" : null)],
   [/^exit code (\d+)$/, (m) => (lang === "zh" ? `退出码 ${m[1]}` : null)],
   [/^dispatched to the agent of ([\w-]+) \(fence (\d+)\)$/, (m) => (lang === "zh" ? `已下发到 ${siteName(m[1])} 的代理（fence ${m[2]}）` : null)],
   [/^cancelled by the tenant$/, () => (lang === "zh" ? "租户已取消" : null)],
