@@ -96,7 +96,9 @@ def test_two_runs_get_distinct_gpus_and_are_billed_by_their_measured_energy(serv
     out = svc.writable(tmp_path)
     go = out / "go"
     work = tmp_path / "agent"
-    start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "0.2",
+    # one reading a second: a sample then holds 3 s (3 × the interval) before it is stale; at 0.2 s
+    # (0.6 s) a loaded CI machine stalled the agent's sampler past it, and the runs went unmeasured
+    start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "1.0",
                 "--gpus", "4")
     readings_flow(work)
     tenant = service.client(service.tenant("acme"))
@@ -152,7 +154,7 @@ def test_two_runs_get_distinct_gpus_and_are_billed_by_their_measured_energy(serv
 def test_a_run_the_controller_stops_keeps_its_measured_power(service, tmp_path, dcgm):
     out = svc.writable(tmp_path)
     work = tmp_path / "agent"
-    start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "0.2")
+    start_agent(service, "east-1", work, "--meter", f"prometheus:{dcgm},pue={PUE}", "--meter-interval-s", "1.0")
     readings_flow(work)
     tenant = service.client(service.tenant("acme"))
     job = submit(tenant, f"{WRITE_ENV.format(out=out)}; sleep 600")
