@@ -687,14 +687,10 @@ class Controller:
             row.pieces = None
             self._decided("deferred", row, row.reason, site)
             return
-        if row.state == "RUNNING":          # a run that never started (TRANSFERRING) has nothing to bill
-            metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
         why = (f"{SUSPENDED}: its plan in pieces stops it on {site}/{g} at the end of its "
                f"piece, {end:.4f} h, and resumes it at {nxt:.4f} h, where the energy costs less as forecast")
-        self.preempt(s, row, now, why, again=f"suspended: waits to resume from its checkpoint (its plan's next "
-                                             f"piece: {nxt:.4f} h); its rest is planned again")
-        row.preempted_from = None           # not an outage: no reason to prefer the site's backup
-        self._decided("suspended", row, why, site)
+        self._stop_by_plan(s, row, now, why, f"suspended: waits to resume from its checkpoint (its plan's next "
+                                             f"piece: {nxt:.4f} h); its rest is planned again", "suspended")
 
     def _stop_planned(self, s: Session, row: JobRow, now: float) -> None:
         """A planned stop (`Place.stops`; docs/SCHEDULER.md, "Planned stops"): a run still going
@@ -703,13 +699,20 @@ class Controller:
         lengths say it still needs given that work. Only a RUNNING run: a placement or a transfer
         moves its booking to when it starts (`report`), as any single run does."""
         site, g, end = row.site, row.gpu_type, row.end_h
-        metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
         why = (f"stopped at the end of its plan: its run on {site}/{g} was booked to {end:.4f} h for the work "
                "its group's learned lengths predicted, and it has not ended; its rest is planned again")
-        self.preempt(s, row, now, why, again="stopped at the end of its plan: its rest, from its checkpoint, "
-                                             "is planned again")
+        self._stop_by_plan(s, row, now, why, "stopped at the end of its plan: its rest, from its checkpoint, "
+                                             "is planned again", "stopped")
+
+    def _stop_by_plan(self, s: Session, row: JobRow, now: float, why: str, again: str, decision: str) -> None:
+        """A run its own plan stops (the end of a piece, or a planned stop): metered up to now if
+        it ran (a TRANSFERRING one has nothing to bill), then PREEMPTED → PENDING (`preempt`)."""
+        site = row.site
+        if row.state == "RUNNING":
+            metering.meter(s, self.network, self.epoch, row, model_job(row), row.fence, row.start_h, now)
+        self.preempt(s, row, now, why, again=again)
         row.preempted_from = None           # not an outage: no reason to prefer the site's backup
-        self._decided("stopped", row, why, site)
+        self._decided(decision, row, why, site)
 
     def _stop_run(self, s: Session, row: JobRow, now: float, d: Preempt) -> None:
         """The policy stops a running job: its run so far is metered, its GPUs are free in the
